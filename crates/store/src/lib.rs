@@ -30,11 +30,18 @@ pub enum StoreError {
     #[error("custodian already has a pointer with masterIdentifier {0}")]
     DuplicateMasterIdentifier(String),
     #[error("pointer {id} is at version {actual}, not {expected}")]
-    VersionConflict { id: PointerId, expected: u32, actual: u32 },
+    VersionConflict {
+        id: PointerId,
+        expected: u32,
+        actual: u32,
+    },
     #[error("superseded pointer {} does not exist", .0.target)]
     SupersedeTargetMissing(Supersede),
     #[error("superseded pointer {} has a different {field}", .target.target)]
-    SupersedeMismatch { target: Supersede, field: &'static str },
+    SupersedeMismatch {
+        target: Supersede,
+        field: &'static str,
+    },
     #[error("store unavailable: {0}")]
     Unavailable(String),
     #[error("store failure: {0}")]
@@ -47,20 +54,28 @@ pub enum StoreError {
 pub trait PointerStore: Send + Sync + 'static {
     /// Inserts `record` and deletes every superseded target in one transaction.
     /// Each target must exist and share the record's patient, custodian and type.
-    async fn create(&self, record: PointerRecord, supersedes: Vec<Supersede>) -> Result<(), StoreError>;
+    async fn create(
+        &self,
+        record: PointerRecord,
+        supersedes: Vec<Supersede>,
+    ) -> Result<(), StoreError>;
 
     /// Replaces the pointer `record.id` if it is still at `expected_version`.
     /// `record.version` must already be the next version.
     async fn update(&self, record: PointerRecord, expected_version: u32) -> Result<(), StoreError>;
 
     /// Deletes a pointer if it is at `expected_version` (any version when `None`).
-    async fn delete(&self, id: &PointerId, expected_version: Option<u32>) -> Result<(), StoreError>;
+    async fn delete(&self, id: &PointerId, expected_version: Option<u32>)
+    -> Result<(), StoreError>;
 
     /// Reads one pointer.
     async fn get(&self, id: &PointerId) -> Result<Option<PointerRecord>, StoreError>;
 
     /// Every pointer of a patient, newest (highest sequence) first.
-    async fn patient_pointers(&self, nhs_number: NhsNumber) -> Result<Vec<StoredPointer>, StoreError>;
+    async fn patient_pointers(
+        &self,
+        nhs_number: NhsNumber,
+    ) -> Result<Vec<StoredPointer>, StoreError>;
 
     /// Number of pointers stored (for status pages and benchmarks).
     async fn count(&self) -> Result<u64, StoreError>;

@@ -8,11 +8,11 @@ mod resource;
 mod terminology;
 mod update;
 
-use fhir::DocumentReference;
+use fhir::{DocumentReference, Meta};
 
 use crate::catalogue::{Catalogue, PointerType};
 use crate::permissions::TypeSet;
-use crate::{Issue, NhsNumber, OdsCode, PointerId, Supersede};
+use crate::{Issue, NhsNumber, OdsCode, PointerId, PointerRecord, Supersede};
 
 pub use update::check_immutable_fields;
 
@@ -35,6 +35,38 @@ pub struct ValidPointer {
     pub master_identifier: Option<String>,
     pub security_labels: Vec<String>,
     pub supersedes: Vec<Supersede>,
+}
+
+impl ValidPointer {
+    /// Stamps the server-owned elements (`id`, `meta.versionId`,
+    /// `meta.lastUpdated`, and `date` when absent) and serialises the pointer once,
+    /// as it will be served from now on.
+    pub fn into_record(
+        self,
+        mut doc: DocumentReference,
+        id: PointerId,
+        version: u32,
+        now: &str,
+    ) -> Result<PointerRecord, serde_json::Error> {
+        doc.id = Some(id.to_string());
+        let meta = doc.meta.get_or_insert_with(Meta::default);
+        meta.version_id = Some(version.to_string());
+        meta.last_updated = Some(now.to_owned());
+        if doc.date.is_none() {
+            doc.date = Some(now.to_owned());
+        }
+        Ok(PointerRecord {
+            json: serde_json::to_string(&doc)?,
+            id,
+            nhs_number: self.nhs_number,
+            custodian: self.custodian,
+            type_key: self.pointer_type.key(),
+            master_identifier: self.master_identifier,
+            security_labels: self.security_labels,
+            version,
+            last_updated: now.to_owned(),
+        })
+    }
 }
 
 /// Checks `doc` against every NRL v3 rule (and nrls's stricter ones).

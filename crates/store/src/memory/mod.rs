@@ -29,7 +29,9 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, StoreError> {
-        self.state.lock().map_err(|_| StoreError::Internal("memory store lock poisoned".into()))
+        self.state
+            .lock()
+            .map_err(|_| StoreError::Internal("memory store lock poisoned".into()))
     }
 }
 
@@ -57,7 +59,10 @@ impl State {
             None
         };
         match mismatch {
-            Some(field) => Err(StoreError::SupersedeMismatch { target: s.clone(), field }),
+            Some(field) => Err(StoreError::SupersedeMismatch {
+                target: s.clone(),
+                field,
+            }),
             None => Ok(()),
         }
     }
@@ -81,13 +86,18 @@ impl State {
             .entry(record.nhs_number)
             .or_default()
             .insert((seq, record.id.clone()));
-        self.by_id.insert(record.id.clone(), StoredPointer { seq, record });
+        self.by_id
+            .insert(record.id.clone(), StoredPointer { seq, record });
     }
 }
 
 #[async_trait]
 impl PointerStore for MemoryStore {
-    async fn create(&self, record: PointerRecord, supersedes: Vec<Supersede>) -> Result<(), StoreError> {
+    async fn create(
+        &self,
+        record: PointerRecord,
+        supersedes: Vec<Supersede>,
+    ) -> Result<(), StoreError> {
         let mut state = self.lock()?;
         if state.by_id.contains_key(&record.id) {
             return Err(StoreError::DuplicateId(record.id));
@@ -126,10 +136,13 @@ impl PointerStore for MemoryStore {
                 actual: current.record.version,
             });
         }
-        if let Some(key) = master_key(&record) {
-            if state.master_identifiers.get(&key).is_some_and(|holder| holder != &record.id) {
-                return Err(StoreError::DuplicateMasterIdentifier(key.1));
-            }
+        if let Some(key) = master_key(&record)
+            && state
+                .master_identifiers
+                .get(&key)
+                .is_some_and(|holder| holder != &record.id)
+        {
+            return Err(StoreError::DuplicateMasterIdentifier(key.1));
         }
         let Some(old) = state.remove(&record.id) else {
             return Err(StoreError::NotFound(record.id));
@@ -138,17 +151,24 @@ impl PointerStore for MemoryStore {
         Ok(())
     }
 
-    async fn delete(&self, id: &PointerId, expected_version: Option<u32>) -> Result<(), StoreError> {
+    async fn delete(
+        &self,
+        id: &PointerId,
+        expected_version: Option<u32>,
+    ) -> Result<(), StoreError> {
         let mut state = self.lock()?;
-        let current = state.by_id.get(id).ok_or_else(|| StoreError::NotFound(id.clone()))?;
-        if let Some(expected) = expected_version {
-            if current.record.version != expected {
-                return Err(StoreError::VersionConflict {
-                    id: id.clone(),
-                    expected,
-                    actual: current.record.version,
-                });
-            }
+        let current = state
+            .by_id
+            .get(id)
+            .ok_or_else(|| StoreError::NotFound(id.clone()))?;
+        if let Some(expected) = expected_version
+            && current.record.version != expected
+        {
+            return Err(StoreError::VersionConflict {
+                id: id.clone(),
+                expected,
+                actual: current.record.version,
+            });
         }
         state.remove(id);
         Ok(())
@@ -158,12 +178,19 @@ impl PointerStore for MemoryStore {
         Ok(self.lock()?.by_id.get(id).map(|s| s.record.clone()))
     }
 
-    async fn patient_pointers(&self, nhs_number: NhsNumber) -> Result<Vec<StoredPointer>, StoreError> {
+    async fn patient_pointers(
+        &self,
+        nhs_number: NhsNumber,
+    ) -> Result<Vec<StoredPointer>, StoreError> {
         let state = self.lock()?;
         let Some(set) = state.by_patient.get(&nhs_number) else {
             return Ok(Vec::new());
         };
-        Ok(set.iter().rev().filter_map(|(_, id)| state.by_id.get(id).cloned()).collect())
+        Ok(set
+            .iter()
+            .rev()
+            .filter_map(|(_, id)| state.by_id.get(id).cloned())
+            .collect())
     }
 
     async fn count(&self) -> Result<u64, StoreError> {
@@ -177,4 +204,9 @@ impl PointerStore for MemoryStore {
     fn backend(&self) -> &'static str {
         "memory"
     }
+}
+
+#[cfg(test)]
+mod tests {
+    crate::conformance_tests!(|| async { super::MemoryStore::new() });
 }

@@ -1,0 +1,162 @@
+//! Who is calling: an authenticated app acting for one of its organisations in
+//! one role, with the pointer types it may use. Checked before any handler runs.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, header};
+use domain::catalogue::Catalogue;
+use domain::issue::{ErrorCode, Issue, IssueType};
+use domain::permissions::{Permissions, TypeSet};
+use domain::{OdsCode, Role};
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::extract::RequestIds;
+use crate::state::AppState;
+
+pub const ODS_HEADER: HeaderName = HeaderName::from_static("nhsd-end-user-organisation-ods");
+pub const CONNECTION_METADATA: HeaderName = HeaderName::from_static("nhsd-connection-metadata");
+
+/// An authorised caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub client_id: Arc<str>,
+    pub ods: OdsCode,
+    pub role: Role,
+    /// Pointer types this caller may use in its role.
+    pub types: TypeSet,
+    pub ids: RequestIds,
+}
+
+/// A caller acting as a producer.
+pub struct Producer(pub Caller);
+/// A caller acting as a consumer.
+pub struct Consumer(pub Caller);
+
+impl FromRequestParts<AppState> for Producer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        authorise(&parts.headers, state, Role::Producer).map(Producer)
+    }
+}
+
+impl FromRequestParts<AppState> for Consumer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        authorise(&parts.headers, state, Role::Consumer).map(Consumer)
+    }
+}
+
+fn ods_header(headers: &HeaderMap) -> Result<OdsCode, ApiError> {
+    let issue = |why: &str| {
+        ApiError::one(Issue::new(
+            ErrorCode::MissingOrInvalidHeader,
+            IssueType::Invalid,
+            "NHSD-End-User-Organisation-ODS",
+            why,
+        ))
+    };
+    let value = headers
+        .get(&ODS_HEADER)
+        .ok_or_else(|| issue("NHSD-End-User-Organisation-ODS is required: the ODS code you act for"))?;
+    value
+        .to_str()
+        .ok()
+        .and_then(OdsCode::parse)
+        .ok_or_else(|| issue("NHSD-End-User-Organisation-ODS is not an ODS code"))
+}
+
+fn authorise(headers: &HeaderMap, state: &AppState, role: Role) -> Result<Caller, ApiError> {
+    if state.settings().gateway_mode {
+        if let Some(meta) = headers.get(&CONNECTION_METADATA) {
+            return gateway_caller(meta.as_bytes(), headers, role);
+        }
+    }
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .ok_or_else(|| ApiError::Unauthenticated("an Authorization: Bearer <access token> header is required".into()))?;
+    let principal = state
+        .auth()
+        .authenticate(bearer.trim())
+        .map_err(|e| ApiError::Unauthenticated(e.to_string()))?;
+    let ods = ods_header(headers)?;
+    let ids = RequestIds::from_headers(headers)?;
+    let app = &principal.app;
+    let grant = app.grant(&ods).ok_or_else(|| {
+        ApiError::forbidden(
+            ErrorCode::AccessDenied,
+            format!("app {} is not onboarded to act for organisation {ods}", app.client_id),
+        )
+    })?;
+    if !grant.has_role(role) {
+        return Err(ApiError::forbidden(
+            ErrorCode::AccessDenied,
+            format!("app {} may not act as a {} for {ods}", app.client_id, role_name(role)),
+        ));
+    }
+    Ok(Caller {
+        client_id: Arc::from(app.client_id.as_str()),
+        ods,
+        role,
+        types: grant.permissions.for_role(role),
+        ids,
+    })
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Producer => "producer",
+        Role::Consumer => "consumer",
+    }
+}
+
+/// `NHSD-Connection-Metadata` as an API gateway in front of NRL sets it.
+#[derive(Deserialize)]
+struct ConnectionMetadata {
+    #[serde(rename = "nrl.ods-code")]
+    ods_code: String,
+    #[serde(rename = "nrl.pointer-types", default)]
+    pointer_types: Vec<String>,
+    #[serde(rename = "client_rp_details", default)]
+    client: Option<ClientDetails>,
+}
+
+#[derive(Deserialize)]
+struct ClientDetails {
+    #[serde(rename = "developer.app.id", default)]
+    app_id: Option<String>,
+}
+
+/// Gateway mode: the gateway authenticated the app and states its organisation
+/// and pointer types. Only safe when nrls is reachable through the gateway alone,
+/// hence off by default.
+fn gateway_caller(meta: &[u8], headers: &HeaderMap, role: Role) -> Result<Caller, ApiError> {
+    let bad = |why: String| {
+        ApiError::one(Issue::new(
+            ErrorCode::MissingOrInvalidHeader,
+            IssueType::Invalid,
+            "NHSD-Connection-Metadata",
+            why,
+        ))
+    };
+    let meta: ConnectionMetadata =
+        serde_json::from_slice(meta).map_err(|e| bad(format!("NHSD-Connection-Metadata is not valid: {e}")))?;
+    let ods = OdsCode::parse(&meta.ods_code).ok_or_else(|| bad("nrl.ods-code is not an ODS code".into()))?;
+    if ods_header(headers)? != ods {
+        return Err(ApiError::forbidden(
+            ErrorCode::AccessDenied,
+            "NHSD-End-User-Organisation-ODS does not match the organisation in NHSD-Connection-Metadata",
+        ));
+    }
+    let types = Permissions::type_set(Catalogue::nrl_v3(), &meta.pointer_types)
+        .map_err(|e| bad(format!("nrl.pointer-types: {e}")))?;
+    let ids = RequestIds::from_headers(headers)?;
+    let client_id = meta.client.and_then(|c| c.app_id).unwrap_or_else(|| "gateway".to_owned());
+    Ok(Caller { client_id: Arc::from(client_id.as_str()), ods, role, types, ids })
+}

@@ -1,0 +1,71 @@
+//! Search parameters from a query string (GET) or a body (POST `_search`).
+//! NRL sends `_search` bodies as a JSON object; FHIR clients send a form. Both
+//! end up as the same list of pairs, so GET and POST share one search.
+
+use axum::extract::{FromRequest, Request};
+use axum::http::{Method, header};
+use domain::issue::{ErrorCode, Issue, IssueType};
+
+use crate::error::ApiError;
+use crate::extract::body::{parse_json, read_body};
+use crate::state::AppState;
+
+/// Name/value pairs in the order given.
+pub struct SearchParams(pub Vec<(String, String)>);
+
+impl SearchParams {
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+fn from_form(bytes: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(bytes).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+}
+
+impl FromRequest<AppState> for SearchParams {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let mut pairs = from_form(request.uri().query().unwrap_or_default().as_bytes());
+        if request.method() != Method::POST {
+            return Ok(SearchParams(pairs));
+        }
+        let essence = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+        let limit = state.settings().body_limit;
+        match essence.as_deref() {
+            Some("application/x-www-form-urlencoded") => {
+                pairs.extend(from_form(&read_body(request, limit).await?));
+            }
+            Some("application/json" | "application/fhir+json") => {
+                let bytes = read_body(request, limit).await?;
+                let object: serde_json::Map<String, serde_json::Value> = parse_json(&bytes, "Parameters")?;
+                for (name, value) in object {
+                    let serde_json::Value::String(text) = value else {
+                        return Err(ApiError::one(Issue::new(
+                            ErrorCode::InvalidParameter,
+                            IssueType::Invalid,
+                            name.as_str(),
+                            format!("search parameter '{name}' must be a string"),
+                        )));
+                    };
+                    pairs.push((name, text));
+                }
+            }
+            None => {}
+            Some(other) => {
+                return Err(ApiError::one(Issue::new(
+                    ErrorCode::UnsupportedMediaType,
+                    IssueType::NotSupported,
+                    "Content-Type",
+                    format!("a _search body must be JSON or a form, not {other}"),
+                )));
+            }
+        }
+        Ok(SearchParams(pairs))
+    }
+}

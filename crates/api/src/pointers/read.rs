@@ -1,0 +1,60 @@
+use domain::issue::ErrorCode;
+use domain::{PointerId, PointerRecord};
+
+use crate::error::ApiError;
+use crate::extract::Caller;
+use crate::state::AppState;
+
+pub(crate) fn parse_id(text: &str) -> Result<PointerId, ApiError> {
+    PointerId::parse(text).ok_or_else(|| ApiError::not_found(format!("'{text}' is not a pointer id")))
+}
+
+/// Producers act only on their own pointers. The id's prefix names the
+/// custodian, so another organisation's pointer is refused without a lookup.
+pub(crate) fn own_id(caller: &Caller, text: &str) -> Result<PointerId, ApiError> {
+    let id = parse_id(text)?;
+    if id.custodian_prefix().as_ref() != Some(&caller.ods) {
+        return Err(ApiError::forbidden(
+            ErrorCode::AuthorCredentialsError,
+            format!("pointer {id} belongs to another organisation than {}", caller.ods),
+        ));
+    }
+    Ok(id)
+}
+
+fn type_permitted(state: &AppState, caller: &Caller, record: &PointerRecord) -> bool {
+    state
+        .catalogue()
+        .find_key(&record.type_key)
+        .is_some_and(|t| caller.types.contains(t.index))
+}
+
+/// Reads one of the producer's own pointers.
+pub async fn read_for_producer(state: &AppState, caller: &Caller, id: &str) -> Result<PointerRecord, ApiError> {
+    let id = own_id(caller, id)?;
+    let record = state
+        .store()
+        .get(&id)
+        .await?
+        .filter(|r| r.custodian == caller.ods)
+        .ok_or_else(|| ApiError::not_found(format!("pointer {id} does not exist")))?;
+    if !type_permitted(state, caller, &record) {
+        return Err(ApiError::forbidden(
+            ErrorCode::AccessDeniedLevel,
+            format!("your organisation may not access pointers of type {}", record.type_key),
+        ));
+    }
+    Ok(record)
+}
+
+/// Reads any pointer the consumer may see. A pointer it may not see is reported
+/// exactly like one that does not exist, so a response never reveals it.
+pub async fn read_for_consumer(state: &AppState, caller: &Caller, id: &str) -> Result<PointerRecord, ApiError> {
+    let id = parse_id(id)?;
+    state
+        .store()
+        .get(&id)
+        .await?
+        .filter(|r| type_permitted(state, caller, r))
+        .ok_or_else(|| ApiError::not_found(format!("pointer {id} does not exist")))
+}

@@ -1,0 +1,76 @@
+//! OAuth 2.0 client credentials with signed-JWT client assertions (RFC 7523),
+//! and the SMART configuration that advertises it. Errors here follow RFC 6749
+//! (`{"error": ...}`), which OAuth clients expect, not OperationOutcome.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use crate::state::AppState;
+
+pub const TOKEN_PATH: &str = "/oauth2/token";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(TOKEN_PATH, post(token))
+        .route("/.well-known/smart-configuration", get(smart_configuration))
+}
+
+fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn oauth_error(status: StatusCode, code: &str, description: &str) -> Response {
+    json_response(status, json!({"error": code, "error_description": description}))
+}
+
+async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the token request must be application/x-www-form-urlencoded",
+        );
+    }
+    let form: Vec<(String, String)> =
+        form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    match state.auth().issue_token(&form).await {
+        Ok(token) => match serde_json::to_value(&token) {
+            Ok(body) => json_response(StatusCode::OK, body),
+            Err(_) => oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "token serialisation failed"),
+        },
+        Err(e) => {
+            let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+            tracing::info!(error = e.oauth_code(), "token request refused");
+            oauth_error(status, e.oauth_code(), &e.description())
+        }
+    }
+}
+
+async fn smart_configuration(State(state): State<AppState>) -> Response {
+    let base = &state.settings().public_url;
+    json_response(
+        StatusCode::OK,
+        json!({
+            "issuer": base,
+            "token_endpoint": format!("{base}{TOKEN_PATH}"),
+            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
+            "grant_types_supported": ["client_credentials"],
+            "scopes_supported": ["system/DocumentReference.read", "system/DocumentReference.write"],
+            "capabilities": ["client-confidential-asymmetric"],
+        }),
+    )
+}

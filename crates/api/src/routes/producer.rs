@@ -1,0 +1,86 @@
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use axum::routing::{get, post};
+use domain::search::Audience;
+use fhir::DocumentReference;
+
+use super::{PRODUCER_BASE, etag, pointer_response, success, success_code};
+use crate::error::{ApiError, fhir_response};
+use crate::extract::{FhirBody, Producer, SearchParams, if_match_version};
+use crate::pointers;
+use crate::state::AppState;
+
+/// `/producer/FHIR/R4`: producers manage their own pointers.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/DocumentReference", post(create).get(search))
+        .route("/DocumentReference/_search", post(search))
+        .route("/DocumentReference/{id}", get(read).put(update).delete(delete))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Producer(caller): Producer,
+    FhirBody(doc): FhirBody<DocumentReference>,
+) -> Result<Response, ApiError> {
+    let created = pointers::create(&state, &caller, doc).await?;
+    let mut response = success(
+        StatusCode::CREATED,
+        "https://fhir.nhs.uk/CodeSystem/NRLF-ResponseCode",
+        "RESOURCE_CREATED",
+        "Resource created",
+    );
+    let location = format!("{}{PRODUCER_BASE}/DocumentReference/{}", state.settings().public_url, created.id);
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        headers.insert(header::LOCATION, value);
+    }
+    headers.insert(header::ETAG, etag(created.version));
+    Ok(response)
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Producer(caller): Producer,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    FhirBody(doc): FhirBody<DocumentReference>,
+) -> Result<Response, ApiError> {
+    let if_match = if_match_version(&headers)?;
+    let updated = pointers::update(&state, &caller, &id, doc, if_match).await?;
+    let mut response = success_code(StatusCode::OK, "RESOURCE_UPDATED", "Resource updated");
+    response.headers_mut().insert(header::ETAG, etag(updated.version));
+    Ok(response)
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    Producer(caller): Producer,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let if_match = if_match_version(&headers)?;
+    pointers::delete(&state, &caller, &id, if_match).await?;
+    Ok(success_code(StatusCode::OK, "RESOURCE_REMOVED", "Resource removed"))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    Producer(caller): Producer,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(pointer_response(pointers::read_for_producer(&state, &caller, &id).await?))
+}
+
+async fn search(
+    State(state): State<AppState>,
+    Producer(caller): Producer,
+    params: SearchParams,
+) -> Result<Response, ApiError> {
+    let base = format!("{PRODUCER_BASE}/DocumentReference");
+    let outcome = pointers::search(&state, &caller, Audience::Producer, &params, &base).await?;
+    Ok(fhir_response(StatusCode::OK, outcome.bundle))
+}
+

@@ -1,0 +1,168 @@
+//! Access tokens: compact JWTs, HS256 under a secret every nrls node shares,
+//! so any node can verify a token another issued. Only nrls mints them, so
+//! the header is always the same and anything else is refused before the
+//! HMAC is computed.
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::error::AuthError;
+
+/// RFC 9068's media type for JWT access tokens; keeps any other HS256 JWT
+/// that might one day share the secret from passing as an access token.
+const TOKEN_TYP: &str = "at+jwt";
+/// Ours are ~300 bytes; anything this long is not one of ours.
+pub(crate) const MAX_TOKEN_LEN: usize = 2048;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+}
+
+/// Mints and verifies access tokens under one secret and issuer.
+pub(crate) struct AccessTokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    issuer: String,
+    /// The base64url header every token we mint starts with.
+    header_segment: String,
+}
+
+impl AccessTokenKeys {
+    pub(crate) fn new(secret: &[u8], issuer: &str) -> Result<Self, jsonwebtoken::errors::Error> {
+        let encoding = EncodingKey::from_secret(secret);
+        let header_segment = jsonwebtoken::encode(&header(), &serde_json::json!({}), &encoding)?
+            .split('.')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        // Time, issuer and audience are checked below with our own clock and
+        // errors; the library checks only the signature.
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        Ok(AccessTokenKeys {
+            encoding,
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            issuer: issuer.to_owned(),
+            header_segment,
+        })
+    }
+
+    pub(crate) fn mint(
+        &self,
+        client_id: &str,
+        issued_at: i64,
+        expires_at: i64,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            sub: client_id.to_owned(),
+            aud: self.issuer.clone(),
+            iat: issued_at,
+            exp: expires_at,
+            jti: uuid::Uuid::new_v4().to_string(),
+        };
+        jsonwebtoken::encode(&header(), &claims, &self.encoding)
+    }
+
+    /// Checks signature, issuer and audience. Expiry is the caller's, since
+    /// it must also be checked on every cache hit.
+    pub(crate) fn verify(&self, token: &str) -> Result<AccessClaims, AuthError> {
+        let mut parts = token.split('.');
+        let (Some(header), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(AuthError::Malformed);
+        };
+        if header != self.header_segment {
+            return Err(AuthError::Malformed);
+        }
+        let claims = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                // The header is ours, so a bad signature segment is tampering.
+                ErrorKind::InvalidSignature | ErrorKind::Base64(_) => AuthError::BadSignature,
+                _ => AuthError::Malformed,
+            })?
+            .claims;
+        if claims.iss != self.issuer {
+            return Err(AuthError::WrongIssuer);
+        }
+        if claims.aud != self.issuer {
+            return Err(AuthError::WrongAudience);
+        }
+        Ok(claims)
+    }
+}
+
+fn header() -> Header {
+    let mut header = Header::new(Algorithm::HS256);
+    header.typ = Some(TOKEN_TYP.to_owned());
+    header
+}
+
+/// The token in an `Authorization: Bearer <token>` header value.
+pub fn bearer_token(authorization: Option<&str>) -> Result<&str, AuthError> {
+    let value = authorization.map(str::trim).filter(|v| !v.is_empty()).ok_or(AuthError::Missing)?;
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::Malformed);
+    }
+    match token.trim_start() {
+        "" => Err(AuthError::Missing),
+        token => Ok(token),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn verifies_what_it_mints() {
+        let keys = AccessTokenKeys::new(SECRET, "http://nrls").unwrap();
+        let token = keys.mint("app", 100, 200).unwrap();
+        let claims = keys.verify(&token).unwrap();
+        assert_eq!((claims.sub.as_str(), claims.iat, claims.exp), ("app", 100, 200));
+        assert_eq!(claims.aud, "http://nrls");
+    }
+
+    #[test]
+    fn another_issuer_is_refused() {
+        let ours = AccessTokenKeys::new(SECRET, "http://nrls").unwrap();
+        let theirs = AccessTokenKeys::new(SECRET, "http://elsewhere").unwrap();
+        let token = theirs.mint("app", 100, 200).unwrap();
+        assert_eq!(ours.verify(&token).unwrap_err(), AuthError::WrongIssuer);
+    }
+
+    #[test]
+    fn a_foreign_header_is_malformed() {
+        let keys = AccessTokenKeys::new(SECRET, "http://nrls").unwrap();
+        let token = keys.mint("app", 100, 200).unwrap();
+        let (_, rest) = token.split_once('.').unwrap();
+        // The same signature under an `alg: none` header.
+        let none = format!("eyJhbGciOiJub25lIn0.{rest}");
+        assert_eq!(keys.verify(&none).unwrap_err(), AuthError::Malformed);
+    }
+
+    #[test]
+    fn bearer_header_parsing() {
+        assert_eq!(bearer_token(Some("Bearer abc")), Ok("abc"));
+        assert_eq!(bearer_token(Some("bearer   abc ")), Ok("abc"));
+        assert_eq!(bearer_token(None), Err(AuthError::Missing));
+        assert_eq!(bearer_token(Some("  ")), Err(AuthError::Missing));
+        assert_eq!(bearer_token(Some("Bearer ")), Err(AuthError::Missing));
+        assert_eq!(bearer_token(Some("Basic abc")), Err(AuthError::Malformed));
+        assert_eq!(bearer_token(Some("abc")), Err(AuthError::Malformed));
+    }
+}

@@ -1,0 +1,4 @@
+//! Subcommands of the `nrls` binary.
+
+pub mod serve;
+pub mod token;

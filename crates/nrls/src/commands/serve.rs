@@ -1,0 +1,108 @@
+//! `nrls serve`: runs the service until SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::app::Application;
+use crate::config::{Backend, Config};
+use crate::demo;
+
+/// Arguments of `nrls serve`. Flags and `NRLS_*` variables override the file.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (see docs/configuration.md).
+    #[arg(long, env = "NRLS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "NRLS_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Base URL clients use to reach this server.
+    #[arg(long, env = "NRLS_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Folder for the embedded store and generated secrets.
+    #[arg(long, env = "NRLS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Storage backend.
+    #[arg(long, env = "NRLS_STORE", value_enum)]
+    pub store: Option<Backend>,
+    /// Seed demo patients and pointers and onboard the demo apps.
+    #[arg(long)]
+    pub demo: bool,
+}
+
+impl ServeArgs {
+    pub fn config(&self) -> Result<Config, String> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+            None => Config::default(),
+        };
+        if let Some(listen) = self.listen {
+            config.server.listen = listen;
+        }
+        if let Some(url) = &self.public_url {
+            config.server.public_url = Some(url.clone());
+        }
+        if let Some(dir) = &self.data_dir {
+            config.store.data_dir = dir.clone();
+        }
+        if let Some(backend) = self.store {
+            config.store.backend = backend;
+        }
+        Ok(config)
+    }
+}
+
+pub async fn run(args: ServeArgs) -> Result<(), String> {
+    let config = args.config()?;
+    let app = Application::build(config, args.demo).await.map_err(|e| e.to_string())?;
+    tracing::info!(url = %app.public_url, backend = app.store.backend(), "nrls listening");
+    if args.demo {
+        print_demo_help(&app.public_url);
+    }
+    app.run_until(shutdown_signal()).await.map_err(|e| e.to_string())
+}
+
+fn print_demo_help(url: &str) {
+    let patient = demo::patients(1)[0];
+    let exe = "cargo run --release --";
+    println!(
+        r#"
+nrls is running at {url} with demo data. In another terminal:
+
+  TOKEN=$({exe} token --client-id {consumer} --url {url})
+  curl -s "{url}/consumer/FHIR/R4/DocumentReference?subject:identifier=https://fhir.nhs.uk/Id/nhs-number|{patient}" \
+    -H "Authorization: Bearer $TOKEN" -H "NHSD-End-User-Organisation-ODS: {ods}" \
+    -H "X-Request-Id: $(cat /proc/sys/kernel/random/uuid)"
+
+Producer app: {producer} (acts for {custodians}). Demo patients: {first} and the next {more} valid 999 numbers.
+"#,
+        consumer = demo::CONSUMER_APP,
+        producer = demo::PRODUCER_APP,
+        ods = demo::CONSUMER_ODS,
+        custodians = demo::CUSTODIANS.iter().map(|(o, _)| *o).collect::<Vec<_>>().join(", "),
+        first = patient,
+        more = demo::PATIENTS - 1,
+    );
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,122 @@
+//! The read pool: a few read-only connections, each behind its own mutex.
+//!
+//! In WAL mode a reader sees the last committed state and never waits for the
+//! writer, so reads need no coordination beyond not sharing a connection
+//! between threads at once.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+
+use domain::{NhsNumber, PointerId, PointerRecord};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+use crate::{StoreError, StoredPointer};
+
+use super::row::{decode, nhs_to_sql, pointer_columns, sqlite_error};
+use super::schema;
+
+const GET: &str = concat!(
+    "SELECT ",
+    pointer_columns!(),
+    " FROM pointers WHERE id = ?1"
+);
+// Walks the (nhs_number, seq) index backwards: newest first, no sort step.
+const PATIENT: &str = concat!(
+    "SELECT seq, ",
+    pointer_columns!(),
+    " FROM pointers WHERE nhs_number = ?1 ORDER BY seq DESC"
+);
+
+pub(super) struct ReadPool {
+    connections: Vec<Mutex<Connection>>,
+    /// Round-robin start point, so concurrent readers spread over the pool.
+    next: AtomicUsize,
+}
+
+impl ReadPool {
+    /// Opens `size` (at least one) read-only connections on an existing,
+    /// migrated database.
+    pub(super) fn open(path: &Path, size: usize) -> Result<ReadPool, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let connections = (0..size.max(1))
+            .map(|_| {
+                let conn = Connection::open_with_flags(path, flags).map_err(sqlite_error)?;
+                schema::configure_reader(&conn)?;
+                Ok(Mutex::new(conn))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(ReadPool {
+            connections,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Runs `read` on a free connection: the first one not in use, starting
+    /// from the round-robin position, or (all busy) waits for that one.
+    /// A poisoned mutex is recovered: a connection holds no state a panicking
+    /// reader could have left half-changed.
+    fn with<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let n = self.connections.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let guard = (0..n)
+            .find_map(|i| match self.connections[(start + i) % n].try_lock() {
+                Ok(guard) => Some(guard),
+                Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            })
+            .unwrap_or_else(|| self.wait_for(start));
+        read(&guard).map_err(sqlite_error)
+    }
+
+    fn wait_for(&self, index: usize) -> MutexGuard<'_, Connection> {
+        self.connections[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn get(&self, id: &PointerId) -> Result<Option<PointerRecord>, StoreError> {
+        self.with(|conn| {
+            conn.prepare_cached(GET)?
+                .query_row([id.as_str()], |row| decode(row, 0))
+                .optional()
+        })
+    }
+
+    pub(super) fn patient_pointers(
+        &self,
+        nhs_number: NhsNumber,
+    ) -> Result<Vec<StoredPointer>, StoreError> {
+        self.with(|conn| {
+            let mut statement = conn.prepare_cached(PATIENT)?;
+            let rows = statement.query_map([nhs_to_sql(nhs_number)], |row| {
+                Ok(StoredPointer {
+                    seq: row.get(0)?,
+                    record: decode(row, 1)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    pub(super) fn count(&self) -> Result<u64, StoreError> {
+        let count: i64 = self.with(|conn| {
+            conn.prepare_cached("SELECT count(*) FROM pointers")?
+                .query_row([], |row| row.get(0))
+        })?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    pub(super) fn health(&self) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.prepare_cached("SELECT 1")?
+                .query_row([], |row| row.get::<_, i64>(0))
+        })
+        .map(drop)
+    }
+}

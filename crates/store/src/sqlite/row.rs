@@ -1,0 +1,196 @@
+//! How a [`PointerRecord`] maps to a `pointers` row, and how SQLite errors map
+//! to [`StoreError`].
+
+use domain::{NhsNumber, OdsCode, PointerId, PointerRecord};
+use rusqlite::types::{FromSqlError, Type};
+use rusqlite::{ErrorCode, Row, ToSql};
+
+use crate::StoreError;
+
+/// The columns [`decode`] reads and [`Columns::params`] binds, in order. A
+/// macro rather than a `const` so queries can be built with `concat!` and stay
+/// `&'static str` keys for the statement cache.
+macro_rules! pointer_columns {
+    () => {
+        "id, nhs_number, custodian, type_key, master_identifier, security_labels, version, last_updated, json"
+    };
+}
+pub(super) use pointer_columns;
+
+/// Inserts a row from [`Columns::params`].
+pub(super) const INSERT: &str = concat!(
+    "INSERT INTO pointers (",
+    pointer_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+);
+
+/// The values of [`pointer_columns`] for `record`, ready to bind as `?1`..`?9`.
+pub(super) struct Columns<'a> {
+    record: &'a PointerRecord,
+    id: &'a str,
+    nhs_number: i64,
+    custodian: &'a str,
+    security_labels: String,
+}
+
+impl<'a> Columns<'a> {
+    pub(super) fn of(record: &'a PointerRecord) -> Self {
+        Columns {
+            record,
+            id: record.id.as_str(),
+            nhs_number: nhs_to_sql(record.nhs_number),
+            custodian: record.custodian.as_str(),
+            security_labels: encode_labels(&record.security_labels),
+        }
+    }
+
+    pub(super) fn params(&self) -> [&dyn ToSql; 9] {
+        let r = self.record;
+        [
+            &self.id,
+            &self.nhs_number,
+            &self.custodian,
+            &r.type_key,
+            &r.master_identifier,
+            &self.security_labels,
+            &r.version,
+            &r.last_updated,
+            &r.json,
+        ]
+    }
+}
+
+/// NHS numbers are below 10^10, so they always fit an `i64`.
+pub(super) fn nhs_to_sql(nhs_number: NhsNumber) -> i64 {
+    i64::try_from(nhs_number.as_u64()).unwrap_or(i64::MAX)
+}
+
+/// Reads [`pointer_columns`] starting at column `first`. A value that no longer parses
+/// (a row edited by hand, say) is a conversion error, reported as `Internal`.
+pub(super) fn decode(row: &Row<'_>, first: usize) -> rusqlite::Result<PointerRecord> {
+    let id: String = row.get(first)?;
+    let nhs_number: i64 = row.get(first + 1)?;
+    let custodian: String = row.get(first + 2)?;
+    let labels: String = row.get(first + 5)?;
+    let version: i64 = row.get(first + 6)?;
+    Ok(PointerRecord {
+        id: PointerId::parse(&id).ok_or_else(|| corrupt(first, "id"))?,
+        nhs_number: u64::try_from(nhs_number)
+            .ok()
+            .and_then(|n| NhsNumber::from_u64(n).ok())
+            .ok_or_else(|| corrupt(first + 1, "nhs_number"))?,
+        custodian: OdsCode::parse(&custodian).ok_or_else(|| corrupt(first + 2, "custodian"))?,
+        type_key: row.get(first + 3)?,
+        master_identifier: row.get(first + 4)?,
+        security_labels: decode_labels(&labels),
+        version: u32::try_from(version).map_err(|_| corrupt(first + 6, "version"))?,
+        last_updated: row.get(first + 7)?,
+        json: row.get(first + 8)?,
+    })
+}
+
+fn corrupt(column: usize, name: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        column,
+        Type::Text,
+        Box::new(FromSqlError::Other(
+            format!("stored {name} is not valid").into(),
+        )),
+    )
+}
+
+/// Joins labels with `,`. Label codes are short tokens such as `R` or `V`, so
+/// the column is usually just `R,V`; a `\` or `,` inside a code is escaped with
+/// `\` so any list still round-trips exactly.
+pub(super) fn encode_labels(labels: &[String]) -> String {
+    let mut out = String::new();
+    for (i, label) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for c in label.chars() {
+            if c == ',' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Inverse of [`encode_labels`]. The empty string is the empty list (so a
+/// single empty label does not round-trip; codes are never empty).
+pub(super) fn decode_labels(text: &str) -> Vec<String> {
+    if text.is_empty() {
+        return Vec::new();
+    }
+    let mut labels = Vec::new();
+    let mut current = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => current.extend(chars.next()),
+            ',' => labels.push(std::mem::take(&mut current)),
+            _ => current.push(c),
+        }
+    }
+    labels.push(current);
+    labels
+}
+
+/// Maps a SQLite failure to the store's error. Lock contention, I/O failures
+/// and a full or read-only disk are conditions of the machine, which may pass:
+/// `Unavailable`. Anything else means a bug or a damaged file: `Internal`. The
+/// message carries SQLite's error text, never the SQL or bound values.
+pub(super) fn sqlite_error(error: rusqlite::Error) -> StoreError {
+    match error.sqlite_error_code() {
+        Some(
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::DiskFull
+            | ErrorCode::CannotOpen
+            | ErrorCode::ReadOnly
+            | ErrorCode::PermissionDenied
+            | ErrorCode::OutOfMemory
+            | ErrorCode::FileLockingProtocolFailed,
+        ) => StoreError::Unavailable(format!("sqlite: {error}")),
+        _ => StoreError::Internal(format!("sqlite: {error}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_round_trip() {
+        let cases: [&[&str]; 5] = [
+            &[],
+            &["R"],
+            &["R", "V"],
+            &["a,b", "c\\d", ""],
+            &["x\\", ","],
+        ];
+        for case in cases {
+            let labels: Vec<String> = case.iter().map(|s| s.to_string()).collect();
+            let encoded = encode_labels(&labels);
+            assert_eq!(decode_labels(&encoded), labels, "{encoded:?}");
+        }
+        assert_eq!(encode_labels(&["R".into(), "V".into()]), "R,V");
+    }
+
+    #[test]
+    fn busy_is_unavailable_and_misuse_is_internal() {
+        let busy = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(5), None);
+        assert!(matches!(sqlite_error(busy), StoreError::Unavailable(_)));
+        let full = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(13), None);
+        assert!(matches!(sqlite_error(full), StoreError::Unavailable(_)));
+        let constraint = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(19), None);
+        assert!(matches!(sqlite_error(constraint), StoreError::Internal(_)));
+        assert!(matches!(
+            sqlite_error(rusqlite::Error::QueryReturnedNoRows),
+            StoreError::Internal(_)
+        ));
+    }
+}

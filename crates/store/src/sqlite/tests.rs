@@ -1,0 +1,364 @@
+//! The conformance suite on SQLite, then what only SQLite has: a file that
+//! outlives the process, a schema version, and group commit.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+
+use super::{SqliteOptions, SqliteStore, WriteStats, schema};
+use crate::conformance::{CUSTODIAN, Fixture, next_version, patient, pointer, supersede};
+use crate::{PointerStore, StoreError};
+
+crate::conformance_tests!(|| async {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&db_path(&dir), SqliteOptions::default()).unwrap();
+    Fixture::with_guard(store, dir)
+});
+
+fn db_path(dir: &TempDir) -> PathBuf {
+    dir.path().join("pointers.db")
+}
+
+fn open(path: &Path) -> SqliteStore {
+    SqliteStore::open(path, SqliteOptions::default()).unwrap()
+}
+
+fn user_version(path: &Path) -> i64 {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap()
+}
+
+/// Holds the database write lock from another connection, as another process
+/// would, so the writer's next `BEGIN IMMEDIATE` waits and writes queue up.
+struct WriteLock(rusqlite::Connection);
+
+impl WriteLock {
+    fn take(path: &Path) -> WriteLock {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        WriteLock(conn)
+    }
+
+    fn release(self) {
+        self.0.execute_batch("COMMIT").unwrap();
+    }
+}
+
+fn since(before: WriteStats, after: WriteStats) -> WriteStats {
+    WriteStats {
+        batches: after.batches - before.batches,
+        ops: after.ops - before.ops,
+    }
+}
+
+/// Long enough for queued work to reach the writer on a loaded 2-core machine.
+const SETTLE: Duration = Duration::from_millis(150);
+
+#[tokio::test]
+async fn open_creates_missing_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a/b/pointers.db");
+    let store = open(&path);
+    store.health().await.unwrap();
+    assert_eq!(store.backend(), "sqlite");
+    assert!(path.exists());
+}
+
+#[tokio::test]
+async fn writes_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let mut kept = pointer(CUSTODIAN, "kept", 1);
+    kept.master_identifier = Some("sys|doc-1".into());
+    kept.security_labels = vec!["R".into()];
+    let updated = pointer(CUSTODIAN, "updated", 1);
+    let deleted = pointer(CUSTODIAN, "deleted", 1);
+    let before = {
+        let store = open(&path);
+        for record in [&kept, &updated, &deleted] {
+            store.create(record.clone(), Vec::new()).await.unwrap();
+        }
+        store.update(next_version(&updated), 1).await.unwrap();
+        store.delete(&deleted.id, None).await.unwrap();
+        store.patient_pointers(patient(1)).await.unwrap()
+    };
+
+    let store = open(&path);
+    assert_eq!(store.patient_pointers(patient(1)).await.unwrap(), before);
+    assert_eq!(store.get(&kept.id).await.unwrap(), Some(kept.clone()));
+    assert_eq!(
+        store.get(&updated.id).await.unwrap(),
+        Some(next_version(&updated))
+    );
+    assert_eq!(store.get(&deleted.id).await.unwrap(), None);
+
+    // The deleted pointer held the highest sequence; a reopen must not hand it out again.
+    let after = pointer(CUSTODIAN, "after", 1);
+    store.create(after.clone(), Vec::new()).await.unwrap();
+    let newest = store.patient_pointers(patient(1)).await.unwrap();
+    assert_eq!(newest[0].record, after);
+    assert!(newest[0].seq > 3);
+}
+
+#[tokio::test]
+async fn reopen_does_not_migrate_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let record = pointer(CUSTODIAN, "p", 1);
+    open(&path)
+        .create(record.clone(), Vec::new())
+        .await
+        .unwrap();
+    let known = i64::try_from(schema::MIGRATIONS.len()).unwrap();
+    assert_eq!(user_version(&path), known);
+
+    for _ in 0..2 {
+        let store = open(&path);
+        assert_eq!(store.get(&record.id).await.unwrap(), Some(record.clone()));
+        assert_eq!(user_version(&path), known);
+    }
+}
+
+#[tokio::test]
+async fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    drop(open(&path));
+    let future = schema::MIGRATIONS.len() + 1;
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", future)
+        .unwrap();
+
+    match SqliteStore::open(&path, SqliteOptions::default()) {
+        Err(StoreError::Internal(message)) => assert!(message.contains("newer"), "{message}"),
+        Err(other) => panic!("expected Internal, got {other:?}"),
+        Ok(_) => panic!("a store from a newer schema must not open"),
+    }
+    assert_eq!(user_version(&path), i64::try_from(future).unwrap());
+}
+
+/// Dropping the store stops the writer and closes every connection: SQLite
+/// then checkpoints and removes the WAL file.
+#[tokio::test]
+async fn drop_closes_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = open(&path);
+    store
+        .create(pointer(CUSTODIAN, "p", 1), Vec::new())
+        .await
+        .unwrap();
+    assert!(dir.path().join("pointers.db-wal").exists());
+    drop(store);
+    assert!(!dir.path().join("pointers.db-wal").exists());
+}
+
+/// Writes queued while a commit is in progress share the next transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_share_transactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = Arc::new(open(&path));
+    // Stands in for a slow fsync: the first batch cannot commit until released.
+    let lock = WriteLock::take(&path);
+    let tasks: Vec<_> = (0..200u32)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .create(pointer(CUSTODIAN, &format!("c{i}"), i % 7), Vec::new())
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(SETTLE).await;
+    lock.release();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+
+    let stats = store.stats();
+    assert_eq!(stats.ops, 200);
+    assert!(stats.batches < stats.ops, "{stats:?}");
+    assert!(
+        stats.batches <= 3,
+        "the queued creates commit together: {stats:?}"
+    );
+    assert_eq!(store.count().await.unwrap(), 200);
+}
+
+/// Runs `write` on its own task, so writes spawned together queue together.
+fn spawn_write<F, Fut>(store: &Arc<SqliteStore>, write: F) -> JoinHandle<Result<(), StoreError>>
+where
+    F: FnOnce(Arc<SqliteStore>) -> Fut,
+    Fut: Future<Output = Result<(), StoreError>> + Send + 'static,
+{
+    tokio::spawn(write(Arc::clone(store)))
+}
+
+/// Writes that break a rule are rolled back alone; the rest of their batch commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_write_does_not_spoil_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = Arc::new(open(&path));
+    let existing = pointer(CUSTODIAN, "existing", 1);
+    let bumped = pointer(CUSTODIAN, "bumped", 1);
+    for record in [&existing, &bumped] {
+        store.create(record.clone(), Vec::new()).await.unwrap();
+    }
+    let before = store.stats();
+
+    let lock = WriteLock::take(&path);
+    // The writer takes this write alone and waits on the lock with it...
+    let lone = pointer(CUSTODIAN, "lone", 2);
+    let first = spawn_write(&store, |s| async move { s.create(lone, Vec::new()).await });
+    tokio::time::sleep(SETTLE).await;
+    // ...while these queue behind it and become the next batch.
+    let (a, b, c) = (
+        pointer(CUSTODIAN, "a", 2),
+        pointer(CUSTODIAN, "b", 2),
+        pointer(CUSTODIAN, "c", 2),
+    );
+    let missing = supersede(&pointer(CUSTODIAN, "missing", 2));
+    let created_a = spawn_write(&store, |s| {
+        let a = a.clone();
+        async move { s.create(a, Vec::new()).await }
+    });
+    let duplicate = spawn_write(&store, |s| {
+        let record = existing.clone();
+        async move { s.create(record, Vec::new()).await }
+    });
+    let stale = spawn_write(&store, |s| {
+        let record = next_version(&existing);
+        async move { s.update(record, 5).await }
+    });
+    let unsuperseded = spawn_write(&store, |s| {
+        let (b, missing) = (b.clone(), missing.clone());
+        async move { s.create(b, vec![missing]).await }
+    });
+    let created_c = spawn_write(&store, |s| {
+        let c = c.clone();
+        async move { s.create(c, Vec::new()).await }
+    });
+    let updated = spawn_write(&store, |s| {
+        let record = next_version(&bumped);
+        async move { s.update(record, 1).await }
+    });
+    tokio::time::sleep(SETTLE).await;
+    lock.release();
+
+    first.await.unwrap().unwrap();
+    assert_eq!(created_a.await.unwrap(), Ok(()));
+    assert_eq!(
+        duplicate.await.unwrap(),
+        Err(StoreError::DuplicateId(existing.id.clone()))
+    );
+    assert_eq!(
+        stale.await.unwrap(),
+        Err(StoreError::VersionConflict {
+            id: existing.id.clone(),
+            expected: 5,
+            actual: 1
+        })
+    );
+    assert_eq!(
+        unsuperseded.await.unwrap(),
+        Err(StoreError::SupersedeTargetMissing(missing))
+    );
+    assert_eq!(created_c.await.unwrap(), Ok(()));
+    assert_eq!(updated.await.unwrap(), Ok(()));
+    assert_eq!(
+        since(before, store.stats()),
+        WriteStats { batches: 2, ops: 7 }
+    );
+
+    assert_eq!(store.get(&a.id).await.unwrap(), Some(a));
+    assert_eq!(store.get(&c.id).await.unwrap(), Some(c));
+    assert_eq!(store.get(&b.id).await.unwrap(), None);
+    assert_eq!(
+        store.get(&existing.id).await.unwrap(),
+        Some(existing.clone())
+    );
+    assert_eq!(
+        store.get(&bumped.id).await.unwrap(),
+        Some(next_version(&bumped))
+    );
+    assert_eq!(store.count().await.unwrap(), 5);
+}
+
+/// Reads go to the committed state and do not wait while another connection
+/// holds the write lock with uncommitted changes.
+#[tokio::test]
+async fn reads_do_not_wait_for_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = open(&path);
+    let committed = pointer(CUSTODIAN, "committed", 1);
+    store.create(committed.clone(), Vec::new()).await.unwrap();
+
+    let lock = WriteLock::take(&path);
+    lock.0.execute("DELETE FROM pointers", []).unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(
+        store.get(&committed.id).await.unwrap(),
+        Some(committed.clone())
+    );
+    assert_eq!(store.count().await.unwrap(), 1);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    drop(lock);
+    assert_eq!(
+        store.count().await.unwrap(),
+        1,
+        "the other connection's delete was never committed"
+    );
+}
+
+/// Bytes on disk per pointer, by table and index, for ~1 KB DocumentReferences.
+/// A measurement, not a check: `cargo test -p store --release -- --ignored
+/// --nocapture storage_per_pointer`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement"]
+async fn storage_per_pointer() {
+    const POINTERS: u32 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = Arc::new(open(&path));
+    let tasks: Vec<_> = (0..POINTERS)
+        .map(|i| {
+            let mut record = pointer(CUSTODIAN, &format!("{i:010}"), i / 3);
+            let padding = 1024usize.saturating_sub(record.json.len() + 20);
+            record.json.insert_str(1, &format!("\"description\":\"{}\",", "x".repeat(padding)));
+            record.master_identifier = (i % 2 == 0).then(|| format!("urn:ietf:rfc:3986|urn:uuid:{i:032}"));
+            spawn_write(&store, |s| async move { s.create(record, Vec::new()).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let json_bytes: i64 = {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.query_row("SELECT sum(length(json)) FROM pointers", [], |r| r.get(0)).unwrap()
+    };
+    println!("{:?}; average JSON {} bytes", store.stats(), json_bytes / i64::from(POINTERS));
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let mut statement = conn
+        .prepare("SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC")
+        .unwrap();
+    let rows = statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).unwrap();
+    let mut total = 0;
+    for row in rows {
+        let (name, bytes) = row.unwrap();
+        total += bytes;
+        println!("{name:40} {:7.1} bytes/pointer", bytes as f64 / f64::from(POINTERS));
+    }
+    println!("{:40} {:7.1} bytes/pointer", "total", total as f64 / f64::from(POINTERS));
+}
