@@ -30,7 +30,11 @@ impl ApiError {
     }
 
     pub fn not_found(what: impl Into<String>) -> Self {
-        ApiError::one(Issue::general(ErrorCode::ResourceNotFound, IssueType::NotFound, what))
+        ApiError::one(Issue::general(
+            ErrorCode::ResourceNotFound,
+            IssueType::NotFound,
+            what,
+        ))
     }
 
     pub fn forbidden(code: ErrorCode, diagnostics: impl Into<String>) -> Self {
@@ -41,12 +45,21 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, Vec<Issue>) {
         match self {
             ApiError::Rejected(issues) => {
-                let status = issues.iter().map(|i| status_of(i.code)).max().unwrap_or(StatusCode::BAD_REQUEST);
+                let status = issues
+                    .iter()
+                    .map(|i| status_of(i.code))
+                    .max()
+                    .unwrap_or(StatusCode::BAD_REQUEST);
                 (status, issues.clone())
             }
             ApiError::Unauthenticated(why) => (
                 StatusCode::UNAUTHORIZED,
-                vec![Issue::new(ErrorCode::AccessDenied, IssueType::Security, "Authorization", why.clone())],
+                vec![Issue::new(
+                    ErrorCode::AccessDenied,
+                    IssueType::Security,
+                    "Authorization",
+                    why.clone(),
+                )],
             ),
             ApiError::Store(e) => store_issue(e),
             ApiError::Internal(_) => (
@@ -65,8 +78,15 @@ impl ApiError {
 pub fn status_of(code: ErrorCode) -> StatusCode {
     use ErrorCode::*;
     match code {
-        BadRequest | MessageNotWellFormed | InvalidResource | InvalidParameter | InvalidNhsNumber
-        | InvalidIdentifierSystem | InvalidIdentifierValue | InvalidCodeSystem | InvalidCodeValue
+        BadRequest
+        | MessageNotWellFormed
+        | InvalidResource
+        | InvalidParameter
+        | InvalidNhsNumber
+        | InvalidIdentifierSystem
+        | InvalidIdentifierValue
+        | InvalidCodeSystem
+        | InvalidCodeValue
         | MissingOrInvalidHeader => StatusCode::BAD_REQUEST,
         UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         AccessDenied | AccessDeniedLevel | AuthorCredentialsError => StatusCode::FORBIDDEN,
@@ -85,9 +105,11 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
 fn store_issue(e: &StoreError) -> (StatusCode, Vec<Issue>) {
     use ErrorCode::*;
     let issue = match e {
-        StoreError::NotFound(id) => {
-            Issue::general(ResourceNotFound, IssueType::NotFound, format!("pointer {id} does not exist"))
-        }
+        StoreError::NotFound(id) => Issue::general(
+            ResourceNotFound,
+            IssueType::NotFound,
+            format!("pointer {id} does not exist"),
+        ),
         StoreError::DuplicateId(id) => Issue::new(
             DuplicateRejected,
             IssueType::Duplicate,
@@ -100,11 +122,17 @@ fn store_issue(e: &StoreError) -> (StatusCode, Vec<Issue>) {
             "DocumentReference.masterIdentifier",
             format!("your organisation already has a pointer with masterIdentifier {mi}"),
         ),
-        StoreError::VersionConflict { id, expected, actual } => Issue::new(
+        StoreError::VersionConflict {
+            id,
+            expected,
+            actual,
+        } => Issue::new(
             Conflict,
             IssueType::Conflict,
             "DocumentReference.meta.versionId",
-            format!("pointer {id} changed while this request ran (expected version {expected}, now {actual}); read it again and retry"),
+            format!(
+                "pointer {id} changed while this request ran (expected version {expected}, now {actual}); read it again and retry"
+            ),
         ),
         StoreError::SupersedeTargetMissing(s) => Issue::new(
             UnprocessableEntity,
@@ -116,7 +144,10 @@ fn store_issue(e: &StoreError) -> (StatusCode, Vec<Issue>) {
             UnprocessableEntity,
             IssueType::Value,
             target.expression.clone(),
-            format!("the pointer to supersede, {}, has a different {field}; only a pointer of the same patient, custodian and type can be superseded", target.target),
+            format!(
+                "the pointer to supersede, {}, has a different {field}; only a pointer of the same patient, custodian and type can be superseded",
+                target.target
+            ),
         ),
         StoreError::Unavailable(_) => Issue::general(
             ServiceUnavailable,
@@ -154,9 +185,10 @@ pub fn outcome(issues: &[Issue]) -> OperationOutcome {
 /// A FHIR JSON response with the right media type.
 pub fn fhir_response(status: StatusCode, body: String) -> Response {
     let mut response = (status, body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(fhir::FHIR_JSON));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(fhir::FHIR_JSON),
+    );
     response
 }
 

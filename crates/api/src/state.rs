@@ -45,7 +45,12 @@ pub struct AppState(Arc<Inner>);
 
 impl AppState {
     pub fn new(store: SharedStore, auth: Arc<Authenticator>, settings: ApiSettings) -> Self {
-        AppState(Arc::new(Inner { store, auth, settings, started: Instant::now() }))
+        AppState(Arc::new(Inner {
+            store,
+            auth,
+            settings,
+            started: Instant::now(),
+        }))
     }
 
     pub fn store(&self) -> &SharedStore {

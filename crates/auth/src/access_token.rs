@@ -79,7 +79,8 @@ impl AccessTokenKeys {
     /// it must also be checked on every cache hit.
     pub(crate) fn verify(&self, token: &str) -> Result<AccessClaims, AuthError> {
         let mut parts = token.split('.');
-        let (Some(header), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(header), Some(_), Some(_), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(AuthError::Malformed);
         };
@@ -111,7 +112,10 @@ fn header() -> Header {
 
 /// The token in an `Authorization: Bearer <token>` header value.
 pub fn bearer_token(authorization: Option<&str>) -> Result<&str, AuthError> {
-    let value = authorization.map(str::trim).filter(|v| !v.is_empty()).ok_or(AuthError::Missing)?;
+    let value = authorization
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or(AuthError::Missing)?;
     let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(AuthError::Malformed);
@@ -133,7 +137,10 @@ mod tests {
         let keys = AccessTokenKeys::new(SECRET, "http://nrls").unwrap();
         let token = keys.mint("app", 100, 200).unwrap();
         let claims = keys.verify(&token).unwrap();
-        assert_eq!((claims.sub.as_str(), claims.iat, claims.exp), ("app", 100, 200));
+        assert_eq!(
+            (claims.sub.as_str(), claims.iat, claims.exp),
+            ("app", 100, 200)
+        );
         assert_eq!(claims.aud, "http://nrls");
     }
 

@@ -80,11 +80,17 @@ pub struct SigningKeyPem {
 
 impl SigningKeyPem {
     pub fn new(pem: impl Into<String>, alg: AssertionAlg, kid: impl Into<String>) -> Self {
-        SigningKeyPem { pem: pem.into(), alg, kid: kid.into() }
+        SigningKeyPem {
+            pem: pem.into(),
+            alg,
+            kid: kid.into(),
+        }
     }
 
     fn encoding_key(&self) -> Result<EncodingKey, AssertionError> {
-        let invalid = |_| AssertionError::InvalidKey { alg: self.alg.name() };
+        let invalid = |_| AssertionError::InvalidKey {
+            alg: self.alg.name(),
+        };
         match self.alg {
             AssertionAlg::Es384 => EncodingKey::from_ec_pem(self.pem.as_bytes()).map_err(invalid),
             AssertionAlg::Rs384 | AssertionAlg::Ps384 => {
@@ -124,7 +130,13 @@ pub fn mint_client_assertion(
     key: &SigningKeyPem,
     lifetime: Duration,
 ) -> Result<String, AssertionError> {
-    mint_client_assertion_at(client_id, audience, key, lifetime, crate::clock::system_now())
+    mint_client_assertion_at(
+        client_id,
+        audience,
+        key,
+        lifetime,
+        crate::clock::system_now(),
+    )
 }
 
 /// As [`mint_client_assertion`], issued at `issued_at` (Unix seconds).
@@ -148,7 +160,9 @@ pub fn mint_client_assertion_at(
     header.kid = Some(key.kid.clone());
     jsonwebtoken::encode(&header, &claims, &key.encoding_key()?).map_err(|e| match e.kind() {
         ErrorKind::InvalidEcdsaKey | ErrorKind::InvalidRsaKey(_) | ErrorKind::InvalidKeyFormat => {
-            AssertionError::InvalidKey { alg: key.alg.name() }
+            AssertionError::InvalidKey {
+                alg: key.alg.name(),
+            }
         }
         _ => AssertionError::Signing,
     })
@@ -193,8 +207,9 @@ pub(crate) fn peek(assertion: &str) -> Result<Unverified, TokenError> {
         return Err(malformed);
     }
     let alg = header.alg.ok_or(malformed)?;
-    let alg = AssertionAlg::from_name(&alg)
-        .ok_or(TokenError::InvalidClient(ClientRejection::UnsupportedAlgorithm))?;
+    let alg = AssertionAlg::from_name(&alg).ok_or(TokenError::InvalidClient(
+        ClientRejection::UnsupportedAlgorithm,
+    ))?;
     let kid = header
         .kid
         .filter(|k| !k.is_empty())
@@ -286,8 +301,14 @@ pub(crate) fn verify(
     if claims.sub.as_deref() != Some(client_id) {
         return Err(ClientRejection::SubjectNotIssuer);
     }
-    if !claims.aud.as_ref().is_some_and(|aud| aud.contains(rules.audience)) {
-        return Err(ClientRejection::WrongAudience { expected: rules.audience.to_owned() });
+    if !claims
+        .aud
+        .as_ref()
+        .is_some_and(|aud| aud.contains(rules.audience))
+    {
+        return Err(ClientRejection::WrongAudience {
+            expected: rules.audience.to_owned(),
+        });
     }
     let exp = seconds(claims.exp).ok_or(ClientRejection::MissingExpiry)?;
     if exp <= rules.now - rules.clock_skew_secs {
@@ -302,11 +323,17 @@ pub(crate) fn verify(
     if future(claims.nbf) || future(claims.iat) {
         return Err(ClientRejection::NotYetValid);
     }
-    let jti = claims.jti.filter(|j| !j.is_empty()).ok_or(ClientRejection::MissingJti)?;
+    let jti = claims
+        .jti
+        .filter(|j| !j.is_empty())
+        .ok_or(ClientRejection::MissingJti)?;
     if jti.len() > MAX_JTI_LEN {
         return Err(ClientRejection::BadClaims);
     }
-    Ok(VerifiedAssertion { jti, expires_at: exp })
+    Ok(VerifiedAssertion {
+        jti,
+        expires_at: exp,
+    })
 }
 
 fn seconds(value: Option<f64>) -> Option<i64> {
@@ -319,16 +346,24 @@ mod tests {
     use super::*;
 
     fn rsa_key() -> SigningKeyPem {
-        SigningKeyPem::new(include_str!("testdata/rsa-test-key.pem"), AssertionAlg::Rs384, "rsa-test-1")
+        SigningKeyPem::new(
+            include_str!("testdata/rsa-test-key.pem"),
+            AssertionAlg::Rs384,
+            "rsa-test-1",
+        )
     }
 
     #[test]
     fn minted_assertion_carries_the_required_claims() {
         let key = crate::demo::signing_key("app").unwrap();
-        let jwt = mint_client_assertion_at("app", "http://t/token", &key, Duration::from_secs(60), 1000)
-            .unwrap();
+        let jwt =
+            mint_client_assertion_at("app", "http://t/token", &key, Duration::from_secs(60), 1000)
+                .unwrap();
         let peeked = peek(&jwt).unwrap();
-        assert_eq!((peeked.alg, peeked.kid.as_str(), peeked.issuer.as_str()), (AssertionAlg::Es384, "demo-1", "app"));
+        assert_eq!(
+            (peeked.alg, peeked.kid.as_str(), peeked.issuer.as_str()),
+            (AssertionAlg::Es384, "demo-1", "app")
+        );
         let parts: Vec<&str> = jwt.split('.').collect();
         let claims: serde_json::Value = decode_segment(parts[1]).unwrap();
         assert_eq!(claims["sub"], "app");
@@ -348,7 +383,10 @@ mod tests {
 
     #[test]
     fn a_key_of_the_wrong_kind_is_reported_without_its_pem() {
-        let key = SigningKeyPem { alg: AssertionAlg::Es384, ..rsa_key() };
+        let key = SigningKeyPem {
+            alg: AssertionAlg::Es384,
+            ..rsa_key()
+        };
         let err = mint_client_assertion("app", "aud", &key, Duration::from_secs(60)).unwrap_err();
         assert_eq!(err, AssertionError::InvalidKey { alg: "ES384" });
         assert!(!format!("{key:?}").contains("PRIVATE"));
@@ -360,18 +398,38 @@ mod tests {
         let claims = seg(serde_json::json!({ "iss": "app" }));
         let none = format!("{}.{claims}.", seg(serde_json::json!({ "alg": "none" })));
         assert_eq!(peek(&none).unwrap_err().oauth_code(), "invalid_client");
-        let hs = format!("{}.{claims}.sig", seg(serde_json::json!({ "alg": "HS256", "kid": "k" })));
-        assert_eq!(peek(&hs).unwrap_err(), TokenError::InvalidClient(ClientRejection::UnsupportedAlgorithm));
-        let no_kid = format!("{}.{claims}.sig", seg(serde_json::json!({ "alg": "ES384" })));
-        assert_eq!(peek(&no_kid).unwrap_err(), TokenError::InvalidRequest(RequestProblem::MissingKid));
+        let hs = format!(
+            "{}.{claims}.sig",
+            seg(serde_json::json!({ "alg": "HS256", "kid": "k" }))
+        );
+        assert_eq!(
+            peek(&hs).unwrap_err(),
+            TokenError::InvalidClient(ClientRejection::UnsupportedAlgorithm)
+        );
+        let no_kid = format!(
+            "{}.{claims}.sig",
+            seg(serde_json::json!({ "alg": "ES384" }))
+        );
+        assert_eq!(
+            peek(&no_kid).unwrap_err(),
+            TokenError::InvalidRequest(RequestProblem::MissingKid)
+        );
         for bad in ["", "a.b", "a.b.c.d", "!!.!!.!!", "e30.e30.x"] {
-            assert_eq!(peek(bad).unwrap_err().oauth_code(), "invalid_request", "{bad}");
+            assert_eq!(
+                peek(bad).unwrap_err().oauth_code(),
+                "invalid_request",
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn alg_names_round_trip() {
-        for alg in [AssertionAlg::Es384, AssertionAlg::Rs384, AssertionAlg::Ps384] {
+        for alg in [
+            AssertionAlg::Es384,
+            AssertionAlg::Rs384,
+            AssertionAlg::Ps384,
+        ] {
             assert_eq!(alg.name().parse::<AssertionAlg>(), Ok(alg));
         }
         assert!("RS256".parse::<AssertionAlg>().is_err());

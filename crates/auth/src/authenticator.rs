@@ -160,7 +160,10 @@ impl Authenticator {
     pub fn new(registry: Arc<AppRegistry>, settings: TokenSettings) -> Result<Self, ConfigError> {
         settings.check()?;
         let access_tokens = AccessTokenKeys::new(&settings.signing_secret, &settings.issuer)
-            .map_err(|_| ConfigError::Settings { field: "signing_secret", problem: "is unusable" })?;
+            .map_err(|_| ConfigError::Settings {
+                field: "signing_secret",
+                problem: "is unusable",
+            })?;
         Ok(Authenticator {
             verified: ExpiringMap::new(settings.token_cache_capacity),
             seen_assertions: ExpiringMap::new(settings.replay_cache_capacity),
@@ -187,14 +190,21 @@ impl Authenticator {
 
     /// Handles a token request given its `application/x-www-form-urlencoded`
     /// fields, already decoded.
-    pub async fn issue_token(&self, form: &[(String, String)]) -> Result<TokenResponse, TokenError> {
+    pub async fn issue_token(
+        &self,
+        form: &[(String, String)],
+    ) -> Result<TokenResponse, TokenError> {
         let request = TokenRequest::parse(form)?;
         let unverified = assertion::peek(request.assertion)?;
         let reject = |reason: ClientRejection| {
-            tracing::info!(client_id = %unverified.issuer, %reason, "client assertion refused");
+            // Debug-formatted: an unregistered iss is attacker text.
+            tracing::info!(client_id = ?unverified.issuer, %reason, "client assertion refused");
             TokenError::InvalidClient(reason)
         };
-        let app = self.registry.app(&unverified.issuer).ok_or_else(|| reject(ClientRejection::UnknownClient))?;
+        let app = self
+            .registry
+            .app(&unverified.issuer)
+            .ok_or_else(|| reject(ClientRejection::UnknownClient))?;
         if request.client_id.is_some_and(|id| id != app.client_id) {
             return Err(reject(ClientRejection::ClientIdMismatch));
         }
@@ -211,11 +221,22 @@ impl Authenticator {
             clock_skew_secs: skew,
             now,
         };
-        let verified = assertion::verify(request.assertion, unverified.alg, &key, &app.client_id, &rules)
-            .map_err(reject)?;
+        let verified = assertion::verify(
+            request.assertion,
+            unverified.alg,
+            &key,
+            &app.client_id,
+            &rules,
+        )
+        .map_err(reject)?;
         // Remembered until the assertion could no longer be accepted anyway.
         let replay_key = format!("{}\n{}", app.client_id, verified.jti);
-        match self.seen_assertions.insert_new(replay_key, (), verified.expires_at.saturating_add(skew), now) {
+        match self.seen_assertions.insert_new(
+            replay_key,
+            (),
+            verified.expires_at.saturating_add(skew),
+            now,
+        ) {
             Ok(()) => {}
             Err(InsertRefused::Present) => return Err(reject(ClientRejection::Replayed)),
             Err(InsertRefused::Full) => {
@@ -225,12 +246,19 @@ impl Authenticator {
         }
         let lifetime = self.settings.access_token_lifetime.as_secs();
         let expires_at = now.saturating_add(secs(self.settings.access_token_lifetime));
-        let access_token = self.access_tokens.mint(&app.client_id, now, expires_at).map_err(|e| {
-            tracing::error!(error = %e, "access token signing failed");
-            TokenError::ServerError
-        })?;
+        let access_token = self
+            .access_tokens
+            .mint(&app.client_id, now, expires_at)
+            .map_err(|e| {
+                tracing::error!(error = %e, "access token signing failed");
+                TokenError::ServerError
+            })?;
         tracing::info!(client_id = %app.client_id, token = %hash_for_log(&access_token), "access token issued");
-        Ok(TokenResponse { access_token, token_type: "bearer".to_owned(), expires_in: lifetime })
+        Ok(TokenResponse {
+            access_token,
+            token_type: "bearer".to_owned(),
+            expires_in: lifetime,
+        })
     }
 
     /// The principal of a bearer access token (the token alone, without the
@@ -253,9 +281,16 @@ impl Authenticator {
         if claims.exp <= now {
             return Err(AuthError::Expired);
         }
-        let app = self.registry.app(&claims.sub).ok_or(AuthError::UnknownClient)?;
-        let principal = Principal { app, token_expires_at: claims.exp };
-        self.verified.insert(bearer.to_owned(), principal.clone(), claims.exp, now);
+        let app = self
+            .registry
+            .app(&claims.sub)
+            .ok_or(AuthError::UnknownClient)?;
+        let principal = Principal {
+            app,
+            token_expires_at: claims.exp,
+        };
+        self.verified
+            .insert(bearer.to_owned(), principal.clone(), claims.exp, now);
         Ok(principal)
     }
 

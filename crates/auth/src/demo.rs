@@ -49,13 +49,18 @@ pub fn signing_key(client_id: &str) -> Result<SigningKeyPem, AssertionError> {
     let pem = secret_key(client_id)
         .to_pkcs8_pem(LineEnding::LF)
         .map_err(|_| AssertionError::InvalidKey { alg: "ES384" })?;
-    Ok(SigningKeyPem::new(pem.as_str(), AssertionAlg::Es384, DEMO_KID))
+    Ok(SigningKeyPem::new(
+        pem.as_str(),
+        AssertionAlg::Es384,
+        DEMO_KID,
+    ))
 }
 
 /// The demo app's public JWK set, as an app would publish it.
 pub fn jwks(client_id: &str) -> serde_json::Value {
     let point = secret_key(client_id).public_key().to_encoded_point(false);
-    let coordinate = |c: Option<&p384::FieldBytes>| c.map(|c| URL_SAFE_NO_PAD.encode(c)).unwrap_or_default();
+    let coordinate =
+        |c: Option<&p384::FieldBytes>| c.map(|c| URL_SAFE_NO_PAD.encode(c)).unwrap_or_default();
     serde_json::json!({
         "keys": [{
             "kty": "EC",
@@ -70,7 +75,11 @@ pub fn jwks(client_id: &str) -> serde_json::Value {
 }
 
 /// A demo app's onboarding record, keyed with its demo JWKS.
-pub fn app_config(client_id: &str, name: &str, organisations: Vec<OrganisationConfig>) -> AppConfig {
+pub fn app_config(
+    client_id: &str,
+    name: &str,
+    organisations: Vec<OrganisationConfig>,
+) -> AppConfig {
     AppConfig {
         client_id: client_id.to_owned(),
         name: name.to_owned(),

@@ -8,18 +8,30 @@ use std::fmt;
 /// Every variant names the app (by client id) and the field at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    #[error("apps[{index}]: client_id must be 1 to 128 visible ASCII characters, got {client_id:?}")]
+    #[error(
+        "apps[{index}]: client_id must be 1 to 128 visible ASCII characters, got {client_id:?}"
+    )]
     BadClientId { index: usize, client_id: String },
     #[error("app '{client_id}': client_id is registered more than once")]
     DuplicateClientId { client_id: String },
     #[error("app '{client_id}': {field} must not be empty")]
-    EmptyField { client_id: String, field: &'static str },
+    EmptyField {
+        client_id: String,
+        field: &'static str,
+    },
     #[error("app '{client_id}': needs a key source: `jwks` (inline) and/or `jwks_url`")]
     NoKeySource { client_id: String },
     #[error("app '{client_id}': jwks_url {url:?}: {problem}")]
-    JwksUrl { client_id: String, url: String, problem: String },
+    JwksUrl {
+        client_id: String,
+        url: String,
+        problem: String,
+    },
     #[error("app '{client_id}': jwks: {problem}")]
-    Jwks { client_id: String, problem: KeyProblem },
+    Jwks {
+        client_id: String,
+        problem: KeyProblem,
+    },
     #[error("app '{client_id}': organisations: at least one organisation is required")]
     NoOrganisations { client_id: String },
     #[error("app '{client_id}': organisations: ods {ods:?} is not an ODS code")]
@@ -27,17 +39,28 @@ pub enum ConfigError {
     #[error("app '{client_id}': organisations: ods '{ods}' is listed more than once")]
     DuplicateOds { client_id: String, ods: String },
     #[error("app '{client_id}': organisation '{ods}': roles: {role:?} is not producer or consumer")]
-    UnknownRole { client_id: String, ods: String, role: String },
+    UnknownRole {
+        client_id: String,
+        ods: String,
+        role: String,
+    },
     #[error("app '{client_id}': organisation '{ods}': roles must name producer and/or consumer")]
     NoRoles { client_id: String, ods: String },
     #[error("app '{client_id}': organisation '{ods}': pointer_types: {problem}")]
-    UnknownPointerType { client_id: String, ods: String, problem: String },
+    UnknownPointerType {
+        client_id: String,
+        ods: String,
+        problem: String,
+    },
     #[error("app '{client_id}': organisation '{ods}': pointer_types must not be empty")]
     NoPointerTypes { client_id: String, ods: String },
     #[error("JWKS HTTP client could not be built: {0}")]
     HttpClient(String),
     #[error("token settings: {field}: {problem}")]
-    Settings { field: &'static str, problem: &'static str },
+    Settings {
+        field: &'static str,
+        problem: &'static str,
+    },
 }
 
 /// Why one JWK (or a whole key set) cannot be used to verify client assertions.

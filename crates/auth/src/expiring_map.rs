@@ -106,7 +106,10 @@ impl<V: Clone> ExpiringMap<V> {
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.read().unwrap_or_else(PoisonError::into_inner).len()).sum()
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
     }
 
     fn shard(&self, key: &str) -> &RwLock<Shard<V>> {
@@ -117,11 +120,15 @@ impl<V: Clone> ExpiringMap<V> {
     // No code panics while holding a shard lock; if something ever did, the
     // map is still a valid cache, so poisoning is ignored.
     fn read(&self, key: &str) -> RwLockReadGuard<'_, Shard<V>> {
-        self.shard(key).read().unwrap_or_else(PoisonError::into_inner)
+        self.shard(key)
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn write(&self, key: &str) -> RwLockWriteGuard<'_, Shard<V>> {
-        self.shard(key).write().unwrap_or_else(PoisonError::into_inner)
+        self.shard(key)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -160,7 +167,10 @@ mod tests {
     fn insert_new_refuses_live_duplicates_and_never_evicts() {
         let map = ExpiringMap::new(SHARDS);
         assert_eq!(map.insert_new("j".into(), (), 10, 0), Ok(()));
-        assert_eq!(map.insert_new("j".into(), (), 10, 5), Err(InsertRefused::Present));
+        assert_eq!(
+            map.insert_new("j".into(), (), 10, 5),
+            Err(InsertRefused::Present)
+        );
         assert_eq!(map.insert_new("j".into(), (), 20, 10), Ok(()));
         let refused = (0..1000)
             .filter(|i| map.insert_new(format!("k{i}"), (), 100, 10) == Err(InsertRefused::Full))

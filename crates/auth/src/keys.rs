@@ -133,21 +133,30 @@ fn parse_key(entry: &serde_json::Value, index: usize) -> Result<ClientKey, KeyPr
         .get("kid")
         .and_then(serde_json::Value::as_str)
         .map_or_else(|| format!("#{index}"), |kid| format!("'{kid}'"));
-    let fail = |problem: &'static str| KeyProblem::Key { key: label.clone(), problem };
+    let fail = |problem: &'static str| KeyProblem::Key {
+        key: label.clone(),
+        problem,
+    };
     let jwk = JwkFields::deserialize(entry).map_err(|_| fail("is not a JWK object"))?;
 
     if jwk.d.is_some() {
-        return Err(fail("contains private key material (d); publish only the public key"));
+        return Err(fail(
+            "contains private key material (d); publish only the public key",
+        ));
     }
-    let kid = jwk.kid.filter(|k| !k.is_empty()).ok_or_else(|| fail("kid is required"))?;
+    let kid = jwk
+        .kid
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| fail("kid is required"))?;
     if jwk.key_use.as_deref().is_some_and(|u| u != "sig") {
         return Err(fail("use must be sig"));
     }
     let alg = match jwk.alg.as_deref() {
         None => None,
-        Some(name) => Some(AssertionAlg::from_name(name).ok_or_else(|| {
-            fail("alg must be ES384, RS384 or PS384 (or absent)")
-        })?),
+        Some(name) => Some(
+            AssertionAlg::from_name(name)
+                .ok_or_else(|| fail("alg must be ES384, RS384 or PS384 (or absent)"))?,
+        ),
     };
     let (family, key) = match jwk.kty.as_deref() {
         Some("EC") => {
@@ -165,11 +174,18 @@ fn parse_key(entry: &serde_json::Value, index: usize) -> Result<ClientKey, KeyPr
         }
         _ => return Err(fail("kty must be EC (P-384) or RSA")),
     };
-    let key = ClientKey { kid, family, alg, key };
+    let key = ClientKey {
+        kid,
+        family,
+        alg,
+        key,
+    };
     if let Some(pinned) = alg
         && !key.accepts(pinned)
     {
-        return Err(fail("alg does not fit the key type (ES384 for EC, RS384/PS384 for RSA)"));
+        return Err(fail(
+            "alg does not fit the key type (ES384 for EC, RS384/PS384 for RSA)",
+        ));
     }
     Ok(key)
 }
@@ -197,7 +213,9 @@ fn rsa_key(n: &str, e: &str) -> Result<DecodingKey, &'static str> {
     let e = URL_SAFE_NO_PAD.decode(e).map_err(|_| bad)?;
     let n = strip_leading_zeros(&n);
     let e = strip_leading_zeros(&e);
-    let bits = n.first().map_or(0, |top| (n.len() - 1) * 8 + (8 - top.leading_zeros() as usize));
+    let bits = n.first().map_or(0, |top| {
+        (n.len() - 1) * 8 + (8 - top.leading_zeros() as usize)
+    });
     if bits < MIN_RSA_BITS {
         return Err("RSA modulus must be at least 2048 bits");
     }
@@ -267,7 +285,9 @@ mod tests {
         rsa["keys"][0]["alg"] = json!("ES384");
         assert!(problem(rsa).contains("alg does not fit"));
 
-        assert!(problem(json!({ "keys": [ { "kty": "oct", "kid": "h", "k": "AA" } ] })).contains("kty"));
+        assert!(
+            problem(json!({ "keys": [ { "kty": "oct", "kid": "h", "k": "AA" } ] })).contains("kty")
+        );
         assert!(problem(json!({ "keys": [] })).contains("no keys"));
         assert!(problem(json!([1, 2])).contains("keys"));
 
@@ -280,7 +300,10 @@ mod tests {
     #[test]
     fn published_sets_skip_foreign_keys() {
         let mut set = crate::demo::jwks("app");
-        set["keys"].as_array_mut().unwrap().push(json!({ "kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": "AA" }));
+        set["keys"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({ "kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": "AA" }));
         let bytes = serde_json::to_vec(&set).unwrap();
         let (keys, skipped) = KeySet::parse_published(&bytes).unwrap();
         assert_eq!(keys.len(), 1);

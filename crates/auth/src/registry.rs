@@ -22,7 +22,8 @@ const MAX_CLIENT_ID_LEN: usize = 128;
 #[derive(Debug, Clone)]
 pub struct RegistryOptions {
     /// At most one fetch per app per interval, however many unknown `kid`s
-    /// arrive. Default 60 s.
+    /// arrive; failed fetches count too, so an app whose JWKS endpoint was
+    /// down is retried only after the interval. Default 60 s.
     pub jwks_refresh_interval: Duration,
     /// Default 5 s: a token request waits this long at worst.
     pub jwks_fetch_timeout: Duration,
@@ -135,7 +136,9 @@ impl AppRegistry {
         for (index, config) in configs.iter().enumerate() {
             let app = build_app(index, config, options, http.as_ref())?;
             if apps.contains_key(&app.client_id) {
-                return Err(ConfigError::DuplicateClientId { client_id: app.client_id });
+                return Err(ConfigError::DuplicateClientId {
+                    client_id: app.client_id,
+                });
             }
             apps.insert(app.client_id.clone(), Arc::new(app));
         }
@@ -184,14 +187,19 @@ fn build_app(
         return Err(ConfigError::BadClientId { index, client_id });
     }
     if config.name.trim().is_empty() {
-        return Err(ConfigError::EmptyField { client_id, field: "name" });
+        return Err(ConfigError::EmptyField {
+            client_id,
+            field: "name",
+        });
     }
     if config.jwks.is_none() && config.jwks_url.is_none() {
         return Err(ConfigError::NoKeySource { client_id });
     }
     let inline_keys = match &config.jwks {
-        Some(value) => KeySet::parse_strict(value)
-            .map_err(|problem| ConfigError::Jwks { client_id: client_id.clone(), problem })?,
+        Some(value) => KeySet::parse_strict(value).map_err(|problem| ConfigError::Jwks {
+            client_id: client_id.clone(),
+            problem,
+        })?,
         None => KeySet::default(),
     };
     let remote_keys = match (&config.jwks_url, http) {
@@ -210,7 +218,10 @@ fn build_app(
     for organisation in &config.organisations {
         let (ods, grant) = build_grant(&client_id, organisation)?;
         if organisations.contains_key(&ods) {
-            return Err(ConfigError::DuplicateOds { client_id, ods: ods.to_string() });
+            return Err(ConfigError::DuplicateOds {
+                client_id,
+                ods: ods.to_string(),
+            });
         }
         organisations.insert(ods, grant);
     }
@@ -247,8 +258,10 @@ fn build_grant(
     client_id: &str,
     config: &OrganisationConfig,
 ) -> Result<(OdsCode, OrganisationGrant), ConfigError> {
-    let ods = OdsCode::parse(&config.ods)
-        .ok_or_else(|| ConfigError::BadOds { client_id: client_id.to_owned(), ods: config.ods.clone() })?;
+    let ods = OdsCode::parse(&config.ods).ok_or_else(|| ConfigError::BadOds {
+        client_id: client_id.to_owned(),
+        ods: config.ods.clone(),
+    })?;
     let at = |ods: &OdsCode| (client_id.to_owned(), ods.to_string());
     let (mut producer, mut consumer) = (false, false);
     for role in &config.roles {
@@ -257,7 +270,11 @@ fn build_grant(
             "consumer" => consumer = true,
             _ => {
                 let (client_id, ods) = at(&ods);
-                return Err(ConfigError::UnknownRole { client_id, ods, role: role.clone() });
+                return Err(ConfigError::UnknownRole {
+                    client_id,
+                    ods,
+                    role: role.clone(),
+                });
             }
         }
     }
@@ -271,13 +288,24 @@ fn build_grant(
     }
     let types = Permissions::type_set(Catalogue::nrl_v3(), &config.pointer_types).map_err(|e| {
         let (client_id, ods) = at(&ods);
-        ConfigError::UnknownPointerType { client_id, ods, problem: e.to_string() }
+        ConfigError::UnknownPointerType {
+            client_id,
+            ods,
+            problem: e.to_string(),
+        }
     })?;
     let permissions = Permissions {
         producer: if producer { types } else { TypeSet::EMPTY },
         consumer: if consumer { types } else { TypeSet::EMPTY },
     };
-    Ok((ods, OrganisationGrant { producer, consumer, permissions }))
+    Ok((
+        ods,
+        OrganisationGrant {
+            producer,
+            consumer,
+            permissions,
+        },
+    ))
 }
 
 #[cfg(test)]

@@ -46,7 +46,11 @@ impl RemoteKeys {
         }
     }
 
-    pub(crate) async fn resolve(&self, kid: &str, alg: AssertionAlg) -> Result<DecodingKey, KeyError> {
+    pub(crate) async fn resolve(
+        &self,
+        kid: &str,
+        alg: AssertionAlg,
+    ) -> Result<DecodingKey, KeyError> {
         if let Some(found) = self.cached_key(kid, alg) {
             return found;
         }
@@ -69,7 +73,10 @@ impl RemoteKeys {
     }
 
     fn current(&self) -> Option<Arc<KeySet>> {
-        self.cached.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.cached
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn cached_key(&self, kid: &str, alg: AssertionAlg) -> Option<Result<DecodingKey, KeyError>> {
@@ -106,7 +113,11 @@ impl RemoteKeys {
             return Err(format!("HTTP status {}", response.status()));
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| format!("read failed: {e}"))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| format!("read failed: {e}"))?
+        {
             if body.len() + chunk.len() > MAX_JWKS_BYTES {
                 return Err(format!("larger than {MAX_JWKS_BYTES} bytes"));
             }

@@ -20,16 +20,23 @@ pub(crate) struct TokenRequest<'a> {
 impl<'a> TokenRequest<'a> {
     pub(crate) fn parse(form: &'a [(String, String)]) -> Result<TokenRequest<'a>, TokenError> {
         let field = |name: &'static str| -> Result<Option<&'a str>, TokenError> {
-            let mut values = form.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+            let mut values = form
+                .iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str());
             let first = values.next();
             // RFC 6749 §3.2: parameters MUST NOT be included more than once.
             if values.next().is_some() {
-                return Err(TokenError::InvalidRequest(RequestProblem::DuplicateParameter(name)));
+                return Err(TokenError::InvalidRequest(
+                    RequestProblem::DuplicateParameter(name),
+                ));
             }
             Ok(first.filter(|v| !v.is_empty()))
         };
         let required = |name: &'static str| {
-            field(name)?.ok_or(TokenError::InvalidRequest(RequestProblem::MissingParameter(name)))
+            field(name)?.ok_or(TokenError::InvalidRequest(
+                RequestProblem::MissingParameter(name),
+            ))
         };
         let grant_type = required("grant_type")?;
         let assertion_type = required("client_assertion_type")?;
@@ -39,12 +46,17 @@ impl<'a> TokenRequest<'a> {
             return Err(TokenError::UnsupportedGrantType);
         }
         if assertion_type != ASSERTION_TYPE {
-            return Err(TokenError::InvalidRequest(RequestProblem::WrongAssertionType));
+            return Err(TokenError::InvalidRequest(
+                RequestProblem::WrongAssertionType,
+            ));
         }
         if assertion.len() > MAX_ASSERTION_LEN {
             return Err(TokenError::InvalidRequest(RequestProblem::AssertionTooLong));
         }
-        Ok(TokenRequest { assertion, client_id })
+        Ok(TokenRequest {
+            assertion,
+            client_id,
+        })
     }
 }
 
@@ -53,7 +65,10 @@ mod tests {
     use super::*;
 
     fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     fn good() -> Vec<(String, String)> {
@@ -69,7 +84,13 @@ mod tests {
     fn accepts_a_complete_request() {
         let fields = good();
         let request = TokenRequest::parse(&fields).unwrap();
-        assert_eq!(request, TokenRequest { assertion: "a.b.c", client_id: None });
+        assert_eq!(
+            request,
+            TokenRequest {
+                assertion: "a.b.c",
+                client_id: None
+            }
+        );
     }
 
     #[test]
@@ -77,29 +98,47 @@ mod tests {
         let err = |f: Vec<(String, String)>| TokenRequest::parse(&f).unwrap_err();
         let mut missing = good();
         missing.retain(|(k, _)| k != "client_assertion");
-        assert_eq!(err(missing), TokenError::InvalidRequest(RequestProblem::MissingParameter("client_assertion")));
+        assert_eq!(
+            err(missing),
+            TokenError::InvalidRequest(RequestProblem::MissingParameter("client_assertion"))
+        );
 
         let mut empty = good();
         empty[0].1.clear();
-        assert_eq!(err(empty), TokenError::InvalidRequest(RequestProblem::MissingParameter("grant_type")));
+        assert_eq!(
+            err(empty),
+            TokenError::InvalidRequest(RequestProblem::MissingParameter("grant_type"))
+        );
 
         let mut grant = good();
         grant[0].1 = "authorization_code".into();
         let grant_err = err(grant);
         assert_eq!(grant_err, TokenError::UnsupportedGrantType);
-        assert_eq!((grant_err.oauth_code(), grant_err.http_status()), ("unsupported_grant_type", 400));
+        assert_eq!(
+            (grant_err.oauth_code(), grant_err.http_status()),
+            ("unsupported_grant_type", 400)
+        );
 
         let mut kind = good();
         kind[1].1 = "urn:ietf:params:oauth:client-assertion-type:saml2-bearer".into();
-        assert_eq!(err(kind), TokenError::InvalidRequest(RequestProblem::WrongAssertionType));
+        assert_eq!(
+            err(kind),
+            TokenError::InvalidRequest(RequestProblem::WrongAssertionType)
+        );
 
         let mut twice = good();
         twice.push(("client_assertion".into(), "x.y.z".into()));
-        assert_eq!(err(twice), TokenError::InvalidRequest(RequestProblem::DuplicateParameter("client_assertion")));
+        assert_eq!(
+            err(twice),
+            TokenError::InvalidRequest(RequestProblem::DuplicateParameter("client_assertion"))
+        );
 
         let mut long = good();
         long[2].1 = "a".repeat(MAX_ASSERTION_LEN + 1);
-        assert_eq!(err(long), TokenError::InvalidRequest(RequestProblem::AssertionTooLong));
+        assert_eq!(
+            err(long),
+            TokenError::InvalidRequest(RequestProblem::AssertionTooLong)
+        );
 
         assert_eq!(err(Vec::new()).http_status(), 400);
     }

@@ -91,7 +91,11 @@ impl Catalogue {
         }
         let mut categories: Vec<(String, String)> = table.categories.into_iter().collect();
         categories.sort();
-        Ok(Catalogue { types, by_key, categories })
+        Ok(Catalogue {
+            types,
+            by_key,
+            categories,
+        })
     }
 
     pub fn get(&self, index: TypeIndex) -> Option<&PointerType> {
@@ -114,7 +118,10 @@ impl Catalogue {
     }
 
     pub fn category_display(&self, code: &str) -> Option<&str> {
-        self.categories.iter().find(|(c, _)| c == code).map(|(_, d)| d.as_str())
+        self.categories
+            .iter()
+            .find(|(c, _)| c == code)
+            .map(|(_, d)| d.as_str())
     }
 
     pub fn types(&self) -> &[PointerType] {
@@ -137,7 +144,12 @@ mod tests {
         assert_eq!(c.types().len(), 18);
         let crisis = c.find(SNOMED, "736253002").unwrap();
         assert_eq!(crisis.category_code, "734163000");
-        assert_eq!(c.find_key("https://nicip.nhs.uk|MAXIB").unwrap().category_code, "103693007");
+        assert_eq!(
+            c.find_key("https://nicip.nhs.uk|MAXIB")
+                .unwrap()
+                .category_code,
+            "103693007"
+        );
         assert!(c.find(SNOMED, "736253001").is_none());
         assert!(c.is_category(SNOMED, "1102421000000108"));
         assert!(!c.is_category("urn:other", "1102421000000108"));
@@ -145,7 +157,8 @@ mod tests {
 
     #[test]
     fn rejects_a_type_with_unknown_category() {
-        let bad = r#"{"categories":{},"types":[{"system":"s","code":"c","display":"d","category":"x"}]}"#;
+        let bad =
+            r#"{"categories":{},"types":[{"system":"s","code":"c","display":"d","category":"x"}]}"#;
         assert!(Catalogue::from_json(bad).is_err());
     }
 }

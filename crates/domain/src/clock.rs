@@ -5,8 +5,11 @@ use time::format_description::well_known::Rfc3339;
 
 /// Now as a FHIR instant, e.g. `2026-11-25T16:32:26Z`.
 pub fn now_instant() -> String {
-    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    now.format(&Rfc3339).unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
+    let now = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    now.format(&Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
 }
 
 /// True when `text` is a FHIR `dateTime` with a time zone (RFC 3339).

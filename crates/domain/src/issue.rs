@@ -190,11 +190,21 @@ impl Issue {
     pub fn required(expression: impl Into<String>) -> Self {
         let expression = expression.into();
         let diagnostics = format!("{expression} is required");
-        Issue::new(ErrorCode::InvalidResource, IssueType::Required, expression, diagnostics)
+        Issue::new(
+            ErrorCode::InvalidResource,
+            IssueType::Required,
+            expression,
+            diagnostics,
+        )
     }
 
     /// An element has a value that breaks a rule.
     pub fn invalid(expression: impl Into<String>, diagnostics: impl Into<String>) -> Self {
-        Issue::new(ErrorCode::InvalidResource, IssueType::Value, expression, diagnostics)
+        Issue::new(
+            ErrorCode::InvalidResource,
+            IssueType::Value,
+            expression,
+            diagnostics,
+        )
     }
 }

@@ -26,7 +26,9 @@ impl NhsNumber {
         if check_digit(&digits[..9]) != Some(digits[9]) {
             return Err(NhsNumberError::CheckDigit);
         }
-        Ok(NhsNumber(digits.iter().fold(0u64, |acc, d| acc * 10 + u64::from(*d))))
+        Ok(NhsNumber(
+            digits.iter().fold(0u64, |acc, d| acc * 10 + u64::from(*d)),
+        ))
     }
 
     /// Builds a valid NHS number from its first nine digits, if one exists
@@ -70,7 +72,11 @@ impl NhsNumber {
 }
 
 fn check_digit(first_nine: &[u32]) -> Option<u32> {
-    let sum: u32 = first_nine.iter().zip((2..=10).rev()).map(|(d, w)| d * w).sum();
+    let sum: u32 = first_nine
+        .iter()
+        .zip((2..=10).rev())
+        .map(|(d, w)| d * w)
+        .sum();
     match 11 - sum % 11 {
         11 => Some(0),
         10 => None,
@@ -93,7 +99,10 @@ mod tests {
     fn known_numbers() {
         assert!(NhsNumber::parse("9000000009").is_ok());
         assert!(NhsNumber::parse("9999999999").is_ok());
-        assert_eq!(NhsNumber::parse("9000000001"), Err(NhsNumberError::CheckDigit));
+        assert_eq!(
+            NhsNumber::parse("9000000001"),
+            Err(NhsNumberError::CheckDigit)
+        );
         assert_eq!(NhsNumber::parse("900000000"), Err(NhsNumberError::Format));
         assert_eq!(NhsNumber::parse("90000000a9"), Err(NhsNumberError::Format));
         assert_eq!(NhsNumber::parse("９000000009"), Err(NhsNumberError::Format));

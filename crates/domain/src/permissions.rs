@@ -19,7 +19,10 @@ impl TypeSet {
     pub const EMPTY: TypeSet = TypeSet(0);
 
     pub fn all(catalogue: &Catalogue) -> TypeSet {
-        catalogue.types().iter().fold(TypeSet::EMPTY, |s, t| s.with(t.index))
+        catalogue
+            .types()
+            .iter()
+            .fold(TypeSet::EMPTY, |s, t| s.with(t.index))
     }
 
     pub fn with(self, index: TypeIndex) -> TypeSet {
@@ -83,7 +86,9 @@ mod tests {
         let c = Catalogue::nrl_v3();
         let set = Permissions::type_set(c, &["http://snomed.info/sct|736253002".into()]).unwrap();
         let crisis = c.find_key("http://snomed.info/sct|736253002").unwrap();
-        let respect = c.find_key("http://snomed.info/sct|1382601000000107").unwrap();
+        let respect = c
+            .find_key("http://snomed.info/sct|1382601000000107")
+            .unwrap();
         assert!(set.contains(crisis.index));
         assert!(!set.contains(respect.index));
         assert!(Permissions::type_set(c, &["http://snomed.info/sct|736253001".into()]).is_err());

@@ -16,10 +16,14 @@ impl PointerId {
             return None;
         }
         let (prefix, local) = text.split_once('-')?;
-        let prefix_ok =
-            !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.');
+        let prefix_ok = !prefix.is_empty()
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.');
         let mut local_bytes = local.bytes();
-        let local_ok = local_bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+        let local_ok = local_bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
             && local_bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         (prefix_ok && local_ok).then(|| PointerId(text.to_owned()))
     }
@@ -61,7 +65,11 @@ mod tests {
         assert!(PointerId::parse(&format!("Y-{}", "a".repeat(63))).is_none());
         assert!(PointerId::parse(&format!("Y-{}", "a".repeat(62))).is_some());
         assert_eq!(
-            PointerId::parse("y05868-1").unwrap().custodian_prefix().unwrap().as_str(),
+            PointerId::parse("y05868-1")
+                .unwrap()
+                .custodian_prefix()
+                .unwrap()
+                .as_str(),
             "Y05868"
         );
     }

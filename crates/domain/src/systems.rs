@@ -20,7 +20,10 @@ pub const CONFIDENTIALITY: &str = "http://terminology.hl7.org/CodeSystem/v3-Conf
 /// `content[].format` codes and their display text.
 pub const FORMAT_CODES: &[(&str, &str)] = &[
     ("urn:nhs-ic:unstructured", "Unstructured Document"),
-    ("urn:nhs-ic:record-contact", "Contact details (HTTP Unsecured)"),
+    (
+        "urn:nhs-ic:record-contact",
+        "Contact details (HTTP Unsecured)",
+    ),
     ("urn:nhs-ic:structured", "Structured Document"),
 ];
 /// Content stability codes.

@@ -28,17 +28,33 @@ impl SearchsetBuilder {
         out.push_str(r#"{"resourceType":"Bundle","type":"searchset","total":"#);
         out.push_str(&total.to_string());
         out.push_str(r#","link":["#);
-        push_json(&mut out, &Link { relation: "self", url: self_url });
+        push_json(
+            &mut out,
+            &Link {
+                relation: "self",
+                url: self_url,
+            },
+        );
         if let Some(next) = next_url {
             out.push(',');
-            push_json(&mut out, &Link { relation: "next", url: next });
+            push_json(
+                &mut out,
+                &Link {
+                    relation: "next",
+                    url: next,
+                },
+            );
         }
         out.push(']');
         SearchsetBuilder { out, entries: 0 }
     }
 
     pub fn push(&mut self, entry: BundleEntry<'_>) {
-        self.out.push_str(if self.entries == 0 { r#","entry":["# } else { "," });
+        self.out.push_str(if self.entries == 0 {
+            r#","entry":["#
+        } else {
+            ","
+        });
         self.out.push_str(r#"{"fullUrl":"#);
         push_json(&mut self.out, entry.full_url);
         self.out.push_str(r#","resource":"#);
@@ -71,8 +87,14 @@ mod tests {
     #[test]
     fn builds_valid_json_with_entries_and_links() {
         let mut b = SearchsetBuilder::new(2, "http://h/x?a=\"b\"", Some("http://h/n"), 64);
-        b.push(BundleEntry { full_url: "http://h/1", resource_json: r#"{"id":"1"}"# });
-        b.push(BundleEntry { full_url: "http://h/2", resource_json: r#"{"id":"2"}"# });
+        b.push(BundleEntry {
+            full_url: "http://h/1",
+            resource_json: r#"{"id":"1"}"#,
+        });
+        b.push(BundleEntry {
+            full_url: "http://h/2",
+            resource_json: r#"{"id":"2"}"#,
+        });
         let v: Value = serde_json::from_str(&b.finish()).unwrap();
         assert_eq!(v["total"], 2);
         assert_eq!(v["entry"][1]["resource"]["id"], "2");
@@ -82,7 +104,8 @@ mod tests {
 
     #[test]
     fn empty_bundle_has_no_entry_array() {
-        let v: Value = serde_json::from_str(&SearchsetBuilder::new(0, "s", None, 0).finish()).unwrap();
+        let v: Value =
+            serde_json::from_str(&SearchsetBuilder::new(0, "s", None, 0).finish()).unwrap();
         assert_eq!(v["total"], 0);
         assert!(v.get("entry").is_none());
     }

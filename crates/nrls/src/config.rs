@@ -74,20 +74,31 @@ impl Default for ServerConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { backend: Backend::Sqlite, data_dir: PathBuf::from("nrls-data"), max_batch: 256, read_connections: 4 }
+        StoreConfig {
+            backend: Backend::Sqlite,
+            data_dir: PathBuf::from("nrls-data"),
+            max_batch: 256,
+            read_connections: 4,
+        }
     }
 }
 
 impl Default for SearchConfig {
     fn default() -> Self {
         let limits = domain::search::SearchLimits::default();
-        SearchConfig { default_count: limits.default_count, max_count: limits.max_count }
+        SearchConfig {
+            default_count: limits.default_count,
+            max_count: limits.max_count,
+        }
     }
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        AuthConfig { access_token_lifetime_seconds: 900, signing_secret_file: None }
+        AuthConfig {
+            access_token_lifetime_seconds: 900,
+            signing_secret_file: None,
+        }
     }
 }
 
@@ -107,7 +118,10 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{0}")]
@@ -117,9 +131,14 @@ pub enum ConfigError {
 impl Config {
     /// Reads a TOML file. Errors carry the file, line and key at fault.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        Config::parse(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {
@@ -131,10 +150,14 @@ impl Config {
     fn check(&self) -> Result<(), ConfigError> {
         let s = &self.search;
         if s.default_count == 0 || s.default_count > s.max_count {
-            return Err(ConfigError::Invalid("search.default_count must be between 1 and search.max_count".into()));
+            return Err(ConfigError::Invalid(
+                "search.default_count must be between 1 and search.max_count".into(),
+            ));
         }
         if self.store.max_batch == 0 || self.store.read_connections == 0 {
-            return Err(ConfigError::Invalid("store.max_batch and store.read_connections must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "store.max_batch and store.read_connections must be at least 1".into(),
+            ));
         }
         Ok(())
     }

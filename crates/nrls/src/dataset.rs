@@ -26,7 +26,11 @@ pub fn document_reference(spec: &PointerSpec<'_>) -> Value {
     let (content_type, url, format, format_display, stability, mechanism) = if structured {
         (
             "application/fhir+json",
-            format!("https://{}.records.example.nhs.uk/FHIR/R4/Patient/{}", ods.to_ascii_lowercase(), spec.local_id),
+            format!(
+                "https://{}.records.example.nhs.uk/FHIR/R4/Patient/{}",
+                ods.to_ascii_lowercase(),
+                spec.local_id
+            ),
             "urn:nhs-ic:structured",
             "Structured Document",
             "dynamic",
@@ -35,7 +39,11 @@ pub fn document_reference(spec: &PointerSpec<'_>) -> Value {
     } else {
         (
             "application/pdf",
-            format!("ssp://{}.thirdparty.nhs.uk/documents/{}.pdf", ods.to_ascii_lowercase(), spec.local_id),
+            format!(
+                "ssp://{}.thirdparty.nhs.uk/documents/{}.pdf",
+                ods.to_ascii_lowercase(),
+                spec.local_id
+            ),
             "urn:nhs-ic:unstructured",
             "Unstructured Document",
             "static",
@@ -77,7 +85,9 @@ pub fn document_reference(spec: &PointerSpec<'_>) -> Value {
 
 /// A stable 12-digit ASID per organisation.
 fn asid(ods: &str) -> String {
-    let n = ods.bytes().fold(200_000_000_000u64, |acc, b| (acc * 31 + u64::from(b)) % 900_000_000_000);
+    let n = ods.bytes().fold(200_000_000_000u64, |acc, b| {
+        (acc * 31 + u64::from(b)) % 900_000_000_000
+    });
     format!("{:012}", 100_000_000_000 + n)
 }
 
@@ -87,7 +97,12 @@ fn timestamp(offset: u32) -> String {
     let rem = offset % 86_400;
     // Whole months of 28 days keep every generated date valid and monotonic.
     let (year, month, day) = (2020 + days / 336, 1 + (days % 336) / 28, 1 + days % 28);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]
@@ -109,8 +124,13 @@ mod tests {
                 local_id: &format!("p{i}"),
                 created_offset: (i as u32) * 1_000_003,
             };
-            let doc: fhir::DocumentReference = serde_json::from_value(document_reference(&spec)).unwrap();
-            let ctx = ValidationContext { catalogue, caller: &ods, permitted_types: TypeSet::all(catalogue) };
+            let doc: fhir::DocumentReference =
+                serde_json::from_value(document_reference(&spec)).unwrap();
+            let ctx = ValidationContext {
+                catalogue,
+                caller: &ods,
+                permitted_types: TypeSet::all(catalogue),
+            };
             if let Err(issues) = validate(&doc, &ctx) {
                 panic!("{}: {issues:#?}", t.code);
             }

@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 use nrls::commands::{serve, token};
 
 #[derive(Parser)]
-#[command(name = "nrls", version, about = "National Record Locator Service: FHIR pointers to where records live")]
+#[command(
+    name = "nrls",
+    version,
+    about = "National Record Locator Service: FHIR pointers to where records live"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,7 +26,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("nrls: cannot start the runtime: {e}");

@@ -19,7 +19,13 @@ pub fn check_json_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let essence = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
     match essence.as_deref() {
         Some("application/fhir+json" | "application/json") => Ok(()),
         other => Err(ApiError::one(Issue::new(
@@ -53,7 +59,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8], root: &str) -> Result<T, Ap
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_data() {
-            let expression = if path == "." || path.is_empty() { root.to_owned() } else { format!("{root}.{path}") };
+            let expression = if path == "." || path.is_empty() {
+                root.to_owned()
+            } else {
+                format!("{root}.{path}")
+            };
             ApiError::one(Issue::new(
                 ErrorCode::InvalidResource,
                 IssueType::Structure,
@@ -92,18 +102,30 @@ mod tests {
 
     #[test]
     fn syntax_and_type_errors_differ() {
-        let e = parse_json::<fhir::DocumentReference>(b"{\"status\":", "DocumentReference").unwrap_err();
-        assert!(matches!(&e, ApiError::Rejected(i) if i[0].code == ErrorCode::MessageNotWellFormed));
-        let e = parse_json::<fhir::DocumentReference>(br#"{"subject":{"identifier":{"value":5}}}"#, "DocumentReference")
+        let e = parse_json::<fhir::DocumentReference>(b"{\"status\":", "DocumentReference")
             .unwrap_err();
+        assert!(
+            matches!(&e, ApiError::Rejected(i) if i[0].code == ErrorCode::MessageNotWellFormed)
+        );
+        let e = parse_json::<fhir::DocumentReference>(
+            br#"{"subject":{"identifier":{"value":5}}}"#,
+            "DocumentReference",
+        )
+        .unwrap_err();
         match e {
             ApiError::Rejected(i) => {
                 assert_eq!(i[0].code, ErrorCode::InvalidResource);
-                assert_eq!(i[0].expression.as_deref(), Some("DocumentReference.subject.identifier.value"));
+                assert_eq!(
+                    i[0].expression.as_deref(),
+                    Some("DocumentReference.subject.identifier.value")
+                );
             }
             other => panic!("{other:?}"),
         }
-        let e = parse_json::<fhir::DocumentReference>(b"{} trailing", "DocumentReference").unwrap_err();
-        assert!(matches!(&e, ApiError::Rejected(i) if i[0].code == ErrorCode::MessageNotWellFormed));
+        let e =
+            parse_json::<fhir::DocumentReference>(b"{} trailing", "DocumentReference").unwrap_err();
+        assert!(
+            matches!(&e, ApiError::Rejected(i) if i[0].code == ErrorCode::MessageNotWellFormed)
+        );
     }
 }

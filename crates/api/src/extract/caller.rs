@@ -60,9 +60,9 @@ fn ods_header(headers: &HeaderMap) -> Result<OdsCode, ApiError> {
             why,
         ))
     };
-    let value = headers
-        .get(&ODS_HEADER)
-        .ok_or_else(|| issue("NHSD-End-User-Organisation-ODS is required: the ODS code you act for"))?;
+    let value = headers.get(&ODS_HEADER).ok_or_else(|| {
+        issue("NHSD-End-User-Organisation-ODS is required: the ODS code you act for")
+    })?;
     value
         .to_str()
         .ok()
@@ -79,8 +79,15 @@ fn authorise(headers: &HeaderMap, state: &AppState, role: Role) -> Result<Caller
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .ok_or_else(|| ApiError::Unauthenticated("an Authorization: Bearer <access token> header is required".into()))?;
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .ok_or_else(|| {
+            ApiError::Unauthenticated(
+                "an Authorization: Bearer <access token> header is required".into(),
+            )
+        })?;
     let principal = state
         .auth()
         .authenticate(bearer.trim())
@@ -91,13 +98,20 @@ fn authorise(headers: &HeaderMap, state: &AppState, role: Role) -> Result<Caller
     let grant = app.grant(&ods).ok_or_else(|| {
         ApiError::forbidden(
             ErrorCode::AccessDenied,
-            format!("app {} is not onboarded to act for organisation {ods}", app.client_id),
+            format!(
+                "app {} is not onboarded to act for organisation {ods}",
+                app.client_id
+            ),
         )
     })?;
     if !grant.has_role(role) {
         return Err(ApiError::forbidden(
             ErrorCode::AccessDenied,
-            format!("app {} may not act as a {} for {ods}", app.client_id, role_name(role)),
+            format!(
+                "app {} may not act as a {} for {ods}",
+                app.client_id,
+                role_name(role)
+            ),
         ));
     }
     Ok(Caller {
@@ -145,9 +159,10 @@ fn gateway_caller(meta: &[u8], headers: &HeaderMap, role: Role) -> Result<Caller
             why,
         ))
     };
-    let meta: ConnectionMetadata =
-        serde_json::from_slice(meta).map_err(|e| bad(format!("NHSD-Connection-Metadata is not valid: {e}")))?;
-    let ods = OdsCode::parse(&meta.ods_code).ok_or_else(|| bad("nrl.ods-code is not an ODS code".into()))?;
+    let meta: ConnectionMetadata = serde_json::from_slice(meta)
+        .map_err(|e| bad(format!("NHSD-Connection-Metadata is not valid: {e}")))?;
+    let ods = OdsCode::parse(&meta.ods_code)
+        .ok_or_else(|| bad("nrl.ods-code is not an ODS code".into()))?;
     if ods_header(headers)? != ods {
         return Err(ApiError::forbidden(
             ErrorCode::AccessDenied,
@@ -157,6 +172,15 @@ fn gateway_caller(meta: &[u8], headers: &HeaderMap, role: Role) -> Result<Caller
     let types = Permissions::type_set(Catalogue::nrl_v3(), &meta.pointer_types)
         .map_err(|e| bad(format!("nrl.pointer-types: {e}")))?;
     let ids = RequestIds::from_headers(headers)?;
-    let client_id = meta.client.and_then(|c| c.app_id).unwrap_or_else(|| "gateway".to_owned());
-    Ok(Caller { client_id: Arc::from(client_id.as_str()), ods, role, types, ids })
+    let client_id = meta
+        .client
+        .and_then(|c| c.app_id)
+        .unwrap_or_else(|| "gateway".to_owned());
+    Ok(Caller {
+        client_id: Arc::from(client_id.as_str()),
+        ods,
+        role,
+        types,
+        ids,
+    })
 }

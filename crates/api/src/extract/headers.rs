@@ -22,7 +22,12 @@ pub struct RequestIds {
 }
 
 fn header_issue(name: &str, diagnostics: String) -> Issue {
-    Issue::new(ErrorCode::MissingOrInvalidHeader, IssueType::Invalid, name, diagnostics)
+    Issue::new(
+        ErrorCode::MissingOrInvalidHeader,
+        IssueType::Invalid,
+        name,
+        diagnostics,
+    )
 }
 
 fn is_uuid(text: &str) -> bool {
@@ -38,7 +43,11 @@ fn is_uuid(text: &str) -> bool {
 fn optional_id(headers: &HeaderMap, name: &HeaderName, issues: &mut Vec<Issue>) -> Option<String> {
     let value = headers.get(name)?;
     match value.to_str() {
-        Ok(text) if !text.is_empty() && text.len() <= 200 && text.bytes().all(|b| b.is_ascii_graphic()) => {
+        Ok(text)
+            if !text.is_empty()
+                && text.len() <= 200
+                && text.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
             Some(text.to_owned())
         }
         _ => {
@@ -57,18 +66,27 @@ impl RequestIds {
         let request_id = match headers.get(&X_REQUEST_ID).map(|v| v.to_str()) {
             Some(Ok(text)) if is_uuid(text) => Some(text.to_owned()),
             Some(_) => {
-                issues.push(header_issue("X-Request-Id", "X-Request-Id must be a UUID".into()));
+                issues.push(header_issue(
+                    "X-Request-Id",
+                    "X-Request-Id must be a UUID".into(),
+                ));
                 None
             }
             None => {
-                issues.push(header_issue("X-Request-Id", "X-Request-Id is required (a UUID)".into()));
+                issues.push(header_issue(
+                    "X-Request-Id",
+                    "X-Request-Id is required (a UUID)".into(),
+                ));
                 None
             }
         };
         let correlation_id = optional_id(headers, &X_CORRELATION_ID, &mut issues);
         optional_id(headers, &NHSD_CORRELATION_ID, &mut issues);
         match request_id {
-            Some(request_id) if issues.is_empty() => Ok(RequestIds { request_id, correlation_id }),
+            Some(request_id) if issues.is_empty() => Ok(RequestIds {
+                request_id,
+                correlation_id,
+            }),
             _ => Err(ApiError::Rejected(issues)),
         }
     }

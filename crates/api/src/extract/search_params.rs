@@ -20,7 +20,9 @@ impl SearchParams {
 }
 
 fn from_form(bytes: &[u8]) -> Vec<(String, String)> {
-    form_urlencoded::parse(bytes).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+    form_urlencoded::parse(bytes)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 impl FromRequest<AppState> for SearchParams {
@@ -35,7 +37,13 @@ impl FromRequest<AppState> for SearchParams {
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase()
+            });
         let limit = state.settings().body_limit;
         match essence.as_deref() {
             Some("application/x-www-form-urlencoded") => {
@@ -43,7 +51,8 @@ impl FromRequest<AppState> for SearchParams {
             }
             Some("application/json" | "application/fhir+json") => {
                 let bytes = read_body(request, limit).await?;
-                let object: serde_json::Map<String, serde_json::Value> = parse_json(&bytes, "Parameters")?;
+                let object: serde_json::Map<String, serde_json::Value> =
+                    parse_json(&bytes, "Parameters")?;
                 for (name, value) in object {
                     let serde_json::Value::String(text) = value else {
                         return Err(ApiError::one(Issue::new(

@@ -6,7 +6,8 @@ use crate::extract::Caller;
 use crate::state::AppState;
 
 pub(crate) fn parse_id(text: &str) -> Result<PointerId, ApiError> {
-    PointerId::parse(text).ok_or_else(|| ApiError::not_found(format!("'{text}' is not a pointer id")))
+    PointerId::parse(text)
+        .ok_or_else(|| ApiError::not_found(format!("'{text}' is not a pointer id")))
 }
 
 /// Producers act only on their own pointers. The id's prefix names the
@@ -16,7 +17,10 @@ pub(crate) fn own_id(caller: &Caller, text: &str) -> Result<PointerId, ApiError>
     if id.custodian_prefix().as_ref() != Some(&caller.ods) {
         return Err(ApiError::forbidden(
             ErrorCode::AuthorCredentialsError,
-            format!("pointer {id} belongs to another organisation than {}", caller.ods),
+            format!(
+                "pointer {id} belongs to another organisation than {}",
+                caller.ods
+            ),
         ));
     }
     Ok(id)
@@ -30,7 +34,11 @@ fn type_permitted(state: &AppState, caller: &Caller, record: &PointerRecord) -> 
 }
 
 /// Reads one of the producer's own pointers.
-pub async fn read_for_producer(state: &AppState, caller: &Caller, id: &str) -> Result<PointerRecord, ApiError> {
+pub async fn read_for_producer(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<PointerRecord, ApiError> {
     let id = own_id(caller, id)?;
     let record = state
         .store()
@@ -41,7 +49,10 @@ pub async fn read_for_producer(state: &AppState, caller: &Caller, id: &str) -> R
     if !type_permitted(state, caller, &record) {
         return Err(ApiError::forbidden(
             ErrorCode::AccessDeniedLevel,
-            format!("your organisation may not access pointers of type {}", record.type_key),
+            format!(
+                "your organisation may not access pointers of type {}",
+                record.type_key
+            ),
         ));
     }
     Ok(record)
@@ -49,7 +60,11 @@ pub async fn read_for_producer(state: &AppState, caller: &Caller, id: &str) -> R
 
 /// Reads any pointer the consumer may see. A pointer it may not see is reported
 /// exactly like one that does not exist, so a response never reveals it.
-pub async fn read_for_consumer(state: &AppState, caller: &Caller, id: &str) -> Result<PointerRecord, ApiError> {
+pub async fn read_for_consumer(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<PointerRecord, ApiError> {
     let id = parse_id(id)?;
     state
         .store()

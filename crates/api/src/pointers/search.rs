@@ -20,16 +20,28 @@ pub async fn search(
     base_path: &str,
 ) -> Result<SearchOutcome, ApiError> {
     let catalogue = state.catalogue();
-    let query = search::parse(params.pairs(), audience, state.settings().search_limits, catalogue)
-        .map_err(ApiError::Rejected)?;
+    let query = search::parse(
+        params.pairs(),
+        audience,
+        state.settings().search_limits,
+        catalogue,
+    )
+    .map_err(ApiError::Rejected)?;
     require_permitted(&query, caller.types, catalogue).map_err(ApiError::one)?;
 
     let rows = state.store().patient_pointers(query.subject).await?;
     let visible = |r: &domain::PointerRecord| {
-        let type_ok = catalogue.find_key(&r.type_key).is_some_and(|t| caller.types.contains(t.index));
+        let type_ok = catalogue
+            .find_key(&r.type_key)
+            .is_some_and(|t| caller.types.contains(t.index));
         type_ok && (audience == Audience::Consumer || r.custodian == caller.ods)
     };
-    let page = paginate(&query, catalogue, rows.iter().map(|s| (s.seq, &s.record)), visible);
+    let page = paginate(
+        &query,
+        catalogue,
+        rows.iter().map(|s| (s.seq, &s.record)),
+        visible,
+    );
 
     let public_url = &state.settings().public_url;
     let link = |cursor: Option<String>| {
@@ -58,7 +70,12 @@ pub async fn search(
         full_url.push_str(base_path);
         full_url.push('/');
         full_url.push_str(record.id.as_str());
-        bundle.push(BundleEntry { full_url: &full_url, resource_json: &record.json });
+        bundle.push(BundleEntry {
+            full_url: &full_url,
+            resource_json: &record.json,
+        });
     }
-    Ok(SearchOutcome { bundle: bundle.finish() })
+    Ok(SearchOutcome {
+        bundle: bundle.finish(),
+    })
 }

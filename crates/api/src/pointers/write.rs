@@ -17,7 +17,11 @@ pub struct Created {
     pub version: u32,
 }
 
-fn check(state: &AppState, caller: &Caller, doc: &DocumentReference) -> Result<ValidPointer, ApiError> {
+fn check(
+    state: &AppState,
+    caller: &Caller,
+    doc: &DocumentReference,
+) -> Result<ValidPointer, ApiError> {
     let ctx = ValidationContext {
         catalogue: state.catalogue(),
         caller: &caller.ods,
@@ -26,14 +30,23 @@ fn check(state: &AppState, caller: &Caller, doc: &DocumentReference) -> Result<V
     validate(doc, &ctx).map_err(ApiError::Rejected)
 }
 
-fn record(doc: DocumentReference, valid: ValidPointer, id: PointerId, version: u32) -> Result<PointerRecord, ApiError> {
+fn record(
+    doc: DocumentReference,
+    valid: ValidPointer,
+    id: PointerId,
+    version: u32,
+) -> Result<PointerRecord, ApiError> {
     valid
         .into_record(doc, id, version, &now_instant())
         .map_err(|e| ApiError::Internal(format!("serialising a pointer: {e}")))
 }
 
 /// Creates a pointer, superseding (atomically deleting) any it `replaces`.
-pub async fn create(state: &AppState, caller: &Caller, doc: DocumentReference) -> Result<Created, ApiError> {
+pub async fn create(
+    state: &AppState,
+    caller: &Caller,
+    doc: DocumentReference,
+) -> Result<Created, ApiError> {
     let mut valid = check(state, caller, &doc)?;
     let id = match valid.id.take() {
         Some(id) => id,
@@ -65,12 +78,15 @@ pub async fn update(
     let body_version = match doc.meta.as_ref().and_then(|m| m.version_id.as_deref()) {
         None => None,
         Some(v) => Some(v.parse::<u32>().map_err(|_| {
-            ApiError::one(Issue::invalid("DocumentReference.meta.versionId", "versionId must be a whole number"))
+            ApiError::one(Issue::invalid(
+                "DocumentReference.meta.versionId",
+                "versionId must be a whole number",
+            ))
         })?),
     };
     let existing = read_for_producer(state, caller, id.as_str()).await?;
-    let old: DocumentReference =
-        serde_json::from_str(&existing.json).map_err(|e| ApiError::Internal(format!("stored pointer {id}: {e}")))?;
+    let old: DocumentReference = serde_json::from_str(&existing.json)
+        .map_err(|e| ApiError::Internal(format!("stored pointer {id}: {e}")))?;
     let mut valid = check(state, caller, &doc)?;
     let immutable = check_immutable_fields(&doc, &old);
     if !immutable.is_empty() {
@@ -90,9 +106,9 @@ pub async fn update(
     let version = existing.version + 1;
     let record = record(doc, valid, id.clone(), version)?;
     match state.store().update(record, existing.version).await {
-        Err(StoreError::VersionConflict { expected, actual, .. }) if client_version.is_some() => {
-            Err(precondition_failed(&id, expected, actual))
-        }
+        Err(StoreError::VersionConflict {
+            expected, actual, ..
+        }) if client_version.is_some() => Err(precondition_failed(&id, expected, actual)),
         other => other.map_err(ApiError::from),
     }?;
     Ok(Created { id, version })
@@ -103,15 +119,26 @@ fn precondition_failed(id: &PointerId, expected: u32, actual: u32) -> ApiError {
         domain::ErrorCode::PreconditionFailed,
         domain::IssueType::Conflict,
         "If-Match",
-        format!("pointer {id} is at version {actual}, not {expected}; read it again before updating"),
+        format!(
+            "pointer {id} is at version {actual}, not {expected}; read it again before updating"
+        ),
     ))
 }
 
 /// Deletes one of the producer's pointers (at `if_match` version, if given).
-pub async fn delete(state: &AppState, caller: &Caller, path_id: &str, if_match: Option<u32>) -> Result<(), ApiError> {
+pub async fn delete(
+    state: &AppState,
+    caller: &Caller,
+    path_id: &str,
+    if_match: Option<u32>,
+) -> Result<(), ApiError> {
     let existing = read_for_producer(state, caller, path_id).await?;
     match state.store().delete(&existing.id, if_match).await {
-        Err(StoreError::VersionConflict { expected, actual, id }) => Err(precondition_failed(&id, expected, actual)),
+        Err(StoreError::VersionConflict {
+            expected,
+            actual,
+            id,
+        }) => Err(precondition_failed(&id, expected, actual)),
         other => other.map_err(ApiError::from),
     }
 }

@@ -12,10 +12,19 @@ use crate::state::AppState;
 
 fn search_param(name: &str) -> Value {
     let (kind, doc) = match name {
-        "subject:identifier" => ("token", "Patient NHS number: https://fhir.nhs.uk/Id/nhs-number|<number> (required)"),
-        "custodian:identifier" => ("token", "Custodian ODS code(s): https://fhir.nhs.uk/Id/ods-organization-code|<code>, comma-separated = OR"),
+        "subject:identifier" => (
+            "token",
+            "Patient NHS number: https://fhir.nhs.uk/Id/nhs-number|<number> (required)",
+        ),
+        "custodian:identifier" => (
+            "token",
+            "Custodian ODS code(s): https://fhir.nhs.uk/Id/ods-organization-code|<code>, comma-separated = OR",
+        ),
         "type" => ("token", "Pointer type(s) system|code, comma-separated = OR"),
-        "category" => ("token", "Category code(s) system|code, comma-separated = OR"),
+        "category" => (
+            "token",
+            "Category code(s) system|code, comma-separated = OR",
+        ),
         "_summary" => ("token", "'count': the total only"),
         "_count" => ("number", "Page size"),
         _ => ("string", "Opaque page cursor from a next link"),
@@ -75,6 +84,10 @@ pub async fn consumer(State(state): State<AppState>) -> Response {
 
 fn respond(state: &AppState, audience: Audience) -> Response {
     let settings = state.settings();
-    let body = capability_statement(audience, &settings.public_url, settings.search_limits.max_count);
+    let body = capability_statement(
+        audience,
+        &settings.public_url,
+        settings.search_limits.max_count,
+    );
     fhir_response(StatusCode::OK, body.to_string())
 }

@@ -34,5 +34,7 @@ async fn read(
     Consumer(caller): Consumer,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(pointer_response(pointers::read_for_consumer(&state, &caller, &id).await?))
+    Ok(pointer_response(
+        pointers::read_for_consumer(&state, &caller, &id).await?,
+    ))
 }

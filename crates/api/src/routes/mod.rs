@@ -28,7 +28,13 @@ pub const CONSUMER_BASE: &str = "/consumer/FHIR/R4";
 
 /// A 2xx OperationOutcome such as NRL returns for writes.
 pub(crate) fn success(status: StatusCode, system: &str, code: &str, display: &str) -> Response {
-    let issue = OutcomeIssue::coded("information", "informational", Coding::new(system, code, display), display, vec![]);
+    let issue = OutcomeIssue::coded(
+        "information",
+        "informational",
+        Coding::new(system, code, display),
+        display,
+        vec![],
+    );
     let body = serde_json::to_string(&OperationOutcome::new(None, vec![issue])).unwrap_or_default();
     fhir_response(status, body)
 }
@@ -39,7 +45,8 @@ pub(crate) fn success_code(status: StatusCode, code: &str, display: &str) -> Res
 
 /// `W/"<version>"`.
 pub(crate) fn etag(version: u32) -> HeaderValue {
-    HeaderValue::from_str(&format!("W/\"{version}\"")).unwrap_or(HeaderValue::from_static("W/\"0\""))
+    HeaderValue::from_str(&format!("W/\"{version}\""))
+        .unwrap_or(HeaderValue::from_static("W/\"0\""))
 }
 
 /// A pointer as stored, with its ETag.

@@ -9,11 +9,21 @@ use domain::issue::{ErrorCode, Issue, IssueType};
 
 use crate::error::{ApiError, fhir_response, outcome};
 
-const ACCEPTABLE: &[&str] = &["*/*", "application/*", "application/fhir+json", "application/json"];
+const ACCEPTABLE: &[&str] = &[
+    "*/*",
+    "application/*",
+    "application/fhir+json",
+    "application/json",
+];
 
 fn accepts_json(accept: &str) -> bool {
     accept.split(',').any(|range| {
-        let essence = range.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        let essence = range
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
         ACCEPTABLE.contains(&essence.as_str())
     })
 }
@@ -39,8 +49,10 @@ pub async fn negotiate(request: Request, next: Next) -> Response {
 
 /// 404 for any path nrls does not serve.
 pub async fn not_found() -> Response {
-    ApiError::not_found("no such endpoint; see /producer/FHIR/R4/metadata and /consumer/FHIR/R4/metadata")
-        .into_response()
+    ApiError::not_found(
+        "no such endpoint; see /producer/FHIR/R4/metadata and /consumer/FHIR/R4/metadata",
+    )
+    .into_response()
 }
 
 /// 405 for a known path with a method it does not support.

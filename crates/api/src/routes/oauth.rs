@@ -23,20 +23,30 @@ pub fn router() -> Router<AppState> {
 fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
     let mut response = (status, body.to_string()).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
 fn oauth_error(status: StatusCode, code: &str, description: &str) -> Response {
-    json_response(status, json!({"error": code, "error_description": description}))
+    json_response(
+        status,
+        json!({"error": code, "error_description": description}),
+    )
 }
 
 async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+        .is_some_and(|v| {
+            v.trim()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
     if !is_form {
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -44,12 +54,17 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
             "the token request must be application/x-www-form-urlencoded",
         );
     }
-    let form: Vec<(String, String)> =
-        form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    let form: Vec<(String, String)> = form_urlencoded::parse(&body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
     match state.auth().issue_token(&form).await {
         Ok(token) => match serde_json::to_value(&token) {
             Ok(body) => json_response(StatusCode::OK, body),
-            Err(_) => oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "token serialisation failed"),
+            Err(_) => oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "token serialisation failed",
+            ),
         },
         Err(e) => {
             let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);

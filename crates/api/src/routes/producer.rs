@@ -17,7 +17,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/DocumentReference", post(create).get(search))
         .route("/DocumentReference/_search", post(search))
-        .route("/DocumentReference/{id}", get(read).put(update).delete(delete))
+        .route(
+            "/DocumentReference/{id}",
+            get(read).put(update).delete(delete),
+        )
 }
 
 async fn create(
@@ -32,7 +35,11 @@ async fn create(
         "RESOURCE_CREATED",
         "Resource created",
     );
-    let location = format!("{}{PRODUCER_BASE}/DocumentReference/{}", state.settings().public_url, created.id);
+    let location = format!(
+        "{}{PRODUCER_BASE}/DocumentReference/{}",
+        state.settings().public_url,
+        created.id
+    );
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&location) {
         headers.insert(header::LOCATION, value);
@@ -51,7 +58,9 @@ async fn update(
     let if_match = if_match_version(&headers)?;
     let updated = pointers::update(&state, &caller, &id, doc, if_match).await?;
     let mut response = success_code(StatusCode::OK, "RESOURCE_UPDATED", "Resource updated");
-    response.headers_mut().insert(header::ETAG, etag(updated.version));
+    response
+        .headers_mut()
+        .insert(header::ETAG, etag(updated.version));
     Ok(response)
 }
 
@@ -63,7 +72,11 @@ async fn delete(
 ) -> Result<Response, ApiError> {
     let if_match = if_match_version(&headers)?;
     pointers::delete(&state, &caller, &id, if_match).await?;
-    Ok(success_code(StatusCode::OK, "RESOURCE_REMOVED", "Resource removed"))
+    Ok(success_code(
+        StatusCode::OK,
+        "RESOURCE_REMOVED",
+        "Resource removed",
+    ))
 }
 
 async fn read(
@@ -71,7 +84,9 @@ async fn read(
     Producer(caller): Producer,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(pointer_response(pointers::read_for_producer(&state, &caller, &id).await?))
+    Ok(pointer_response(
+        pointers::read_for_producer(&state, &caller, &id).await?,
+    ))
 }
 
 async fn search(
@@ -83,4 +98,3 @@ async fn search(
     let outcome = pointers::search(&state, &caller, Audience::Producer, &params, &base).await?;
     Ok(fhir_response(StatusCode::OK, outcome.bundle))
 }
-

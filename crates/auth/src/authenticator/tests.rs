@@ -60,9 +60,12 @@ impl Fixture {
         let registry = Arc::new(AppRegistry::from_configs(&apps).unwrap());
         let now = Arc::new(AtomicI64::new(NOW));
         let clock_now = Arc::clone(&now);
-        let auth = Authenticator::new(registry, TokenSettings::new(ISSUER, ENDPOINT, secret.to_vec()))
-            .unwrap()
-            .with_clock(Clock::from_fn(move || clock_now.load(Ordering::SeqCst)));
+        let auth = Authenticator::new(
+            registry,
+            TokenSettings::new(ISSUER, ENDPOINT, secret.to_vec()),
+        )
+        .unwrap()
+        .with_clock(Clock::from_fn(move || clock_now.load(Ordering::SeqCst)));
         Fixture { auth, now }
     }
 
@@ -75,7 +78,10 @@ impl Fixture {
     }
 
     async fn token(&self) -> String {
-        self.issue(&assertion("ec-app", &ec_key())).await.unwrap().access_token
+        self.issue(&assertion("ec-app", &ec_key()))
+            .await
+            .unwrap()
+            .access_token
     }
 }
 
@@ -92,7 +98,11 @@ fn ec_key() -> SigningKeyPem {
 }
 
 fn rsa_key() -> SigningKeyPem {
-    SigningKeyPem::new(include_str!("../testdata/rsa-test-key.pem"), AssertionAlg::Rs384, "rsa-test-1")
+    SigningKeyPem::new(
+        include_str!("../testdata/rsa-test-key.pem"),
+        AssertionAlg::Rs384,
+        "rsa-test-1",
+    )
 }
 
 fn assertion(client_id: &str, key: &SigningKeyPem) -> String {
@@ -125,17 +135,26 @@ fn rejected(result: Result<TokenResponse, TokenError>) -> ClientRejection {
 async fn es384_assertion_gets_a_token_that_authenticates() {
     let f = Fixture::new();
     let response = f.issue(&assertion("ec-app", &ec_key())).await.unwrap();
-    assert_eq!((response.token_type.as_str(), response.expires_in), ("bearer", 900));
+    assert_eq!(
+        (response.token_type.as_str(), response.expires_in),
+        ("bearer", 900)
+    );
     let body = serde_json::to_value(&response).unwrap();
     assert_eq!(body["token_type"], "bearer");
 
     let principal = f.auth.authenticate(&response.access_token).unwrap();
     assert_eq!(principal.client_id(), "ec-app");
     assert_eq!(principal.token_expires_at, NOW + 900);
-    let grant = principal.app.grant(&OdsCode::parse("X26").unwrap()).unwrap();
+    let grant = principal
+        .app
+        .grant(&OdsCode::parse("X26").unwrap())
+        .unwrap();
     assert!(grant.has_role(Role::Consumer) && !grant.has_role(Role::Producer));
     // Second call is served from the cache and agrees.
-    let again = f.auth.authenticate_header(Some(&format!("Bearer {}", response.access_token))).unwrap();
+    let again = f
+        .auth
+        .authenticate_header(Some(&format!("Bearer {}", response.access_token)))
+        .unwrap();
     assert!(Arc::ptr_eq(&again.app, &principal.app));
 }
 
@@ -153,7 +172,10 @@ async fn rs384_assertion_gets_a_token() {
 async fn alg_must_fit_the_registered_key() {
     let f = Fixture::new();
     // The RSA JWK pins RS384, so PS384 with the very same key is refused.
-    let ps384 = SigningKeyPem { alg: AssertionAlg::Ps384, ..rsa_key() };
+    let ps384 = SigningKeyPem {
+        alg: AssertionAlg::Ps384,
+        ..rsa_key()
+    };
     let reason = rejected(f.issue(&assertion("rsa-app", &ps384)).await);
     assert_eq!(reason, ClientRejection::Key(KeyError::AlgorithmMismatch));
 }
@@ -161,28 +183,64 @@ async fn alg_must_fit_the_registered_key() {
 #[tokio::test]
 async fn expired_assertion_is_refused_beyond_the_skew() {
     let f = Fixture::new();
-    let old = mint_client_assertion_at("ec-app", ENDPOINT, &ec_key(), Duration::from_secs(60), NOW - 600);
-    assert_eq!(rejected(f.issue(&old.unwrap()).await), ClientRejection::Expired);
-    let just = mint_client_assertion_at("ec-app", ENDPOINT, &ec_key(), Duration::from_secs(60), NOW - 70);
-    assert!(f.issue(&just.unwrap()).await.is_ok(), "10 s past exp is within the 30 s skew");
+    let old = mint_client_assertion_at(
+        "ec-app",
+        ENDPOINT,
+        &ec_key(),
+        Duration::from_secs(60),
+        NOW - 600,
+    );
+    assert_eq!(
+        rejected(f.issue(&old.unwrap()).await),
+        ClientRejection::Expired
+    );
+    let just = mint_client_assertion_at(
+        "ec-app",
+        ENDPOINT,
+        &ec_key(),
+        Duration::from_secs(60),
+        NOW - 70,
+    );
+    assert!(
+        f.issue(&just.unwrap()).await.is_ok(),
+        "10 s past exp is within the 30 s skew"
+    );
 }
 
 #[tokio::test]
 async fn assertion_lifetime_is_capped() {
     let f = Fixture::new();
-    let long = mint_client_assertion_at("ec-app", ENDPOINT, &ec_key(), Duration::from_secs(600), NOW);
+    let long =
+        mint_client_assertion_at("ec-app", ENDPOINT, &ec_key(), Duration::from_secs(600), NOW);
     let reason = rejected(f.issue(&long.unwrap()).await);
-    assert_eq!(reason, ClientRejection::LifetimeTooLong { max_seconds: 300 });
-    assert!(TokenError::InvalidClient(reason).description().contains("300 seconds"));
+    assert_eq!(
+        reason,
+        ClientRejection::LifetimeTooLong { max_seconds: 300 }
+    );
+    assert!(
+        TokenError::InvalidClient(reason)
+            .description()
+            .contains("300 seconds")
+    );
 }
 
 #[tokio::test]
 async fn audience_must_be_the_token_endpoint() {
     let f = Fixture::new();
-    let elsewhere =
-        mint_client_assertion_at("ec-app", "http://other/token", &ec_key(), Duration::from_secs(60), NOW);
+    let elsewhere = mint_client_assertion_at(
+        "ec-app",
+        "http://other/token",
+        &ec_key(),
+        Duration::from_secs(60),
+        NOW,
+    );
     let reason = rejected(f.issue(&elsewhere.unwrap()).await);
-    assert_eq!(reason, ClientRejection::WrongAudience { expected: ENDPOINT.into() });
+    assert_eq!(
+        reason,
+        ClientRejection::WrongAudience {
+            expected: ENDPOINT.into()
+        }
+    );
     // An array naming the endpoint is fine (RFC 7523 §3: "contains").
     let mut many = claims("ec-app");
     many["aud"] = json!(["http://other", ENDPOINT]);
@@ -194,20 +252,32 @@ async fn issuer_and_subject_must_name_the_client() {
     let f = Fixture::new();
     let mut other_sub = claims("ec-app");
     other_sub["sub"] = json!("rsa-app");
-    assert_eq!(rejected(f.issue(&custom(&ec_key(), other_sub)).await), ClientRejection::SubjectNotIssuer);
+    assert_eq!(
+        rejected(f.issue(&custom(&ec_key(), other_sub)).await),
+        ClientRejection::SubjectNotIssuer
+    );
 
     let stranger = crate::demo::signing_key("nobody").unwrap();
-    assert_eq!(rejected(f.issue(&assertion("nobody", &stranger)).await), ClientRejection::UnknownClient);
+    assert_eq!(
+        rejected(f.issue(&assertion("nobody", &stranger)).await),
+        ClientRejection::UnknownClient
+    );
 
     let mut with_id = form(&assertion("ec-app", &ec_key()));
     with_id.push(("client_id".into(), "rsa-app".into()));
-    assert_eq!(rejected(f.auth.issue_token(&with_id).await), ClientRejection::ClientIdMismatch);
+    assert_eq!(
+        rejected(f.auth.issue_token(&with_id).await),
+        ClientRejection::ClientIdMismatch
+    );
 }
 
 #[tokio::test]
 async fn unknown_kid_is_refused() {
     let f = Fixture::new();
-    let key = SigningKeyPem { kid: "rotated-away".into(), ..ec_key() };
+    let key = SigningKeyPem {
+        kid: "rotated-away".into(),
+        ..ec_key()
+    };
     let reason = rejected(f.issue(&assertion("ec-app", &key)).await);
     assert_eq!(reason, ClientRejection::Key(KeyError::UnknownKid));
 }
@@ -215,16 +285,28 @@ async fn unknown_kid_is_refused() {
 #[tokio::test]
 async fn signature_by_another_key_is_refused() {
     let f = Fixture::new();
-    let impostor = SigningKeyPem { kid: "rsa-test-1".into(), ..rsa_key() };
-    let impostor = SigningKeyPem { pem: include_str!("../testdata/rsa-other-key.pem").into(), ..impostor };
-    assert_eq!(rejected(f.issue(&assertion("rsa-app", &impostor)).await), ClientRejection::BadSignature);
+    let impostor = SigningKeyPem {
+        kid: "rsa-test-1".into(),
+        ..rsa_key()
+    };
+    let impostor = SigningKeyPem {
+        pem: include_str!("../testdata/rsa-other-key.pem").into(),
+        ..impostor
+    };
+    assert_eq!(
+        rejected(f.issue(&assertion("rsa-app", &impostor)).await),
+        ClientRejection::BadSignature
+    );
 
     // Another app's (valid, registered) EC key, claiming to be ec-app.
     let other_ec = crate::demo::signing_key("rsa-app").unwrap();
     let reason = rejected(f.issue(&assertion("ec-app", &other_ec)).await);
     assert_eq!(reason, ClientRejection::BadSignature);
     let error = TokenError::InvalidClient(reason);
-    assert_eq!((error.oauth_code(), error.http_status()), ("invalid_client", 401));
+    assert_eq!(
+        (error.oauth_code(), error.http_status()),
+        ("invalid_client", 401)
+    );
     assert!(!error.to_json().to_string().contains("PRIVATE"));
 }
 
@@ -254,20 +336,38 @@ async fn required_claims_are_required() {
         c.as_object_mut().unwrap().remove(claim);
         custom(&ec_key(), c)
     };
-    assert_eq!(rejected(f.issue(&without("exp")).await), ClientRejection::MissingExpiry);
-    assert_eq!(rejected(f.issue(&without("jti")).await), ClientRejection::MissingJti);
-    assert!(matches!(rejected(f.issue(&without("aud")).await), ClientRejection::WrongAudience { .. }));
-    assert_eq!(rejected(f.issue(&without("sub")).await), ClientRejection::SubjectNotIssuer);
+    assert_eq!(
+        rejected(f.issue(&without("exp")).await),
+        ClientRejection::MissingExpiry
+    );
+    assert_eq!(
+        rejected(f.issue(&without("jti")).await),
+        ClientRejection::MissingJti
+    );
+    assert!(matches!(
+        rejected(f.issue(&without("aud")).await),
+        ClientRejection::WrongAudience { .. }
+    ));
+    assert_eq!(
+        rejected(f.issue(&without("sub")).await),
+        ClientRejection::SubjectNotIssuer
+    );
     assert_eq!(
         f.issue(&without("iss")).await.unwrap_err(),
         TokenError::InvalidRequest(RequestProblem::MissingIssuer)
     );
     let mut early = claims("ec-app");
     early["nbf"] = json!(NOW + 120);
-    assert_eq!(rejected(f.issue(&custom(&ec_key(), early)).await), ClientRejection::NotYetValid);
+    assert_eq!(
+        rejected(f.issue(&custom(&ec_key(), early)).await),
+        ClientRejection::NotYetValid
+    );
     let mut text_exp = claims("ec-app");
     text_exp["exp"] = json!("soon");
-    assert_eq!(rejected(f.issue(&custom(&ec_key(), text_exp)).await), ClientRejection::BadClaims);
+    assert_eq!(
+        rejected(f.issue(&custom(&ec_key(), text_exp)).await),
+        ClientRejection::BadClaims
+    );
 }
 
 #[tokio::test]
@@ -275,14 +375,23 @@ async fn malformed_requests_are_invalid_request() {
     let f = Fixture::new();
     let mut wrong_grant = form(&assertion("ec-app", &ec_key()));
     wrong_grant[0].1 = "password".into();
-    assert_eq!(f.auth.issue_token(&wrong_grant).await.unwrap_err(), TokenError::UnsupportedGrantType);
+    assert_eq!(
+        f.auth.issue_token(&wrong_grant).await.unwrap_err(),
+        TokenError::UnsupportedGrantType
+    );
 
     let missing = f.auth.issue_token(&form("")).await.unwrap_err();
-    assert_eq!(missing, TokenError::InvalidRequest(RequestProblem::MissingParameter("client_assertion")));
+    assert_eq!(
+        missing,
+        TokenError::InvalidRequest(RequestProblem::MissingParameter("client_assertion"))
+    );
     assert_eq!(missing.to_json()["error"], "invalid_request");
 
     let garbage = f.issue("not-a-jwt").await.unwrap_err();
-    assert_eq!(garbage, TokenError::InvalidRequest(RequestProblem::MalformedAssertion));
+    assert_eq!(
+        garbage,
+        TokenError::InvalidRequest(RequestProblem::MalformedAssertion)
+    );
     assert_eq!(garbage.http_status(), 400);
 }
 
@@ -298,9 +407,20 @@ async fn tampered_access_token_is_refused() {
     };
     let signature_start = token.rfind('.').unwrap() + 1;
     let payload_middle = (token.find('.').unwrap() + signature_start) / 2;
-    assert_eq!(f.auth.authenticate(&flip(signature_start + 10)).unwrap_err(), AuthError::BadSignature);
-    assert_eq!(f.auth.authenticate(&flip(payload_middle)).unwrap_err(), AuthError::BadSignature);
-    assert_eq!(f.auth.authenticate(&flip(2)).unwrap_err(), AuthError::Malformed);
+    assert_eq!(
+        f.auth
+            .authenticate(&flip(signature_start + 10))
+            .unwrap_err(),
+        AuthError::BadSignature
+    );
+    assert_eq!(
+        f.auth.authenticate(&flip(payload_middle)).unwrap_err(),
+        AuthError::BadSignature
+    );
+    assert_eq!(
+        f.auth.authenticate(&flip(2)).unwrap_err(),
+        AuthError::Malformed
+    );
 }
 
 #[tokio::test]
@@ -312,7 +432,10 @@ async fn expired_access_token_is_refused_cached_or_not() {
     f.advance(899);
     assert!(f.auth.authenticate(&cached).is_ok());
     f.advance(1);
-    assert_eq!(f.auth.authenticate(&cached).unwrap_err(), AuthError::Expired);
+    assert_eq!(
+        f.auth.authenticate(&cached).unwrap_err(),
+        AuthError::Expired
+    );
     assert_eq!(f.auth.authenticate(&fresh).unwrap_err(), AuthError::Expired);
     assert_eq!(AuthError::Expired.bearer_error(), Some("invalid_token"));
 }
@@ -322,21 +445,36 @@ async fn tokens_from_another_secret_or_registry_are_refused() {
     let ours = Fixture::new();
     let theirs = Fixture::with(apps(), b"another-secret-another-secret-another");
     let foreign = theirs.token().await;
-    assert_eq!(ours.auth.authenticate(&foreign).unwrap_err(), AuthError::BadSignature);
+    assert_eq!(
+        ours.auth.authenticate(&foreign).unwrap_err(),
+        AuthError::BadSignature
+    );
 
     // Same secret, but this node no longer knows the app.
     let shrunk = Fixture::with(apps().split_off(1), SECRET);
-    assert_eq!(shrunk.auth.authenticate(&ours.token().await).unwrap_err(), AuthError::UnknownClient);
+    assert_eq!(
+        shrunk.auth.authenticate(&ours.token().await).unwrap_err(),
+        AuthError::UnknownClient
+    );
 }
 
 #[test]
 fn odd_bearers_are_refused() {
     let f = Fixture::new();
     assert_eq!(f.auth.authenticate("").unwrap_err(), AuthError::Missing);
-    assert_eq!(f.auth.authenticate_header(None).unwrap_err(), AuthError::Missing);
+    assert_eq!(
+        f.auth.authenticate_header(None).unwrap_err(),
+        AuthError::Missing
+    );
     assert_eq!(AuthError::Missing.bearer_error(), None);
-    assert_eq!(f.auth.authenticate("a.b.c").unwrap_err(), AuthError::Malformed);
-    assert_eq!(f.auth.authenticate(&"x".repeat(10_000)).unwrap_err(), AuthError::Malformed);
+    assert_eq!(
+        f.auth.authenticate("a.b.c").unwrap_err(),
+        AuthError::Malformed
+    );
+    assert_eq!(
+        f.auth.authenticate(&"x".repeat(10_000)).unwrap_err(),
+        AuthError::Malformed
+    );
 }
 
 #[test]
@@ -344,7 +482,13 @@ fn settings_are_checked() {
     let registry = Arc::new(AppRegistry::default());
     let weak = TokenSettings::new(ISSUER, ENDPOINT, b"short".to_vec());
     let err = Authenticator::new(Arc::clone(&registry), weak).unwrap_err();
-    assert_eq!(err, ConfigError::Settings { field: "signing_secret", problem: "must be at least 32 bytes" });
+    assert_eq!(
+        err,
+        ConfigError::Settings {
+            field: "signing_secret",
+            problem: "must be at least 32 bytes"
+        }
+    );
     let settings = TokenSettings::new("", ENDPOINT, SECRET.to_vec());
     assert!(Authenticator::new(registry, settings.clone()).is_err());
     assert!(!format!("{settings:?}").contains("test-secret"));
@@ -380,6 +524,14 @@ proptest! {
         a in "[A-Za-z0-9_-]{0,40}", b in "[A-Za-z0-9_-]{0,80}", c in "[A-Za-z0-9_.-]{0,60}"
     ) {
         let token = [a, b, c].join(".");
+        prop_assert!(SHARED.auth.authenticate(&token).is_err());
+    }
+
+    #[test]
+    fn authenticate_never_panics_behind_our_header(b in "[A-Za-z0-9_-]{0,120}", c in "[A-Za-z0-9_-]{0,60}") {
+        let ours = SHARED.auth.access_tokens.mint("ec-app", NOW, NOW + 60).unwrap();
+        let header = ours.split('.').next().unwrap();
+        let token = [header, &b, &c].join(".");
         prop_assert!(SHARED.auth.authenticate(&token).is_err());
     }
 

@@ -23,7 +23,11 @@ fn organisation(ods: &str, roles: &[&str], types: &[&str]) -> OrganisationConfig
 }
 
 fn app(client_id: &str) -> AppConfig {
-    demo::app_config(client_id, "An app", vec![organisation("X26", &["consumer"], &[CRISIS_PLAN])])
+    demo::app_config(
+        client_id,
+        "An app",
+        vec![organisation("X26", &["consumer"], &[CRISIS_PLAN])],
+    )
 }
 
 fn error(configs: &[AppConfig]) -> String {
@@ -34,7 +38,11 @@ fn error(configs: &[AppConfig]) -> String {
 #[test]
 fn a_valid_app_is_registered_with_its_grants() {
     let mut config = app("a");
-    config.organisations.push(organisation("rx1", &["producer", "consumer"], &[CRISIS_PLAN]));
+    config.organisations.push(organisation(
+        "rx1",
+        &["producer", "consumer"],
+        &[CRISIS_PLAN],
+    ));
     config.rate_limit_per_second = Some(25);
     let registry = AppRegistry::from_configs(&[config, app("b")]).unwrap();
     assert_eq!(registry.len(), 2);
@@ -56,23 +64,38 @@ fn a_valid_app_is_registered_with_its_grants() {
 fn errors_name_the_app_and_the_field() {
     assert_eq!(
         AppRegistry::from_configs(&[app("a"), app("a")]).unwrap_err(),
-        ConfigError::DuplicateClientId { client_id: "a".into() }
+        ConfigError::DuplicateClientId {
+            client_id: "a".into()
+        }
     );
 
     let mut bad_ods = app("a");
     bad_ods.organisations[0].ods = "X-26".into();
-    assert_eq!(error(&[bad_ods]), "app 'a': organisations: ods \"X-26\" is not an ODS code");
+    assert_eq!(
+        error(&[bad_ods]),
+        "app 'a': organisations: ods \"X-26\" is not an ODS code"
+    );
 
     // From the NRL example permissions: retired, so not in the catalogue.
     let mut unknown_type = app("a");
-    unknown_type.organisations[0].pointer_types.push("http://snomed.info/sct|736253001".into());
+    unknown_type.organisations[0]
+        .pointer_types
+        .push("http://snomed.info/sct|736253001".into());
     let message = error(&[unknown_type]);
-    assert!(message.starts_with("app 'a': organisation 'X26': pointer_types:"), "{message}");
+    assert!(
+        message.starts_with("app 'a': organisation 'X26': pointer_types:"),
+        "{message}"
+    );
     assert!(message.contains("736253001"), "{message}");
 
     let mut no_keys = app("a");
     no_keys.jwks = None;
-    assert_eq!(AppRegistry::from_configs(&[no_keys]).unwrap_err(), ConfigError::NoKeySource { client_id: "a".into() });
+    assert_eq!(
+        AppRegistry::from_configs(&[no_keys]).unwrap_err(),
+        ConfigError::NoKeySource {
+            client_id: "a".into()
+        }
+    );
 
     let mut bad_role = app("a");
     bad_role.organisations[0].roles = vec!["admin".into()];
@@ -87,7 +110,9 @@ fn errors_name_the_app_and_the_field() {
     assert!(error(&[no_types]).contains("pointer_types must not be empty"));
 
     let mut twice = app("a");
-    twice.organisations.push(organisation("x26", &["producer"], &[CRISIS_PLAN]));
+    twice
+        .organisations
+        .push(organisation("x26", &["producer"], &[CRISIS_PLAN]));
     assert!(error(&[twice]).contains("ods 'X26' is listed more than once"));
 
     let mut no_orgs = app("a");
@@ -95,8 +120,13 @@ fn errors_name_the_app_and_the_field() {
     assert!(error(&[no_orgs]).contains("at least one organisation"));
 
     let mut bad_key = app("a");
-    bad_key.jwks = Some(json!({ "keys": [ { "kty": "EC", "crv": "P-256", "kid": "k", "x": "AA", "y": "AA" } ] }));
-    assert_eq!(error(&[bad_key]), "app 'a': jwks: key 'k': crv must be P-384");
+    bad_key.jwks = Some(
+        json!({ "keys": [ { "kty": "EC", "crv": "P-256", "kid": "k", "x": "AA", "y": "AA" } ] }),
+    );
+    assert_eq!(
+        error(&[bad_key]),
+        "app 'a': jwks: key 'k': crv must be P-384"
+    );
 
     let mut nameless = app("a");
     nameless.name = " ".into();
@@ -163,11 +193,18 @@ impl JwksServer {
 }
 
 fn remote_app(client_id: &str, url: &str) -> AppConfig {
-    AppConfig { jwks: None, jwks_url: Some(url.to_owned()), ..app(client_id) }
+    AppConfig {
+        jwks: None,
+        jwks_url: Some(url.to_owned()),
+        ..app(client_id)
+    }
 }
 
 fn registry(configs: &[AppConfig], refresh: Duration) -> AppRegistry {
-    let options = RegistryOptions { jwks_refresh_interval: refresh, jwks_fetch_timeout: Duration::from_secs(5) };
+    let options = RegistryOptions {
+        jwks_refresh_interval: refresh,
+        jwks_fetch_timeout: Duration::from_secs(5),
+    };
     AppRegistry::from_configs_with(configs, &options).unwrap()
 }
 
@@ -183,11 +220,24 @@ async fn remote_keys_are_fetched_once_and_cached() {
     let server = JwksServer::start(demo::jwks("a")).await;
     let registry = registry(&[remote_app("a", &server.url)], Duration::from_secs(60));
     let app = registry.app("a").unwrap();
-    assert!(registry.resolve_key(&app, "demo-1", AssertionAlg::Es384).await.is_ok());
-    assert!(registry.resolve_key(&app, "demo-1", AssertionAlg::Es384).await.is_ok());
+    assert!(
+        registry
+            .resolve_key(&app, "demo-1", AssertionAlg::Es384)
+            .await
+            .is_ok()
+    );
+    assert!(
+        registry
+            .resolve_key(&app, "demo-1", AssertionAlg::Es384)
+            .await
+            .is_ok()
+    );
     assert_eq!(server.hits(), 1);
     assert_eq!(
-        registry.resolve_key(&app, "demo-1", AssertionAlg::Rs384).await.unwrap_err(),
+        registry
+            .resolve_key(&app, "demo-1", AssertionAlg::Rs384)
+            .await
+            .unwrap_err(),
         KeyError::AlgorithmMismatch
     );
 }
@@ -197,11 +247,17 @@ async fn unknown_kid_refreshes_at_most_once_per_interval() {
     let server = JwksServer::start(demo::jwks("a")).await;
     let registry = registry(&[remote_app("a", &server.url)], Duration::from_secs(60));
     let app = registry.app("a").unwrap();
-    registry.resolve_key(&app, "demo-1", AssertionAlg::Es384).await.unwrap();
+    registry
+        .resolve_key(&app, "demo-1", AssertionAlg::Es384)
+        .await
+        .unwrap();
     server.serve(&rotated_jwks().to_string());
     // Rotated, but we fetched less than 60 s ago: no fetch, so unknown.
     for _ in 0..5 {
-        let err = registry.resolve_key(&app, "k2", AssertionAlg::Es384).await.unwrap_err();
+        let err = registry
+            .resolve_key(&app, "k2", AssertionAlg::Es384)
+            .await
+            .unwrap_err();
         assert_eq!(err, KeyError::UnknownKid);
     }
     assert_eq!(server.hits(), 1);
@@ -212,45 +268,88 @@ async fn rotation_is_picked_up_and_bad_sets_never_replace_good_ones() {
     let server = JwksServer::start(demo::jwks("a")).await;
     let registry = registry(&[remote_app("a", &server.url)], Duration::ZERO);
     let app = registry.app("a").unwrap();
-    registry.resolve_key(&app, "demo-1", AssertionAlg::Es384).await.unwrap();
+    registry
+        .resolve_key(&app, "demo-1", AssertionAlg::Es384)
+        .await
+        .unwrap();
 
     server.serve("<html>maintenance</html>");
-    assert_eq!(registry.resolve_key(&app, "k9", AssertionAlg::Es384).await.unwrap_err(), KeyError::UnknownKid);
+    assert_eq!(
+        registry
+            .resolve_key(&app, "k9", AssertionAlg::Es384)
+            .await
+            .unwrap_err(),
+        KeyError::UnknownKid
+    );
     server.serve(r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"p256","x":"AA","y":"AA"}]}"#);
-    assert_eq!(registry.resolve_key(&app, "k9", AssertionAlg::Es384).await.unwrap_err(), KeyError::UnknownKid);
+    assert_eq!(
+        registry
+            .resolve_key(&app, "k9", AssertionAlg::Es384)
+            .await
+            .unwrap_err(),
+        KeyError::UnknownKid
+    );
     assert_eq!(server.hits(), 3);
     // The good set survived both bad fetches.
-    assert!(registry.resolve_key(&app, "demo-1", AssertionAlg::Es384).await.is_ok());
+    assert!(
+        registry
+            .resolve_key(&app, "demo-1", AssertionAlg::Es384)
+            .await
+            .is_ok()
+    );
 
     server.serve(&rotated_jwks().to_string());
-    assert!(registry.resolve_key(&app, "k2", AssertionAlg::Es384).await.is_ok());
+    assert!(
+        registry
+            .resolve_key(&app, "k2", AssertionAlg::Es384)
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test]
 async fn an_unreachable_jwks_url_means_no_key() {
     // Bind then drop, so the port is (almost certainly) closed.
-    let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let url = format!("http://127.0.0.1:{port}/jwks.json");
     let registry = registry(&[remote_app("a", &url)], Duration::from_secs(60));
     let app = registry.app("a").unwrap();
-    let err = registry.resolve_key(&app, "demo-1", AssertionAlg::Es384).await.unwrap_err();
+    let err = registry
+        .resolve_key(&app, "demo-1", AssertionAlg::Es384)
+        .await
+        .unwrap_err();
     assert_eq!(err, KeyError::KeySetUnavailable);
 }
 
 #[tokio::test]
 async fn a_remote_keyed_app_gets_a_token() {
     let server = JwksServer::start(demo::jwks("remote")).await;
-    let registry = Arc::new(registry(&[remote_app("remote", &server.url)], Duration::from_secs(60)));
+    let registry = Arc::new(registry(
+        &[remote_app("remote", &server.url)],
+        Duration::from_secs(60),
+    ));
     let endpoint = "http://127.0.0.1:8080/oauth2/token";
     let settings = crate::TokenSettings::new("http://127.0.0.1:8080", endpoint, vec![7; 32]);
     let auth = crate::Authenticator::new(registry, settings).unwrap();
     let key = demo::signing_key("remote").unwrap();
-    let assertion = crate::mint_client_assertion("remote", endpoint, &key, Duration::from_secs(60)).unwrap();
+    let assertion =
+        crate::mint_client_assertion("remote", endpoint, &key, Duration::from_secs(60)).unwrap();
     let form = vec![
         ("grant_type".to_owned(), "client_credentials".to_owned()),
-        ("client_assertion_type".to_owned(), crate::token_request::ASSERTION_TYPE.to_owned()),
+        (
+            "client_assertion_type".to_owned(),
+            crate::token_request::ASSERTION_TYPE.to_owned(),
+        ),
         ("client_assertion".to_owned(), assertion),
     ];
     let token = auth.issue_token(&form).await.unwrap();
-    assert_eq!(auth.authenticate(&token.access_token).unwrap().client_id(), "remote");
+    assert_eq!(
+        auth.authenticate(&token.access_token).unwrap().client_id(),
+        "remote"
+    );
 }

@@ -34,7 +34,10 @@ impl Cursor {
             return None;
         }
         let fingerprint = u64::from_str_radix(fp, 16).ok()?;
-        Some(Cursor { before_seq, fingerprint })
+        Some(Cursor {
+            before_seq,
+            fingerprint,
+        })
     }
 }
 
@@ -45,7 +48,10 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let c = Cursor { before_seq: 42, fingerprint: 0xdead_beef };
+        let c = Cursor {
+            before_seq: 42,
+            fingerprint: 0xdead_beef,
+        };
         assert_eq!(Cursor::decode(&c.encode()), Some(c));
         assert_eq!(Cursor::decode("not-a-cursor"), None);
         assert_eq!(Cursor::decode(""), None);

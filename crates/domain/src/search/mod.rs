@@ -38,7 +38,12 @@ impl SearchQuery {
         let mut h = Sha256::new();
         h.update([self.audience as u8, u8::from(self.summary_count)]);
         h.update(self.subject.as_u64().to_be_bytes());
-        h.update(self.types.map(|t| t.bits()).unwrap_or(u64::MAX).to_be_bytes());
+        h.update(
+            self.types
+                .map(|t| t.bits())
+                .unwrap_or(u64::MAX)
+                .to_be_bytes(),
+        );
         for c in self.categories.iter().flatten() {
             h.update(c.as_bytes());
             h.update([0]);

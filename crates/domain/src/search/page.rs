@@ -43,10 +43,17 @@ pub fn paginate<'r>(
         }
     }
     let next = match (more, last_kept) {
-        (true, Some(before_seq)) => Some(Cursor { before_seq, fingerprint }),
+        (true, Some(before_seq)) => Some(Cursor {
+            before_seq,
+            fingerprint,
+        }),
         _ => None,
     };
-    Page { total, entries, next }
+    Page {
+        total,
+        entries,
+        next,
+    }
 }
 
 fn matches(query: &SearchQuery, catalogue: &Catalogue, record: &PointerRecord) -> bool {

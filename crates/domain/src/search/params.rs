@@ -25,14 +25,30 @@ pub struct SearchLimits {
 
 impl Default for SearchLimits {
     fn default() -> Self {
-        SearchLimits { default_count: 50, max_count: 500 }
+        SearchLimits {
+            default_count: 50,
+            max_count: 500,
+        }
     }
 }
 
-const CONSUMER_PARAMS: &[&str] =
-    &["subject:identifier", "custodian:identifier", "type", "category", "_summary", "_count", "_cursor"];
-const PRODUCER_PARAMS: &[&str] =
-    &["subject:identifier", "type", "category", "_summary", "_count", "_cursor"];
+const CONSUMER_PARAMS: &[&str] = &[
+    "subject:identifier",
+    "custodian:identifier",
+    "type",
+    "category",
+    "_summary",
+    "_count",
+    "_cursor",
+];
+const PRODUCER_PARAMS: &[&str] = &[
+    "subject:identifier",
+    "type",
+    "category",
+    "_summary",
+    "_count",
+    "_cursor",
+];
 
 impl Audience {
     /// The search parameters this audience may use.
@@ -63,7 +79,10 @@ pub fn parse<'p>(
             issues.push(param_issue(
                 ErrorCode::InvalidParameter,
                 name,
-                format!("'{name}' is not a supported search parameter; use {}", allowed.join(", ")),
+                format!(
+                    "'{name}' is not a supported search parameter; use {}",
+                    allowed.join(", ")
+                ),
             ));
         } else if seen.iter().any(|(n, _)| *n == name) {
             issues.push(param_issue(
@@ -111,7 +130,10 @@ pub fn parse<'p>(
                 issues.push(param_issue(
                     ErrorCode::InvalidParameter,
                     "_count",
-                    format!("_count must be a whole number from 1 to {}", limits.max_count),
+                    format!(
+                        "_count must be a whole number from 1 to {}",
+                        limits.max_count
+                    ),
                 ));
                 limits.default_count
             }
@@ -151,7 +173,11 @@ pub fn parse<'p>(
             ));
         }
     }
-    if issues.is_empty() { Ok(query) } else { Err(issues) }
+    if issues.is_empty() {
+        Ok(query)
+    } else {
+        Err(issues)
+    }
 }
 
 fn parse_subject(value: &str, issues: &mut Vec<Issue>) -> Option<NhsNumber> {
@@ -200,11 +226,17 @@ fn parse_types(value: &str, catalogue: &Catalogue, issues: &mut Vec<Issue>) -> O
     Some(set)
 }
 
-fn parse_categories(value: &str, catalogue: &Catalogue, issues: &mut Vec<Issue>) -> Option<Vec<String>> {
+fn parse_categories(
+    value: &str,
+    catalogue: &Catalogue,
+    issues: &mut Vec<Issue>,
+) -> Option<Vec<String>> {
     let mut codes = Vec::new();
     for token in value.split(',') {
         match token.split_once('|') {
-            Some((system, code)) if catalogue.is_category(system, code) => codes.push(code.to_owned()),
+            Some((system, code)) if catalogue.is_category(system, code) => {
+                codes.push(code.to_owned())
+            }
             _ => issues.push(param_issue(
                 ErrorCode::InvalidCodeValue,
                 "category",
@@ -243,15 +275,28 @@ fn parse_custodians(value: &str, issues: &mut Vec<Issue>) -> Option<Vec<OdsCode>
 
 /// Refuses a search that names a type the caller may not see. Asking for it is
 /// an error; silently returning nothing would hide a misconfiguration.
-pub fn require_permitted(query: &SearchQuery, permitted: TypeSet, catalogue: &Catalogue) -> Result<(), Issue> {
-    let Some(types) = query.types else { return Ok(()) };
-    match catalogue.types().iter().find(|t| types.contains(t.index) && !permitted.contains(t.index)) {
+pub fn require_permitted(
+    query: &SearchQuery,
+    permitted: TypeSet,
+    catalogue: &Catalogue,
+) -> Result<(), Issue> {
+    let Some(types) = query.types else {
+        return Ok(());
+    };
+    match catalogue
+        .types()
+        .iter()
+        .find(|t| types.contains(t.index) && !permitted.contains(t.index))
+    {
         None => Ok(()),
         Some(t) => Err(Issue::new(
             ErrorCode::AccessDeniedLevel,
             IssueType::Forbidden,
             "type",
-            format!("your organisation may not access pointers of type '{}'", t.key()),
+            format!(
+                "your organisation may not access pointers of type '{}'",
+                t.key()
+            ),
         )),
     }
 }

@@ -58,8 +58,14 @@ fn check_content(content: &Content, path: &str, issues: &mut Vec<Issue>) -> bool
         None => issues.push(Issue::required(format!("{path}.format"))),
         Some(format) => {
             if format.system.as_deref() != Some(FORMAT_CODE) {
-                issues.push(code_system_issue(format!("{path}.format.system"), FORMAT_CODE));
-            } else if !FORMAT_CODES.iter().any(|(c, _)| Some(*c) == format.code.as_deref()) {
+                issues.push(code_system_issue(
+                    format!("{path}.format.system"),
+                    FORMAT_CODE,
+                ));
+            } else if !FORMAT_CODES
+                .iter()
+                .any(|(c, _)| Some(*c) == format.code.as_deref())
+            {
                 issues.push(code_value_issue(
                     format!("{path}.format.code"),
                     &FORMAT_CODES.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
@@ -111,11 +117,17 @@ fn coded_extension(
     codes: &[&str],
     issues: &mut Vec<Issue>,
 ) -> Option<String> {
-    let mut matching = extensions.iter().enumerate().filter(|(_, e)| e.url.as_deref() == Some(url));
+    let mut matching = extensions
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.url.as_deref() == Some(url));
     let (i, extension) = matching.next()?;
     let ext_path = format!("{path}.extension[{i}]");
     if matching.next().is_some() {
-        issues.push(Issue::invalid(ext_path.clone(), format!("extension {url} must appear once")));
+        issues.push(Issue::invalid(
+            ext_path.clone(),
+            format!("extension {url} must appear once"),
+        ));
     }
     let codings = extension
         .value_codeable_concept
@@ -148,7 +160,11 @@ fn check_context(doc: &DocumentReference, needs_asid: bool, issues: &mut Vec<Iss
         issues.push(Issue::required("DocumentReference.context"));
         return;
     };
-    let setting = context.practice_setting.as_ref().map(|c| c.codings()).unwrap_or_default();
+    let setting = context
+        .practice_setting
+        .as_ref()
+        .map(|c| c.codings())
+        .unwrap_or_default();
     match setting.first() {
         None => issues.push(Issue::required("DocumentReference.context.practiceSetting")),
         Some(c) if c.system.is_none() || c.code.is_none() => issues.push(Issue::required(
@@ -194,9 +210,12 @@ fn is_mime_type(text: &str) -> bool {
     let essence = text.split(';').next().unwrap_or_default().trim();
     let token = |s: &str| {
         !s.is_empty()
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
     };
-    essence.split_once('/').is_some_and(|(t, s)| token(t) && token(s))
+    essence
+        .split_once('/')
+        .is_some_and(|(t, s)| token(t) && token(s))
 }
 
 fn code_system_issue(expression: String, system: &str) -> Issue {

@@ -70,7 +70,10 @@ impl ValidPointer {
 }
 
 /// Checks `doc` against every NRL v3 rule (and nrls's stricter ones).
-pub fn validate(doc: &DocumentReference, ctx: &ValidationContext<'_>) -> Result<ValidPointer, Vec<Issue>> {
+pub fn validate(
+    doc: &DocumentReference,
+    ctx: &ValidationContext<'_>,
+) -> Result<ValidPointer, Vec<Issue>> {
     let mut issues = Vec::new();
     resource::check(doc, &mut issues);
     let id = resource::id(doc, ctx.caller, &mut issues);

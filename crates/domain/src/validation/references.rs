@@ -112,7 +112,10 @@ pub(super) fn author(doc: &DocumentReference, issues: &mut Vec<Issue>) {
         let issue = if authors.is_empty() {
             Issue::required("DocumentReference.author")
         } else {
-            Issue::invalid("DocumentReference.author", "author must have exactly one entry")
+            Issue::invalid(
+                "DocumentReference.author",
+                "author must have exactly one entry",
+            )
         };
         issues.push(issue);
         return;
@@ -133,7 +136,10 @@ pub(super) fn author(doc: &DocumentReference, issues: &mut Vec<Issue>) {
     }
 }
 
-pub(super) fn master_identifier(doc: &DocumentReference, issues: &mut Vec<Issue>) -> Option<String> {
+pub(super) fn master_identifier(
+    doc: &DocumentReference,
+    issues: &mut Vec<Issue>,
+) -> Option<String> {
     let mi = doc.master_identifier.as_ref()?;
     let path = "DocumentReference.masterIdentifier";
     match (mi.system.as_deref(), mi.value.as_deref()) {
@@ -155,7 +161,13 @@ const RELATION_CODES: &[&str] = &["replaces", "transforms", "signs", "appends"];
 
 pub(super) fn relates_to(doc: &DocumentReference, issues: &mut Vec<Issue>) -> Vec<Supersede> {
     let mut supersedes: Vec<Supersede> = Vec::new();
-    for (i, relation) in doc.relates_to.as_deref().unwrap_or_default().iter().enumerate() {
+    for (i, relation) in doc
+        .relates_to
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
         let path = format!("DocumentReference.relatesTo[{i}]");
         match relation.code.as_deref() {
             Some("replaces") => {}
@@ -163,7 +175,10 @@ pub(super) fn relates_to(doc: &DocumentReference, issues: &mut Vec<Issue>) -> Ve
             Some(code) => {
                 issues.push(Issue::invalid(
                     format!("{path}.code"),
-                    format!("relatesTo code must be one of {}, not '{code}'", RELATION_CODES.join(", ")),
+                    format!(
+                        "relatesTo code must be one of {}, not '{code}'",
+                        RELATION_CODES.join(", ")
+                    ),
                 ));
                 continue;
             }
@@ -184,9 +199,15 @@ pub(super) fn relates_to(doc: &DocumentReference, issues: &mut Vec<Issue>) -> Ve
         };
         match PointerId::parse(value) {
             Some(target) if supersedes.iter().any(|s| s.target == target) => {
-                issues.push(Issue::invalid(target_path, format!("pointer {target} is replaced twice")));
+                issues.push(Issue::invalid(
+                    target_path,
+                    format!("pointer {target} is replaced twice"),
+                ));
             }
-            Some(target) => supersedes.push(Supersede { target, expression: target_path }),
+            Some(target) => supersedes.push(Supersede {
+                target,
+                expression: target_path,
+            }),
             None => issues.push(Issue::invalid(
                 target_path,
                 format!("'{value}' is not a pointer id"),

@@ -9,10 +9,31 @@ use crate::{OdsCode, PointerId, clock};
 /// The elements of a FHIR R4 DocumentReference. Anything else is rejected, so
 /// a misspelt element is an error rather than silently stored.
 const ELEMENTS: &[&str] = &[
-    "resourceType", "id", "meta", "implicitRules", "language", "text", "contained",
-    "extension", "modifierExtension", "masterIdentifier", "identifier", "status",
-    "docStatus", "type", "category", "subject", "date", "author", "authenticator",
-    "custodian", "relatesTo", "description", "securityLabel", "content", "context",
+    "resourceType",
+    "id",
+    "meta",
+    "implicitRules",
+    "language",
+    "text",
+    "contained",
+    "extension",
+    "modifierExtension",
+    "masterIdentifier",
+    "identifier",
+    "status",
+    "docStatus",
+    "type",
+    "category",
+    "subject",
+    "date",
+    "author",
+    "authenticator",
+    "custodian",
+    "relatesTo",
+    "description",
+    "securityLabel",
+    "content",
+    "context",
 ];
 
 pub(super) fn check(doc: &DocumentReference, issues: &mut Vec<Issue>) {
@@ -58,7 +79,11 @@ pub(super) fn check(doc: &DocumentReference, issues: &mut Vec<Issue>) {
 
 /// A client may choose the id (so imports can be re-run), provided it is a
 /// valid pointer id prefixed with the caller's own ODS code.
-pub(super) fn id(doc: &DocumentReference, caller: &OdsCode, issues: &mut Vec<Issue>) -> Option<PointerId> {
+pub(super) fn id(
+    doc: &DocumentReference,
+    caller: &OdsCode,
+    issues: &mut Vec<Issue>,
+) -> Option<PointerId> {
     let text = doc.id.as_deref()?;
     let Some(id) = PointerId::parse(text) else {
         issues.push(Issue::new(

@@ -110,7 +110,11 @@ pub(super) fn category(
 /// Confidentiality codes from `meta.security` and `securityLabel`, deduplicated.
 pub(super) fn security_labels(doc: &DocumentReference) -> Vec<String> {
     let from_meta = doc.meta.iter().flat_map(|m| m.security.iter().flatten());
-    let from_labels = doc.security_label.iter().flatten().flat_map(|c| c.codings().iter());
+    let from_labels = doc
+        .security_label
+        .iter()
+        .flatten()
+        .flat_map(|c| c.codings().iter());
     let mut labels: Vec<String> = from_meta
         .chain(from_labels)
         .filter(|c| c.system.as_deref() == Some(CONFIDENTIALITY))

@@ -60,7 +60,11 @@ fn mutate(path: &str, new: Option<Value>) -> Value {
         }
         (Value::Array(items), Some(n)) => {
             let i = key.parse::<usize>().unwrap();
-            if i == items.len() { items.push(n) } else { items[i] = n }
+            if i == items.len() {
+                items.push(n)
+            } else {
+                items[i] = n
+            }
         }
         (Value::Array(items), None) => {
             items.remove(key.parse::<usize>().unwrap());
@@ -75,7 +79,10 @@ fn the_example_is_valid() {
     let p = run(&valid_json()).unwrap();
     assert_eq!(p.nhs_number.to_string(), "9999999999");
     assert_eq!(p.pointer_type.code, "736253002");
-    assert_eq!(p.master_identifier.as_deref(), Some("urn:ietf:rfc:3986|urn:oid:1.2.3"));
+    assert_eq!(
+        p.master_identifier.as_deref(),
+        Some("urn:ietf:rfc:3986|urn:oid:1.2.3")
+    );
 }
 
 #[test]
@@ -83,56 +90,275 @@ fn each_rule_reports_its_code_and_expression() {
     use ErrorCode::*;
     let ssp_mech = "/content/0/extension/1/valueCodeableConcept/coding/0/code";
     let cases: Vec<(&str, Option<Value>, ErrorCode, &str)> = vec![
-        ("/resourceType", Some(json!("Patient")), InvalidResource, "DocumentReference.resourceType"),
-        ("/foo", Some(json!(1)), InvalidResource, "DocumentReference.foo"),
+        (
+            "/resourceType",
+            Some(json!("Patient")),
+            InvalidResource,
+            "DocumentReference.resourceType",
+        ),
+        (
+            "/foo",
+            Some(json!(1)),
+            InvalidResource,
+            "DocumentReference.foo",
+        ),
         ("/status", None, InvalidResource, "DocumentReference.status"),
-        ("/status", Some(json!("superseded")), InvalidResource, "DocumentReference.status"),
-        ("/docStatus", Some(json!("draft")), InvalidResource, "DocumentReference.docStatus"),
-        ("/date", Some(json!("yesterday")), InvalidResource, "DocumentReference.date"),
-        ("/subject", None, InvalidResource, "DocumentReference.subject"),
-        ("/subject/identifier/system", Some(json!("urn:x")), InvalidIdentifierSystem, "DocumentReference.subject.identifier.system"),
-        ("/subject/identifier/value", Some(json!("9999999998")), InvalidNhsNumber, "DocumentReference.subject.identifier.value"),
-        ("/subject/identifier/value", Some(json!("12345")), InvalidNhsNumber, "DocumentReference.subject.identifier.value"),
-        ("/custodian/identifier/value", Some(json!("X26")), AuthorCredentialsError, "DocumentReference.custodian.identifier.value"),
-        ("/custodian/identifier/system", Some(json!("urn:x")), InvalidIdentifierSystem, "DocumentReference.custodian.identifier.system"),
-        ("/author", Some(json!([])), InvalidResource, "DocumentReference.author"),
-        ("/author/1", Some(json!({"identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "X26"}})), InvalidResource, "DocumentReference.author"),
-        ("/author/0/identifier/value", Some(json!("bad code!")), InvalidIdentifierValue, "DocumentReference.author[0].identifier.value"),
+        (
+            "/status",
+            Some(json!("superseded")),
+            InvalidResource,
+            "DocumentReference.status",
+        ),
+        (
+            "/docStatus",
+            Some(json!("draft")),
+            InvalidResource,
+            "DocumentReference.docStatus",
+        ),
+        (
+            "/date",
+            Some(json!("yesterday")),
+            InvalidResource,
+            "DocumentReference.date",
+        ),
+        (
+            "/subject",
+            None,
+            InvalidResource,
+            "DocumentReference.subject",
+        ),
+        (
+            "/subject/identifier/system",
+            Some(json!("urn:x")),
+            InvalidIdentifierSystem,
+            "DocumentReference.subject.identifier.system",
+        ),
+        (
+            "/subject/identifier/value",
+            Some(json!("9999999998")),
+            InvalidNhsNumber,
+            "DocumentReference.subject.identifier.value",
+        ),
+        (
+            "/subject/identifier/value",
+            Some(json!("12345")),
+            InvalidNhsNumber,
+            "DocumentReference.subject.identifier.value",
+        ),
+        (
+            "/custodian/identifier/value",
+            Some(json!("X26")),
+            AuthorCredentialsError,
+            "DocumentReference.custodian.identifier.value",
+        ),
+        (
+            "/custodian/identifier/system",
+            Some(json!("urn:x")),
+            InvalidIdentifierSystem,
+            "DocumentReference.custodian.identifier.system",
+        ),
+        (
+            "/author",
+            Some(json!([])),
+            InvalidResource,
+            "DocumentReference.author",
+        ),
+        (
+            "/author/1",
+            Some(
+                json!({"identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "X26"}}),
+            ),
+            InvalidResource,
+            "DocumentReference.author",
+        ),
+        (
+            "/author/0/identifier/value",
+            Some(json!("bad code!")),
+            InvalidIdentifierValue,
+            "DocumentReference.author[0].identifier.value",
+        ),
         ("/type", None, InvalidResource, "DocumentReference.type"),
-        ("/type/coding/1", Some(json!({"system": "http://snomed.info/sct", "code": "736253002"})), InvalidResource, "DocumentReference.type.coding"),
-        ("/type/coding/0/code", Some(json!("736253001")), InvalidCodeValue, "DocumentReference.type.coding[0].code"),
-        ("/type/coding/0/system", Some(json!("urn:other")), InvalidCodeSystem, "DocumentReference.type.coding[0].system"),
-        ("/category", None, InvalidResource, "DocumentReference.category"),
-        ("/category/0/coding/0/code", Some(json!("1102421000000108")), InvalidCodeValue, "DocumentReference.category[0].coding[0].code"),
-        ("/category/0/coding/0/system", Some(json!("urn:x")), InvalidCodeSystem, "DocumentReference.category[0].coding[0].system"),
-        ("/content", Some(json!([])), InvalidResource, "DocumentReference.content"),
-        ("/content/0/attachment", None, InvalidResource, "DocumentReference.content[0].attachment"),
-        ("/content/0/attachment/url", None, InvalidResource, "DocumentReference.content[0].attachment.url"),
-        ("/content/0/attachment/data", Some(json!("aGVsbG8=")), InvalidResource, "DocumentReference.content[0].attachment.data"),
-        ("/content/0/attachment/contentType", Some(json!("pdf")), InvalidResource, "DocumentReference.content[0].attachment.contentType"),
-        ("/content/0/format", None, InvalidResource, "DocumentReference.content[0].format"),
-        ("/content/0/format/code", Some(json!("urn:nhs-ic:other")), InvalidCodeValue, "DocumentReference.content[0].format.code"),
-        ("/content/0/format/system", Some(json!("urn:x")), InvalidCodeSystem, "DocumentReference.content[0].format.system"),
-        ("/content/0/extension/0", None, InvalidResource, "DocumentReference.content[0].extension"),
-        ("/content/0/extension/0/valueCodeableConcept/coding/0/code", Some(json!("sometimes")), InvalidCodeValue, "DocumentReference.content[0].extension[0].valueCodeableConcept.coding[0].code"),
-        (ssp_mech, Some(json!("Carrier pigeon")), InvalidCodeValue, "DocumentReference.content[0].extension[1].valueCodeableConcept.coding[0].code"),
-        ("/content/0/attachment/url", Some(json!("https://example.org/x.pdf")), InvalidResource, "DocumentReference.content[0].attachment.url"),
-        ("/content/0/attachment/url", Some(json!("ftp://example.org/x.pdf")), InvalidResource, "DocumentReference.content[0].attachment.url"),
-        ("/context", None, InvalidResource, "DocumentReference.context"),
-        ("/context/practiceSetting", None, InvalidResource, "DocumentReference.context.practiceSetting"),
-        ("/context/related", None, InvalidResource, "DocumentReference.context.related"),
-        ("/context/related/0/identifier/value", Some(json!("12345")), InvalidIdentifierValue, "DocumentReference.context.related[0].identifier.value"),
-        ("/masterIdentifier/value", None, InvalidResource, "DocumentReference.masterIdentifier.value"),
-        ("/id", Some(json!("X26-abc")), InvalidResource, "DocumentReference.id"),
-        ("/id", Some(json!("Y05868-")), InvalidResource, "DocumentReference.id"),
-        ("/relatesTo", Some(json!([{"code": "replaces", "target": {"identifier": {"value": "not an id"}}}])), InvalidResource, "DocumentReference.relatesTo[0].target.identifier.value"),
-        ("/relatesTo", Some(json!([{"code": "supersedes"}])), InvalidResource, "DocumentReference.relatesTo[0].code"),
-        ("/relatesTo", Some(json!([{"code": "replaces"}])), InvalidResource, "DocumentReference.relatesTo[0].target.identifier.value"),
+        (
+            "/type/coding/1",
+            Some(json!({"system": "http://snomed.info/sct", "code": "736253002"})),
+            InvalidResource,
+            "DocumentReference.type.coding",
+        ),
+        (
+            "/type/coding/0/code",
+            Some(json!("736253001")),
+            InvalidCodeValue,
+            "DocumentReference.type.coding[0].code",
+        ),
+        (
+            "/type/coding/0/system",
+            Some(json!("urn:other")),
+            InvalidCodeSystem,
+            "DocumentReference.type.coding[0].system",
+        ),
+        (
+            "/category",
+            None,
+            InvalidResource,
+            "DocumentReference.category",
+        ),
+        (
+            "/category/0/coding/0/code",
+            Some(json!("1102421000000108")),
+            InvalidCodeValue,
+            "DocumentReference.category[0].coding[0].code",
+        ),
+        (
+            "/category/0/coding/0/system",
+            Some(json!("urn:x")),
+            InvalidCodeSystem,
+            "DocumentReference.category[0].coding[0].system",
+        ),
+        (
+            "/content",
+            Some(json!([])),
+            InvalidResource,
+            "DocumentReference.content",
+        ),
+        (
+            "/content/0/attachment",
+            None,
+            InvalidResource,
+            "DocumentReference.content[0].attachment",
+        ),
+        (
+            "/content/0/attachment/url",
+            None,
+            InvalidResource,
+            "DocumentReference.content[0].attachment.url",
+        ),
+        (
+            "/content/0/attachment/data",
+            Some(json!("aGVsbG8=")),
+            InvalidResource,
+            "DocumentReference.content[0].attachment.data",
+        ),
+        (
+            "/content/0/attachment/contentType",
+            Some(json!("pdf")),
+            InvalidResource,
+            "DocumentReference.content[0].attachment.contentType",
+        ),
+        (
+            "/content/0/format",
+            None,
+            InvalidResource,
+            "DocumentReference.content[0].format",
+        ),
+        (
+            "/content/0/format/code",
+            Some(json!("urn:nhs-ic:other")),
+            InvalidCodeValue,
+            "DocumentReference.content[0].format.code",
+        ),
+        (
+            "/content/0/format/system",
+            Some(json!("urn:x")),
+            InvalidCodeSystem,
+            "DocumentReference.content[0].format.system",
+        ),
+        (
+            "/content/0/extension/0",
+            None,
+            InvalidResource,
+            "DocumentReference.content[0].extension",
+        ),
+        (
+            "/content/0/extension/0/valueCodeableConcept/coding/0/code",
+            Some(json!("sometimes")),
+            InvalidCodeValue,
+            "DocumentReference.content[0].extension[0].valueCodeableConcept.coding[0].code",
+        ),
+        (
+            ssp_mech,
+            Some(json!("Carrier pigeon")),
+            InvalidCodeValue,
+            "DocumentReference.content[0].extension[1].valueCodeableConcept.coding[0].code",
+        ),
+        (
+            "/content/0/attachment/url",
+            Some(json!("https://example.org/x.pdf")),
+            InvalidResource,
+            "DocumentReference.content[0].attachment.url",
+        ),
+        (
+            "/content/0/attachment/url",
+            Some(json!("ftp://example.org/x.pdf")),
+            InvalidResource,
+            "DocumentReference.content[0].attachment.url",
+        ),
+        (
+            "/context",
+            None,
+            InvalidResource,
+            "DocumentReference.context",
+        ),
+        (
+            "/context/practiceSetting",
+            None,
+            InvalidResource,
+            "DocumentReference.context.practiceSetting",
+        ),
+        (
+            "/context/related",
+            None,
+            InvalidResource,
+            "DocumentReference.context.related",
+        ),
+        (
+            "/context/related/0/identifier/value",
+            Some(json!("12345")),
+            InvalidIdentifierValue,
+            "DocumentReference.context.related[0].identifier.value",
+        ),
+        (
+            "/masterIdentifier/value",
+            None,
+            InvalidResource,
+            "DocumentReference.masterIdentifier.value",
+        ),
+        (
+            "/id",
+            Some(json!("X26-abc")),
+            InvalidResource,
+            "DocumentReference.id",
+        ),
+        (
+            "/id",
+            Some(json!("Y05868-")),
+            InvalidResource,
+            "DocumentReference.id",
+        ),
+        (
+            "/relatesTo",
+            Some(json!([{"code": "replaces", "target": {"identifier": {"value": "not an id"}}}])),
+            InvalidResource,
+            "DocumentReference.relatesTo[0].target.identifier.value",
+        ),
+        (
+            "/relatesTo",
+            Some(json!([{"code": "supersedes"}])),
+            InvalidResource,
+            "DocumentReference.relatesTo[0].code",
+        ),
+        (
+            "/relatesTo",
+            Some(json!([{"code": "replaces"}])),
+            InvalidResource,
+            "DocumentReference.relatesTo[0].target.identifier.value",
+        ),
     ];
     for (path, new, code, expression) in cases {
         let issues = run(&mutate(path, new.clone())).expect_err(path);
         assert!(
-            issues.iter().any(|i| i.code == code && i.expression.as_deref() == Some(expression)),
+            issues
+                .iter()
+                .any(|i| i.code == code && i.expression.as_deref() == Some(expression)),
             "{path} = {new:?}: expected {code} at {expression}, got {issues:#?}"
         );
     }
@@ -142,7 +368,10 @@ fn each_rule_reports_its_code_and_expression() {
 fn all_issues_of_a_payload_are_reported_together() {
     let mut v = mutate("/subject/identifier/value", Some(json!("9999999998")));
     v["status"] = json!("draft");
-    v["content"][0]["attachment"].as_object_mut().unwrap().remove("url");
+    v["content"][0]["attachment"]
+        .as_object_mut()
+        .unwrap()
+        .remove("url");
     let issues = run(&v).unwrap_err();
     assert!(issues.len() >= 3, "{issues:#?}");
 }
@@ -152,7 +381,9 @@ fn producer_may_only_create_permitted_types() {
     let doc: DocumentReference = serde_json::from_value(valid_json()).unwrap();
     let caller = OdsCode::parse("Y05868").unwrap();
     let catalogue = Catalogue::nrl_v3();
-    let other = catalogue.find_key("http://snomed.info/sct|1382601000000107").unwrap();
+    let other = catalogue
+        .find_key("http://snomed.info/sct|1382601000000107")
+        .unwrap();
     let ctx = ValidationContext {
         catalogue,
         caller: &caller,
@@ -166,8 +397,10 @@ fn producer_may_only_create_permitted_types() {
 fn supersede_targets_are_collected() {
     let v = mutate(
         "/relatesTo",
-        Some(json!([{"code": "replaces", "target": {"identifier": {"value": "Y05868-old"}}},
-                     {"code": "appends", "target": {"identifier": {"value": "Y05868-x"}}}])),
+        Some(
+            json!([{"code": "replaces", "target": {"identifier": {"value": "Y05868-old"}}},
+                     {"code": "appends", "target": {"identifier": {"value": "Y05868-x"}}}]),
+        ),
     );
     let p = run(&v).unwrap();
     assert_eq!(p.supersedes.len(), 1);
@@ -179,7 +412,10 @@ fn security_labels_are_read_from_both_places() {
     let mut v = valid_json();
     v["meta"] = json!({"security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}]});
     v["securityLabel"] = json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "V"}]}]);
-    assert_eq!(run(&v).unwrap().security_labels, vec!["R".to_owned(), "V".to_owned()]);
+    assert_eq!(
+        run(&v).unwrap().security_labels,
+        vec!["R".to_owned(), "V".to_owned()]
+    );
 }
 
 #[test]
@@ -190,8 +426,17 @@ fn immutable_fields_cannot_change() {
     new.subject = serde_json::from_value(json!({"identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9000000009"}})).unwrap();
     new.master_identifier = None;
     let issues = check_immutable_fields(&new, &old);
-    let exprs: Vec<_> = issues.iter().filter_map(|i| i.expression.as_deref()).collect();
-    assert_eq!(exprs, vec!["DocumentReference.subject", "DocumentReference.masterIdentifier"]);
+    let exprs: Vec<_> = issues
+        .iter()
+        .filter_map(|i| i.expression.as_deref())
+        .collect();
+    assert_eq!(
+        exprs,
+        vec![
+            "DocumentReference.subject",
+            "DocumentReference.masterIdentifier"
+        ]
+    );
 }
 
 mod properties {

@@ -24,16 +24,24 @@ pub fn check_immutable_fields(new: &DocumentReference, old: &DocumentReference) 
     same(ident(&new.subject) != ident(&old.subject), "subject");
     same(ident(&new.custodian) != ident(&old.custodian), "custodian");
     let codes = |d: &DocumentReference| {
-        d.kind
-            .as_ref()
-            .map(|k| k.codings().iter().map(|c| (c.system.clone(), c.code.clone())).collect::<Vec<_>>())
+        d.kind.as_ref().map(|k| {
+            k.codings()
+                .iter()
+                .map(|c| (c.system.clone(), c.code.clone()))
+                .collect::<Vec<_>>()
+        })
     };
     same(codes(new) != codes(old), "type");
     let master = |d: &DocumentReference| {
-        d.master_identifier.as_ref().map(|m| (m.system.clone(), m.value.clone()))
+        d.master_identifier
+            .as_ref()
+            .map(|m| (m.system.clone(), m.value.clone()))
     };
     same(master(new) != master(old), "masterIdentifier");
     same(new.date.is_some() && new.date != old.date, "date");
-    same(new.relates_to.is_some() && new.relates_to != old.relates_to, "relatesTo");
+    same(
+        new.relates_to.is_some() && new.relates_to != old.relates_to,
+        "relatesTo",
+    );
     issues
 }

@@ -54,12 +54,16 @@ impl ServeArgs {
 
 pub async fn run(args: ServeArgs) -> Result<(), String> {
     let config = args.config()?;
-    let app = Application::build(config, args.demo).await.map_err(|e| e.to_string())?;
+    let app = Application::build(config, args.demo)
+        .await
+        .map_err(|e| e.to_string())?;
     tracing::info!(url = %app.public_url, backend = app.store.backend(), "nrls listening");
     if args.demo {
         print_demo_help(&app.public_url);
     }
-    app.run_until(shutdown_signal()).await.map_err(|e| e.to_string())
+    app.run_until(shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn print_demo_help(url: &str) {
@@ -79,7 +83,11 @@ Producer app: {producer} (acts for {custodians}). Demo patients: {first} and the
         consumer = demo::CONSUMER_APP,
         producer = demo::PRODUCER_APP,
         ods = demo::CONSUMER_ODS,
-        custodians = demo::CUSTODIANS.iter().map(|(o, _)| *o).collect::<Vec<_>>().join(", "),
+        custodians = demo::CUSTODIANS
+            .iter()
+            .map(|(o, _)| *o)
+            .collect::<Vec<_>>()
+            .join(", "),
         first = patient,
         more = demo::PATIENTS - 1,
     );

@@ -34,21 +34,30 @@ pub async fn run(args: TokenArgs) -> Result<(), String> {
     let key = match &args.key {
         None => auth::demo::signing_key(&args.client_id).map_err(|e| e.to_string())?,
         Some(path) => {
-            let pem = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let pem =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
             let alg = auth::AssertionAlg::from_name(&args.alg)
                 .ok_or_else(|| format!("unsupported --alg {}: use ES384 or RS384", args.alg))?;
             auth::SigningKeyPem::new(pem, alg, args.kid.clone())
         }
     };
-    let assertion = auth::assertion::mint_client_assertion(&args.client_id, &token_endpoint, &key, Duration::from_secs(240))
-        .map_err(|e| e.to_string())?;
+    let assertion = auth::assertion::mint_client_assertion(
+        &args.client_id,
+        &token_endpoint,
+        &key,
+        Duration::from_secs(240),
+    )
+    .map_err(|e| e.to_string())?;
     if args.assertion_only {
         println!("{assertion}");
         return Ok(());
     }
     let form = [
         ("grant_type", "client_credentials"),
-        ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ),
         ("client_assertion", assertion.as_str()),
     ];
     let body = form_body(&form);
@@ -60,7 +69,10 @@ pub async fn run(args: TokenArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot reach {token_endpoint}: {e}"))?;
     let status = response.status();
-    let json: serde_json::Value = response.json().await.map_err(|e| format!("token endpoint answered {status}: {e}"))?;
+    let json: serde_json::Value = response
+        .json()
+        .await
+        .map_err(|e| format!("token endpoint answered {status}: {e}"))?;
     match json.get("access_token").and_then(|t| t.as_str()) {
         Some(token) => {
             println!("{token}");
@@ -71,5 +83,7 @@ pub async fn run(args: TokenArgs) -> Result<(), String> {
 }
 
 fn form_body(pairs: &[(&str, &str)]) -> String {
-    form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
 }

@@ -37,7 +37,10 @@ pub const PATIENTS: usize = 12;
 
 /// The first `n` valid NHS numbers of the never-issued 999 range.
 pub fn patients(n: usize) -> Vec<NhsNumber> {
-    (999_000_000u32..).filter_map(NhsNumber::from_stem).take(n).collect()
+    (999_000_000u32..)
+        .filter_map(NhsNumber::from_stem)
+        .take(n)
+        .collect()
 }
 
 /// The demo apps, as they would appear in a config file.
@@ -56,16 +59,27 @@ pub fn apps() -> Vec<auth::config::AppConfig> {
         auth::demo::app_config(client_id, name, organisations)
     };
     vec![
-        app(CONSUMER_APP, "Demo ambulance clinical system", vec![(CONSUMER_ODS, "consumer", all.clone())]),
+        app(
+            CONSUMER_APP,
+            "Demo ambulance clinical system",
+            vec![(CONSUMER_ODS, "consumer", all.clone())],
+        ),
         app(
             LIMITED_CONSUMER_APP,
             "Demo app allowed crisis plans only",
-            vec![(CONSUMER_ODS, "consumer", vec!["http://snomed.info/sct|736253002".to_owned()])],
+            vec![(
+                CONSUMER_ODS,
+                "consumer",
+                vec!["http://snomed.info/sct|736253002".to_owned()],
+            )],
         ),
         app(
             PRODUCER_APP,
             "Demo producer for every demo custodian",
-            CUSTODIANS.iter().map(|(ods, _)| (*ods, "producer", all.clone())).collect(),
+            CUSTODIANS
+                .iter()
+                .map(|(ods, _)| (*ods, "producer", all.clone()))
+                .collect(),
         ),
     ]
 }
@@ -78,8 +92,13 @@ pub async fn seed(store: &dyn PointerStore) -> Result<usize, String> {
     let mut created = 0;
     for (p, nhs_number) in patients(PATIENTS).into_iter().enumerate() {
         // Patient 0 has one pointer of every type; the others a varied handful.
-        let picks: Vec<usize> =
-            if p == 0 { (0..types.len()).collect() } else { (0..1 + p % 5).map(|k| (p * 7 + k * 5) % types.len()).collect() };
+        let picks: Vec<usize> = if p == 0 {
+            (0..types.len()).collect()
+        } else {
+            (0..1 + p % 5)
+                .map(|k| (p * 7 + k * 5) % types.len())
+                .collect()
+        };
         for (k, type_index) in picks.into_iter().enumerate() {
             let pointer_type = &types[type_index];
             let (ods, _) = CUSTODIANS[(p + k * 3) % CUSTODIANS.len()];
@@ -94,10 +113,17 @@ pub async fn seed(store: &dyn PointerStore) -> Result<usize, String> {
             };
             let doc: fhir::DocumentReference =
                 serde_json::from_value(document_reference(&spec)).map_err(|e| e.to_string())?;
-            let ctx = ValidationContext { catalogue, caller: &custodian, permitted_types: TypeSet::all(catalogue) };
-            let valid = validate(&doc, &ctx).map_err(|issues| format!("demo pointer invalid: {issues:?}"))?;
+            let ctx = ValidationContext {
+                catalogue,
+                caller: &custodian,
+                permitted_types: TypeSet::all(catalogue),
+            };
+            let valid = validate(&doc, &ctx)
+                .map_err(|issues| format!("demo pointer invalid: {issues:?}"))?;
             let id = PointerId::generate(&custodian, &local_id).ok_or("bad demo id")?;
-            let record = valid.into_record(doc, id, 1, &now_instant()).map_err(|e| e.to_string())?;
+            let record = valid
+                .into_record(doc, id, 1, &now_instant())
+                .map_err(|e| e.to_string())?;
             match store.create(record, Vec::new()).await {
                 Ok(()) => created += 1,
                 Err(StoreError::DuplicateId(_) | StoreError::DuplicateMasterIdentifier(_)) => {}

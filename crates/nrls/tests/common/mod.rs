@@ -21,18 +21,45 @@ pub const BACKENDS: &[Backend] = &[Backend::Memory, Backend::Sqlite];
 
 /// Test apps: (client id, [(ods, role, types)]).
 fn test_apps() -> Vec<auth::AppConfig> {
-    let all: Vec<String> = domain::Catalogue::nrl_v3().types().iter().map(|t| t.key()).collect();
+    let all: Vec<String> = domain::Catalogue::nrl_v3()
+        .types()
+        .iter()
+        .map(|t| t.key())
+        .collect();
     let org = |ods: &str, role: &str, types: Vec<String>| auth::OrganisationConfig {
         ods: ods.into(),
         roles: vec![role.into()],
         pointer_types: types,
     };
     vec![
-        auth::demo::app_config("producer-a", "Producer A", vec![org("RR8", "producer", all.clone()), org("RYJ", "consumer", all.clone())]),
-        auth::demo::app_config("producer-b", "Producer B", vec![org("RYJ", "producer", vec![CRISIS.into()])]),
-        auth::demo::app_config("consumer", "Consumer", vec![org("RX9", "consumer", all.clone())]),
-        auth::demo::app_config("consumer-crisis", "Crisis-only consumer", vec![org("RX9", "consumer", vec![CRISIS.into()])]),
-        auth::demo::app_config("consumer-news2", "NEWS2-only consumer", vec![org("RX9", "consumer", vec![NEWS2.into()])]),
+        auth::demo::app_config(
+            "producer-a",
+            "Producer A",
+            vec![
+                org("RR8", "producer", all.clone()),
+                org("RYJ", "consumer", all.clone()),
+            ],
+        ),
+        auth::demo::app_config(
+            "producer-b",
+            "Producer B",
+            vec![org("RYJ", "producer", vec![CRISIS.into()])],
+        ),
+        auth::demo::app_config(
+            "consumer",
+            "Consumer",
+            vec![org("RX9", "consumer", all.clone())],
+        ),
+        auth::demo::app_config(
+            "consumer-crisis",
+            "Crisis-only consumer",
+            vec![org("RX9", "consumer", vec![CRISIS.into()])],
+        ),
+        auth::demo::app_config(
+            "consumer-news2",
+            "NEWS2-only consumer",
+            vec![org("RX9", "consumer", vec![NEWS2.into()])],
+        ),
     ]
 }
 
@@ -68,8 +95,18 @@ impl TestServer {
             .await
             .unwrap();
         });
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
-        TestServer { url, backend, http, _data: data, stop: Some(stop), task: Some(task) }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap();
+        TestServer {
+            url,
+            backend,
+            http,
+            _data: data,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     pub async fn stop(mut self) {
@@ -85,7 +122,9 @@ impl TestServer {
     pub async fn token(&self, client_id: &str) -> String {
         let endpoint = format!("{}/oauth2/token", self.url);
         let key = auth::demo::signing_key(client_id).unwrap();
-        let assertion = auth::mint_client_assertion(client_id, &endpoint, &key, Duration::from_secs(120)).unwrap();
+        let assertion =
+            auth::mint_client_assertion(client_id, &endpoint, &key, Duration::from_secs(120))
+                .unwrap();
         let response = self
             .http
             .post(&endpoint)
@@ -103,12 +142,22 @@ impl TestServer {
 
     /// A client acting as `client_id` for organisation `ods`.
     pub async fn client(&self, client_id: &str, ods: &str) -> Client {
-        Client { http: self.http.clone(), url: self.url.clone(), token: Some(self.token(client_id).await), ods: Some(ods.into()) }
+        Client {
+            http: self.http.clone(),
+            url: self.url.clone(),
+            token: Some(self.token(client_id).await),
+            ods: Some(ods.into()),
+        }
     }
 
     /// A client without any credentials.
     pub fn anonymous(&self) -> Client {
-        Client { http: self.http.clone(), url: self.url.clone(), token: None, ods: None }
+        Client {
+            http: self.http.clone(),
+            url: self.url.clone(),
+            token: None,
+            ods: None,
+        }
     }
 }
 
@@ -138,8 +187,14 @@ impl Reply {
         assert_eq!(v["resourceType"], "OperationOutcome", "{}", self.text);
         let issue = &v["issue"][0];
         (
-            issue["details"]["coding"][0]["code"].as_str().unwrap_or_default().to_owned(),
-            issue["expression"][0].as_str().unwrap_or_default().to_owned(),
+            issue["details"]["coding"][0]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            issue["expression"][0]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
         )
     }
 
@@ -151,7 +206,10 @@ impl Reply {
             .iter()
             .map(|i| {
                 (
-                    i["details"]["coding"][0]["code"].as_str().unwrap_or_default().to_owned(),
+                    i["details"]["coding"][0]["code"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
                     i["expression"][0].as_str().unwrap_or_default().to_owned(),
                 )
             })
@@ -159,7 +217,10 @@ impl Reply {
     }
 
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
     }
 }
 
@@ -169,7 +230,10 @@ pub fn request_id() -> String {
 
 impl Client {
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let mut r = self.http.request(method, format!("{}{path}", self.url)).header("X-Request-Id", request_id());
+        let mut r = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .header("X-Request-Id", request_id());
         if let Some(t) = &self.token {
             r = r.bearer_auth(t);
         }
@@ -184,7 +248,11 @@ impl Client {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap();
-        Reply { status, headers, text }
+        Reply {
+            status,
+            headers,
+            text,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -215,14 +283,17 @@ impl Client {
 
     /// Creates a pointer; returns its id.
     pub async fn create(&self, body: &Value) -> String {
-        let reply = self.post_json("/producer/FHIR/R4/DocumentReference", body).await;
+        let reply = self
+            .post_json("/producer/FHIR/R4/DocumentReference", body)
+            .await;
         assert_eq!(reply.status, 201, "{}", reply.text);
         let location = reply.header("location").unwrap();
         location.rsplit('/').next().unwrap().to_owned()
     }
 
     pub async fn consumer_search(&self, query: &str) -> Reply {
-        self.get(&format!("/consumer/FHIR/R4/DocumentReference?{query}")).await
+        self.get(&format!("/consumer/FHIR/R4/DocumentReference?{query}"))
+            .await
     }
 }
 

@@ -11,6 +11,8 @@ use tempfile::TempDir;
 use tokio::task::JoinHandle;
 
 use super::{SqliteOptions, SqliteStore, WriteStats, schema};
+use domain::{PointerRecord, Supersede};
+
 use crate::conformance::{CUSTODIAN, Fixture, next_version, patient, pointer, supersede};
 use crate::{PointerStore, StoreError};
 
@@ -170,12 +172,8 @@ async fn concurrent_creates_share_transactions() {
     let lock = WriteLock::take(&path);
     let tasks: Vec<_> = (0..200u32)
         .map(|i| {
-            let store = Arc::clone(&store);
-            tokio::spawn(async move {
-                store
-                    .create(pointer(CUSTODIAN, &format!("c{i}"), i % 7), Vec::new())
-                    .await
-            })
+            let record = pointer(CUSTODIAN, &format!("c{i}"), i % 7);
+            spawn_write(&store, Write::Create(record, Vec::new()))
         })
         .collect();
     tokio::time::sleep(SETTLE).await;
@@ -194,13 +192,55 @@ async fn concurrent_creates_share_transactions() {
     assert_eq!(store.count().await.unwrap(), 200);
 }
 
-/// Runs `write` on its own task, so writes spawned together queue together.
-fn spawn_write<F, Fut>(store: &Arc<SqliteStore>, write: F) -> JoinHandle<Result<(), StoreError>>
-where
-    F: FnOnce(Arc<SqliteStore>) -> Fut,
-    Fut: Future<Output = Result<(), StoreError>> + Send + 'static,
-{
-    tokio::spawn(write(Arc::clone(store)))
+/// One write of a test batch.
+enum Write {
+    Create(PointerRecord, Vec<Supersede>),
+    Update(PointerRecord, u32),
+}
+
+fn spawn_write(store: &Arc<SqliteStore>, write: Write) -> JoinHandle<Result<(), StoreError>> {
+    let store = Arc::clone(store);
+    tokio::spawn(async move {
+        match write {
+            Write::Create(record, supersedes) => store.create(record, supersedes).await,
+            Write::Update(record, expected) => store.update(record, expected).await,
+        }
+    })
+}
+
+/// Commits `writes` in one batch and returns their outcomes, in order. Another
+/// connection holds the write lock (standing in for a slow commit) while a
+/// lone write occupies the writer, so `writes` all queue up behind it.
+async fn one_batch(
+    store: &Arc<SqliteStore>,
+    path: &Path,
+    writes: Vec<Write>,
+) -> Vec<Result<(), StoreError>> {
+    let before = store.stats();
+    let lock = WriteLock::take(path);
+    let lone = pointer(CUSTODIAN, &format!("lone{}", before.ops), 99);
+    let lone = spawn_write(store, Write::Create(lone, Vec::new()));
+    tokio::time::sleep(SETTLE).await;
+    let count = writes.len() as u64;
+    let tasks: Vec<_> = writes.into_iter().map(|w| spawn_write(store, w)).collect();
+    tokio::time::sleep(SETTLE).await;
+    lock.release();
+
+    lone.await.unwrap().unwrap();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
+    let batched = WriteStats {
+        batches: 2,
+        ops: count + 1,
+    };
+    assert_eq!(
+        since(before, store.stats()),
+        batched,
+        "the writes shared one batch"
+    );
+    outcomes
 }
 
 /// Writes that break a rule are rolled back alone; the rest of their batch commits.
@@ -214,72 +254,42 @@ async fn rejected_write_does_not_spoil_its_batch() {
     for record in [&existing, &bumped] {
         store.create(record.clone(), Vec::new()).await.unwrap();
     }
-    let before = store.stats();
-
-    let lock = WriteLock::take(&path);
-    // The writer takes this write alone and waits on the lock with it...
-    let lone = pointer(CUSTODIAN, "lone", 2);
-    let first = spawn_write(&store, |s| async move { s.create(lone, Vec::new()).await });
-    tokio::time::sleep(SETTLE).await;
-    // ...while these queue behind it and become the next batch.
     let (a, b, c) = (
         pointer(CUSTODIAN, "a", 2),
         pointer(CUSTODIAN, "b", 2),
         pointer(CUSTODIAN, "c", 2),
     );
     let missing = supersede(&pointer(CUSTODIAN, "missing", 2));
-    let created_a = spawn_write(&store, |s| {
-        let a = a.clone();
-        async move { s.create(a, Vec::new()).await }
-    });
-    let duplicate = spawn_write(&store, |s| {
-        let record = existing.clone();
-        async move { s.create(record, Vec::new()).await }
-    });
-    let stale = spawn_write(&store, |s| {
-        let record = next_version(&existing);
-        async move { s.update(record, 5).await }
-    });
-    let unsuperseded = spawn_write(&store, |s| {
-        let (b, missing) = (b.clone(), missing.clone());
-        async move { s.create(b, vec![missing]).await }
-    });
-    let created_c = spawn_write(&store, |s| {
-        let c = c.clone();
-        async move { s.create(c, Vec::new()).await }
-    });
-    let updated = spawn_write(&store, |s| {
-        let record = next_version(&bumped);
-        async move { s.update(record, 1).await }
-    });
-    tokio::time::sleep(SETTLE).await;
-    lock.release();
 
-    first.await.unwrap().unwrap();
-    assert_eq!(created_a.await.unwrap(), Ok(()));
+    let outcomes = one_batch(
+        &store,
+        &path,
+        vec![
+            Write::Create(a.clone(), Vec::new()),
+            Write::Create(existing.clone(), Vec::new()),
+            Write::Update(next_version(&existing), 5),
+            Write::Create(b.clone(), vec![missing.clone()]),
+            Write::Create(c.clone(), Vec::new()),
+            Write::Update(next_version(&bumped), 1),
+        ],
+    )
+    .await;
+    let stale = StoreError::VersionConflict {
+        id: existing.id.clone(),
+        expected: 5,
+        actual: 1,
+    };
     assert_eq!(
-        duplicate.await.unwrap(),
-        Err(StoreError::DuplicateId(existing.id.clone()))
+        outcomes,
+        vec![
+            Ok(()),
+            Err(StoreError::DuplicateId(existing.id.clone())),
+            Err(stale),
+            Err(StoreError::SupersedeTargetMissing(missing)),
+            Ok(()),
+            Ok(()),
+        ]
     );
-    assert_eq!(
-        stale.await.unwrap(),
-        Err(StoreError::VersionConflict {
-            id: existing.id.clone(),
-            expected: 5,
-            actual: 1
-        })
-    );
-    assert_eq!(
-        unsuperseded.await.unwrap(),
-        Err(StoreError::SupersedeTargetMissing(missing))
-    );
-    assert_eq!(created_c.await.unwrap(), Ok(()));
-    assert_eq!(updated.await.unwrap(), Ok(()));
-    assert_eq!(
-        since(before, store.stats()),
-        WriteStats { batches: 2, ops: 7 }
-    );
-
     assert_eq!(store.get(&a.id).await.unwrap(), Some(a));
     assert_eq!(store.get(&c.id).await.unwrap(), Some(c));
     assert_eq!(store.get(&b.id).await.unwrap(), None);
@@ -292,6 +302,83 @@ async fn rejected_write_does_not_spoil_its_batch() {
         Some(next_version(&bumped))
     );
     assert_eq!(store.count().await.unwrap(), 5);
+}
+
+/// Adds a trigger that fails inserts of `<CUSTODIAN>-poison` with `action`
+/// (`ABORT`: that statement only; `ROLLBACK`: the whole transaction).
+fn poison(path: &Path, action: &str) -> PointerRecord {
+    let record = pointer(CUSTODIAN, "poison", 3);
+    let sql = format!(
+        "CREATE TRIGGER poison BEFORE INSERT ON pointers WHEN NEW.id = '{}'
+         BEGIN SELECT RAISE({action}, 'poisoned'); END",
+        record.id
+    );
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .execute_batch(&sql)
+        .unwrap();
+    record
+}
+
+/// A write that SQLite itself fails (here a trigger) gets `Internal`, alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_statement_fails_only_its_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = Arc::new(open(&path));
+    let poisoned = poison(&path, "ABORT");
+    let (a, c) = (pointer(CUSTODIAN, "a", 3), pointer(CUSTODIAN, "c", 3));
+
+    let outcomes = one_batch(
+        &store,
+        &path,
+        vec![
+            Write::Create(a.clone(), Vec::new()),
+            Write::Create(poisoned.clone(), Vec::new()),
+            Write::Create(c.clone(), Vec::new()),
+        ],
+    )
+    .await;
+    assert_eq!(outcomes[0], Ok(()));
+    assert!(
+        matches!(outcomes[1], Err(StoreError::Internal(_))),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes[2], Ok(()));
+    assert_eq!(store.get(&poisoned.id).await.unwrap(), None);
+    assert_eq!(store.get(&c.id).await.unwrap(), Some(c));
+}
+
+/// When the transaction itself is lost mid-batch, no write of the batch is
+/// applied and every one of them is told `Unavailable`; the store goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_transaction_fails_the_whole_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = Arc::new(open(&path));
+    let poisoned = poison(&path, "ROLLBACK");
+    let (a, c) = (pointer(CUSTODIAN, "a", 3), pointer(CUSTODIAN, "c", 3));
+
+    let outcomes = one_batch(
+        &store,
+        &path,
+        vec![
+            Write::Create(a.clone(), Vec::new()),
+            Write::Create(poisoned, Vec::new()),
+            Write::Create(c.clone(), Vec::new()),
+        ],
+    )
+    .await;
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Err(StoreError::Unavailable(_)))),
+        "{outcomes:?}"
+    );
+    assert_eq!(store.get(&a.id).await.unwrap(), None);
+    assert_eq!(store.get(&c.id).await.unwrap(), None);
+    store.create(c.clone(), Vec::new()).await.unwrap();
+    assert_eq!(store.get(&c.id).await.unwrap(), Some(c));
 }
 
 /// Reads go to the committed state and do not wait while another connection
@@ -335,9 +422,12 @@ async fn storage_per_pointer() {
         .map(|i| {
             let mut record = pointer(CUSTODIAN, &format!("{i:010}"), i / 3);
             let padding = 1024usize.saturating_sub(record.json.len() + 20);
-            record.json.insert_str(1, &format!("\"description\":\"{}\",", "x".repeat(padding)));
-            record.master_identifier = (i % 2 == 0).then(|| format!("urn:ietf:rfc:3986|urn:uuid:{i:032}"));
-            spawn_write(&store, |s| async move { s.create(record, Vec::new()).await })
+            record
+                .json
+                .insert_str(1, &format!("\"description\":\"{}\",", "x".repeat(padding)));
+            record.master_identifier =
+                (i % 2 == 0).then(|| format!("urn:ietf:rfc:3986|urn:uuid:{i:032}"));
+            spawn_write(&store, Write::Create(record, Vec::new()))
         })
         .collect();
     for task in tasks {
@@ -345,20 +435,34 @@ async fn storage_per_pointer() {
     }
     let json_bytes: i64 = {
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.query_row("SELECT sum(length(json)) FROM pointers", [], |r| r.get(0)).unwrap()
+        conn.query_row("SELECT sum(length(json)) FROM pointers", [], |r| r.get(0))
+            .unwrap()
     };
-    println!("{:?}; average JSON {} bytes", store.stats(), json_bytes / i64::from(POINTERS));
+    println!(
+        "{:?}; average JSON {} bytes",
+        store.stats(),
+        json_bytes / i64::from(POINTERS)
+    );
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let mut statement = conn
         .prepare("SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC")
         .unwrap();
-    let rows = statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).unwrap();
+    let rows = statement
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .unwrap();
     let mut total = 0;
     for row in rows {
         let (name, bytes) = row.unwrap();
         total += bytes;
-        println!("{name:40} {:7.1} bytes/pointer", bytes as f64 / f64::from(POINTERS));
+        println!(
+            "{name:40} {:7.1} bytes/pointer",
+            bytes as f64 / f64::from(POINTERS)
+        );
     }
-    println!("{:40} {:7.1} bytes/pointer", "total", total as f64 / f64::from(POINTERS));
+    println!(
+        "{:40} {:7.1} bytes/pointer",
+        "total",
+        total as f64 / f64::from(POINTERS)
+    );
 }

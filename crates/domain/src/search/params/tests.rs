@@ -7,21 +7,35 @@ const SUBJECT: &str = "https://fhir.nhs.uk/Id/nhs-number|9999999999";
 const CRISIS: &str = "http://snomed.info/sct|736253002";
 
 fn consumer(pairs: &[(&str, &str)]) -> Result<SearchQuery, Vec<Issue>> {
-    parse(pairs.iter().copied(), Audience::Consumer, SearchLimits::default(), Catalogue::nrl_v3())
+    parse(
+        pairs.iter().copied(),
+        Audience::Consumer,
+        SearchLimits::default(),
+        Catalogue::nrl_v3(),
+    )
 }
 
 fn first_code(pairs: &[(&str, &str)]) -> (ErrorCode, String) {
     let issues = consumer(pairs).unwrap_err();
-    (issues[0].code, issues[0].expression.clone().unwrap_or_default())
+    (
+        issues[0].code,
+        issues[0].expression.clone().unwrap_or_default(),
+    )
 }
 
 #[test]
 fn parses_all_filters() {
     let q = consumer(&[
         ("subject:identifier", SUBJECT),
-        ("type", "http://snomed.info/sct|736253002,http://snomed.info/sct|1382601000000107"),
+        (
+            "type",
+            "http://snomed.info/sct|736253002,http://snomed.info/sct|1382601000000107",
+        ),
         ("category", "http://snomed.info/sct|734163000"),
-        ("custodian:identifier", "https://fhir.nhs.uk/Id/ods-organization-code|y05868"),
+        (
+            "custodian:identifier",
+            "https://fhir.nhs.uk/Id/ods-organization-code|y05868",
+        ),
         ("_count", "5"),
     ])
     .unwrap();
@@ -37,49 +51,139 @@ fn every_bad_parameter_is_named() {
     use ErrorCode::*;
     let cases: Vec<(Vec<(&str, &str)>, ErrorCode, &str)> = vec![
         (vec![], InvalidParameter, "subject:identifier"),
-        (vec![("subject:identifier", "9999999999")], InvalidParameter, "subject:identifier"),
-        (vec![("subject:identifier", "urn:x|9999999999")], InvalidIdentifierSystem, "subject:identifier"),
-        (vec![("subject:identifier", "https://fhir.nhs.uk/Id/nhs-number|9999999998")], InvalidNhsNumber, "subject:identifier"),
-        (vec![("subject:identifier", SUBJECT), ("colour", "red")], InvalidParameter, "colour"),
-        (vec![("subject:identifier", SUBJECT), ("type", CRISIS), ("type", CRISIS)], InvalidParameter, "type"),
-        (vec![("subject:identifier", SUBJECT), ("type", "http://snomed.info/sct|1")], InvalidCodeValue, "type"),
-        (vec![("subject:identifier", SUBJECT), ("category", "http://snomed.info/sct|1")], InvalidCodeValue, "category"),
-        (vec![("subject:identifier", SUBJECT), ("custodian:identifier", "Y05868")], InvalidIdentifierSystem, "custodian:identifier"),
-        (vec![("subject:identifier", SUBJECT), ("_summary", "true")], InvalidParameter, "_summary"),
-        (vec![("subject:identifier", SUBJECT), ("_count", "0")], InvalidParameter, "_count"),
-        (vec![("subject:identifier", SUBJECT), ("_count", "501")], InvalidParameter, "_count"),
-        (vec![("subject:identifier", SUBJECT), ("_cursor", "garbage")], InvalidParameter, "_cursor"),
+        (
+            vec![("subject:identifier", "9999999999")],
+            InvalidParameter,
+            "subject:identifier",
+        ),
+        (
+            vec![("subject:identifier", "urn:x|9999999999")],
+            InvalidIdentifierSystem,
+            "subject:identifier",
+        ),
+        (
+            vec![(
+                "subject:identifier",
+                "https://fhir.nhs.uk/Id/nhs-number|9999999998",
+            )],
+            InvalidNhsNumber,
+            "subject:identifier",
+        ),
+        (
+            vec![("subject:identifier", SUBJECT), ("colour", "red")],
+            InvalidParameter,
+            "colour",
+        ),
+        (
+            vec![
+                ("subject:identifier", SUBJECT),
+                ("type", CRISIS),
+                ("type", CRISIS),
+            ],
+            InvalidParameter,
+            "type",
+        ),
+        (
+            vec![
+                ("subject:identifier", SUBJECT),
+                ("type", "http://snomed.info/sct|1"),
+            ],
+            InvalidCodeValue,
+            "type",
+        ),
+        (
+            vec![
+                ("subject:identifier", SUBJECT),
+                ("category", "http://snomed.info/sct|1"),
+            ],
+            InvalidCodeValue,
+            "category",
+        ),
+        (
+            vec![
+                ("subject:identifier", SUBJECT),
+                ("custodian:identifier", "Y05868"),
+            ],
+            InvalidIdentifierSystem,
+            "custodian:identifier",
+        ),
+        (
+            vec![("subject:identifier", SUBJECT), ("_summary", "true")],
+            InvalidParameter,
+            "_summary",
+        ),
+        (
+            vec![("subject:identifier", SUBJECT), ("_count", "0")],
+            InvalidParameter,
+            "_count",
+        ),
+        (
+            vec![("subject:identifier", SUBJECT), ("_count", "501")],
+            InvalidParameter,
+            "_count",
+        ),
+        (
+            vec![("subject:identifier", SUBJECT), ("_cursor", "garbage")],
+            InvalidParameter,
+            "_cursor",
+        ),
     ];
     for (pairs, code, expression) in cases {
-        assert_eq!(first_code(&pairs), (code, expression.to_owned()), "{pairs:?}");
+        assert_eq!(
+            first_code(&pairs),
+            (code, expression.to_owned()),
+            "{pairs:?}"
+        );
     }
 }
 
 #[test]
 fn producers_cannot_filter_by_custodian() {
     let r = parse(
-        [("subject:identifier", SUBJECT), ("custodian:identifier", "x")],
+        [
+            ("subject:identifier", SUBJECT),
+            ("custodian:identifier", "x"),
+        ],
         Audience::Producer,
         SearchLimits::default(),
         Catalogue::nrl_v3(),
     );
-    assert_eq!(r.unwrap_err()[0].expression.as_deref(), Some("custodian:identifier"));
+    assert_eq!(
+        r.unwrap_err()[0].expression.as_deref(),
+        Some("custodian:identifier")
+    );
 }
 
 #[test]
 fn a_cursor_only_fits_its_own_query() {
     let q = consumer(&[("subject:identifier", SUBJECT), ("type", CRISIS)]).unwrap();
-    let cursor = Cursor { before_seq: 10, fingerprint: q.fingerprint() }.encode();
-    assert!(consumer(&[("subject:identifier", SUBJECT), ("type", CRISIS), ("_cursor", &cursor)]).is_ok());
+    let cursor = Cursor {
+        before_seq: 10,
+        fingerprint: q.fingerprint(),
+    }
+    .encode();
+    assert!(
+        consumer(&[
+            ("subject:identifier", SUBJECT),
+            ("type", CRISIS),
+            ("_cursor", &cursor)
+        ])
+        .is_ok()
+    );
     let (code, expr) = first_code(&[("subject:identifier", SUBJECT), ("_cursor", &cursor)]);
-    assert_eq!((code, expr.as_str()), (ErrorCode::InvalidParameter, "_cursor"));
+    assert_eq!(
+        (code, expr.as_str()),
+        (ErrorCode::InvalidParameter, "_cursor")
+    );
 }
 
 #[test]
 fn asking_for_an_unpermitted_type_is_refused() {
     let c = Catalogue::nrl_v3();
     let q = consumer(&[("subject:identifier", SUBJECT), ("type", CRISIS)]).unwrap();
-    let respect = c.find_key("http://snomed.info/sct|1382601000000107").unwrap();
+    let respect = c
+        .find_key("http://snomed.info/sct|1382601000000107")
+        .unwrap();
     assert!(require_permitted(&q, TypeSet::EMPTY.with(respect.index), c).is_err());
     assert!(require_permitted(&q, TypeSet::all(c), c).is_ok());
 }
@@ -102,7 +206,13 @@ fn record(n: usize, type_key: &str) -> PointerRecord {
 fn pages_walk_every_match_once_newest_first() {
     let c = Catalogue::nrl_v3();
     let records: Vec<PointerRecord> = (1..=7).map(|n| record(n, CRISIS)).collect();
-    let rows = || records.iter().enumerate().rev().map(|(i, r)| (i as i64 + 1, r));
+    let rows = || {
+        records
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, r)| (i as i64 + 1, r))
+    };
     let mut q = consumer(&[("subject:identifier", SUBJECT), ("_count", "3")]).unwrap();
     let mut seen = Vec::new();
     loop {
@@ -121,9 +231,17 @@ fn pages_walk_every_match_once_newest_first() {
 #[test]
 fn hidden_pointers_are_not_counted() {
     let c = Catalogue::nrl_v3();
-    let records = [record(1, CRISIS), record(2, "http://snomed.info/sct|1382601000000107")];
+    let records = [
+        record(1, CRISIS),
+        record(2, "http://snomed.info/sct|1382601000000107"),
+    ];
     let q = consumer(&[("subject:identifier", SUBJECT), ("_summary", "count")]).unwrap();
-    let page = paginate(&q, c, records.iter().enumerate().map(|(i, r)| (i as i64, r)), |r| r.type_key == CRISIS);
+    let page = paginate(
+        &q,
+        c,
+        records.iter().enumerate().map(|(i, r)| (i as i64, r)),
+        |r| r.type_key == CRISIS,
+    );
     assert_eq!(page.total, 1);
     assert!(page.entries.is_empty());
 }
