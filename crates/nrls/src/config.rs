@@ -9,6 +9,7 @@ use serde::Deserialize;
 /// Everything nrls can be configured with. See docs/configuration.md.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[derive(Default)]
 pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
@@ -98,18 +99,6 @@ impl Default for AuthConfig {
         AuthConfig {
             access_token_lifetime_seconds: 900,
             signing_secret_file: None,
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            store: StoreConfig::default(),
-            search: SearchConfig::default(),
-            auth: AuthConfig::default(),
-            apps: Vec::new(),
         }
     }
 }

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Consumer API, black-box: search (GET and POST), filters, counts, paging and
 //! read, with permissions enforced on type system and code.
 

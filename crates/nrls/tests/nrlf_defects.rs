@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Known defects of NHS England's NRLF implementation, each proven absent here.
 
 mod common;

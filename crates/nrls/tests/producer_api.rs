@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Producer API, black-box: create, read, update, delete, supersede and search,
 //! against every backend.
 

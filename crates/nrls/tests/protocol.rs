@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! HTTP protocol behaviour, black-box: authentication, required headers, media
 //! types, malformed bodies, limits, discovery endpoints and unknown routes.
 

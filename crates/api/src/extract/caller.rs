@@ -71,10 +71,10 @@ fn ods_header(headers: &HeaderMap) -> Result<OdsCode, ApiError> {
 }
 
 fn authorise(headers: &HeaderMap, state: &AppState, role: Role) -> Result<Caller, ApiError> {
-    if state.settings().gateway_mode {
-        if let Some(meta) = headers.get(&CONNECTION_METADATA) {
-            return gateway_caller(meta.as_bytes(), headers, role);
-        }
+    if state.settings().gateway_mode
+        && let Some(meta) = headers.get(&CONNECTION_METADATA)
+    {
+        return gateway_caller(meta.as_bytes(), headers, role);
     }
     let bearer = headers
         .get(header::AUTHORIZATION)

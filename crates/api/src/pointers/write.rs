@@ -93,10 +93,10 @@ pub async fn update(
         return Err(ApiError::Rejected(immutable));
     }
     let client_version = if_match.or(body_version);
-    if let Some(v) = client_version {
-        if v != existing.version {
-            return Err(precondition_failed(&id, v, existing.version));
-        }
+    if let Some(v) = client_version
+        && v != existing.version
+    {
+        return Err(precondition_failed(&id, v, existing.version));
     }
     let mut doc = doc;
     if doc.date.is_none() {

@@ -63,20 +63,20 @@ fn matches(query: &SearchQuery, catalogue: &Catalogue, record: &PointerRecord) -
     let Some(pointer_type) = catalogue.find_key(&record.type_key) else {
         return false;
     };
-    if let Some(types) = query.types {
-        if !types.contains(pointer_type.index) {
-            return false;
-        }
+    if let Some(types) = query.types
+        && !types.contains(pointer_type.index)
+    {
+        return false;
     }
-    if let Some(categories) = &query.categories {
-        if !categories.iter().any(|c| c == &pointer_type.category_code) {
-            return false;
-        }
+    if let Some(categories) = &query.categories
+        && !categories.iter().any(|c| c == &pointer_type.category_code)
+    {
+        return false;
     }
-    if let Some(custodians) = &query.custodians {
-        if !custodians.iter().any(|c: &OdsCode| c == &record.custodian) {
-            return false;
-        }
+    if let Some(custodians) = &query.custodians
+        && !custodians.iter().any(|c: &OdsCode| c == &record.custodian)
+    {
+        return false;
     }
     true
 }

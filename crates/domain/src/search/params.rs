@@ -164,14 +164,14 @@ pub fn parse<'p>(
         summary_count,
         cursor,
     };
-    if let Some(c) = cursor {
-        if c.fingerprint != query.fingerprint() {
-            issues.push(param_issue(
+    if let Some(c) = cursor
+        && c.fingerprint != query.fingerprint()
+    {
+        issues.push(param_issue(
                 ErrorCode::InvalidParameter,
                 "_cursor",
                 "_cursor belongs to a search with different filters; repeat the search from the first page",
             ));
-        }
     }
     if issues.is_empty() {
         Ok(query)

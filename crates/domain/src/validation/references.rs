@@ -124,15 +124,15 @@ pub(super) fn author(doc: &DocumentReference, issues: &mut Vec<Issue>) {
     let Some(identifier) = identifier(authors.first(), path, issues) else {
         return;
     };
-    if let Some(value) = system_value(identifier, path, ODS_CODE, issues) {
-        if OdsCode::parse(value).is_none() {
-            issues.push(Issue::new(
-                ErrorCode::InvalidIdentifierValue,
-                IssueType::Value,
-                format!("{path}.identifier.value"),
-                format!("'{value}' is not an ODS code"),
-            ));
-        }
+    if let Some(value) = system_value(identifier, path, ODS_CODE, issues)
+        && OdsCode::parse(value).is_none()
+    {
+        issues.push(Issue::new(
+            ErrorCode::InvalidIdentifierValue,
+            IssueType::Value,
+            format!("{path}.identifier.value"),
+            format!("'{value}' is not an ODS code"),
+        ));
     }
 }
 

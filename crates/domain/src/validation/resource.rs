@@ -59,21 +59,21 @@ pub(super) fn check(doc: &DocumentReference, issues: &mut Vec<Issue>) {
             format!("status must be 'current', not '{other}'"),
         )),
     }
-    if let Some(doc_status) = doc.doc_status.as_deref() {
-        if !DOC_STATUS.contains(&doc_status) {
-            issues.push(Issue::invalid(
-                "DocumentReference.docStatus",
-                format!("docStatus must be one of {}", DOC_STATUS.join(", ")),
-            ));
-        }
+    if let Some(doc_status) = doc.doc_status.as_deref()
+        && !DOC_STATUS.contains(&doc_status)
+    {
+        issues.push(Issue::invalid(
+            "DocumentReference.docStatus",
+            format!("docStatus must be one of {}", DOC_STATUS.join(", ")),
+        ));
     }
-    if let Some(date) = doc.date.as_deref() {
-        if !clock::is_date_time(date) {
-            issues.push(Issue::invalid(
-                "DocumentReference.date",
-                "date must be a dateTime with a time zone, e.g. 2024-01-31T09:00:00Z",
-            ));
-        }
+    if let Some(date) = doc.date.as_deref()
+        && !clock::is_date_time(date)
+    {
+        issues.push(Issue::invalid(
+            "DocumentReference.date",
+            "date must be a dateTime with a time zone, e.g. 2024-01-31T09:00:00Z",
+        ));
     }
 }
 

@@ -92,18 +92,18 @@ pub(super) fn category(
         return;
     }
     let code = coding.code.as_deref().unwrap_or_default();
-    if let Some(t) = pointer_type {
-        if code != t.category_code {
-            issues.push(Issue::new(
-                ErrorCode::InvalidCodeValue,
-                IssueType::CodeInvalid,
-                format!("{path}[0].coding[0].code"),
-                format!(
-                    "a '{}' pointer must have category {} ({}), not '{code}'",
-                    t.display, t.category_code, t.category_display
-                ),
-            ));
-        }
+    if let Some(t) = pointer_type
+        && code != t.category_code
+    {
+        issues.push(Issue::new(
+            ErrorCode::InvalidCodeValue,
+            IssueType::CodeInvalid,
+            format!("{path}[0].coding[0].code"),
+            format!(
+                "a '{}' pointer must have category {} ({}), not '{code}'",
+                t.display, t.category_code, t.category_display
+            ),
+        ));
     }
 }
 

@@ -49,7 +49,8 @@ fn parses_all_filters() {
 #[test]
 fn every_bad_parameter_is_named() {
     use ErrorCode::*;
-    let cases: Vec<(Vec<(&str, &str)>, ErrorCode, &str)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a str)>, ErrorCode, &'a str);
+    let cases: Vec<Case> = vec![
         (vec![], InvalidParameter, "subject:identifier"),
         (
             vec![("subject:identifier", "9999999999")],
