@@ -19,6 +19,9 @@ pub enum ApiError {
     Unauthenticated(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The app exceeded its rate limit; retry after this many seconds.
+    #[error("rate limit exceeded")]
+    RateLimited { retry_after_seconds: u64 },
     /// A fault of ours. Logged with a correlation id; the caller sees only the id.
     #[error("internal error: {0}")]
     Internal(String),
@@ -62,6 +65,16 @@ impl ApiError {
                 )],
             ),
             ApiError::Store(e) => store_issue(e),
+            ApiError::RateLimited {
+                retry_after_seconds,
+            } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                vec![Issue::general(
+                    ErrorCode::TooManyRequests,
+                    IssueType::Throttled,
+                    format!("your app exceeded its rate limit; retry in {retry_after_seconds} s"),
+                )],
+            ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 vec![Issue::general(
@@ -206,6 +219,14 @@ impl IntoResponse for ApiError {
             r#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"exception"}]}"#.to_owned()
         });
         let mut response = fhir_response(status, body);
+        if let ApiError::RateLimited {
+            retry_after_seconds,
+        } = &self
+        {
+            if let Ok(value) = HeaderValue::from_str(&retry_after_seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -4,6 +4,7 @@
 pub mod error;
 pub mod extract;
 pub mod pointers;
+pub mod rate_limit;
 pub mod routes;
 pub mod state;
 

@@ -8,6 +8,8 @@ use domain::catalogue::Catalogue;
 use domain::search::SearchLimits;
 use store::SharedStore;
 
+use crate::rate_limit::RateLimiter;
+
 /// HTTP-level settings.
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
@@ -36,6 +38,7 @@ struct Inner {
     store: SharedStore,
     auth: Arc<Authenticator>,
     settings: ApiSettings,
+    rate_limiter: RateLimiter,
     started: Instant,
 }
 
@@ -49,6 +52,7 @@ impl AppState {
             store,
             auth,
             settings,
+            rate_limiter: RateLimiter::default(),
             started: Instant::now(),
         }))
     }
@@ -63,6 +67,10 @@ impl AppState {
 
     pub fn settings(&self) -> &ApiSettings {
         &self.0.settings
+    }
+
+    pub fn rate_limiter(&self) -> &RateLimiter {
+        &self.0.rate_limiter
     }
 
     pub fn catalogue(&self) -> &'static Catalogue {

@@ -564,3 +564,29 @@ async fn gateway_mode_is_off_by_default_and_trusts_connection_metadata_when_on()
     assert_eq!(r.json()["total"], 1, "only the gateway-granted type");
     on.stop().await;
 }
+
+#[tokio::test]
+async fn apps_over_their_rate_limit_get_429_with_retry_after() {
+    let server = TestServer::start_with(Backend::Memory, |c| {
+        for app in &mut c.apps {
+            if app.client_id == "consumer-crisis" {
+                app.rate_limit_per_second = Some(3);
+            }
+        }
+    })
+    .await;
+    let limited = server.client("consumer-crisis", "RX9").await;
+    let free = server.client("consumer", "RX9").await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(limited.consumer_search(&subject(0)).await.status);
+    }
+    assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
+    let refused = limited.consumer_search(&subject(0)).await;
+    assert_eq!((refused.status, refused.issue().0.as_str()), (429, "TOO_MANY_REQUESTS"));
+    assert!(refused.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
+    for _ in 0..10 {
+        assert_eq!(free.consumer_search(&subject(0)).await.status, 200, "other apps are not limited");
+    }
+    server.stop().await;
+}

@@ -92,9 +92,18 @@ fn authorise(headers: &HeaderMap, state: &AppState, role: Role) -> Result<Caller
         .auth()
         .authenticate(bearer.trim())
         .map_err(|e| ApiError::Unauthenticated(e.to_string()))?;
+    let app = &principal.app;
+    let client_id: Arc<str> = Arc::from(app.client_id.as_str());
+    if let Some(limit) = app.rate_limit_per_second {
+        state
+            .rate_limiter()
+            .check(&client_id, limit)
+            .map_err(|retry_after_seconds| ApiError::RateLimited {
+                retry_after_seconds,
+            })?;
+    }
     let ods = ods_header(headers)?;
     let ids = RequestIds::from_headers(headers)?;
-    let app = &principal.app;
     let grant = app.grant(&ods).ok_or_else(|| {
         ApiError::forbidden(
             ErrorCode::AccessDenied,
@@ -115,7 +124,7 @@ fn authorise(headers: &HeaderMap, state: &AppState, role: Role) -> Result<Caller
         ));
     }
     Ok(Caller {
-        client_id: Arc::from(app.client_id.as_str()),
+        client_id,
         ods,
         role,
         types: grant.permissions.for_role(role),
