@@ -13,19 +13,16 @@ use crate::state::AppState;
 /// A JSON body parsed into `T`.
 pub struct FhirBody<T>(pub T);
 
+/// The media type of the body without its parameters, lower-cased.
+pub fn content_type_essence(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+}
+
 /// Accepts `application/fhir+json` and `application/json`, with any parameters
 /// (`charset=utf-8`, `version=1`, `fhirVersion=4.0`).
 pub fn check_json_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let essence = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase()
-        });
+    let essence = content_type_essence(headers);
     match essence.as_deref() {
         Some("application/fhir+json" | "application/json") => Ok(()),
         other => Err(ApiError::one(Issue::new(

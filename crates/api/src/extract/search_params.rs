@@ -3,11 +3,11 @@
 //! end up as the same list of pairs, so GET and POST share one search.
 
 use axum::extract::{FromRequest, Request};
-use axum::http::{Method, header};
+use axum::http::Method;
 use domain::issue::{ErrorCode, Issue, IssueType};
 
 use crate::error::ApiError;
-use crate::extract::body::{parse_json, read_body};
+use crate::extract::body::{content_type_essence, parse_json, read_body};
 use crate::state::AppState;
 
 /// Name/value pairs in the order given.
@@ -33,17 +33,7 @@ impl FromRequest<AppState> for SearchParams {
         if request.method() != Method::POST {
             return Ok(SearchParams(pairs));
         }
-        let essence = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or_default()
-                    .trim()
-                    .to_ascii_lowercase()
-            });
+        let essence = content_type_essence(request.headers());
         let limit = state.settings().body_limit;
         match essence.as_deref() {
             Some("application/x-www-form-urlencoded") => {
