@@ -8,6 +8,7 @@ use domain::catalogue::Catalogue;
 use domain::search::SearchLimits;
 use store::SharedStore;
 
+use crate::ops::Ops;
 use crate::rate_limit::RateLimiter;
 
 /// HTTP-level settings.
@@ -21,6 +22,8 @@ pub struct ApiSettings {
     pub body_limit: usize,
     /// Trust `NHSD-Connection-Metadata` from an API gateway in front (off by default).
     pub gateway_mode: bool,
+    /// Longest a request may run before it is answered 503.
+    pub request_timeout: std::time::Duration,
 }
 
 impl Default for ApiSettings {
@@ -30,6 +33,7 @@ impl Default for ApiSettings {
             search_limits: SearchLimits::default(),
             body_limit: 1024 * 1024,
             gateway_mode: false,
+            request_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -39,6 +43,7 @@ struct Inner {
     auth: Arc<Authenticator>,
     settings: ApiSettings,
     rate_limiter: RateLimiter,
+    ops: Ops,
     started: Instant,
 }
 
@@ -48,11 +53,30 @@ pub struct AppState(Arc<Inner>);
 
 impl AppState {
     pub fn new(store: SharedStore, auth: Arc<Authenticator>, settings: ApiSettings) -> Self {
+        AppState::with_ops(store, auth, settings, Ops::default())
+    }
+
+    /// As [`AppState::new`], with the service's metrics, lifecycle and
+    /// reloader. The metrics read the store's own counters at each scrape
+    /// through a weak handle, so they never keep the store open.
+    pub fn with_ops(
+        store: SharedStore,
+        auth: Arc<Authenticator>,
+        settings: ApiSettings,
+        ops: Ops,
+    ) -> Self {
+        let weak = Arc::downgrade(&store);
+        ops.metrics().watch_store(move || {
+            weak.upgrade()
+                .map(|store| crate::ops::store_snapshot(store.as_ref()))
+                .unwrap_or_default()
+        });
         AppState(Arc::new(Inner {
             store,
             auth,
             settings,
             rate_limiter: RateLimiter::default(),
+            ops,
             started: Instant::now(),
         }))
     }
@@ -71,6 +95,11 @@ impl AppState {
 
     pub fn rate_limiter(&self) -> &RateLimiter {
         &self.0.rate_limiter
+    }
+
+    /// Metrics, lifecycle and reload handles.
+    pub fn ops(&self) -> &Ops {
+        &self.0.ops
     }
 
     pub fn catalogue(&self) -> &'static Catalogue {

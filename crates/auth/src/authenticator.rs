@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
 use crate::access_token::{AccessTokenKeys, MAX_TOKEN_LEN, bearer_token};
@@ -137,7 +138,9 @@ impl Principal {
 
 /// Issues and verifies tokens for the apps of one registry.
 pub struct Authenticator {
-    registry: Arc<AppRegistry>,
+    /// Swapped whole by [`Authenticator::reload`]: a request sees the old
+    /// registry or the new one, never a mix.
+    registry: ArcSwap<AppRegistry>,
     settings: TokenSettings,
     access_tokens: AccessTokenKeys,
     /// Verified access tokens, so the hot path skips the HMAC.
@@ -150,7 +153,7 @@ pub struct Authenticator {
 impl fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Authenticator")
-            .field("apps", &self.registry.len())
+            .field("apps", &self.registry.load().len())
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
@@ -167,7 +170,7 @@ impl Authenticator {
         Ok(Authenticator {
             verified: ExpiringMap::new(settings.token_cache_capacity),
             seen_assertions: ExpiringMap::new(settings.replay_cache_capacity),
-            registry,
+            registry: ArcSwap::new(registry),
             settings,
             access_tokens,
             clock: Clock::system(),
@@ -180,8 +183,21 @@ impl Authenticator {
         self
     }
 
-    pub fn registry(&self) -> &Arc<AppRegistry> {
-        &self.registry
+    /// The registry in force now.
+    pub fn registry(&self) -> Arc<AppRegistry> {
+        self.registry.load_full()
+    }
+
+    /// Puts `registry` in force atomically (configuration reload) and
+    /// forgets every verified access token, so a removed app or a narrowed
+    /// grant takes effect on the next request rather than at token expiry.
+    /// Tokens stay valid for apps still onboarded: they are re-verified
+    /// against the new registry. Returns the number of apps now onboarded.
+    pub fn reload(&self, registry: AppRegistry) -> usize {
+        let apps = registry.len();
+        self.registry.store(Arc::new(registry));
+        self.verified.clear();
+        apps
     }
 
     pub fn settings(&self) -> &TokenSettings {
@@ -201,15 +217,14 @@ impl Authenticator {
             tracing::info!(client_id = ?unverified.issuer, %reason, "client assertion refused");
             TokenError::InvalidClient(reason)
         };
-        let app = self
-            .registry
+        let registry = self.registry.load_full();
+        let app = registry
             .app(&unverified.issuer)
             .ok_or_else(|| reject(ClientRejection::UnknownClient))?;
         if request.client_id.is_some_and(|id| id != app.client_id) {
             return Err(reject(ClientRejection::ClientIdMismatch));
         }
-        let key = self
-            .registry
+        let key = registry
             .resolve_key(&app, &unverified.kid, unverified.alg)
             .await
             .map_err(|e| reject(ClientRejection::Key(e)))?;
@@ -283,6 +298,7 @@ impl Authenticator {
         }
         let app = self
             .registry
+            .load()
             .app(&claims.sub)
             .ok_or(AuthError::UnknownClient)?;
         let principal = Principal {

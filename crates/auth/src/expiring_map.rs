@@ -104,6 +104,16 @@ impl<V: Clone> ExpiringMap<V> {
         Ok(())
     }
 
+    /// Drops every entry.
+    pub(crate) fn clear(&self) {
+        for shard in &self.shards {
+            shard
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
+        }
+    }
+
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.shards

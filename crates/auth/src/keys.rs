@@ -1,9 +1,12 @@
-//! An app's public keys, parsed once from JWK form into verifying keys.
-//! Only keys that can check RS384, PS384 or ES384 signatures are kept.
+//! Public keys (an app's, or a trusted identity provider's), parsed once
+//! from JWK form into verifying keys. Client assertions accept RS384, PS384
+//! and ES384 keys ([`ASSERTION_ALGS`]); ID tokens also RS256/RS512 and the
+//! matching PS variants ([`ID_TOKEN_ALGS`]), as identity providers such as
+//! NHS CIS2 sign with those.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::DecodingKey;
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 
 use crate::assertion::AssertionAlg;
@@ -15,6 +18,45 @@ const MIN_RSA_BITS: usize = 2048;
 const MAX_RSA_BITS: usize = 4096;
 /// A P-384 coordinate is 48 bytes.
 const P384_COORDINATE_LEN: usize = 48;
+
+/// The JWS algorithms one kind of token may be signed with.
+#[derive(Debug)]
+pub(crate) struct KeyAlgs {
+    names: &'static [(&'static str, Algorithm)],
+    /// The problem reported for a JWK pinning any other `alg`.
+    refusal: &'static str,
+}
+
+impl KeyAlgs {
+    /// The algorithm called `name`, if this kind of token accepts it.
+    pub(crate) fn find(&self, name: &str) -> Option<Algorithm> {
+        self.names.iter().find(|(n, _)| *n == name).map(|(_, a)| *a)
+    }
+}
+
+/// Client assertions: NHS signed-JWT auth and SMART Backend Services.
+pub(crate) const ASSERTION_ALGS: KeyAlgs = KeyAlgs {
+    names: &[
+        ("ES384", Algorithm::ES384),
+        ("RS384", Algorithm::RS384),
+        ("PS384", Algorithm::PS384),
+    ],
+    refusal: "alg must be ES384, RS384 or PS384 (or absent)",
+};
+
+/// End-user ID tokens from trusted identity providers. Never `none`/HMAC.
+pub(crate) const ID_TOKEN_ALGS: KeyAlgs = KeyAlgs {
+    names: &[
+        ("ES384", Algorithm::ES384),
+        ("RS256", Algorithm::RS256),
+        ("RS384", Algorithm::RS384),
+        ("RS512", Algorithm::RS512),
+        ("PS256", Algorithm::PS256),
+        ("PS384", Algorithm::PS384),
+        ("PS512", Algorithm::PS512),
+    ],
+    refusal: "alg must be ES384, RS256/384/512 or PS256/384/512 (or absent)",
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum KeyFamily {
@@ -28,15 +70,22 @@ pub(crate) struct ClientKey {
     kid: String,
     family: KeyFamily,
     /// The JWK's own `alg`, when it pins one.
-    alg: Option<AssertionAlg>,
+    alg: Option<Algorithm>,
     key: DecodingKey,
 }
 
 impl ClientKey {
     pub(crate) fn accepts(&self, alg: AssertionAlg) -> bool {
+        self.accepts_jwt(alg.jwt())
+    }
+
+    /// Whether this key can check a signature made with `alg`.
+    pub(crate) fn accepts_jwt(&self, alg: Algorithm) -> bool {
+        use Algorithm::*;
         let family_fits = match alg {
-            AssertionAlg::Es384 => self.family == KeyFamily::EcP384,
-            AssertionAlg::Rs384 | AssertionAlg::Ps384 => self.family == KeyFamily::Rsa,
+            ES384 => self.family == KeyFamily::EcP384,
+            RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => self.family == KeyFamily::Rsa,
+            _ => false,
         };
         family_fits && self.alg.is_none_or(|pinned| pinned == alg)
     }
@@ -64,10 +113,18 @@ impl KeySet {
     /// Parses an operator-written set: any unusable key is an error, so a
     /// typo is found at start-up rather than at a client's first request.
     pub(crate) fn parse_strict(value: &serde_json::Value) -> Result<KeySet, KeyProblem> {
+        KeySet::parse_strict_for(value, &ASSERTION_ALGS)
+    }
+
+    /// As [`KeySet::parse_strict`], for tokens signed with one of `algs`.
+    pub(crate) fn parse_strict_for(
+        value: &serde_json::Value,
+        algs: &KeyAlgs,
+    ) -> Result<KeySet, KeyProblem> {
         let entries = key_entries(value)?;
         let mut set = KeySet::default();
         for (index, entry) in entries.iter().enumerate() {
-            set.push(parse_key(entry, index)?)?;
+            set.push(parse_key(entry, index, algs)?)?;
         }
         if set.keys.is_empty() {
             return Err(KeyProblem::Empty);
@@ -78,14 +135,23 @@ impl KeySet {
     /// Parses a set fetched from an app's `jwks_url`. Apps often publish keys
     /// for other services too, so unusable keys are skipped (and reported);
     /// a set with no usable key at all is an error.
+    #[cfg(test)]
     pub(crate) fn parse_published(bytes: &[u8]) -> Result<(KeySet, Vec<KeyProblem>), KeyProblem> {
+        KeySet::parse_published_for(bytes, &ASSERTION_ALGS)
+    }
+
+    /// As [`KeySet::parse_published`], for tokens signed with one of `algs`.
+    pub(crate) fn parse_published_for(
+        bytes: &[u8],
+        algs: &KeyAlgs,
+    ) -> Result<(KeySet, Vec<KeyProblem>), KeyProblem> {
         let value: serde_json::Value = serde_json::from_slice(bytes)
             .map_err(|e| KeyProblem::NotAKeySet(format!("invalid JSON: {e}")))?;
         let entries = key_entries(&value)?;
         let mut set = KeySet::default();
         let mut skipped = Vec::new();
         for (index, entry) in entries.iter().enumerate() {
-            match parse_key(entry, index) {
+            match parse_key(entry, index, algs) {
                 Ok(key) => set.push(key)?,
                 Err(problem) => skipped.push(problem),
             }
@@ -128,7 +194,11 @@ struct JwkFields {
     d: Option<serde::de::IgnoredAny>,
 }
 
-fn parse_key(entry: &serde_json::Value, index: usize) -> Result<ClientKey, KeyProblem> {
+fn parse_key(
+    entry: &serde_json::Value,
+    index: usize,
+    algs: &KeyAlgs,
+) -> Result<ClientKey, KeyProblem> {
     let label = entry
         .get("kid")
         .and_then(serde_json::Value::as_str)
@@ -153,10 +223,7 @@ fn parse_key(entry: &serde_json::Value, index: usize) -> Result<ClientKey, KeyPr
     }
     let alg = match jwk.alg.as_deref() {
         None => None,
-        Some(name) => Some(
-            AssertionAlg::from_name(name)
-                .ok_or_else(|| fail("alg must be ES384, RS384 or PS384 (or absent)"))?,
-        ),
+        Some(name) => Some(algs.find(name).ok_or_else(|| fail(algs.refusal))?),
     };
     let (family, key) = match jwk.kty.as_deref() {
         Some("EC") => {
@@ -181,7 +248,7 @@ fn parse_key(entry: &serde_json::Value, index: usize) -> Result<ClientKey, KeyPr
         key,
     };
     if let Some(pinned) = alg
-        && !key.accepts(pinned)
+        && !key.accepts_jwt(pinned)
     {
         return Err(fail(
             "alg does not fit the key type (ES384 for EC, RS384/PS384 for RSA)",

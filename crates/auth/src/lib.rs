@@ -21,6 +21,7 @@ mod keys;
 pub mod registry;
 mod remote_keys;
 mod token_request;
+pub mod user_identity;
 
 use sha2::{Digest, Sha256};
 
@@ -31,6 +32,10 @@ pub use clock::Clock;
 pub use config::{AppConfig, OrganisationConfig};
 pub use error::{AssertionError, AuthError, ConfigError, KeyError, TokenError};
 pub use registry::{App, AppRegistry, OrganisationGrant, RegistryOptions};
+pub use user_identity::{
+    NrbacRole, TrustedIssuerConfig, UserIdentity, UserIdentityError, UserIdentityOptions,
+    UserIdentityVerifier,
+};
 
 /// A short, stable fingerprint of a token for logs: the first 12 hex digits
 /// of its SHA-256. Enough to correlate log lines, useless to replay.

@@ -8,17 +8,20 @@
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::DecodingKey;
+use jsonwebtoken::{Algorithm, DecodingKey};
 
 use crate::assertion::AssertionAlg;
 use crate::error::KeyError;
-use crate::keys::KeySet;
+use crate::keys::{ASSERTION_ALGS, KeyAlgs, KeySet};
 
 /// A published JWK set larger than this is not a key set.
 const MAX_JWKS_BYTES: usize = 64 * 1024;
 
 pub(crate) struct RemoteKeys {
+    /// Whose keys (a client id, or a trusted issuer): for logs only.
     client_id: String,
+    /// The algorithms the keys will verify.
+    algs: &'static KeyAlgs,
     url: reqwest::Url,
     http: reqwest::Client,
     min_refresh_interval: Duration,
@@ -36,8 +39,20 @@ impl RemoteKeys {
         http: reqwest::Client,
         min_refresh_interval: Duration,
     ) -> Self {
+        RemoteKeys::for_algs(client_id, url, http, min_refresh_interval, &ASSERTION_ALGS)
+    }
+
+    /// Keys for tokens signed with one of `algs` (e.g. ID tokens).
+    pub(crate) fn for_algs(
+        client_id: &str,
+        url: reqwest::Url,
+        http: reqwest::Client,
+        min_refresh_interval: Duration,
+        algs: &'static KeyAlgs,
+    ) -> Self {
         RemoteKeys {
             client_id: client_id.to_owned(),
+            algs,
             url,
             http,
             min_refresh_interval,
@@ -50,6 +65,16 @@ impl RemoteKeys {
         &self,
         kid: &str,
         alg: AssertionAlg,
+    ) -> Result<DecodingKey, KeyError> {
+        self.resolve_jwt(kid, alg.jwt()).await
+    }
+
+    /// The key `kid`, usable for `alg`: from the cache, or fetched again
+    /// (at most once per refresh interval) when `kid` is unknown.
+    pub(crate) async fn resolve_jwt(
+        &self,
+        kid: &str,
+        alg: Algorithm,
     ) -> Result<DecodingKey, KeyError> {
         if let Some(found) = self.cached_key(kid, alg) {
             return found;
@@ -79,10 +104,10 @@ impl RemoteKeys {
             .clone()
     }
 
-    fn cached_key(&self, kid: &str, alg: AssertionAlg) -> Option<Result<DecodingKey, KeyError>> {
+    fn cached_key(&self, kid: &str, alg: Algorithm) -> Option<Result<DecodingKey, KeyError>> {
         let set = self.current()?;
         let key = set.find(kid)?;
-        Some(if key.accepts(alg) {
+        Some(if key.accepts_jwt(alg) {
             Ok(key.decoding_key().clone())
         } else {
             Err(KeyError::AlgorithmMismatch)
@@ -123,7 +148,8 @@ impl RemoteKeys {
             }
             body.extend_from_slice(&chunk);
         }
-        let (set, skipped) = KeySet::parse_published(&body).map_err(|e| e.to_string())?;
+        let (set, skipped) =
+            KeySet::parse_published_for(&body, self.algs).map_err(|e| e.to_string())?;
         for problem in skipped {
             tracing::debug!(client_id = %self.client_id, %problem, "JWKS key skipped");
         }

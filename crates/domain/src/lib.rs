@@ -1,8 +1,10 @@
 //! The nrls domain: what a pointer is, what makes one valid, who may see it and
 //! how a search is expressed. Pure: no async, no I/O, no HTTP, no SQL.
 
+pub mod access;
 pub mod catalogue;
 pub mod clock;
+pub mod convergence;
 pub mod issue;
 pub mod nhs_number;
 pub mod ods_code;

@@ -5,11 +5,13 @@
 //! missing element is a validation issue with a precise expression, not a
 //! deserialisation failure.
 
+mod audit_event;
 mod bundle;
 mod datatypes;
 mod document_reference;
 mod operation_outcome;
 
+pub use audit_event::{AuditAgent, AuditEntity, AuditEntityDetail, AuditEvent, AuditSource};
 pub use bundle::{BundleEntry, SearchsetBuilder};
 pub use datatypes::{Attachment, CodeableConcept, Coding, Extension, Identifier, Meta, Reference};
 pub use document_reference::{Content, Context, DocumentReference, RelatesTo};

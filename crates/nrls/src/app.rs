@@ -5,16 +5,20 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use api::ops::{Lifecycle, Ops, Reloader};
 use api::{ApiSettings, AppState};
 use auth::{AppRegistry, Authenticator, TokenSettings};
 use domain::search::SearchLimits;
-use store::SharedStore;
 use store::memory::MemoryStore;
+use store::postgres::{PostgresOptions, PostgresStore};
 use store::sqlite::{SqliteOptions, SqliteStore};
+use store::{InstrumentedStore, SharedStore};
 use tokio::net::TcpListener;
 
 use crate::config::{Backend, Config};
-use crate::demo;
+use crate::lifecycle::{Listeners, ShutdownTiming};
+use crate::server::ConnectionLimits;
+use crate::{demo, reload};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -30,15 +34,21 @@ pub enum StartError {
     },
     #[error("signing secret: {0}")]
     Secret(String),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("demo data: {0}")]
     Demo(String),
 }
 
 /// A bound, ready-to-run service.
 pub struct Application {
-    listener: TcpListener,
-    router: axum::Router,
+    listeners: Listeners,
+    timing: ShutdownTiming,
+    lifecycle: Lifecycle,
+    reloader: Reloader,
     pub port: u16,
+    /// The admin listener's port, when `[server] admin_listen` is set.
+    pub admin_port: Option<u16>,
     pub public_url: String,
     pub store: SharedStore,
 }
@@ -56,11 +66,31 @@ impl Application {
             addr: config.server.listen,
             source,
         })?;
-        if config.server.listen.port() == 0 && config.server.public_url.is_none() {
-            config.server.public_url = Some(format!("http://{local}"));
+        let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                crate::server::load_tls(cert, key).map_err(|e| StartError::Tls(e.to_string()))?,
+            ),
+            _ => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        if config.server.public_url.is_none() {
+            let addr = if config.server.listen.port() == 0 {
+                local
+            } else {
+                config.server.listen
+            };
+            config.server.public_url = Some(format!("{scheme}://{addr}"));
         }
         let public_url = config.public_url();
-        let store = open_store(&config)?;
+        let admin = match config.server.admin_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        let metrics = Arc::new(::telemetry::Metrics::new());
+        let store: SharedStore = Arc::new(InstrumentedStore::new(
+            connect_store(&config).await?,
+            metrics.store().clone(),
+        ));
         if demo_mode {
             config.apps.extend(demo::apps());
             let created = demo::seed(store.as_ref()).await.map_err(StartError::Demo)?;
@@ -87,30 +117,124 @@ impl Application {
             },
             body_limit: config.server.body_limit_bytes,
             gateway_mode: config.server.gateway_mode,
+            request_timeout: Duration::from_secs(config.server.request_timeout_seconds),
         };
-        let router = api::router(AppState::new(store.clone(), authenticator, api_settings));
+        metrics.reloads().set_apps(authenticator.registry().len());
+        let reloader = reload::reloader(
+            config.source.clone(),
+            demo_mode,
+            Arc::clone(&authenticator),
+            Arc::clone(&metrics),
+        );
+        let lifecycle = Lifecycle::default();
+        let ops = Ops::new(metrics, lifecycle.clone(), admin.is_some())
+            .with_reloader(Arc::clone(&reloader));
+        let state = AppState::with_ops(store.clone(), authenticator, api_settings, ops);
+        let admin_port = admin
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port());
+        let listeners = Listeners {
+            main: (listener, api::router(state.clone())),
+            limits: ConnectionLimits {
+                max_header_bytes: config.server.max_header_bytes,
+                header_read_timeout: Duration::from_secs(config.server.header_read_timeout_seconds),
+                shutdown_grace: Duration::from_secs(config.server.shutdown_grace_seconds),
+                ..ConnectionLimits::default()
+            },
+            tls,
+            admin: admin.map(|listener| (listener, api::admin_router(state))),
+        };
         Ok(Application {
-            listener,
-            router,
+            listeners,
+            timing: ShutdownTiming::from_config(&config),
+            lifecycle,
+            reloader,
             port: local.port(),
+            admin_port,
             public_url,
             store,
         })
     }
 
-    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    /// What SIGHUP runs: reloads the app registry from the configuration file.
+    pub fn reloader(&self) -> Reloader {
+        Arc::clone(&self.reloader)
+    }
+
+    /// Serves until `shutdown` completes; then fails readiness, stops
+    /// accepting, finishes in-flight requests within the grace period and
+    /// closes the store (flushing group commits). See [`crate::lifecycle`].
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
+        crate::lifecycle::serve(
+            self.listeners,
+            self.timing,
+            self.lifecycle,
+            self.store,
+            shutdown,
+        )
+        .await
     }
 }
 
-fn open_store(config: &Config) -> Result<SharedStore, StartError> {
+async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+/// Opens the store `config` names, migrating a PostgreSQL schema first.
+pub async fn connect_store(config: &Config) -> Result<SharedStore, StartError> {
     match config.store.backend {
+        Backend::Postgres => Ok(Arc::new(
+            PostgresStore::open(postgres_options(config)?)
+                .await
+                .map_err(|e| StartError::Store(e.to_string()))?,
+        )),
+        _ => open_store(config),
+    }
+}
+
+fn postgres_options(config: &Config) -> Result<PostgresOptions, StartError> {
+    config.store.postgres_options().ok_or_else(|| {
+        StartError::Store(
+            "the postgres backend needs a database URL: --database, NRLS_DATABASE_URL or [store] database_url".into(),
+        )
+    })
+}
+
+/// Opens the store `config` names (also used by `nrls import` and `export`).
+/// Prefer [`connect_store`] in async code: for PostgreSQL this blocks the
+/// calling thread while a thread of its own connects and migrates.
+pub fn open_store(config: &Config) -> Result<SharedStore, StartError> {
+    match config.store.backend {
+        Backend::Postgres => {
+            let options = postgres_options(config)?;
+            // Only the migration session lives on this short-lived runtime;
+            // the pool connects lazily, on whichever runtime uses it.
+            let opened = std::thread::scope(|scope| {
+                scope
+                    .spawn(|| {
+                        tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .map_err(|e| e.to_string())?
+                            .block_on(PostgresStore::open(options))
+                            .map_err(|e| e.to_string())
+                    })
+                    .join()
+            });
+            match opened {
+                Ok(Ok(store)) => Ok(Arc::new(store)),
+                Ok(Err(e)) => Err(StartError::Store(e)),
+                Err(_) => Err(StartError::Store(
+                    "opening the postgres store panicked".into(),
+                )),
+            }
+        }
         Backend::Memory => Ok(Arc::new(MemoryStore::new())),
         Backend::Sqlite => {
             let path = config.store.data_dir.join("nrls.db");

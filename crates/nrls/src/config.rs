@@ -16,6 +16,10 @@ pub struct Config {
     pub search: SearchConfig,
     pub auth: AuthConfig,
     pub apps: Vec<auth::config::AppConfig>,
+    /// The file this configuration was read from, if any: what a reload
+    /// (SIGHUP, `POST /-/reload`) reads again.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -26,6 +30,29 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     pub body_limit_bytes: usize,
     pub gateway_mode: bool,
+    /// A second listener for `/metrics`, probes and `POST /-/reload`, kept
+    /// off the public one. Unset: `/metrics` is on the main listener and
+    /// reload is by SIGHUP only.
+    pub admin_listen: Option<SocketAddr>,
+    /// After SIGTERM, how long in-flight requests may take to finish before
+    /// they are abandoned and the process exits.
+    pub shutdown_grace_seconds: u64,
+    /// After SIGTERM, how long to keep accepting requests while `/readyz`
+    /// fails, so load balancers stop routing here first. 0 on systemd; about
+    /// 5 behind a load balancer (Kubernetes).
+    pub shutdown_drain_seconds: u64,
+    /// PEM certificate chain: with `tls_key`, the main listener speaks HTTPS
+    /// (for deployments without a TLS-terminating proxy).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Largest request head (request line and headers) in bytes; larger is 431.
+    pub max_header_bytes: usize,
+    /// How long a client may take to send a request's headers, which is also
+    /// how long an idle kept-alive connection stays open.
+    pub header_read_timeout_seconds: u64,
+    /// How long one request may run before it is answered 503.
+    pub request_timeout_seconds: u64,
 }
 
 /// Which backend holds pointers.
@@ -34,6 +61,8 @@ pub struct ServerConfig {
 pub enum Backend {
     Sqlite,
     Memory,
+    /// PostgreSQL at `store.database_url`: several nodes may share one database.
+    Postgres,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -44,6 +73,16 @@ pub struct StoreConfig {
     pub data_dir: PathBuf,
     pub max_batch: usize,
     pub read_connections: usize,
+    /// PostgreSQL URL (`postgres://user@host:5432/db`) for the `postgres`
+    /// backend. Holds credentials: prefer `NRLS_DATABASE_URL` to the file.
+    pub database_url: Option<String>,
+    /// Most PostgreSQL connections this node opens.
+    pub pool_size: usize,
+    /// Longest one PostgreSQL statement may run; each store call gets this
+    /// plus one second, pool wait included, before it fails with 503.
+    pub statement_timeout_ms: u64,
+    /// Longest opening a PostgreSQL connection may take.
+    pub connect_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -69,6 +108,14 @@ impl Default for ServerConfig {
             public_url: None,
             body_limit_bytes: 1024 * 1024,
             gateway_mode: false,
+            admin_listen: None,
+            shutdown_grace_seconds: 20,
+            shutdown_drain_seconds: 0,
+            tls_cert: None,
+            tls_key: None,
+            max_header_bytes: 64 * 1024,
+            header_read_timeout_seconds: 30,
+            request_timeout_seconds: 30,
         }
     }
 }
@@ -80,6 +127,10 @@ impl Default for StoreConfig {
             data_dir: PathBuf::from("nrls-data"),
             max_batch: 256,
             read_connections: 4,
+            database_url: None,
+            pool_size: 16,
+            statement_timeout_ms: 5000,
+            connect_timeout_ms: 5000,
         }
     }
 }
@@ -100,6 +151,31 @@ impl Default for AuthConfig {
             access_token_lifetime_seconds: 900,
             signing_secret_file: None,
         }
+    }
+}
+
+impl StoreConfig {
+    fn check_postgres(&self) -> Result<(), ConfigError> {
+        // A missing database_url is reported at start-up, not here: it may
+        // come from NRLS_DATABASE_URL, applied after the file is read.
+        if self.pool_size == 0 || self.statement_timeout_ms == 0 || self.connect_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "store.pool_size, store.statement_timeout_ms and store.connect_timeout_ms must be at least 1"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The PostgreSQL options this configuration names, if it names a database.
+    pub fn postgres_options(&self) -> Option<store::postgres::PostgresOptions> {
+        let url = self.database_url.as_ref()?;
+        Some(store::postgres::PostgresOptions {
+            pool_size: self.pool_size,
+            statement_timeout: std::time::Duration::from_millis(self.statement_timeout_ms),
+            connect_timeout: std::time::Duration::from_millis(self.connect_timeout_ms),
+            ..store::postgres::PostgresOptions::new(url.clone())
+        })
     }
 }
 
@@ -124,10 +200,12 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Config::parse(&text).map_err(|message| ConfigError::Parse {
+        let mut config = Config::parse(&text).map_err(|message| ConfigError::Parse {
             path: path.to_owned(),
             message,
-        })
+        })?;
+        config.source = Some(path.to_owned());
+        Ok(config)
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {
@@ -137,12 +215,39 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), ConfigError> {
+        let server = &self.server;
+        if server.tls_cert.is_some() != server.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "server.tls_cert and server.tls_key go together: give both or neither".into(),
+            ));
+        }
+        if server.request_timeout_seconds == 0 || server.header_read_timeout_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "server.request_timeout_seconds and server.header_read_timeout_seconds must be at least 1".into(),
+            ));
+        }
         let s = &self.search;
         if s.default_count == 0 || s.default_count > s.max_count {
             return Err(ConfigError::Invalid(
                 "search.default_count must be between 1 and search.max_count".into(),
             ));
         }
+        // Port 0 (tests) picks a free port per listener, so only a fixed port can clash.
+        if self
+            .server
+            .admin_listen
+            .is_some_and(|admin| admin == self.server.listen && admin.port() != 0)
+        {
+            return Err(ConfigError::Invalid(
+                "server.admin_listen must differ from server.listen".into(),
+            ));
+        }
+        if self.server.shutdown_grace_seconds > 3600 || self.server.shutdown_drain_seconds > 300 {
+            return Err(ConfigError::Invalid(
+                "server.shutdown_grace_seconds is at most 3600 and server.shutdown_drain_seconds at most 300".into(),
+            ));
+        }
+        self.store.check_postgres()?;
         if self.store.max_batch == 0 || self.store.read_connections == 0 {
             return Err(ConfigError::Invalid(
                 "store.max_batch and store.read_connections must be at least 1".into(),
@@ -178,5 +283,21 @@ mod tests {
         let c = Config::parse("").unwrap();
         assert_eq!(c.public_url(), "http://127.0.0.1:8080");
         assert!(Config::parse("[search]\ndefault_count = 0\n").is_err());
+    }
+
+    #[test]
+    fn postgres_settings_parse_and_are_checked() {
+        let c = Config::parse(
+            "[store]\nbackend = \"postgres\"\ndatabase_url = \"postgres://nrls@db/nrls\"\npool_size = 4\nstatement_timeout_ms = 250\n",
+        )
+        .unwrap();
+        assert_eq!(c.store.backend, Backend::Postgres);
+        let options = c.store.postgres_options().unwrap();
+        assert_eq!(options.pool_size, 4);
+        assert_eq!(options.statement_timeout.as_millis(), 250);
+        assert_eq!(options.connect_timeout.as_millis(), 5000);
+        assert!(Config::parse("[store]\npool_size = 0\n").is_err());
+        // The URL may come from the environment after the file is read.
+        assert!(Config::parse("[store]\nbackend = \"postgres\"\n").is_ok());
     }
 }

@@ -1,9 +1,15 @@
 //! Synthetic pointers: valid NRL v3 DocumentReferences for NHS numbers in the
-//! never-issued 999 range. Used by the demo and by the benchmark data generator.
+//! never-issued 999 range. Used by the demo and by the benchmark data generator
+//! (`generator.rs`, behind `nrls generate`).
 
 use domain::catalogue::PointerType;
 use domain::{NhsNumber, OdsCode};
-use serde_json::{Value, json};
+use serde_json::Value;
+
+mod generator;
+
+pub(crate) use generator::Rng;
+pub use generator::{Dataset, GeneratedPointer};
 
 /// What varies between synthetic pointers.
 pub struct PointerSpec<'a> {
@@ -19,18 +25,60 @@ pub struct PointerSpec<'a> {
 /// Clinical summaries are structured and fetched directly (the record source a
 /// shared care record publishes); every other type is an SSP-retrieved PDF.
 pub fn document_reference(spec: &PointerSpec<'_>) -> Value {
+    let mut text = String::with_capacity(1536);
+    write_document_reference(spec, &mut text);
+    // The writer only emits well-formed JSON (its tests parse every type).
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+/// Appends the pointer of `spec` to `out` as one line of compact JSON (no
+/// newline). Written directly rather than through `serde_json::Value`, which
+/// is five times slower: the generator writes hundreds of thousands a second.
+pub fn write_document_reference(spec: &PointerSpec<'_>, out: &mut String) {
+    use std::fmt::Write;
     let t = spec.pointer_type;
     let ods = spec.custodian.as_str();
+    let lower = ods.to_ascii_lowercase();
+    let local = spec.local_id;
     let structured = t.code == "887181000000106";
-    let created = timestamp(spec.created_offset);
-    let (content_type, url, format, format_display, stability, mechanism) = if structured {
+    let mut created = String::with_capacity(20);
+    push_timestamp(&mut created, spec.created_offset);
+    const ODS_SYSTEM: &str = "https://fhir.nhs.uk/Id/ods-organization-code";
+    // `write!` into a String cannot fail.
+    let _ = write!(
+        out,
+        r#"{{"resourceType":"DocumentReference","id":"{ods}-{local}","masterIdentifier":{{"system":"urn:ietf:rfc:3986","value":"urn:nrls:demo:{ods}:{local}"}},"status":"current","docStatus":"final","type":{{"coding":[{{"system":"#
+    );
+    push_str(out, &t.system);
+    out.push_str(r#","code":"#);
+    push_str(out, &t.code);
+    out.push_str(r#","display":"#);
+    push_str(out, &t.display);
+    out.push_str(r#"}]},"category":[{"coding":[{"system":"http://snomed.info/sct","code":"#);
+    push_str(out, &t.category_code);
+    out.push_str(r#","display":"#);
+    push_str(out, &t.category_display);
+    let _ = write!(
+        out,
+        r#"}}]}}],"subject":{{"identifier":{{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"{nhs}"}}}},"date":"{created}","author":[{{"identifier":{{"system":"{ODS_SYSTEM}","value":"{ods}"}}}}],"custodian":{{"identifier":{{"system":"{ODS_SYSTEM}","value":"{ods}"}}}},"description":"#,
+        nhs = spec.nhs_number,
+    );
+    push_str(out, &format!("{} held by {ods}", t.display));
+    out.push_str(r#","content":[{"attachment":{"contentType":"#);
+    if structured {
+        let _ = write!(
+            out,
+            r#""application/fhir+json","url":"https://{lower}.records.example.nhs.uk/FHIR/R4/Patient/{local}","title":"#
+        );
+    } else {
+        let _ = write!(
+            out,
+            r#""application/pdf","url":"ssp://{lower}.thirdparty.nhs.uk/documents/{local}.pdf","title":"#
+        );
+    }
+    push_str(out, &t.display);
+    let (format, format_display, stability, mechanism) = if structured {
         (
-            "application/fhir+json",
-            format!(
-                "https://{}.records.example.nhs.uk/FHIR/R4/Patient/{}",
-                ods.to_ascii_lowercase(),
-                spec.local_id
-            ),
             "urn:nhs-ic:structured",
             "Structured Document",
             "dynamic",
@@ -38,49 +86,42 @@ pub fn document_reference(spec: &PointerSpec<'_>) -> Value {
         )
     } else {
         (
-            "application/pdf",
-            format!(
-                "ssp://{}.thirdparty.nhs.uk/documents/{}.pdf",
-                ods.to_ascii_lowercase(),
-                spec.local_id
-            ),
             "urn:nhs-ic:unstructured",
             "Unstructured Document",
             "static",
             "SSP",
         )
     };
-    let mut context = json!({
-        "practiceSetting": {"coding": [{"system": "http://snomed.info/sct", "code": "788002001", "display": "Adult mental health service"}]},
-    });
+    let _ = write!(
+        out,
+        r#","creation":"{created}"}},"format":{{"system":"https://fhir.nhs.uk/England/CodeSystem/England-NRLFormatCode","code":"{format}","display":"{format_display}"}},"extension":[{{"url":"https://fhir.nhs.uk/England/StructureDefinition/Extension-England-ContentStability","valueCodeableConcept":{{"coding":[{{"system":"https://fhir.nhs.uk/England/CodeSystem/England-NRLContentStability","code":"{stability}"}}]}}}},{{"url":"https://fhir.nhs.uk/England/StructureDefinition/Extension-England-NRLRetrievalMechanism","valueCodeableConcept":{{"coding":[{{"system":"https://fhir.nhs.uk/England/CodeSystem/England-NRLRetrievalMechanism","code":"{mechanism}"}}]}}}}]}}],"context":{{"practiceSetting":{{"coding":[{{"system":"http://snomed.info/sct","code":"788002001","display":"Adult mental health service"}}]}}"#
+    );
     if !structured {
-        context["related"] = json!([{"identifier": {"system": "https://fhir.nhs.uk/Id/nhsSpineASID", "value": asid(ods)}}]);
+        let _ = write!(
+            out,
+            r#","related":[{{"identifier":{{"system":"https://fhir.nhs.uk/Id/nhsSpineASID","value":"{}"}}}}]"#,
+            asid(ods)
+        );
     }
-    json!({
-        "resourceType": "DocumentReference",
-        "id": format!("{ods}-{}", spec.local_id),
-        "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": format!("urn:nrls:demo:{ods}:{}", spec.local_id)},
-        "status": "current",
-        "docStatus": "final",
-        "type": {"coding": [{"system": t.system, "code": t.code, "display": t.display}]},
-        "category": [{"coding": [{"system": "http://snomed.info/sct", "code": t.category_code, "display": t.category_display}]}],
-        "subject": {"identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": spec.nhs_number.to_string()}},
-        "date": created,
-        "author": [{"identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": ods}}],
-        "custodian": {"identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": ods}},
-        "description": format!("{} held by {ods}", t.display),
-        "content": [{
-            "attachment": {"contentType": content_type, "url": url, "title": t.display, "creation": created},
-            "format": {"system": "https://fhir.nhs.uk/England/CodeSystem/England-NRLFormatCode", "code": format, "display": format_display},
-            "extension": [
-                {"url": "https://fhir.nhs.uk/England/StructureDefinition/Extension-England-ContentStability",
-                 "valueCodeableConcept": {"coding": [{"system": "https://fhir.nhs.uk/England/CodeSystem/England-NRLContentStability", "code": stability}]}},
-                {"url": "https://fhir.nhs.uk/England/StructureDefinition/Extension-England-NRLRetrievalMechanism",
-                 "valueCodeableConcept": {"coding": [{"system": "https://fhir.nhs.uk/England/CodeSystem/England-NRLRetrievalMechanism", "code": mechanism}]}}
-            ]
-        }],
-        "context": context,
-    })
+    out.push_str("}}");
+}
+
+/// Appends `text` as a JSON string. Catalogue and generated values are plain
+/// text, but escaping keeps any display with a quote well-formed.
+fn push_str(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                use std::fmt::Write;
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// A stable 12-digit ASID per organisation.
@@ -92,17 +133,19 @@ fn asid(ods: &str) -> String {
 }
 
 /// `2020-01-01T00:00:00Z` plus `offset` seconds, as a FHIR dateTime.
-fn timestamp(offset: u32) -> String {
+fn push_timestamp(out: &mut String, offset: u32) {
+    use std::fmt::Write;
     let days = offset / 86_400;
     let rem = offset % 86_400;
     // Whole months of 28 days keep every generated date valid and monotonic.
     let (year, month, day) = (2020 + days / 336, 1 + (days % 336) / 28, 1 + days % 28);
-    format!(
+    let _ = write!(
+        out,
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
         rem / 3600,
         (rem % 3600) / 60,
         rem % 60
-    )
+    );
 }
 
 #[cfg(test)]

@@ -6,4 +6,7 @@ pub mod commands;
 pub mod config;
 pub mod dataset;
 pub mod demo;
+pub mod lifecycle;
+pub mod reload;
+pub mod server;
 pub mod telemetry;

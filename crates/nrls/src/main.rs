@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use nrls::commands::{serve, token};
+use nrls::commands::{bench, demo_source, export, generate, import, probe, serve, token};
 
 #[derive(Parser)]
 #[command(
@@ -22,6 +22,19 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Obtain an access token (or a client assertion) for an app.
     Token(token::TokenArgs),
+    /// Bulk-load NDJSON DocumentReferences (an operator tool: validated as
+    /// the API would for each pointer's own custodian).
+    Import(import::ImportArgs),
+    /// Write stored pointers as NDJSON.
+    Export(export::ExportArgs),
+    /// Generate a deterministic synthetic dataset.
+    Generate(generate::GenerateArgs),
+    /// Benchmarks: the load generator, its scenarios and micro-benchmarks.
+    Bench(bench::BenchArgs),
+    /// Exit 0 if a health endpoint answers 2xx (container HEALTHCHECK).
+    Probe(probe::ProbeArgs),
+    /// Run a demo regional FHIR source (synthetic records for the demo patients).
+    DemoSource(demo_source::DemoSourceArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +56,12 @@ fn main() -> ExitCode {
                 serve::run(args).await
             }
             Command::Token(args) => token::run(args).await,
+            Command::Import(args) => import::run(args).await,
+            Command::Export(args) => export::run(args).await,
+            Command::Generate(args) => generate::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
+            Command::Probe(args) => probe::run(args).await,
+            Command::DemoSource(args) => demo_source::run(args).await,
         }
     });
     match result {

@@ -583,10 +583,24 @@ async fn apps_over_their_rate_limit_get_429_with_retry_after() {
     }
     assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
     let refused = limited.consumer_search(&subject(0)).await;
-    assert_eq!((refused.status, refused.issue().0.as_str()), (429, "TOO_MANY_REQUESTS"));
-    assert!(refused.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
+    assert_eq!(
+        (refused.status, refused.issue().0.as_str()),
+        (429, "TOO_MANY_REQUESTS")
+    );
+    assert!(
+        refused
+            .header("retry-after")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
     for _ in 0..10 {
-        assert_eq!(free.consumer_search(&subject(0)).await.status, 200, "other apps are not limited");
+        assert_eq!(
+            free.consumer_search(&subject(0)).await.status,
+            200,
+            "other apps are not limited"
+        );
     }
     server.stop().await;
 }

@@ -1,8 +1,12 @@
 //! Pointer storage. [`PointerStore`] is the contract; each backend lives in its
 //! own folder and must pass the one [`conformance`] suite.
 
+pub mod access;
+pub mod instrumented;
 pub mod memory;
+pub mod postgres;
 pub mod sqlite;
+pub mod stats;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -10,7 +14,10 @@ pub mod conformance;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use domain::{NhsNumber, PointerId, PointerRecord, Supersede};
+use domain::{NhsNumber, OdsCode, PointerId, PointerRecord, Supersede};
+
+pub use instrumented::InstrumentedStore;
+pub use stats::{PoolStats, WriteStats};
 
 /// A stored pointer with its insertion sequence. Sequences only grow, so a
 /// search page cursor of "sequence below N" is stable under concurrent inserts.
@@ -48,6 +55,21 @@ pub enum StoreError {
     Internal(String),
 }
 
+/// What [`PointerStore::import`] did with a batch of records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportOutcome {
+    /// Records newly stored.
+    pub imported: u64,
+    /// Records whose id was already stored with exactly the same JSON: a
+    /// re-run of the same import, counted but not written again.
+    pub already_present: u64,
+    /// Records not stored, by their position in the batch, with the reason:
+    /// `DuplicateId` when the id is stored with other content,
+    /// `DuplicateMasterIdentifier` when another pointer of the custodian holds
+    /// the record's masterIdentifier.
+    pub rejected: Vec<(usize, StoreError)>,
+}
+
 /// The pointer store contract. Every method is atomic; a write that returns
 /// `Ok` is durable.
 #[async_trait]
@@ -77,6 +99,53 @@ pub trait PointerStore: Send + Sync + 'static {
         nhs_number: NhsNumber,
     ) -> Result<Vec<StoredPointer>, StoreError>;
 
+    /// Bulk-loads validated records, as `nrls import` does. Idempotent: a
+    /// record whose id is already stored with identical JSON counts as
+    /// already present, not as an error, so a load can simply be re-run.
+    /// A rejected record does not stop the others. Supersedes are not applied
+    /// (an import carries pointers as they are, not as producer requests).
+    ///
+    /// `Ok` means every stored record is durable. The default runs one
+    /// [`PointerStore::create`] per record; backends override it with large
+    /// transactions.
+    async fn import(&self, records: Vec<PointerRecord>) -> Result<ImportOutcome, StoreError> {
+        let mut outcome = ImportOutcome::default();
+        for (index, record) in records.into_iter().enumerate() {
+            let id = record.id.clone();
+            let json = record.json.clone();
+            match self.create(record, Vec::new()).await {
+                Ok(()) => outcome.imported += 1,
+                Err(StoreError::DuplicateId(_)) => match self.get(&id).await? {
+                    Some(stored) if stored.json == json => outcome.already_present += 1,
+                    _ => outcome.rejected.push((index, StoreError::DuplicateId(id))),
+                },
+                Err(e @ StoreError::DuplicateMasterIdentifier(_)) => {
+                    outcome.rejected.push((index, e));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Up to `limit` pointers with a sequence above `after_seq`, lowest first,
+    /// optionally only those of one custodian: pages for `nrls export`. Pass
+    /// the last sequence returned to get the next page; an empty page is the end.
+    ///
+    /// The default reports the backend cannot export.
+    async fn pointers_after(
+        &self,
+        after_seq: i64,
+        limit: usize,
+        custodian: Option<&OdsCode>,
+    ) -> Result<Vec<StoredPointer>, StoreError> {
+        let _ = (after_seq, limit, custodian);
+        Err(StoreError::Unavailable(format!(
+            "the {} backend cannot list pointers for export",
+            self.backend()
+        )))
+    }
+
     /// Number of pointers stored (for status pages and benchmarks).
     async fn count(&self) -> Result<u64, StoreError>;
 
@@ -85,6 +154,18 @@ pub trait PointerStore: Send + Sync + 'static {
 
     /// Short name of the backend, e.g. `sqlite`.
     fn backend(&self) -> &'static str;
+
+    /// Group-commit counters, for backends that batch writes. Default: none.
+    fn write_stats(&self) -> Option<WriteStats> {
+        None
+    }
+
+    /// Connection pool use, for backends with a pool. Default: none.
+    fn pool_stats(&self) -> Option<PoolStats> {
+        None
+    }
+    // A method added here must also be forwarded in `instrumented.rs`, or the
+    // served store (which is wrapped) silently falls back to the default.
 }
 
 /// A shared handle on any backend.

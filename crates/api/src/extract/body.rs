@@ -16,7 +16,14 @@ pub struct FhirBody<T>(pub T);
 /// The media type of the body without its parameters, lower-cased.
 pub fn content_type_essence(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    Some(value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+    Some(
+        value
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase(),
+    )
 }
 
 /// Accepts `application/fhir+json` and `application/json`, with any parameters

@@ -39,7 +39,10 @@ impl FromRequestParts<AppState> for Producer {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        authorise(&parts.headers, state, Role::Producer).map(Producer)
+        let caller = authorise(&parts.headers, state, Role::Producer)?;
+        // Lets the access log (ops::observe) name the app and ODS code.
+        crate::ops::observe::note_caller(parts, &caller);
+        Ok(Producer(caller))
     }
 }
 
@@ -47,7 +50,10 @@ impl FromRequestParts<AppState> for Consumer {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        authorise(&parts.headers, state, Role::Consumer).map(Consumer)
+        let caller = authorise(&parts.headers, state, Role::Consumer)?;
+        // Lets the access log (ops::observe) name the app and ODS code.
+        crate::ops::observe::note_caller(parts, &caller);
+        Ok(Consumer(caller))
     }
 }
 

@@ -1,22 +1,44 @@
-use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::Response;
-use axum::routing::{get, post};
 use domain::search::Audience;
 
+use super::table::{Doc, Routes, media};
 use super::{CONSUMER_BASE, pointer_response};
 use crate::error::{ApiError, fhir_response};
 use crate::extract::{Consumer, SearchParams};
 use crate::pointers;
 use crate::state::AppState;
 
+const TAG: &str = "consumer";
+
 /// `/consumer/FHIR/R4`: consumers find and read any pointer they may see.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/DocumentReference", get(search))
-        .route("/DocumentReference/_search", post(search))
-        .route("/DocumentReference/{id}", get(read))
+pub fn router() -> Routes {
+    let doc = |id, summary| Doc::new(id, summary, TAG).authenticated();
+    Routes::new()
+        .add(
+            Method::GET,
+            "/DocumentReference",
+            doc("consumerSearch", "Find a patient's pointers by NHS number")
+                .query(Audience::Consumer.parameters()),
+            search,
+        )
+        .add(
+            Method::POST,
+            "/DocumentReference/_search",
+            doc(
+                "consumerSearchPost",
+                "Find a patient's pointers (parameters in the body)",
+            )
+            .body(&[media::FORM, media::FHIR_JSON, media::JSON]),
+            search,
+        )
+        .add(
+            Method::GET,
+            "/DocumentReference/{id}",
+            doc("consumerRead", "Read one pointer"),
+            read,
+        )
 }
 
 async fn search(

@@ -1,19 +1,24 @@
 //! Routers by audience. Each handler extracts checked input, calls one pointer
 //! operation and shapes the response; nothing else.
 
+pub mod admin;
 pub mod capability;
 mod consumer;
 mod negotiate;
 mod oauth;
 mod producer;
+pub mod shared_care_record;
 mod status;
+pub mod table;
+mod timeout;
 
 pub use capability::capability_statement;
 pub use consumer::router as consumer_router;
 pub use negotiate::{method_not_allowed, negotiate, not_found};
-pub use oauth::router as oauth_router;
+pub use oauth::{TOKEN_PATH, router as oauth_router};
 pub use producer::router as producer_router;
 pub use status::status;
+pub use timeout::request_timeout;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;

@@ -2,22 +2,42 @@
 //! and the SMART configuration that advertises it. Errors here follow RFC 6749
 //! (`{"error": ...}`), which OAuth clients expect, not OperationOutcome.
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde_json::json;
 
+use super::table::{Doc, Routes, media};
 use crate::state::AppState;
 
 pub const TOKEN_PATH: &str = "/oauth2/token";
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(TOKEN_PATH, post(token))
-        .route("/.well-known/smart-configuration", get(smart_configuration))
+pub fn router() -> Routes {
+    Routes::new()
+        .add(
+            Method::POST,
+            TOKEN_PATH,
+            Doc::new(
+                "token",
+                "Exchange a signed JWT client assertion for an access token (RFC 7523)",
+                "oauth",
+            )
+            .body(&[media::FORM])
+            .produces(media::JSON),
+            token,
+        )
+        .add(
+            Method::GET,
+            "/.well-known/smart-configuration",
+            Doc::new(
+                "smartConfiguration",
+                "SMART configuration: the token endpoint and its methods",
+                "oauth",
+            )
+            .produces(media::JSON),
+            smart_configuration,
+        )
 }
 
 fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
@@ -47,7 +67,9 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
                 .to_ascii_lowercase()
                 .starts_with("application/x-www-form-urlencoded")
         });
+    let tokens = state.ops().metrics().tokens();
     if !is_form {
+        tokens.refused("invalid_request");
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -59,16 +81,23 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
         .collect();
     match state.auth().issue_token(&form).await {
         Ok(token) => match serde_json::to_value(&token) {
-            Ok(body) => json_response(StatusCode::OK, body),
-            Err(_) => oauth_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "token serialisation failed",
-            ),
+            Ok(body) => {
+                tokens.issued();
+                json_response(StatusCode::OK, body)
+            }
+            Err(_) => {
+                tokens.refused("server_error");
+                oauth_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "token serialisation failed",
+                )
+            }
         },
         Err(e) => {
             let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
             tracing::info!(error = e.oauth_code(), "token request refused");
+            tokens.refused(e.oauth_code());
             oauth_error(status, e.oauth_code(), &e.description())
         }
     }

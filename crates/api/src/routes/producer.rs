@@ -1,25 +1,73 @@
-use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
-use axum::routing::{get, post};
 use domain::search::Audience;
 use fhir::DocumentReference;
 
+use super::table::{Doc, Routes, media};
 use super::{PRODUCER_BASE, etag, pointer_response, success, success_code};
 use crate::error::{ApiError, fhir_response};
 use crate::extract::{FhirBody, Producer, SearchParams, if_match_version};
 use crate::pointers;
 use crate::state::AppState;
 
+const TAG: &str = "producer";
+const FHIR_BODY: &[&str] = &[media::FHIR_JSON, media::JSON];
+const SEARCH_BODY: &[&str] = &[media::FORM, media::FHIR_JSON, media::JSON];
+
 /// `/producer/FHIR/R4`: producers manage their own pointers.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/DocumentReference", post(create).get(search))
-        .route("/DocumentReference/_search", post(search))
-        .route(
+pub fn router() -> Routes {
+    let doc = |id, summary| Doc::new(id, summary, TAG).authenticated();
+    Routes::new()
+        .add(
+            Method::POST,
+            "/DocumentReference",
+            doc(
+                "producerCreate",
+                "Create a pointer (relatesTo replaces supersedes atomically)",
+            )
+            .body(FHIR_BODY)
+            .success(201),
+            create,
+        )
+        .add(
+            Method::GET,
+            "/DocumentReference",
+            doc("producerSearch", "Search your organisation's pointers")
+                .query(Audience::Producer.parameters()),
+            search,
+        )
+        .add(
+            Method::POST,
+            "/DocumentReference/_search",
+            doc(
+                "producerSearchPost",
+                "Search your organisation's pointers (parameters in the body)",
+            )
+            .body(SEARCH_BODY),
+            search,
+        )
+        .add(
+            Method::GET,
             "/DocumentReference/{id}",
-            get(read).put(update).delete(delete),
+            doc("producerRead", "Read one of your pointers"),
+            read,
+        )
+        .add(
+            Method::PUT,
+            "/DocumentReference/{id}",
+            doc(
+                "producerUpdate",
+                "Update a pointer (If-Match or meta.versionId must be current)",
+            )
+            .body(FHIR_BODY),
+            update,
+        )
+        .add(
+            Method::DELETE,
+            "/DocumentReference/{id}",
+            doc("producerDelete", "Delete a pointer"),
+            delete,
         )
 }
 

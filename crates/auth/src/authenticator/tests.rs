@@ -458,6 +458,28 @@ async fn tokens_from_another_secret_or_registry_are_refused() {
     );
 }
 
+#[tokio::test]
+async fn reload_swaps_the_registry_and_forgets_verified_tokens() {
+    let f = Fixture::new();
+    let token = f.token().await;
+    assert!(f.auth.authenticate(&token).is_ok()); // now cached
+    assert_eq!(
+        f.auth
+            .reload(AppRegistry::from_configs(&apps()[1..]).unwrap()),
+        1
+    );
+    assert_eq!(f.auth.registry().len(), 1);
+    assert_eq!(
+        f.auth.authenticate(&token).unwrap_err(),
+        AuthError::UnknownClient
+    );
+    assert_eq!(
+        f.auth.reload(AppRegistry::from_configs(&apps()).unwrap()),
+        2
+    );
+    assert_eq!(f.auth.authenticate(&token).unwrap().client_id(), "ec-app");
+}
+
 #[test]
 fn odd_bearers_are_refused() {
     let f = Fixture::new();

@@ -1,4 +1,11 @@
 //! Subcommands of the `nrls` binary.
 
+pub mod audit;
+pub mod bench;
+pub mod demo_source;
+pub mod export;
+pub mod generate;
+pub mod import;
+pub mod probe;
 pub mod serve;
 pub mod token;

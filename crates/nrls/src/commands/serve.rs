@@ -16,6 +16,9 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "NRLS_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Separate listener for /metrics, probes and POST /-/reload.
+    #[arg(long, env = "NRLS_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
     /// Base URL clients use to reach this server.
     #[arg(long, env = "NRLS_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -25,6 +28,9 @@ pub struct ServeArgs {
     /// Storage backend.
     #[arg(long, env = "NRLS_STORE", value_enum)]
     pub store: Option<Backend>,
+    /// PostgreSQL URL to store pointers in; implies `--store postgres`.
+    #[arg(long = "database", env = "NRLS_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// Seed demo patients and pointers and onboard the demo apps.
     #[arg(long)]
     pub demo: bool,
@@ -39,11 +45,18 @@ impl ServeArgs {
         if let Some(listen) = self.listen {
             config.server.listen = listen;
         }
+        if let Some(admin) = self.admin_listen {
+            config.server.admin_listen = Some(admin);
+        }
         if let Some(url) = &self.public_url {
             config.server.public_url = Some(url.clone());
         }
         if let Some(dir) = &self.data_dir {
             config.store.data_dir = dir.clone();
+        }
+        if let Some(url) = &self.database_url {
+            config.store.database_url = Some(url.clone());
+            config.store.backend = Backend::Postgres;
         }
         if let Some(backend) = self.store {
             config.store.backend = backend;
@@ -61,6 +74,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     if args.demo {
         print_demo_help(&app.public_url);
     }
+    reload_on_hangup(app.reloader());
     app.run_until(shutdown_signal())
         .await
         .map_err(|e| e.to_string())
@@ -93,6 +107,27 @@ Producer app: {producer} (acts for {custodians}). Demo patients: {first} and the
     );
 }
 
+/// SIGHUP reloads the app registry, as the admin endpoint does.
+#[cfg(unix)]
+fn reload_on_hangup(reloader: api::ops::Reloader) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: reload via POST /-/reload only");
+        return;
+    };
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the app registry");
+            let reloader = std::sync::Arc::clone(&reloader);
+            // The reloader logs its outcome; a rejected file keeps the old registry.
+            let _ = tokio::task::spawn_blocking(move || reloader()).await;
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn reload_on_hangup(_reloader: api::ops::Reloader) {}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -112,5 +147,4 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
-    tracing::info!("shutting down: finishing in-flight requests");
 }

@@ -16,8 +16,10 @@ pub const SUMMARY: &str = "http://snomed.info/sct|887181000000106";
 pub const NICIP_MAULR: &str = "https://nicip.nhs.uk|MAULR";
 pub const NHS: &str = "https://fhir.nhs.uk/Id/nhs-number";
 
-/// Every backend the black-box suites run against.
-pub const BACKENDS: &[Backend] = &[Backend::Memory, Backend::Sqlite];
+/// Every backend the black-box suites run against. A PostgreSQL server gets
+/// a database of its own, cloned from a migrated template and dropped with it
+/// (`store::postgres::testing`).
+pub const BACKENDS: &[Backend] = &[Backend::Memory, Backend::Sqlite, Backend::Postgres];
 
 /// Test apps: (client id, [(ods, role, types)]).
 fn test_apps() -> Vec<auth::AppConfig> {
@@ -70,6 +72,8 @@ pub struct TestServer {
     _data: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// The server's own database, for [`Backend::Postgres`]; dropped last.
+    pub database: Option<store::postgres::testing::TestDatabase>,
 }
 
 impl TestServer {
@@ -84,6 +88,16 @@ impl TestServer {
         config.store.backend = backend;
         config.store.data_dir = data.path().to_owned();
         config.apps = test_apps();
+        let database = match backend {
+            Backend::Postgres => {
+                let database = store::postgres::testing::TestDatabase::create().await;
+                config.store.database_url = Some(database.url().to_owned());
+                // Many servers run side by side: a few connections each.
+                config.store.pool_size = 4;
+                Some(database)
+            }
+            _ => None,
+        };
         tweak(&mut config);
         let app = Application::build(config, false).await.unwrap();
         let url = app.public_url.clone();
@@ -106,6 +120,7 @@ impl TestServer {
             _data: data,
             stop: Some(stop),
             task: Some(task),
+            database,
         }
     }
 

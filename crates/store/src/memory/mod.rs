@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use domain::{NhsNumber, PointerId, PointerRecord, Supersede};
+use domain::{NhsNumber, OdsCode, PointerId, PointerRecord, Supersede};
 
 use crate::{PointerStore, StoreError, StoredPointer};
 
@@ -191,6 +191,26 @@ impl PointerStore for MemoryStore {
             .rev()
             .filter_map(|(_, id)| state.by_id.get(id).cloned())
             .collect())
+    }
+
+    async fn pointers_after(
+        &self,
+        after_seq: i64,
+        limit: usize,
+        custodian: Option<&OdsCode>,
+    ) -> Result<Vec<StoredPointer>, StoreError> {
+        let state = self.lock()?;
+        // A full scan per page: fine for a test double, not for millions.
+        let mut page: Vec<StoredPointer> = state
+            .by_id
+            .values()
+            .filter(|s| s.seq > after_seq)
+            .filter(|s| custodian.is_none_or(|c| &s.record.custodian == c))
+            .cloned()
+            .collect();
+        page.sort_unstable_by_key(|s| s.seq);
+        page.truncate(limit);
+        Ok(page)
     }
 
     async fn count(&self) -> Result<u64, StoreError> {

@@ -27,7 +27,10 @@
 //!   smallest index) and is meant for status pages and benchmarks only.
 //! - **Versioned schema** (`schema.rs`): numbered steps applied at open, tracked
 //!   in `PRAGMA user_version`; a file from a newer nrls is refused.
+//! - **Bulk loads** (`bulk.rs`): `import` and export paging use a separate
+//!   connection opened on first use, with one large transaction per batch.
 
+mod bulk;
 mod mutations;
 mod reader;
 mod row;
@@ -37,10 +40,10 @@ mod writer;
 use std::path::Path;
 
 use async_trait::async_trait;
-use domain::{NhsNumber, PointerId, PointerRecord, Supersede};
+use domain::{NhsNumber, OdsCode, PointerId, PointerRecord, Supersede};
 use rusqlite::Connection;
 
-use crate::{PointerStore, StoreError, StoredPointer};
+use crate::{ImportOutcome, PointerStore, StoreError, StoredPointer};
 
 use mutations::WriteOp;
 use reader::ReadPool;
@@ -73,8 +76,10 @@ impl Default for SqliteOptions {
 /// A [`PointerStore`] in one SQLite file. Dropping it stops the writer thread
 /// (after the batch in hand) and closes the file.
 pub struct SqliteStore {
-    // Fields drop in order: the readers close first so the writer's connection
-    // is the last one, which checkpoints the WAL into the main file on close.
+    // Fields drop in order: the bulk and read connections close first so the
+    // writer's connection is the last one, which checkpoints the WAL into the
+    // main file on close.
+    bulk: bulk::Bulk,
     readers: ReadPool,
     writer: Writer,
 }
@@ -98,7 +103,11 @@ impl SqliteStore {
         // Readers open after the migration, so they never see a half-built schema.
         let readers = ReadPool::open(path, options.read_connections)?;
         let writer = Writer::spawn(conn, options.max_batch)?;
-        Ok(SqliteStore { readers, writer })
+        Ok(SqliteStore {
+            bulk: bulk::Bulk::new(path.to_owned()),
+            readers,
+            writer,
+        })
     }
 
     /// Counts of write transactions and the writes they carried since open.
@@ -152,6 +161,19 @@ impl PointerStore for SqliteStore {
         self.readers.patient_pointers(nhs_number)
     }
 
+    async fn import(&self, records: Vec<PointerRecord>) -> Result<ImportOutcome, StoreError> {
+        self.bulk.import(records).await
+    }
+
+    async fn pointers_after(
+        &self,
+        after_seq: i64,
+        limit: usize,
+        custodian: Option<&OdsCode>,
+    ) -> Result<Vec<StoredPointer>, StoreError> {
+        self.bulk.pointers_after(after_seq, limit, custodian).await
+    }
+
     async fn count(&self) -> Result<u64, StoreError> {
         self.readers.count()
     }
@@ -167,6 +189,10 @@ impl PointerStore for SqliteStore {
 
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn write_stats(&self) -> Option<crate::WriteStats> {
+        Some(self.stats())
     }
 }
 

@@ -1,0 +1,74 @@
+//! Probes and the metrics scrape. Unlike NRL's `/_status` (a FHIR
+//! OperationOutcome for API clients), these answer orchestrators and
+//! monitoring in their own terms, and need no credentials.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::Phase;
+use crate::state::AppState;
+
+/// A store that takes longer than this to answer a health check is not ready.
+const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `GET /livez`: 200 whenever the process can answer at all. It checks
+/// nothing else on purpose: restarting nrls does not fix an unreachable store.
+pub async fn livez() -> Response {
+    json_response(StatusCode::OK, json!({"status": "alive"}))
+}
+
+/// `GET /readyz`: 200 only when serving and the store answers its health
+/// check; 503 while starting, during shutdown, and while the store is
+/// unreachable (or a migration elsewhere makes it report unhealthy).
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let phase = state.ops().lifecycle().phase();
+    if phase != Phase::Ready {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": phase.as_str()}),
+        );
+    }
+    let store = state.store();
+    match tokio::time::timeout(STORE_CHECK_TIMEOUT, store.health()).await {
+        Ok(Ok(())) => json_response(
+            StatusCode::OK,
+            json!({"status": "ready", "store": store.backend()}),
+        ),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: store unhealthy");
+            json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"status": "store_unavailable", "store": store.backend()}),
+            )
+        }
+        Err(_) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "store_timeout", "store": store.backend()}),
+        ),
+    }
+}
+
+/// `GET /metrics`: the Prometheus text exposition.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let mut response = state.ops().metrics().render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(telemetry::CONTENT_TYPE),
+    );
+    response
+}

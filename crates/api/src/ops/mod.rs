@@ -1,0 +1,154 @@
+//! Operability: what the people who run nrls need from it at 3 a.m. Health
+//! probes (`/livez`, `/readyz`), Prometheus metrics (`/metrics`), the OpenAPI
+//! document (`/openapi.json`), one access-log line per request, and a reload
+//! endpoint on the admin listener. See docs/operations.md.
+
+pub mod health;
+pub mod lifecycle;
+pub mod observe;
+pub mod openapi;
+pub mod reload;
+
+use std::sync::Arc;
+
+use axum::http::Method;
+use telemetry::Metrics;
+
+pub use lifecycle::{Lifecycle, Phase};
+pub use reload::{ReloadError, Reloader};
+
+use crate::routes::table::{Doc, Routes, media};
+
+const TAG: &str = "operations";
+
+/// Operability handles shared by the HTTP layer and the process around it.
+#[derive(Clone, Default)]
+pub struct Ops {
+    metrics: Arc<Metrics>,
+    lifecycle: Lifecycle,
+    reloader: Option<Reloader>,
+    /// `/metrics` is served on a separate admin listener, not the main one.
+    separate_admin: bool,
+}
+
+impl Ops {
+    /// Handles for a service; with `separate_admin`, `/metrics` and the
+    /// reload endpoint are left to [`crate::admin_router`].
+    pub fn new(metrics: Arc<Metrics>, lifecycle: Lifecycle, separate_admin: bool) -> Ops {
+        Ops {
+            metrics,
+            lifecycle,
+            reloader: None,
+            separate_admin,
+        }
+    }
+
+    /// What `POST /-/reload` (and SIGHUP, in the binary) runs.
+    pub fn with_reloader(mut self, reloader: Reloader) -> Ops {
+        self.reloader = Some(reloader);
+        self
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    pub fn reloader(&self) -> Option<&Reloader> {
+        self.reloader.as_ref()
+    }
+
+    pub fn separate_admin(&self) -> bool {
+        self.separate_admin
+    }
+}
+
+fn probes() -> Routes {
+    Routes::new()
+        .add(
+            Method::GET,
+            "/livez",
+            Doc::new("livez", "Liveness: the process is up and answering", TAG)
+                .produces(media::JSON)
+                .quiet(),
+            health::livez,
+        )
+        .add(
+            Method::GET,
+            "/readyz",
+            Doc::new(
+                "readyz",
+                "Readiness: 503 while starting, while the store is unreachable and during shutdown",
+                TAG,
+            )
+            .produces(media::JSON)
+            .quiet(),
+            health::readyz,
+        )
+}
+
+fn metrics_route() -> Routes {
+    Routes::new().add(
+        Method::GET,
+        "/metrics",
+        Doc::new(
+            "metrics",
+            "Prometheus metrics (text exposition format)",
+            TAG,
+        )
+        .produces(media::PROMETHEUS)
+        .quiet(),
+        health::metrics,
+    )
+}
+
+/// Operations on the main listener: probes, the OpenAPI document, and
+/// `/metrics` unless an admin listener serves it.
+pub fn routes(ops: &Ops) -> Routes {
+    let routes = probes().add(
+        Method::GET,
+        "/openapi.json",
+        Doc::new(
+            "openapi",
+            "This OpenAPI 3 document, generated from the route table",
+            TAG,
+        )
+        .produces(media::JSON),
+        openapi::serve,
+    );
+    if ops.separate_admin() {
+        routes
+    } else {
+        routes.merge(metrics_route())
+    }
+}
+
+/// Operations on the admin listener: probes, metrics and reload.
+pub fn admin_routes() -> Routes {
+    probes().merge(metrics_route()).add(
+        Method::POST,
+        "/-/reload",
+        Doc::new(
+            "reload",
+            "Reload the app registry from the configuration file; a bad file is rejected and the old registry kept",
+            TAG,
+        )
+        .produces(media::JSON),
+        reload::reload,
+    )
+}
+
+/// The store's own counters (group commit, pool), read at each scrape.
+pub fn store_snapshot(store: &dyn store::PointerStore) -> telemetry::StoreSnapshot {
+    telemetry::StoreSnapshot {
+        write_batches: store.write_stats().map(|s| (s.batches, s.ops)),
+        pool: store.pool_stats().map(|p| telemetry::PoolSnapshot {
+            open: p.open,
+            in_use: p.in_use,
+            max: p.max,
+        }),
+    }
+}

@@ -1,0 +1,110 @@
+//! The nrls audit trail: one FHIR `AuditEvent` per request that touches
+//! patient data, in an append-only log that shows any tampering.
+//!
+//! - [`event`] builds the `AuditEvent` (IHE BALP) from a request's facts.
+//! - [`chain`] links each record to the previous one by SHA-256, and walks
+//!   the chain in `verify`, naming the first bad record.
+//! - [`checkpoint`] signs the chain head with the node's Ed25519 key every
+//!   [`CheckpointPolicy::records`] records or [`CheckpointPolicy::seconds`].
+//! - [`AuditLog`] is the storage contract; [`sqlite::SqliteAuditLog`] (its
+//!   own `audit.db`, WAL, `synchronous=FULL`, group commit) and
+//!   [`memory::MemoryAuditLog`] implement it.
+//!
+//! Privacy-officer alerts are not stored separately: an event whose access
+//! decision raised an alert (self-claimed, break-glass) *is* the alert, so an
+//! alert exists exactly when its audit record does. Acknowledgements are kept
+//! beside the chain (they are themselves audited by the admin API).
+
+pub mod chain;
+pub mod checkpoint;
+pub mod event;
+pub mod fields;
+pub mod memory;
+mod query;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use fhir::AuditEvent;
+
+pub use chain::{
+    Anchor, AuditRecord, CheckpointPolicy, Hash, Tamper, TamperKind, VerifyOptions, VerifyReport,
+};
+pub use checkpoint::{Checkpoint, CheckpointKey, CheckpointSigner};
+pub use event::{AccessFacts, AuditFacts, AuditOutcome, AuditUser, Interaction, now_rfc3339};
+pub use query::{Acknowledgement, Alert, AlertQuery, AuditCursor, AuditPage, AuditQuery};
+
+/// Why an audit operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuditError {
+    /// The log cannot be written or read now; the request must fail (503):
+    /// a response without its audit record is not allowed.
+    #[error("audit log unavailable: {0}")]
+    Unavailable(String),
+    /// A fault of ours (a bug or a corrupt file): 500.
+    #[error("audit log failure: {0}")]
+    Internal(String),
+    /// The checkpoint key cannot be read, created or parsed.
+    #[error("audit signing key: {0}")]
+    Key(String),
+    /// No record with this seq raised an alert: 404.
+    #[error("no alert with seq {0}")]
+    AlertNotFound(u64),
+    /// Each alert is acknowledged once: 409.
+    #[error("alert {0} is already acknowledged")]
+    AlreadyAcknowledged(u64),
+    /// An event that cannot become JSON (never for events built by `AuditFacts`).
+    #[error("an audit event could not be serialised: {0}")]
+    Serialise(String),
+}
+
+/// Why `verify` failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// The log was tampered with; the first bad record is named.
+    #[error(transparent)]
+    Tampered(#[from] Tamper),
+    /// The log could not be read.
+    #[error(transparent)]
+    Storage(#[from] AuditError),
+}
+
+/// The audit log contract. Backend-neutral: a PostgreSQL backend would
+/// keep the same chain and checkpoint rules (see `chain`).
+#[async_trait]
+pub trait AuditLog: Send + Sync + 'static {
+    /// Appends events in order and returns their sequence numbers. Durable
+    /// before it returns: the HTTP layer answers only after this is `Ok`.
+    async fn append(&self, events: Vec<AuditEvent>) -> Result<Vec<u64>, AuditError>;
+
+    /// Records matching `query`, newest first, one page.
+    async fn search(&self, query: &AuditQuery) -> Result<AuditPage, AuditError>;
+
+    /// One record.
+    async fn get(&self, seq: u64) -> Result<Option<AuditRecord>, AuditError>;
+
+    /// Alerts (events that raised one), newest first.
+    async fn alerts(&self, query: &AlertQuery) -> Result<Vec<Alert>, AuditError>;
+
+    /// Marks an alert as reviewed. Each alert is acknowledged once.
+    async fn acknowledge(&self, seq: u64, ack: Acknowledgement) -> Result<(), AuditError>;
+
+    /// Signs a checkpoint now if any record is unsigned (e.g. at shutdown).
+    async fn checkpoint(&self) -> Result<Option<Checkpoint>, AuditError>;
+
+    /// Walks the whole chain and every checkpoint.
+    async fn verify(&self, options: &VerifyOptions) -> Result<VerifyReport, VerifyError>;
+
+    /// Checks the log can take appends.
+    async fn health(&self) -> Result<(), AuditError>;
+
+    /// Short name of the backend, e.g. `sqlite`.
+    fn backend(&self) -> &'static str;
+}
+
+/// A shared handle on any backend.
+pub type SharedAuditLog = Arc<dyn AuditLog>;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,204 @@
+//! The embedded audit backend: its own SQLite file (`audit.db`, beside the
+//! pointer store's), WAL, `synchronous=FULL`, one writer thread with group
+//! commit (`writer.rs`), and a read connection for searches. Reads and the
+//! verify walk run on the blocking pool: an audit search may scan.
+
+mod reader;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use fhir::AuditEvent;
+use rusqlite::{Connection, OpenFlags};
+
+use crate::chain::PreparedEvent;
+use crate::{
+    Acknowledgement, Alert, AlertQuery, AuditError, AuditLog, AuditPage, AuditQuery, AuditRecord,
+    Checkpoint, CheckpointPolicy, CheckpointSigner, VerifyError, VerifyOptions, VerifyReport,
+};
+
+use schema::sqlite_error;
+use writer::{Command, Writer};
+
+pub use writer::WriteStats;
+
+/// The file name of the audit database inside the data directory.
+pub const FILE_NAME: &str = "audit.db";
+/// The file name of the checkpoint signing key inside the data directory.
+pub const KEY_FILE_NAME: &str = "audit-signing-key";
+
+/// Tuning of a [`SqliteAuditLog`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqliteAuditOptions {
+    /// Most commands per transaction. Default 512: audit rows are small.
+    pub max_batch: usize,
+    /// When checkpoints are signed.
+    pub checkpoints: CheckpointPolicy,
+}
+
+impl Default for SqliteAuditOptions {
+    fn default() -> Self {
+        SqliteAuditOptions {
+            max_batch: 512,
+            checkpoints: CheckpointPolicy::default(),
+        }
+    }
+}
+
+/// An [`AuditLog`] in one SQLite file.
+pub struct SqliteAuditLog {
+    path: PathBuf,
+    reader: Arc<Mutex<Connection>>,
+    writer: Writer,
+}
+
+fn read_only(path: &Path) -> Result<Connection, AuditError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(sqlite_error)?;
+    schema::configure_reader(&conn)?;
+    Ok(conn)
+}
+
+impl SqliteAuditLog {
+    /// Opens (creating if needed) the audit database at `path`; checkpoints
+    /// are signed with `signer`.
+    pub fn open(
+        path: &Path,
+        signer: CheckpointSigner,
+        options: SqliteAuditOptions,
+    ) -> Result<SqliteAuditLog, AuditError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                AuditError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        let mut conn = Connection::open(path).map_err(sqlite_error)?;
+        schema::configure_writer(&conn)?;
+        schema::migrate(&mut conn)?;
+        let reader = Arc::new(Mutex::new(read_only(path)?));
+        let writer = Writer::spawn(conn, signer, options.checkpoints, options.max_batch)?;
+        Ok(SqliteAuditLog {
+            path: path.to_owned(),
+            reader,
+            writer,
+        })
+    }
+
+    /// Opens `audit.db` in `data_dir`, with the key in `audit-signing-key`
+    /// there (created on first use).
+    pub fn open_in(
+        data_dir: &Path,
+        options: SqliteAuditOptions,
+    ) -> Result<SqliteAuditLog, AuditError> {
+        let signer = CheckpointSigner::load_or_create(&data_dir.join(KEY_FILE_NAME))?;
+        SqliteAuditLog::open(&data_dir.join(FILE_NAME), signer, options)
+    }
+
+    /// Transactions and records written since open.
+    pub fn stats(&self) -> WriteStats {
+        self.writer.stats()
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, AuditError> + Send + 'static,
+    ) -> Result<T, AuditError> {
+        let reader = Arc::clone(&self.reader);
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().unwrap_or_else(PoisonError::into_inner);
+            read(&conn)
+        })
+        .await
+        .map_err(|e| AuditError::Internal(format!("audit read task failed: {e}")))?
+    }
+}
+
+/// Verifies an audit database file without opening it for writing (for
+/// `nrls audit verify` while a server may be running).
+pub fn verify_file(path: &Path, options: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
+    if !path.exists() {
+        return Err(AuditError::Unavailable(format!("{} does not exist", path.display())).into());
+    }
+    let mut conn = read_only(path)?;
+    reader::verify(&mut conn, options)
+}
+
+/// Searches an audit database file read-only (for `nrls audit search`).
+pub fn search_file(path: &Path, query: &AuditQuery) -> Result<AuditPage, AuditError> {
+    reader::search(&read_only(path)?, query)
+}
+
+#[async_trait]
+impl AuditLog for SqliteAuditLog {
+    async fn append(&self, events: Vec<AuditEvent>) -> Result<Vec<u64>, AuditError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let events = events
+            .iter()
+            .map(PreparedEvent::new)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| AuditError::Serialise(e.to_string()))?;
+        self.writer
+            .send(|reply| Command::Append { events, reply })
+            .await
+    }
+
+    async fn search(&self, query: &AuditQuery) -> Result<AuditPage, AuditError> {
+        let query = query.clone();
+        self.read(move |conn| reader::search(conn, &query)).await
+    }
+
+    async fn get(&self, seq: u64) -> Result<Option<AuditRecord>, AuditError> {
+        self.read(move |conn| reader::get(conn, seq)).await
+    }
+
+    async fn alerts(&self, query: &AlertQuery) -> Result<Vec<Alert>, AuditError> {
+        let query = *query;
+        self.read(move |conn| reader::alerts(conn, &query)).await
+    }
+
+    async fn acknowledge(&self, seq: u64, ack: Acknowledgement) -> Result<(), AuditError> {
+        self.writer
+            .send(|reply| Command::Acknowledge { seq, ack, reply })
+            .await
+    }
+
+    async fn checkpoint(&self) -> Result<Option<Checkpoint>, AuditError> {
+        self.writer
+            .send(|reply| Command::Checkpoint { reply })
+            .await
+    }
+
+    async fn verify(&self, options: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
+        let path = self.path.clone();
+        let options = options.clone();
+        tokio::task::spawn_blocking(move || verify_file(&path, &options))
+            .await
+            .map_err(|e| AuditError::Internal(format!("audit verify task failed: {e}")))?
+    }
+
+    async fn health(&self) -> Result<(), AuditError> {
+        if !self.writer.is_running() {
+            return Err(AuditError::Unavailable(
+                "the audit writer has stopped".into(),
+            ));
+        }
+        self.read(|conn| {
+            conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0))
+                .map(drop)
+                .map_err(sqlite_error)
+        })
+        .await
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+}
+
+#[cfg(test)]
+mod tests;

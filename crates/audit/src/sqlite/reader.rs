@@ -1,0 +1,195 @@
+//! Reads: searches, alerts and the streaming walk of `verify`.
+
+use rusqlite::{Connection, OptionalExtension, Row, params_from_iter, types::Value};
+
+use crate::chain::{AuditRecord, Hash, StoredRow, Verifier};
+use crate::fields::SearchFields;
+use crate::{
+    Acknowledgement, Alert, AlertQuery, AuditError, AuditPage, AuditQuery, Checkpoint, VerifyError,
+    VerifyOptions, VerifyReport,
+};
+
+use super::schema::sqlite_error;
+
+const RECORD_COLUMNS: &str = "r.seq, r.appended_at, r.event, r.prev_hash, r.hash";
+
+fn hash(bytes: Vec<u8>) -> rusqlite::Result<Hash> {
+    Hash::try_from(bytes.as_slice()).map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Blob,
+            "an audit hash is not 32 bytes".into(),
+        )
+    })
+}
+
+fn seq_of(value: i64) -> u64 {
+    // Negative seqs are never written; one read back is tampering, which
+    // verify reports as a gap at seq 0 + 1.
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn record(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
+    Ok(AuditRecord {
+        seq: seq_of(row.get(0)?),
+        appended_at: row.get(1)?,
+        event_json: row.get(2)?,
+        prev_hash: hash(row.get(3)?)?,
+        hash: hash(row.get(4)?)?,
+    })
+}
+
+fn to_sql(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+pub(super) fn search(conn: &Connection, query: &AuditQuery) -> Result<AuditPage, AuditError> {
+    let mut sql = format!("SELECT {RECORD_COLUMNS} FROM audit_records r WHERE 1 = 1");
+    let mut args: Vec<Value> = Vec::new();
+    if let Some(patient) = query.patient {
+        sql.push_str(" AND r.patient = ?");
+        args.push(Value::Integer(to_sql(patient.as_u64())));
+    }
+    if let Some(agent) = &query.agent {
+        sql.push_str(" AND r.seq IN (SELECT seq FROM audit_agents WHERE agent = ?)");
+        args.push(Value::Text(agent.clone()));
+    }
+    if let Some(since) = query.since_ms {
+        sql.push_str(" AND r.recorded_ms >= ?");
+        args.push(Value::Integer(since));
+    }
+    if let Some(until) = query.until_ms {
+        sql.push_str(" AND r.recorded_ms < ?");
+        args.push(Value::Integer(until));
+    }
+    if let Some(outcome) = query.outcome {
+        sql.push_str(" AND r.outcome = ?");
+        args.push(Value::Text(outcome.code().to_owned()));
+    }
+    if let Some(before) = query.before_seq {
+        sql.push_str(" AND r.seq < ?");
+        args.push(Value::Integer(to_sql(before)));
+    }
+    let count = query.count.max(1);
+    sql.push_str(" ORDER BY r.seq DESC LIMIT ?");
+    args.push(Value::Integer(i64::try_from(count + 1).unwrap_or(i64::MAX)));
+    let mut records: Vec<AuditRecord> = conn
+        .prepare(&sql)
+        .and_then(|mut s| s.query_map(params_from_iter(args), record)?.collect())
+        .map_err(sqlite_error)?;
+    let more = records.len() > count;
+    records.truncate(count);
+    let next_before_seq = if more {
+        records.last().map(|r| r.seq)
+    } else {
+        None
+    };
+    Ok(AuditPage {
+        records,
+        next_before_seq,
+    })
+}
+
+pub(super) fn get(conn: &Connection, seq: u64) -> Result<Option<AuditRecord>, AuditError> {
+    conn.prepare_cached(&format!(
+        "SELECT {RECORD_COLUMNS} FROM audit_records r WHERE r.seq = ?1"
+    ))
+    .and_then(|mut s| s.query_row([to_sql(seq)], record).optional())
+    .map_err(sqlite_error)
+}
+
+pub(super) fn alerts(conn: &Connection, query: &AlertQuery) -> Result<Vec<Alert>, AuditError> {
+    let sql = format!(
+        "SELECT {RECORD_COLUMNS}, r.alert, a.acknowledged_by, a.acknowledged_at, a.note
+         FROM audit_records r LEFT JOIN alert_acks a ON a.seq = r.seq
+         WHERE r.alert IS NOT NULL AND r.seq < ?1 AND (?2 = 0 OR a.seq IS NULL)
+         ORDER BY r.seq DESC LIMIT ?3"
+    );
+    let before = query.before_seq.map_or(i64::MAX, to_sql);
+    let limit = i64::try_from(query.count.max(1)).unwrap_or(i64::MAX);
+    conn.prepare_cached(&sql)
+        .and_then(|mut s| {
+            s.query_map(
+                rusqlite::params![before, i64::from(query.unacknowledged_only), limit],
+                |row| {
+                    let by: Option<String> = row.get(6)?;
+                    Ok(Alert {
+                        record: record(row)?,
+                        kind: row.get(5)?,
+                        acknowledgement: match by {
+                            Some(by) => Some(Acknowledgement {
+                                by,
+                                at: row.get(7)?,
+                                note: row.get(8)?,
+                            }),
+                            None => None,
+                        },
+                    })
+                },
+            )?
+            .collect()
+        })
+        .map_err(sqlite_error)
+}
+
+fn checkpoints(conn: &Connection) -> Result<Vec<Checkpoint>, AuditError> {
+    conn.prepare("SELECT seq, hash, interval, created_at, key_id, signature FROM audit_checkpoints ORDER BY seq")
+        .and_then(|mut s| {
+            s.query_map([], |row| {
+                let signature: Vec<u8> = row.get(5)?;
+                Ok(Checkpoint {
+                    seq: seq_of(row.get(0)?),
+                    hash: hash(row.get(1)?)?,
+                    interval: u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
+                    created_at: row.get(3)?,
+                    key_id: row.get(4)?,
+                    // A signature of the wrong length simply fails to verify.
+                    signature: signature.try_into().unwrap_or([0; 64]),
+                })
+            })?
+            .collect()
+        })
+        .map_err(sqlite_error)
+}
+
+/// Streams every record in seq order through the verifier. Runs inside one
+/// read transaction, so appends made meanwhile are not half-seen.
+pub(super) fn verify(
+    conn: &mut Connection,
+    options: &VerifyOptions,
+) -> Result<VerifyReport, VerifyError> {
+    let tx = conn.transaction().map_err(sqlite_error)?;
+    let mut verifier = Verifier::new(options, checkpoints(&tx)?);
+    let mut statement = tx
+        .prepare(&format!(
+            "SELECT {RECORD_COLUMNS}, r.patient, r.outcome, r.recorded_ms, r.alert,
+                (SELECT group_concat(agent, char(31)) FROM audit_agents g WHERE g.seq = r.seq)
+             FROM audit_records r ORDER BY r.seq"
+        ))
+        .map_err(sqlite_error)?;
+    let mut rows = statement.query([]).map_err(sqlite_error)?;
+    while let Some(row) = rows.next().map_err(sqlite_error)? {
+        let stored = stored_row(row).map_err(sqlite_error)?;
+        verifier.push(&stored)?;
+    }
+    Ok(verifier.finish()?)
+}
+
+fn stored_row(row: &Row<'_>) -> rusqlite::Result<StoredRow> {
+    let agents: Option<String> = row.get(9)?;
+    let mut agents: Vec<String> = agents
+        .map(|a| a.split('\u{1f}').map(str::to_owned).collect())
+        .unwrap_or_default();
+    agents.sort_unstable();
+    let patient: Option<i64> = row.get(5)?;
+    Ok(StoredRow {
+        record: record(row)?,
+        fields: SearchFields {
+            patient: patient.map(|p| u64::try_from(p).unwrap_or(u64::MAX)),
+            agents,
+            outcome: row.get(6)?,
+            recorded_ms: row.get(7)?,
+            alert: row.get(8)?,
+        },
+    })
+}

@@ -1,0 +1,359 @@
+//! SQLite-specific: durability across reopen, group commit, and tampering
+//! with the file directly, each way the issue lists.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rusqlite::{Connection, params};
+
+use super::*;
+use crate::chain::{Anchor, record_hash};
+use crate::tests::{event, options, signer};
+use crate::{TamperKind, VerifyError};
+
+const POLICY: CheckpointPolicy = CheckpointPolicy {
+    records: 10,
+    seconds: 3600,
+};
+
+fn open(path: &Path) -> SqliteAuditLog {
+    SqliteAuditLog::open(
+        path,
+        signer(),
+        SqliteAuditOptions {
+            max_batch: 64,
+            checkpoints: POLICY,
+        },
+    )
+    .unwrap()
+}
+
+/// 35 records appended one by one: checkpoints at 10, 20, 30; 31..35 unsigned.
+async fn written_log() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(FILE_NAME);
+    let log = open(&path);
+    for i in 0..35u32 {
+        log.append(vec![event(
+            if i % 2 == 0 { "app-a" } else { "app-b" },
+            i % 3,
+            i,
+        )])
+        .await
+        .unwrap();
+    }
+    drop(log);
+    (dir, path)
+}
+
+fn tamper(path: &Path, change: impl FnOnce(&Connection)) -> Result<VerifyReport, VerifyError> {
+    let conn = Connection::open(path).unwrap();
+    change(&conn);
+    drop(conn);
+    verify_file(path, &options())
+}
+
+fn first_bad(result: Result<VerifyReport, VerifyError>) -> (u64, TamperKind) {
+    match result {
+        Err(VerifyError::Tampered(t)) => (t.first_bad_seq, t.kind),
+        other => panic!("expected tampering, got {other:?}"),
+    }
+}
+
+struct Row {
+    appended_at: String,
+    event: String,
+    prev: Vec<u8>,
+}
+
+fn row(conn: &Connection, seq: u64) -> Row {
+    conn.query_row(
+        "SELECT appended_at, event, prev_hash FROM audit_records WHERE seq = ?1",
+        [seq as i64],
+        |r| {
+            Ok(Row {
+                appended_at: r.get(0)?,
+                event: r.get(1)?,
+                prev: r.get(2)?,
+            })
+        },
+    )
+    .unwrap()
+}
+
+/// Moves every record from `from` on by `delta` seqs (highest first when
+/// moving up, so the primary key never collides).
+fn renumber(conn: &Connection, from: u64, delta: i64) {
+    let mut seqs: Vec<i64> = conn
+        .prepare("SELECT seq FROM audit_records WHERE seq >= ?1 ORDER BY seq")
+        .unwrap()
+        .query_map([from as i64], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    if delta > 0 {
+        seqs.reverse();
+    }
+    for seq in seqs {
+        conn.execute(
+            "UPDATE audit_records SET seq = ?1 WHERE seq = ?2",
+            params![seq + delta, seq],
+        )
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_untouched_log_verifies() {
+    let (_dir, path) = written_log().await;
+    let report = verify_file(&path, &options()).unwrap();
+    assert_eq!(report.records, 35);
+    assert_eq!(report.checkpoints, 3);
+    assert_eq!(report.last_checkpoint_seq, Some(30));
+    assert_eq!(report.unsigned_tail, 5);
+}
+
+#[tokio::test]
+async fn a_modified_record_is_named() {
+    let (_dir, path) = written_log().await;
+    let result = tamper(&path, |c| {
+        c.execute(
+            "UPDATE audit_records SET event = replace(event, 'app-a', 'app-x') WHERE seq = 13",
+            [],
+        )
+        .unwrap();
+    });
+    assert_eq!(first_bad(result), (13, TamperKind::ContentMismatch));
+}
+
+#[tokio::test]
+async fn a_modified_and_rehashed_record_is_named() {
+    let (_dir, path) = written_log().await;
+    let result = tamper(&path, |c| {
+        let old = row(c, 13);
+        let event = old.event.replace("req-", "rex-");
+        let prev: [u8; 32] = old.prev.try_into().unwrap();
+        let hash = record_hash(&prev, 13, &old.appended_at, &event);
+        c.execute(
+            "UPDATE audit_records SET event = ?1, hash = ?2 WHERE seq = 13",
+            params![event, hash.as_slice()],
+        )
+        .unwrap();
+    });
+    assert_eq!(first_bad(result), (13, TamperKind::RewrittenPredecessor));
+}
+
+#[tokio::test]
+async fn an_edited_search_column_is_named() {
+    let (_dir, path) = written_log().await;
+    let result = tamper(&path, |c| {
+        c.execute(
+            "DELETE FROM audit_agents WHERE seq = 17 AND agent = 'app-a'",
+            [],
+        )
+        .unwrap();
+    });
+    assert_eq!(first_bad(result), (17, TamperKind::IndexMismatch));
+}
+
+#[tokio::test]
+async fn a_rechained_log_is_caught_by_the_next_checkpoint() {
+    let (_dir, path) = written_log().await;
+    let result = tamper(&path, |c| {
+        // Rewrite record 13 and rebuild every later hash: the chain is then
+        // self-consistent and only checkpoint 20's signature disagrees.
+        let mut prev: [u8; 32] = row(c, 13).prev.try_into().unwrap();
+        for seq in 13..=35u64 {
+            let old = row(c, seq);
+            let event = if seq == 13 {
+                old.event.replace("req-", "rex-")
+            } else {
+                old.event
+            };
+            let hash = record_hash(&prev, seq, &old.appended_at, &event);
+            c.execute(
+                "UPDATE audit_records SET event = ?1, prev_hash = ?2, hash = ?3 WHERE seq = ?4",
+                params![event, prev.as_slice(), hash.as_slice(), seq as i64],
+            )
+            .unwrap();
+            prev = hash;
+        }
+    });
+    // The first bad record lies after checkpoint 10 and at or before 20.
+    assert_eq!(
+        first_bad(result),
+        (11, TamperKind::CheckpointMismatch { checkpoint_seq: 20 })
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_record_is_named() {
+    let (_dir, path) = written_log().await;
+    let result = tamper(&path, |c| {
+        c.execute("DELETE FROM audit_records WHERE seq = 12", [])
+            .unwrap();
+    });
+    assert_eq!(first_bad(result), (12, TamperKind::Missing));
+}
+
+#[tokio::test]
+async fn a_deletion_hidden_by_renumbering_is_named() {
+    let (_dir, path) = written_log().await;
+    let result = tamper(&path, |c| {
+        c.execute("DELETE FROM audit_records WHERE seq = 12", [])
+            .unwrap();
+        renumber(c, 13, -1);
+    });
+    assert_eq!(first_bad(result), (12, TamperKind::Reordered));
+}
+
+#[tokio::test]
+async fn an_inserted_record_is_named() {
+    let (_dir, path) = written_log().await;
+    let result = tamper(&path, |c| {
+        // Make room at 12 and insert a well-formed record chained to 11.
+        renumber(c, 12, 1);
+        let template = row(c, 13);
+        let prev: [u8; 32] = conn_hash(c, 11);
+        let event = template.event.replace("app-a", "intruder");
+        let hash = record_hash(&prev, 12, &template.appended_at, &event);
+        c.execute(
+            "INSERT INTO audit_records (seq, appended_at, event, prev_hash, hash, patient, outcome, recorded_ms, alert)
+             SELECT 12, appended_at, ?1, ?2, ?3, patient, outcome, recorded_ms, alert FROM audit_records WHERE seq = 13",
+            params![event, prev.as_slice(), hash.as_slice()],
+        )
+        .unwrap();
+    });
+    assert_eq!(first_bad(result), (12, TamperKind::Inserted));
+
+    // A crude insertion (a record with a made-up hash) past the end.
+    let (_dir, path) = written_log().await;
+    let result = tamper(&path, |c| {
+        c.execute(
+            "INSERT INTO audit_records (seq, appended_at, event, prev_hash, hash, patient, outcome, recorded_ms, alert)
+             SELECT 36, appended_at, event, hash, hash, patient, outcome, recorded_ms, alert FROM audit_records WHERE seq = 35",
+            [],
+        )
+        .unwrap();
+    });
+    assert_eq!(first_bad(result), (36, TamperKind::ContentMismatch));
+}
+
+fn conn_hash(c: &Connection, seq: u64) -> [u8; 32] {
+    let hash: Vec<u8> = c
+        .query_row(
+            "SELECT hash FROM audit_records WHERE seq = ?1",
+            [seq as i64],
+            |r| r.get(0),
+        )
+        .unwrap();
+    hash.try_into().unwrap()
+}
+
+#[tokio::test]
+async fn swapped_records_are_named() {
+    let (_dir, path) = written_log().await;
+    let result = tamper(&path, |c| {
+        c.execute("UPDATE audit_records SET seq = 2000 WHERE seq = 14", [])
+            .unwrap();
+        c.execute("UPDATE audit_records SET seq = 14 WHERE seq = 15", [])
+            .unwrap();
+        c.execute("UPDATE audit_records SET seq = 15 WHERE seq = 2000", [])
+            .unwrap();
+    });
+    assert_eq!(first_bad(result), (14, TamperKind::Reordered));
+
+    // Far apart: 14 and 20 exchange places.
+    let (_dir, path) = written_log().await;
+    let result = tamper(&path, |c| {
+        c.execute("UPDATE audit_records SET seq = 2000 WHERE seq = 14", [])
+            .unwrap();
+        c.execute("UPDATE audit_records SET seq = 14 WHERE seq = 20", [])
+            .unwrap();
+        c.execute("UPDATE audit_records SET seq = 20 WHERE seq = 2000", [])
+            .unwrap();
+    });
+    assert_eq!(first_bad(result), (14, TamperKind::ContentMismatch));
+}
+
+#[tokio::test]
+async fn truncation_past_a_checkpoint_is_named() {
+    let (_dir, path) = written_log().await;
+    let result = tamper(&path, |c| {
+        c.execute("DELETE FROM audit_records WHERE seq > 25", [])
+            .unwrap();
+    });
+    assert_eq!(
+        first_bad(result),
+        (26, TamperKind::Truncated { covered_up_to: 30 })
+    );
+}
+
+#[tokio::test]
+async fn truncation_with_its_checkpoints_needs_an_anchor() {
+    // Cutting only unsigned records (after checkpoint 30) leaves a valid
+    // chain: undetectable from the file alone.
+    let (_dir, path) = written_log().await;
+    let anchor = Anchor {
+        seq: 35,
+        hash: conn_hash(&Connection::open(&path).unwrap(), 35),
+    };
+    let quiet = tamper(&path, |c| {
+        c.execute("DELETE FROM audit_records WHERE seq > 32", [])
+            .unwrap();
+    });
+    assert_eq!(quiet.unwrap().records, 32);
+    // An anchor kept elsewhere (the checkpoint log line) catches it.
+    let with_anchor = VerifyOptions {
+        anchor: Some(anchor),
+        ..options()
+    };
+    let (seq, kind) = first_bad(verify_file(&path, &with_anchor));
+    assert_eq!(
+        (seq, kind),
+        (33, TamperKind::Truncated { covered_up_to: 35 })
+    );
+
+    // Deleting checkpoints as well as records: too many unsigned records
+    // remain, unless the cut is shorter than one interval.
+    let (_dir, path) = written_log().await;
+    let result = tamper(&path, |c| {
+        c.execute("DELETE FROM audit_checkpoints WHERE seq >= 20", [])
+            .unwrap();
+    });
+    assert_eq!(first_bad(result), (11, TamperKind::CheckpointMissing));
+}
+
+#[tokio::test]
+async fn reopening_continues_the_chain_and_signs_the_old_tail() {
+    let (_dir, path) = written_log().await;
+    let log = open(&path);
+    let seqs = log.append(vec![event("app-c", 0, 50)]).await.unwrap();
+    assert_eq!(seqs, vec![36]);
+    let report = log.verify(&options()).await.unwrap();
+    assert_eq!(report.last_checkpoint_seq, Some(35));
+    assert_eq!(report.unsigned_tail, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_share_transactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(open(&dir.path().join(FILE_NAME)));
+    let tasks: Vec<_> = (0..1000u32)
+        .map(|i| {
+            let log = Arc::clone(&log);
+            tokio::spawn(async move { log.append(vec![event("load", i % 7, i % 60)]).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let stats = log.stats();
+    assert_eq!(stats.records, 1000);
+    assert!(
+        stats.batches < 500,
+        "{stats:?}: appends did not share commits"
+    );
+    let report = log.verify(&options()).await.unwrap();
+    assert_eq!(report.records, 1000);
+}

@@ -1,0 +1,155 @@
+//! Patient access facts, kept apart from the pointer tables: recorded
+//! relationships between organisations and patients, and patients'
+//! objections to sharing. The access policy (`domain::access`) reads them
+//! once per consumer request through [`AccessStore::patient_access`]; the
+//! admin API manages them.
+//!
+//! Backends: [`sqlite::SqliteAccessStore`] (its own `access.db`) and
+//! [`memory::MemoryAccessStore`]; both pass the tests in `tests.rs`.
+
+pub mod memory;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use domain::access::PatientAccess;
+use domain::{NhsNumber, OdsCode};
+
+/// Why an organisation has a relationship with a patient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RelationshipKind {
+    /// The patient's registered GP practice.
+    RegisteredPractice,
+    /// An open referral to the organisation.
+    Referral,
+    /// A current or recent encounter (admission, attendance).
+    Encounter,
+}
+
+impl RelationshipKind {
+    /// Every kind.
+    pub const ALL: [RelationshipKind; 3] = [
+        RelationshipKind::RegisteredPractice,
+        RelationshipKind::Referral,
+        RelationshipKind::Encounter,
+    ];
+
+    /// `registered-practice`, `referral` or `encounter`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelationshipKind::RegisteredPractice => "registered-practice",
+            RelationshipKind::Referral => "referral",
+            RelationshipKind::Encounter => "encounter",
+        }
+    }
+
+    /// Reads a kind written by [`RelationshipKind::as_str`].
+    pub fn parse(text: &str) -> Option<RelationshipKind> {
+        RelationshipKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == text)
+    }
+}
+
+/// A relationship to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRelationship {
+    /// The patient.
+    pub nhs_number: NhsNumber,
+    /// The organisation.
+    pub ods: OdsCode,
+    /// Why they are related.
+    pub kind: RelationshipKind,
+    /// Who recorded it (the admin caller), for the record.
+    pub recorded_by: String,
+    /// RFC 3339.
+    pub recorded_at: String,
+}
+
+/// A recorded relationship.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relationship {
+    /// Assigned by the store; never reused.
+    pub id: u64,
+    /// The patient.
+    pub nhs_number: NhsNumber,
+    /// The organisation.
+    pub ods: OdsCode,
+    /// Why they are related.
+    pub kind: RelationshipKind,
+    /// Who recorded it.
+    pub recorded_by: String,
+    /// When (RFC 3339).
+    pub recorded_at: String,
+}
+
+/// A patient's objection to sharing their pointers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Objection {
+    /// The patient.
+    pub nhs_number: NhsNumber,
+    /// Who recorded it.
+    pub recorded_by: String,
+    /// RFC 3339.
+    pub recorded_at: String,
+    /// Free text, e.g. how the objection was received.
+    pub note: Option<String>,
+}
+
+/// Why an access-store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessStoreError {
+    /// No relationship has this id: 404.
+    #[error("relationship {0} does not exist")]
+    RelationshipNotFound(u64),
+    /// The same patient, organisation and kind again: 409.
+    #[error("this relationship is already recorded (id {0})")]
+    DuplicateRelationship(u64),
+    /// Try again later: 503.
+    #[error("access store unavailable: {0}")]
+    Unavailable(String),
+    /// A fault of ours: 500.
+    #[error("access store failure: {0}")]
+    Internal(String),
+}
+
+/// The access-facts store contract. Writes are durable when they return.
+#[async_trait]
+pub trait AccessStore: Send + Sync + 'static {
+    /// What the policy needs about one patient: one read per request.
+    async fn patient_access(
+        &self,
+        nhs_number: NhsNumber,
+    ) -> Result<PatientAccess, AccessStoreError>;
+
+    /// Records a relationship; the same patient, organisation and kind twice
+    /// is `DuplicateRelationship`.
+    async fn add_relationship(
+        &self,
+        new: NewRelationship,
+    ) -> Result<Relationship, AccessStoreError>;
+
+    /// A patient's relationships, oldest first.
+    async fn relationships(
+        &self,
+        nhs_number: NhsNumber,
+    ) -> Result<Vec<Relationship>, AccessStoreError>;
+
+    /// Removes a relationship and returns it.
+    async fn remove_relationship(&self, id: u64) -> Result<Relationship, AccessStoreError>;
+
+    /// Records (or replaces) a patient's objection.
+    async fn record_objection(&self, objection: Objection) -> Result<(), AccessStoreError>;
+
+    /// The patient's objection, if one is recorded.
+    async fn objection(&self, nhs_number: NhsNumber)
+    -> Result<Option<Objection>, AccessStoreError>;
+
+    /// Withdraws an objection; `false` if there was none.
+    async fn withdraw_objection(&self, nhs_number: NhsNumber) -> Result<bool, AccessStoreError>;
+
+    /// Short name of the backend.
+    fn backend(&self) -> &'static str;
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,316 @@
+//! Access facts in their own SQLite file (`access.db`): WAL and
+//! `synchronous=FULL` like the pointer store. Writes are rare admin calls,
+//! so they run on the blocking pool behind one connection instead of a
+//! group-commit writer; the per-request read is an indexed lookup on a
+//! separate read connection and runs inline.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use domain::access::PatientAccess;
+use domain::{NhsNumber, OdsCode};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
+
+use super::{
+    AccessStore, AccessStoreError, NewRelationship, Objection, Relationship, RelationshipKind,
+};
+
+/// The file name inside the data directory.
+pub const FILE_NAME: &str = "access.db";
+
+const MIGRATIONS: &[&str] = &[
+    // 1: one row per (patient, organisation, kind); objections by patient.
+    "CREATE TABLE relationships (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        nhs_number INTEGER NOT NULL,
+        ods TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        recorded_by TEXT NOT NULL,
+        recorded_at TEXT NOT NULL,
+        UNIQUE (nhs_number, ods, kind)
+    );
+    CREATE TABLE objections (
+        nhs_number INTEGER PRIMARY KEY,
+        recorded_by TEXT NOT NULL,
+        recorded_at TEXT NOT NULL,
+        note TEXT NULL
+    );",
+];
+
+const RELATIONSHIP_COLUMNS: &str = "id, nhs_number, ods, kind, recorded_by, recorded_at";
+
+fn sqlite_error(e: rusqlite::Error) -> AccessStoreError {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::DiskFull
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::CannotOpen,
+        ) => AccessStoreError::Unavailable(e.to_string()),
+        _ => AccessStoreError::Internal(e.to_string()),
+    }
+}
+
+fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    conn.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn nhs_sql(n: NhsNumber) -> i64 {
+    // Below 10^10, so always fits.
+    i64::try_from(n.as_u64()).unwrap_or(i64::MAX)
+}
+
+fn relationship(row: &Row<'_>) -> rusqlite::Result<Relationship> {
+    let bad = |what: &str| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            what.to_owned().into(),
+        )
+    };
+    let nhs: i64 = row.get(1)?;
+    let ods: String = row.get(2)?;
+    let kind: String = row.get(3)?;
+    Ok(Relationship {
+        id: u64::try_from(row.get::<_, i64>(0)?).map_err(|_| bad("negative id"))?,
+        nhs_number: u64::try_from(nhs)
+            .ok()
+            .and_then(|n| NhsNumber::from_u64(n).ok())
+            .ok_or_else(|| bad("not an NHS number"))?,
+        ods: OdsCode::parse(&ods).ok_or_else(|| bad("not an ODS code"))?,
+        kind: RelationshipKind::parse(&kind).ok_or_else(|| bad("unknown relationship kind"))?,
+        recorded_by: row.get(4)?,
+        recorded_at: row.get(5)?,
+    })
+}
+
+/// An [`AccessStore`] in one SQLite file.
+pub struct SqliteAccessStore {
+    reader: Mutex<Connection>,
+    writer: Arc<Mutex<Connection>>,
+}
+
+impl SqliteAccessStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<SqliteAccessStore, AccessStoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                AccessStoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        let mut writer = Connection::open(path).map_err(sqlite_error)?;
+        let mode: String = writer
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(sqlite_error)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(AccessStoreError::Unavailable(format!(
+                "the access database file system does not support WAL (journal_mode is {mode})"
+            )));
+        }
+        writer
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(sqlite_error)?;
+        writer
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(sqlite_error)?;
+        migrate(&mut writer)?;
+        let reader = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sqlite_error)?;
+        reader
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(sqlite_error)?;
+        Ok(SqliteAccessStore {
+            reader: Mutex::new(reader),
+            writer: Arc::new(Mutex::new(writer)),
+        })
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&Connection) -> Result<T, AccessStoreError> + Send + 'static,
+    ) -> Result<T, AccessStoreError> {
+        let writer = Arc::clone(&self.writer);
+        tokio::task::spawn_blocking(move || write(&lock(&writer)))
+            .await
+            .map_err(|e| AccessStoreError::Internal(format!("access write task failed: {e}")))?
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), AccessStoreError> {
+    loop {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite_error)?;
+        let current: i64 = tx
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(sqlite_error)?;
+        let current = usize::try_from(current).unwrap_or(usize::MAX);
+        if current > MIGRATIONS.len() {
+            return Err(AccessStoreError::Internal(format!(
+                "access schema version {current} is newer than this nrls knows"
+            )));
+        }
+        let Some(step) = MIGRATIONS.get(current) else {
+            return Ok(());
+        };
+        tx.execute_batch(step).map_err(sqlite_error)?;
+        tx.pragma_update(None, "user_version", current + 1)
+            .map_err(sqlite_error)?;
+        tx.commit().map_err(sqlite_error)?;
+    }
+}
+
+#[async_trait]
+impl AccessStore for SqliteAccessStore {
+    async fn patient_access(
+        &self,
+        nhs_number: NhsNumber,
+    ) -> Result<PatientAccess, AccessStoreError> {
+        let conn = lock(&self.reader);
+        let nhs = nhs_sql(nhs_number);
+        let related_organisations = conn
+            .prepare_cached(
+                "SELECT DISTINCT ods FROM relationships WHERE nhs_number = ?1 ORDER BY ods",
+            )
+            .and_then(|mut s| {
+                s.query_map([nhs], |row| row.get::<_, String>(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()
+            })
+            .map_err(sqlite_error)?
+            .iter()
+            .filter_map(|ods| OdsCode::parse(ods))
+            .collect();
+        let objection = conn
+            .prepare_cached("SELECT 1 FROM objections WHERE nhs_number = ?1")
+            .and_then(|mut s| s.query_row([nhs], |_| Ok(())).optional())
+            .map_err(sqlite_error)?
+            .is_some();
+        Ok(PatientAccess {
+            related_organisations,
+            objection,
+        })
+    }
+
+    async fn add_relationship(
+        &self,
+        new: NewRelationship,
+    ) -> Result<Relationship, AccessStoreError> {
+        self.write(move |conn| {
+            let nhs = nhs_sql(new.nhs_number);
+            let existing: Option<i64> = conn
+                .query_row(
+                    "SELECT id FROM relationships WHERE nhs_number = ?1 AND ods = ?2 AND kind = ?3",
+                    params![nhs, new.ods.as_str(), new.kind.as_str()],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(sqlite_error)?;
+            if let Some(id) = existing {
+                return Err(AccessStoreError::DuplicateRelationship(u64::try_from(id).unwrap_or(0)));
+            }
+            conn.execute(
+                "INSERT INTO relationships (nhs_number, ods, kind, recorded_by, recorded_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![nhs, new.ods.as_str(), new.kind.as_str(), new.recorded_by, new.recorded_at],
+            )
+            .map_err(sqlite_error)?;
+            Ok(Relationship {
+                id: u64::try_from(conn.last_insert_rowid()).unwrap_or(0),
+                nhs_number: new.nhs_number,
+                ods: new.ods,
+                kind: new.kind,
+                recorded_by: new.recorded_by,
+                recorded_at: new.recorded_at,
+            })
+        })
+        .await
+    }
+
+    async fn relationships(
+        &self,
+        nhs_number: NhsNumber,
+    ) -> Result<Vec<Relationship>, AccessStoreError> {
+        let conn = lock(&self.reader);
+        conn.prepare_cached(&format!(
+            "SELECT {RELATIONSHIP_COLUMNS} FROM relationships WHERE nhs_number = ?1 ORDER BY id"
+        ))
+        .and_then(|mut s| s.query_map([nhs_sql(nhs_number)], relationship)?.collect())
+        .map_err(sqlite_error)
+    }
+
+    async fn remove_relationship(&self, id: u64) -> Result<Relationship, AccessStoreError> {
+        self.write(move |conn| {
+            let sql_id =
+                i64::try_from(id).map_err(|_| AccessStoreError::RelationshipNotFound(id))?;
+            let found = conn
+                .query_row(
+                    &format!("SELECT {RELATIONSHIP_COLUMNS} FROM relationships WHERE id = ?1"),
+                    [sql_id],
+                    relationship,
+                )
+                .optional()
+                .map_err(sqlite_error)?
+                .ok_or(AccessStoreError::RelationshipNotFound(id))?;
+            conn.execute("DELETE FROM relationships WHERE id = ?1", [sql_id])
+                .map_err(sqlite_error)?;
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn record_objection(&self, objection: Objection) -> Result<(), AccessStoreError> {
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT OR REPLACE INTO objections (nhs_number, recorded_by, recorded_at, note) VALUES (?1, ?2, ?3, ?4)",
+                params![nhs_sql(objection.nhs_number), objection.recorded_by, objection.recorded_at, objection.note],
+            )
+            .map(drop)
+            .map_err(sqlite_error)
+        })
+        .await
+    }
+
+    async fn objection(
+        &self,
+        nhs_number: NhsNumber,
+    ) -> Result<Option<Objection>, AccessStoreError> {
+        let conn = lock(&self.reader);
+        conn.prepare_cached(
+            "SELECT recorded_by, recorded_at, note FROM objections WHERE nhs_number = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_row([nhs_sql(nhs_number)], |row| {
+                Ok(Objection {
+                    nhs_number,
+                    recorded_by: row.get(0)?,
+                    recorded_at: row.get(1)?,
+                    note: row.get(2)?,
+                })
+            })
+            .optional()
+        })
+        .map_err(sqlite_error)
+    }
+
+    async fn withdraw_objection(&self, nhs_number: NhsNumber) -> Result<bool, AccessStoreError> {
+        self.write(move |conn| {
+            conn.execute(
+                "DELETE FROM objections WHERE nhs_number = ?1",
+                [nhs_sql(nhs_number)],
+            )
+            .map(|n| n > 0)
+            .map_err(sqlite_error)
+        })
+        .await
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+}

@@ -1,0 +1,245 @@
+//! PostgreSQL backend: the production store, shared by any number of stateless
+//! nrls nodes.
+//!
+//! How it is built, and why:
+//!
+//! - **Sharded by NHS number.** Every query nrls makes is keyed by NHS number
+//!   or by pointer id. `pointers` is hash-partitioned on `nhs_number`, its
+//!   primary key `(nhs_number, seq)` leads with it, and a pointer id is
+//!   resolved to its `(nhs_number, seq)` through the small `pointer_ids`
+//!   table, so a read by id touches one partition and never scans the others.
+//!   The same keys distribute with Citus (distribution column `nhs_number`);
+//!   see `schema.rs` and docs/scale-out.md.
+//! - **One transaction per write, READ COMMITTED.** Every write first locks
+//!   the `pointer_ids` rows of the pointers it touches (a new id by inserting
+//!   it, existing ids with `FOR UPDATE`, in id order), then reads and changes
+//!   the pointer rows in later statements, which see everything committed
+//!   before the lock was granted. Two writers of one pointer therefore run one
+//!   after the other: the second sees the first's version (optimistic
+//!   concurrency), a superseded target that is gone, or an id already taken.
+//!   A supersede's checks, deletions and insert share the transaction.
+//! - **Durable on `Ok`.** A write returns only after its COMMIT returned. With
+//!   `synchronous_commit` on (forced for nrls sessions if the server turns it
+//!   off), the commit is on disk; PostgreSQL groups concurrent commits into
+//!   one WAL flush, so no group commit of our own is needed.
+//! - **Bounded waits.** A bounded pool (`deadpool-postgres`), a connect
+//!   timeout, `statement_timeout` set on every session, and a deadline of
+//!   `statement_timeout` + 1 s on each whole operation, pool wait included, so
+//!   a lost network (where the server cannot cancel anything) still ends in
+//!   `Unavailable` on time. A connection whose operation timed out or failed
+//!   at the connection level is discarded, not returned to the pool; the pool
+//!   opens fresh ones when the database is back, with no restart.
+//! - **Errors.** Rule breaks map to their [`StoreError`]; a deadlock is
+//!   retried (up to three attempts); connection loss, timeouts and server
+//!   shutdowns are `Unavailable` (HTTP 503); anything else is `Internal`.
+//!   Messages carry PostgreSQL's error text, never SQL or values.
+//! - **Versioned migrations** (`schema.rs`) run at open under an advisory lock,
+//!   so several nodes may start at once.
+//! - **TLS** is not built in: a URL asking for `sslmode=require` is refused
+//!   at open rather than silently sent in clear (docs/scale-out.md).
+
+mod error;
+mod import;
+mod reads;
+mod row;
+mod schema;
+mod session;
+pub mod testing;
+mod writes;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::Pool;
+use domain::{NhsNumber, OdsCode, PointerId, PointerRecord, Supersede};
+
+use crate::{ImportOutcome, PointerStore, PoolStats, StoreError, StoredPointer};
+
+use session::Deadline;
+use writes::WriteOp;
+
+/// How a [`PostgresStore`] connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresOptions {
+    /// A libpq-style URL or key/value string, e.g.
+    /// `postgres://nrls@db.internal:5432/nrls`.
+    pub database_url: String,
+    /// Most connections this node opens (values below 1 count as 1). Default 16.
+    pub pool_size: usize,
+    /// Longest one SQL statement may run before the server cancels it; each
+    /// whole store operation gets this plus one second. Default 5 s.
+    pub statement_timeout: Duration,
+    /// Longest a new connection may take to open. Default 5 s.
+    pub connect_timeout: Duration,
+}
+
+impl PostgresOptions {
+    /// The defaults, for `database_url`.
+    pub fn new(database_url: impl Into<String>) -> Self {
+        PostgresOptions {
+            database_url: database_url.into(),
+            pool_size: 16,
+            statement_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A [`PointerStore`] in a PostgreSQL database. Cheap to share: clones of the
+/// pool handle are what nodes' requests use.
+pub struct PostgresStore {
+    pool: Pool,
+    /// How long one operation may take, pool wait included.
+    deadline: Duration,
+}
+
+impl PostgresStore {
+    /// Connects, brings the schema up to date (waiting for any other node
+    /// doing the same) and builds the pool.
+    ///
+    /// Fails with `Unavailable` if the database cannot be reached, and
+    /// `Internal` if the URL is invalid, asks for TLS, or the schema needs a
+    /// newer nrls.
+    pub async fn open(options: PostgresOptions) -> Result<PostgresStore, StoreError> {
+        let config = session::base_config(&options)?;
+        let settings = schema::migrate(&config).await?;
+        let pool = session::pool(&options, config, &settings)?;
+        Ok(PostgresStore {
+            pool,
+            deadline: options.statement_timeout + Duration::from_secs(1),
+        })
+    }
+
+    fn start(&self) -> Deadline {
+        Deadline::after(self.deadline)
+    }
+
+    /// Runs one write, retrying it when PostgreSQL broke a deadlock by
+    /// aborting it.
+    async fn write(&self, op: WriteOp) -> Result<(), StoreError> {
+        let deadline = self.start();
+        let mut conn = deadline.connection(&self.pool).await?;
+        let mut attempt = 1;
+        loop {
+            let outcome = deadline.run(op.apply(&mut conn)).await;
+            match session::retry_or_settle(conn, outcome, attempt) {
+                session::Next::Done(result) => return result,
+                session::Next::Retry(again) => {
+                    conn = again;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl PointerStore for PostgresStore {
+    async fn create(
+        &self,
+        record: PointerRecord,
+        supersedes: Vec<Supersede>,
+    ) -> Result<(), StoreError> {
+        self.write(WriteOp::Create { record, supersedes }).await
+    }
+
+    async fn update(&self, record: PointerRecord, expected_version: u32) -> Result<(), StoreError> {
+        self.write(WriteOp::Update {
+            record,
+            expected_version,
+        })
+        .await
+    }
+
+    async fn delete(
+        &self,
+        id: &PointerId,
+        expected_version: Option<u32>,
+    ) -> Result<(), StoreError> {
+        self.write(WriteOp::Delete {
+            id: id.clone(),
+            expected_version,
+        })
+        .await
+    }
+
+    async fn get(&self, id: &PointerId) -> Result<Option<PointerRecord>, StoreError> {
+        let deadline = self.start();
+        let conn = deadline.connection(&self.pool).await?;
+        let outcome = deadline.run(reads::get(&conn, id)).await;
+        session::settle(conn, outcome)
+    }
+
+    async fn patient_pointers(
+        &self,
+        nhs_number: NhsNumber,
+    ) -> Result<Vec<StoredPointer>, StoreError> {
+        let deadline = self.start();
+        let conn = deadline.connection(&self.pool).await?;
+        let outcome = deadline
+            .run(reads::patient_pointers(&conn, nhs_number))
+            .await;
+        session::settle(conn, outcome)
+    }
+
+    async fn import(&self, records: Vec<PointerRecord>) -> Result<ImportOutcome, StoreError> {
+        let deadline = Deadline::after(import::TIMEOUT + Duration::from_secs(1));
+        let mut conn = deadline.connection(&self.pool).await?;
+        let mut attempt = 1;
+        loop {
+            let outcome = deadline.run(import::import(&mut conn, &records)).await;
+            match session::retry_or_settle(conn, outcome, attempt) {
+                session::Next::Done(result) => return result,
+                session::Next::Retry(again) => {
+                    conn = again;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    async fn pointers_after(
+        &self,
+        after_seq: i64,
+        limit: usize,
+        custodian: Option<&OdsCode>,
+    ) -> Result<Vec<StoredPointer>, StoreError> {
+        let deadline = self.start();
+        let conn = deadline.connection(&self.pool).await?;
+        let outcome = deadline
+            .run(reads::pointers_after(&conn, after_seq, limit, custodian))
+            .await;
+        session::settle(conn, outcome)
+    }
+
+    async fn count(&self) -> Result<u64, StoreError> {
+        let deadline = self.start();
+        let conn = deadline.connection(&self.pool).await?;
+        let outcome = deadline.run(reads::count(&conn)).await;
+        session::settle(conn, outcome)
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        let deadline = self.start();
+        let conn = deadline.connection(&self.pool).await?;
+        let outcome = deadline.run(reads::ping(&conn)).await;
+        session::settle(conn, outcome)
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn pool_stats(&self) -> Option<PoolStats> {
+        let status = self.pool.status();
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        Some(PoolStats {
+            open: count(status.size),
+            in_use: count(status.size.saturating_sub(status.available)),
+            max: count(status.max_size),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,78 @@
+//! Reads: single statements outside any explicit transaction, so each sees
+//! one committed state.
+
+use deadpool_postgres::Object;
+use domain::{NhsNumber, OdsCode, PointerId, PointerRecord};
+
+use crate::StoredPointer;
+
+use super::error::OpError;
+use super::row::{column, decode, nhs_to_sql, pointer_columns};
+
+// The sub-select resolves the id to its partition key first; the executor then
+// prunes every other partition and reads one row by primary key.
+pub(super) const GET: &str = concat!(
+    "SELECT ",
+    pointer_columns!(),
+    " FROM pointers WHERE (nhs_number, seq) =
+        (SELECT nhs_number, seq FROM pointer_ids WHERE id = $1)"
+);
+// One partition; the primary key read backwards: newest first, no sort.
+pub(super) const PATIENT: &str = concat!(
+    "SELECT ",
+    pointer_columns!(),
+    " FROM pointers WHERE nhs_number = $1 ORDER BY seq DESC"
+);
+// Merges every partition's `seq` index: lowest first, `limit` rows read.
+const AFTER: &str = concat!(
+    "SELECT ",
+    pointer_columns!(),
+    " FROM pointers WHERE seq > $1 AND ($2::text IS NULL OR custodian = $2)
+      ORDER BY seq LIMIT $3"
+);
+
+pub(super) async fn get(conn: &Object, id: &PointerId) -> Result<Option<PointerRecord>, OpError> {
+    let statement = conn.prepare_cached(GET).await?;
+    let row = conn.query_opt(&statement, &[&id.as_str()]).await?;
+    Ok(row.map(|r| decode(&r)).transpose()?.map(|s| s.record))
+}
+
+pub(super) async fn patient_pointers(
+    conn: &Object,
+    nhs_number: NhsNumber,
+) -> Result<Vec<StoredPointer>, OpError> {
+    let statement = conn.prepare_cached(PATIENT).await?;
+    let rows = conn.query(&statement, &[&nhs_to_sql(nhs_number)]).await?;
+    Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
+}
+
+pub(super) async fn pointers_after(
+    conn: &Object,
+    after_seq: i64,
+    limit: usize,
+    custodian: Option<&OdsCode>,
+) -> Result<Vec<StoredPointer>, OpError> {
+    let statement = conn.prepare_cached(AFTER).await?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let custodian = custodian.map(OdsCode::as_str);
+    let rows = conn
+        .query(&statement, &[&after_seq, &custodian, &limit])
+        .await?;
+    Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
+}
+
+/// Counts ids: the narrowest table holding one row per pointer.
+pub(super) async fn count(conn: &Object) -> Result<u64, OpError> {
+    let statement = conn
+        .prepare_cached("SELECT count(*) FROM pointer_ids")
+        .await?;
+    let row = conn.query_one(&statement, &[]).await?;
+    let count: i64 = column(&row, 0)?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+/// A round trip to the server.
+pub(super) async fn ping(conn: &Object) -> Result<(), OpError> {
+    conn.simple_query("SELECT 1").await?;
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! How a [`PointerRecord`] maps to a `pointers` row.
+
+use domain::{NhsNumber, OdsCode, PointerId, PointerRecord};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use crate::{StoreError, StoredPointer};
+
+/// The columns [`decode`] reads and [`Columns::params`] binds, in order. A
+/// macro so queries can be built with `concat!`.
+macro_rules! pointer_columns {
+    () => {
+        "nhs_number, seq, version, id, custodian, type_key, master_identifier, security_labels, last_updated, json"
+    };
+}
+pub(super) use pointer_columns;
+
+/// The values of [`pointer_columns`] for `record` at `seq`, ready to bind as
+/// `$1`..`$10`.
+pub(super) struct Columns<'a> {
+    record: &'a PointerRecord,
+    nhs_number: i64,
+    seq: i64,
+    version: i32,
+    id: &'a str,
+    custodian: &'a str,
+}
+
+impl<'a> Columns<'a> {
+    pub(super) fn of(record: &'a PointerRecord, seq: i64) -> Result<Self, StoreError> {
+        Ok(Columns {
+            record,
+            nhs_number: nhs_to_sql(record.nhs_number),
+            seq,
+            version: version_to_sql(record.version)?,
+            id: record.id.as_str(),
+            custodian: record.custodian.as_str(),
+        })
+    }
+
+    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 10] {
+        let r = self.record;
+        [
+            &self.nhs_number,
+            &self.seq,
+            &self.version,
+            &self.id,
+            &self.custodian,
+            &r.type_key,
+            &r.master_identifier,
+            &r.security_labels,
+            &r.last_updated,
+            &r.json,
+        ]
+    }
+}
+
+/// NHS numbers are below 10^10, so they always fit a `bigint`.
+pub(super) fn nhs_to_sql(nhs_number: NhsNumber) -> i64 {
+    i64::try_from(nhs_number.as_u64()).unwrap_or(i64::MAX)
+}
+
+pub(super) fn version_to_sql(version: u32) -> Result<i32, StoreError> {
+    i32::try_from(version)
+        .map_err(|_| StoreError::Internal(format!("version {version} does not fit the store")))
+}
+
+/// Reads a row of [`pointer_columns`]. A value that no longer parses (a row
+/// edited by hand, say) is `Internal`.
+pub(super) fn decode(row: &Row) -> Result<StoredPointer, StoreError> {
+    let nhs_number: i64 = column(row, 0)?;
+    let version: i32 = column(row, 2)?;
+    let id: String = column(row, 3)?;
+    let custodian: String = column(row, 4)?;
+    let record = PointerRecord {
+        id: PointerId::parse(&id).ok_or_else(|| corrupt("id"))?,
+        nhs_number: u64::try_from(nhs_number)
+            .ok()
+            .and_then(|n| NhsNumber::from_u64(n).ok())
+            .ok_or_else(|| corrupt("nhs_number"))?,
+        custodian: OdsCode::parse(&custodian).ok_or_else(|| corrupt("custodian"))?,
+        type_key: column(row, 5)?,
+        master_identifier: column(row, 6)?,
+        security_labels: column(row, 7)?,
+        version: u32::try_from(version).map_err(|_| corrupt("version"))?,
+        last_updated: column(row, 8)?,
+        json: column(row, 9)?,
+    };
+    Ok(StoredPointer {
+        seq: column(row, 1)?,
+        record,
+    })
+}
+
+/// One column of `row`; a type mismatch is a bug in our SQL: `Internal`.
+pub(super) fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    index: usize,
+) -> Result<T, StoreError> {
+    row.try_get(index)
+        .map_err(|e| StoreError::Internal(format!("postgres row: {e}")))
+}
+
+fn corrupt(name: &str) -> StoreError {
+    StoreError::Internal(format!("stored {name} is not valid"))
+}

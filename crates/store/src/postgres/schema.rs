@@ -1,0 +1,295 @@
+//! The versioned schema and the migration runner.
+//!
+//! `schema_migrations` records each applied [`Migration`]. Migrations are
+//! append-only: once released, a step's SQL never changes. Every step must be
+//! safe to apply while older nodes keep serving (expand/contract, see
+//! docs/scale-out.md); [`Migration::compatible_from`] records which older
+//! nodes still can.
+
+use tokio_postgres::{Client, NoTls};
+
+use crate::StoreError;
+
+use super::error::store_error;
+
+/// One schema step.
+pub(crate) struct Migration {
+    /// 1, 2, 3...: the order steps are applied in.
+    pub(crate) version: i32,
+    pub(crate) name: &'static str,
+    /// The oldest schema version a node may know and still run against a
+    /// database that has this step: `version - 1` for an expand step (older
+    /// nodes ignore what it adds), `version` when older nodes would break.
+    pub(crate) compatible_from: i32,
+    pub(crate) sql: &'static str,
+}
+
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "pointers, pointer ids and master identifiers",
+    compatible_from: 1,
+    sql: POINTERS_V1,
+}];
+
+/// Step 1.
+///
+/// - `pointers` is hash-partitioned on `nhs_number` into 16 partitions (fixed
+///   here: changing it means rewriting the table; sized for 500M pointers in
+///   docs/scale-out.md), the column every search
+///   filters on, and is the Citus distribution column. Its primary key
+///   `(nhs_number, seq)` serves both a patient's search (newest first, read
+///   backwards from the index: no sort) and reads of one pointer once its
+///   `(nhs_number, seq)` is known. Fixed-width columns come first so rows
+///   carry no alignment padding.
+/// - `seq` comes from `pointer_seq`: never handed out twice, even after a
+///   delete or a rolled-back insert, so search cursors ("below seq N") hold.
+///   `pointers_by_seq` serves export paging (`pointers_after`) only.
+/// - `pointer_ids` maps an id to `(nhs_number, seq)`: reads by id touch one
+///   partition, and its primary key makes ids unique across partitions (a
+///   unique index on a partitioned table must include the partition key).
+///   Every write locks the `pointer_ids` rows it touches first: that lock is
+///   what serialises writers of one pointer.
+/// - `master_identifiers` makes `(custodian, masterIdentifier)` unique across
+///   partitions; most pointers without one cost nothing there.
+/// - Keys are `COLLATE "C"`: byte order, cheaper to compare than a locale's,
+///   and immune to an operating system upgrade reordering the index.
+/// - `json` is the DocumentReference as served, as text.
+const POINTERS_V1: &str = r#"
+CREATE SEQUENCE pointer_seq AS bigint;
+
+CREATE TABLE pointers (
+    nhs_number bigint NOT NULL,
+    seq bigint NOT NULL,
+    version integer NOT NULL,
+    id text COLLATE "C" NOT NULL,
+    custodian text COLLATE "C" NOT NULL,
+    type_key text COLLATE "C" NOT NULL,
+    master_identifier text COLLATE "C",
+    security_labels text[] NOT NULL,
+    last_updated text NOT NULL,
+    json text NOT NULL,
+    PRIMARY KEY (nhs_number, seq)
+) PARTITION BY HASH (nhs_number);
+
+CREATE INDEX pointers_by_seq ON pointers (seq);
+
+DO $$
+BEGIN
+    FOR i IN 0..15 LOOP
+        EXECUTE format(
+            'CREATE TABLE pointers_p%s PARTITION OF pointers FOR VALUES WITH (MODULUS 16, REMAINDER %s)',
+            lpad(i::text, 2, '0'), i);
+    END LOOP;
+END
+$$;
+
+CREATE TABLE pointer_ids (
+    id text COLLATE "C" PRIMARY KEY,
+    nhs_number bigint NOT NULL,
+    seq bigint NOT NULL
+);
+
+CREATE TABLE master_identifiers (
+    custodian text COLLATE "C" NOT NULL,
+    master_identifier text COLLATE "C" NOT NULL,
+    id text COLLATE "C" NOT NULL,
+    PRIMARY KEY (custodian, master_identifier)
+);
+"#;
+
+/// Key of the session advisory lock held while migrating ("nrlsmigr").
+const MIGRATION_LOCK: i64 = 0x6e72_6c73_6d69_6772;
+
+/// Server settings that matter to durability, read while migrating.
+pub(super) struct ServerSettings {
+    pub(super) synchronous_commit: bool,
+}
+
+/// Applies the steps this database lacks, on a session of its own.
+///
+/// The session holds an advisory lock throughout, so nodes starting together
+/// migrate one at a time: the first applies the steps, the others find them
+/// done. Closing the session releases the lock even if this node dies
+/// midway; each step is one transaction, so a half-applied step is rolled
+/// back. Refuses a database that has a step incompatible with this build.
+pub(super) async fn migrate(base: &tokio_postgres::Config) -> Result<ServerSettings, StoreError> {
+    let mut config = base.clone();
+    // Waiting for another node's migration may take a while; 10 minutes is
+    // the bound. Each DDL statement waits at most 5 s for its table lock, so
+    // a migration stuck behind long queries fails instead of queueing every
+    // request behind it.
+    let mut settings = config.get_options().unwrap_or_default().to_owned();
+    settings.push_str(" -c statement_timeout=600000");
+    config.options(settings.trim());
+    let (mut client, connection) = config.connect(NoTls).await.map_err(store_error)?;
+    let task = tokio::spawn(connection);
+    let result = apply(&mut client).await;
+    drop(client);
+    task.abort();
+    result
+}
+
+async fn apply(client: &mut Client) -> Result<ServerSettings, StoreError> {
+    let standby: bool = client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .map_err(store_error)?
+        .try_get(0)
+        .map_err(store_error)?;
+    if standby {
+        return check_standby(client).await;
+    }
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(store_error)?;
+    client
+        .batch_execute(
+            "SET lock_timeout = '5s';
+             CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version integer PRIMARY KEY,
+                 name text NOT NULL,
+                 compatible_from integer NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             );",
+        )
+        .await
+        .map_err(store_error)?;
+    let applied = applied(client).await?;
+    check_compatible(&applied)?;
+    for step in MIGRATIONS {
+        if applied.iter().any(|(v, _)| *v == step.version) {
+            continue;
+        }
+        let tx = client.transaction().await.map_err(store_error)?;
+        tx.batch_execute(step.sql).await.map_err(store_error)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, compatible_from) VALUES ($1, $2, $3)",
+            &[&step.version, &step.name, &step.compatible_from],
+        )
+        .await
+        .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        tracing::info!(
+            version = step.version,
+            name = step.name,
+            "applied pointer store schema step"
+        );
+    }
+    let settings = server_settings(client).await?;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(store_error)?;
+    Ok(settings)
+}
+
+async fn applied(client: &Client) -> Result<Vec<(i32, i32)>, StoreError> {
+    client
+        .query(
+            "SELECT version, compatible_from FROM schema_migrations",
+            &[],
+        )
+        .await
+        .map_err(store_error)?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(store_error)
+}
+
+/// A read replica (hot standby) cannot be migrated: a node pointed at one
+/// (to serve reads) checks the schema the primary replicated is complete and
+/// compatible, and changes nothing.
+async fn check_standby(client: &Client) -> Result<ServerSettings, StoreError> {
+    let applied = applied(client).await.map_err(|e| {
+        StoreError::Internal(format!(
+            "the database is a read replica without nrls's schema ({e}); \
+             start a node on the primary first"
+        ))
+    })?;
+    check_compatible(&applied)?;
+    if let Some(step) = MIGRATIONS
+        .iter()
+        .find(|step| !applied.iter().any(|(v, _)| *v == step.version))
+    {
+        return Err(StoreError::Unavailable(format!(
+            "the read replica lacks schema step {}; start a node on the primary first",
+            step.version
+        )));
+    }
+    tracing::info!("the database is a read replica: serving reads only");
+    server_settings(client).await
+}
+
+/// The newest step this build knows.
+pub(crate) fn known_version() -> i32 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+/// A database may be ahead of this build (a newer node applied expand
+/// steps), but not past a step that needs a newer node.
+fn check_compatible(applied: &[(i32, i32)]) -> Result<(), StoreError> {
+    let known = known_version();
+    let needed = applied.iter().map(|(_, from)| *from).max().unwrap_or(0);
+    if needed > known {
+        return Err(StoreError::Internal(format!(
+            "the database schema needs nrls with schema version {needed} or newer; \
+             this nrls knows up to {known}: upgrade nrls"
+        )));
+    }
+    let newest = applied.iter().map(|(v, _)| *v).max().unwrap_or(0);
+    if newest > known {
+        tracing::info!(
+            database = newest,
+            known,
+            "the database schema is ahead of this nrls, and compatible with it"
+        );
+    }
+    Ok(())
+}
+
+async fn server_settings(client: &Client) -> Result<ServerSettings, StoreError> {
+    let show = async |name: &str| -> Result<String, StoreError> {
+        let rows = client
+            .simple_query(&format!("SHOW {name}"))
+            .await
+            .map_err(store_error)?;
+        Ok(rows
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .unwrap_or_default())
+    };
+    if show("fsync").await? == "off" {
+        tracing::warn!("the database runs with fsync off: acknowledged writes may be lost");
+    }
+    Ok(ServerSettings {
+        synchronous_commit: show("synchronous_commit").await? != "off",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_numbered_in_order() {
+        for (i, step) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(step.version, i32::try_from(i + 1).unwrap());
+            assert!(step.compatible_from <= step.version);
+        }
+        assert!(POINTERS_V1.contains("MODULUS 16"));
+        assert!(POINTERS_V1.contains("0..15"));
+    }
+
+    #[test]
+    fn newer_compatible_schema_is_accepted_and_incompatible_refused() {
+        let known = known_version();
+        assert!(check_compatible(&[(1, 1), (known + 1, known)]).is_ok());
+        let err = check_compatible(&[(1, 1), (known + 1, known + 1)]).unwrap_err();
+        assert!(matches!(err, StoreError::Internal(m) if m.contains("upgrade nrls")));
+    }
+}

@@ -1,0 +1,494 @@
+//! The conformance suite on PostgreSQL, each case on its own database cloned
+//! from the migrated template; then what only this backend has: migrations
+//! shared by several nodes, partitions, and faults of the database and the
+//! network.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::testing::{Link, Proxy, TestDatabase};
+use super::{PostgresOptions, PostgresStore, schema};
+use crate::conformance::{CUSTODIAN, Fixture, next_version, pointer, supersede};
+use crate::{PointerStore, StoreError};
+
+crate::conformance_tests!(|| async {
+    let database = TestDatabase::create().await;
+    let store = PostgresStore::open(database.options()).await.unwrap();
+    Fixture::with_guard(store, database)
+});
+
+async fn open(database: &TestDatabase) -> PostgresStore {
+    PostgresStore::open(database.options()).await.unwrap()
+}
+
+/// Options with a short statement time-out, for fault tests.
+fn impatient(url: &str) -> PostgresOptions {
+    PostgresOptions {
+        pool_size: 4,
+        statement_timeout: Duration::from_millis(800),
+        connect_timeout: Duration::from_millis(800),
+        ..PostgresOptions::new(url)
+    }
+}
+
+fn expect_unavailable<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
+    match result {
+        Err(StoreError::Unavailable(_)) => {}
+        other => panic!("{what}: expected Unavailable, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn nodes_starting_together_migrate_once() {
+    let database = TestDatabase::create_empty().await;
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let options = database.options();
+            tokio::spawn(async move { PostgresStore::open(options).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for open in opens {
+        stores.push(open.await.unwrap().unwrap());
+    }
+    let known = i64::from(schema::known_version());
+    assert_eq!(
+        database
+            .query_i64("SELECT count(*) FROM schema_migrations")
+            .await,
+        known
+    );
+    let record = pointer(CUSTODIAN, "p", 1);
+    stores[0].create(record.clone(), Vec::new()).await.unwrap();
+    assert_eq!(stores[3].get(&record.id).await.unwrap(), Some(record));
+
+    drop(stores);
+    open(&database).await.health().await.unwrap();
+    assert_eq!(
+        database
+            .query_i64("SELECT max(version)::bigint FROM schema_migrations")
+            .await,
+        known
+    );
+}
+
+#[tokio::test]
+async fn schema_needing_a_newer_node_is_refused() {
+    let database = TestDatabase::create().await;
+    let future = schema::known_version() + 1;
+    database
+        .execute(&format!(
+            "INSERT INTO schema_migrations (version, name, compatible_from)
+             VALUES ({future}, 'from the future', {future})"
+        ))
+        .await;
+    match PostgresStore::open(database.options()).await {
+        Err(StoreError::Internal(message)) => {
+            assert!(message.contains("upgrade nrls"), "{message}")
+        }
+        Err(other) => panic!("expected Internal, got {other:?}"),
+        Ok(_) => panic!("a schema needing a newer nrls must be refused"),
+    }
+
+    // An expand step from a newer node (compatible with this one) is fine.
+    database
+        .execute(&format!(
+            "UPDATE schema_migrations SET compatible_from = {} WHERE version = {future}",
+            future - 1
+        ))
+        .await;
+    open(&database).await.health().await.unwrap();
+}
+
+#[tokio::test]
+async fn tls_is_refused_rather_than_ignored() {
+    let url = format!("{}?sslmode=require", TestDatabase::create().await.url());
+    match PostgresStore::open(PostgresOptions::new(url)).await {
+        Err(StoreError::Internal(message)) => assert!(message.contains("TLS"), "{message}"),
+        other => panic!("expected Internal, got {:?}", other.err()),
+    }
+}
+
+/// Pointers spread over the partitions by NHS number, and a read by id or by
+/// patient touches only its patient's partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_touch_one_partition() {
+    let database = TestDatabase::create().await;
+    let store = open(&database).await;
+    let records: Vec<_> = (0..64)
+        .map(|i| pointer(CUSTODIAN, &format!("p{i}"), i))
+        .collect();
+    for record in &records {
+        store.create(record.clone(), Vec::new()).await.unwrap();
+    }
+    let used = database
+        .query_i64("SELECT count(DISTINCT tableoid)::bigint FROM pointers")
+        .await;
+    assert!(used > 8, "64 patients fall in {used} of 16 partitions");
+
+    // Plans as the pool's prepared statements run them: generic, with the
+    // partition chosen at execution time.
+    let id = records[5].id.as_str();
+    let nhs = super::row::nhs_to_sql(records[5].nhs_number);
+    for (statement, argument) in [
+        (super::reads::GET, format!("'{id}'")),
+        (super::reads::PATIENT, nhs.to_string()),
+    ] {
+        let plan = database
+            .query_text(&format!(
+                "SET plan_cache_mode = force_generic_plan;
+                 PREPARE q AS {statement};
+                 EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) EXECUTE q({argument});"
+            ))
+            .await;
+        let scanned: std::collections::HashSet<&str> = plan
+            .lines()
+            .filter(|l| !l.contains("never executed"))
+            .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("pointers_p")))
+            .map(|w| &w[..12])
+            .collect();
+        assert_eq!(scanned.len(), 1, "one partition read:\n{plan}");
+    }
+}
+
+/// A row lock held elsewhere outlasts the statement time-out: the write gives
+/// up with `Unavailable` on time, and the next one succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_wait_times_out_as_unavailable() {
+    let database = TestDatabase::create().await;
+    let store = PostgresStore::open(impatient(database.url()))
+        .await
+        .unwrap();
+    let record = pointer(CUSTODIAN, "p", 1);
+    store.create(record.clone(), Vec::new()).await.unwrap();
+
+    let blocker = database.session().await;
+    blocker
+        .batch_execute(&format!(
+            "BEGIN; SELECT * FROM pointer_ids WHERE id = '{}' FOR UPDATE;",
+            record.id
+        ))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    expect_unavailable(store.update(next_version(&record), 1).await, "update");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+
+    store.update(next_version(&record), 1).await.unwrap();
+}
+
+/// Sessions killed under the store (a restart, a failover): calls fail with
+/// `Unavailable` at worst, never `Internal`, and the pool recovers by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_sessions_are_replaced() {
+    let database = TestDatabase::create().await;
+    let store = Arc::new(open(&database).await);
+    for i in 0..8 {
+        store
+            .create(pointer(CUSTODIAN, &format!("warm{i}"), i), Vec::new())
+            .await
+            .unwrap();
+    }
+    assert!(database.terminate_sessions().await >= 1);
+    let mut failures = 0u64;
+    for i in 0..20 {
+        match store
+            .create(pointer(CUSTODIAN, &format!("after{i}"), i), Vec::new())
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Unavailable(_)) => failures += 1,
+            Err(other) => panic!("a lost session must be Unavailable, got {other:?}"),
+        }
+    }
+    assert!(
+        failures <= 4,
+        "{failures} failures: at most one per pooled session"
+    );
+    store.health().await.unwrap();
+    assert_eq!(store.count().await.unwrap(), 28 - failures);
+}
+
+/// A network that stops answering: every call ends in `Unavailable` within
+/// the statement time-out plus a second, and the store recovers when the
+/// network does. A network that refuses: `Unavailable` at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_network_fails_fast_and_recovers() {
+    let database = TestDatabase::create().await;
+    let (proxy, url) = Proxy::in_front_of(database.url()).await;
+    let store = Arc::new(PostgresStore::open(impatient(&url)).await.unwrap());
+    let record = pointer(CUSTODIAN, "p", 1);
+    store.create(record.clone(), Vec::new()).await.unwrap();
+
+    proxy.set(Link::Stalled);
+    let started = Instant::now();
+    let calls: Vec<_> = (0..6)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            let record = record.clone();
+            tokio::spawn(async move {
+                match i % 3 {
+                    0 => store.get(&record.id).await.map(drop),
+                    1 => {
+                        store
+                            .create(pointer(CUSTODIAN, &format!("s{i}"), 2), Vec::new())
+                            .await
+                    }
+                    _ => store.health().await,
+                }
+            })
+        })
+        .collect();
+    for call in calls {
+        expect_unavailable(call.await.unwrap(), "call during a stall");
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_millis(2500),
+        "stalled calls took {waited:?}"
+    );
+
+    proxy.set(Link::Down);
+    let started = Instant::now();
+    expect_unavailable(store.get(&record.id).await, "get while refused");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+
+    proxy.set(Link::Up);
+    let back = Instant::now();
+    loop {
+        match store.get(&record.id).await {
+            Ok(found) => {
+                assert_eq!(found, Some(record.clone()));
+                break;
+            }
+            Err(StoreError::Unavailable(_)) if back.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(other) => panic!("no recovery: {other:?}"),
+        }
+    }
+    store.health().await.unwrap();
+}
+
+#[tokio::test]
+async fn unreachable_database_is_unavailable_at_open() {
+    let (proxy, url) = Proxy::in_front_of(super::testing::DEFAULT_URL).await;
+    proxy.set(Link::Down);
+    expect_unavailable(PostgresStore::open(impatient(&url)).await.map(drop), "open");
+}
+
+/// A supersede racing an update of its target: one order or the other, never
+/// half of each, and never a target left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supersede_and_update_of_one_target_serialise() {
+    let database = TestDatabase::create().await;
+    let store = Arc::new(open(&database).await);
+    for round in 0..20 {
+        let old = pointer(CUSTODIAN, &format!("old{round}"), round);
+        let new = pointer(CUSTODIAN, &format!("new{round}"), round);
+        store.create(old.clone(), Vec::new()).await.unwrap();
+        let superseding = {
+            let store = Arc::clone(&store);
+            let (new, target) = (new.clone(), supersede(&old));
+            tokio::spawn(async move { store.create(new, vec![target]).await })
+        };
+        let updating = {
+            let store = Arc::clone(&store);
+            let next = next_version(&old);
+            tokio::spawn(async move { store.update(next, 1).await })
+        };
+        superseding.await.unwrap().unwrap();
+        match updating.await.unwrap() {
+            Ok(()) | Err(StoreError::NotFound(_)) => {}
+            Err(other) => panic!("update racing a supersede: {other:?}"),
+        }
+        assert_eq!(store.get(&old.id).await.unwrap(), None);
+        assert_eq!(store.get(&new.id).await.unwrap(), Some(new));
+    }
+    let orphans = database
+        .query_i64(
+            "SELECT count(*) FROM pointer_ids i
+             WHERE NOT EXISTS (SELECT 1 FROM pointers p WHERE p.nhs_number = i.nhs_number AND p.seq = i.seq)",
+        )
+        .await;
+    assert_eq!(orphans, 0);
+}
+
+/// A batch exercising every import rule, on a store already holding some of
+/// its pointers: new records, a re-run of a stored record, a stored id with
+/// other content, masterIdentifiers held by stored pointers and by earlier
+/// records of the batch, and ids repeated within the batch.
+async fn import_scenario(store: &dyn PointerStore) -> (crate::ImportOutcome, Vec<String>) {
+    let with_master = |local: &str, n: u32, master: &str| {
+        let mut record = pointer(CUSTODIAN, local, n);
+        record.master_identifier = Some(master.to_owned());
+        record
+    };
+    let stored = with_master("stored", 1, "sys|stored");
+    let other = pointer(CUSTODIAN, "other", 2);
+    store.create(stored.clone(), Vec::new()).await.unwrap();
+    store.create(other.clone(), Vec::new()).await.unwrap();
+    let mut changed = other.clone();
+    changed.json = "{\"changed\":true}".into();
+    let mut repeat_changed = pointer(CUSTODIAN, "fresh", 3);
+    repeat_changed.json = "{\"repeat\":true}".into();
+    let batch = vec![
+        pointer(CUSTODIAN, "fresh", 3),
+        stored.clone(),
+        changed,
+        with_master("taken", 4, "sys|stored"),
+        with_master("first", 5, "sys|batch"),
+        with_master("second", 6, "sys|batch"),
+        pointer(CUSTODIAN, "fresh", 3),
+        repeat_changed,
+        with_master("second", 6, "sys|batch"),
+        pointer(OTHER, "elsewhere", 7),
+    ];
+    let outcome = store.import(batch).await.unwrap();
+    let mut state = Vec::new();
+    for n in 0..8 {
+        for s in store.patient_pointers(patient(n)).await.unwrap() {
+            state.push(format!(
+                "{}:{}:{:?}",
+                s.record.id,
+                s.record.json.len(),
+                s.record.master_identifier
+            ));
+        }
+    }
+    (outcome, state)
+}
+
+const OTHER: &str = crate::conformance::OTHER_CUSTODIAN;
+use crate::conformance::patient;
+
+/// Bulk import decides exactly as the reference (one create per record) does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_matches_the_reference() {
+    let database = TestDatabase::create().await;
+    let postgres = open(&database).await;
+    let reference = crate::memory::MemoryStore::new();
+    let (expected, expected_state) = import_scenario(&reference).await;
+    let (actual, actual_state) = import_scenario(&postgres).await;
+    assert_eq!(actual, expected);
+    assert_eq!(actual_state, expected_state);
+    assert_eq!(expected.imported, 3, "{expected:?}");
+
+    // A re-run of the same batch changes nothing.
+    let again = import_scenario_rerun(&postgres).await;
+    assert_eq!(again.imported, 0, "{again:?}");
+    assert_eq!(
+        postgres.count().await.unwrap(),
+        reference.count().await.unwrap()
+    );
+}
+
+async fn import_scenario_rerun(store: &dyn PointerStore) -> crate::ImportOutcome {
+    store
+        .import(vec![
+            pointer(CUSTODIAN, "fresh", 3),
+            pointer(OTHER, "elsewhere", 7),
+        ])
+        .await
+        .unwrap()
+}
+
+/// Export pages come lowest sequence first, across partitions, optionally
+/// for one custodian, as the reference's do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_pages_match_the_reference() {
+    let database = TestDatabase::create().await;
+    let postgres = open(&database).await;
+    let reference = crate::memory::MemoryStore::new();
+    for store in [&postgres as &dyn PointerStore, &reference] {
+        for i in 0..30u32 {
+            let custodian = if i.is_multiple_of(3) {
+                OTHER
+            } else {
+                CUSTODIAN
+            };
+            store
+                .create(pointer(custodian, &format!("p{i}"), i), Vec::new())
+                .await
+                .unwrap();
+        }
+        store
+            .delete(&pointer(CUSTODIAN, "p4", 4).id, None)
+            .await
+            .unwrap();
+    }
+    let other = domain::OdsCode::parse(OTHER).unwrap();
+    for custodian in [None, Some(&other)] {
+        let expected = export_ids(&reference, custodian).await;
+        assert_eq!(export_ids(&postgres, custodian).await, expected);
+        assert!(expected.len() >= 10);
+    }
+}
+
+/// Every id `pointers_after` pages out, in order, 7 to a page.
+async fn export_ids(store: &dyn PointerStore, custodian: Option<&domain::OdsCode>) -> Vec<String> {
+    let (mut after, mut ids) = (0, Vec::new());
+    loop {
+        let page = store.pointers_after(after, 7, custodian).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        ids.extend(page.iter().map(|s| s.record.id.to_string()));
+    }
+    ids
+}
+
+/// Creates per second through one store by pool size, 64 concurrent callers,
+/// 3 s each. A measurement, not a check (it backs the `pool_size` default):
+/// `cargo test -p store --release -- --ignored --nocapture pool_size_throughput`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement"]
+async fn pool_size_throughput() {
+    for pool_size in [1, 2, 4, 8, 16, 32] {
+        let database = TestDatabase::create().await;
+        let store = Arc::new(
+            PostgresStore::open(PostgresOptions {
+                pool_size,
+                ..database.options()
+            })
+            .await
+            .unwrap(),
+        );
+        let until = Instant::now() + Duration::from_secs(3);
+        let callers: Vec<_> = (0..64u32)
+            .map(|c| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move {
+                    let mut done = 0u32;
+                    while Instant::now() < until {
+                        let local = format!("c{c}n{done}");
+                        store
+                            .create(pointer(CUSTODIAN, &local, c * 1000 + done), Vec::new())
+                            .await
+                            .unwrap();
+                        done += 1;
+                    }
+                    done
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for caller in callers {
+            total += caller.await.unwrap();
+        }
+        println!(
+            "pool_size {pool_size:2}: {:6.0} creates/s",
+            f64::from(total) / 3.0
+        );
+    }
+}

@@ -1,0 +1,182 @@
+//! Bulk loading and export: `nrls import` and `nrls export`.
+//!
+//! Bulk work has its own connection, opened on first use, so a load of
+//! millions of pointers never queues behind (or delays) the group-commit
+//! writer's small API transactions for longer than one of its batches: each
+//! [`PointerStore::import`](crate::PointerStore::import) call is one
+//! `BEGIN IMMEDIATE` transaction of plain `INSERT ... ON CONFLICT DO NOTHING`
+//! statements, without the per-write savepoint the writer needs. Only a record
+//! that did not insert costs a second statement, to tell a re-run (same JSON)
+//! from a clash. It runs on a blocking thread: a batch of thousands of rows
+//! takes tens of milliseconds.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use domain::{OdsCode, PointerRecord};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::{ImportOutcome, StoreError, StoredPointer};
+
+use super::row::{Columns, decode, pointer_columns, sqlite_error};
+use super::schema;
+
+/// The insert of a bulk load: a row whose id or (custodian, masterIdentifier)
+/// is already taken is skipped, and then examined.
+const IMPORT: &str = concat!(
+    "INSERT INTO pointers (",
+    pointer_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING"
+);
+const EXPORT_ALL: &str = concat!(
+    "SELECT seq, ",
+    pointer_columns!(),
+    " FROM pointers WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+);
+const EXPORT_CUSTODIAN: &str = concat!(
+    "SELECT seq, ",
+    pointer_columns!(),
+    " FROM pointers WHERE seq > ?1 AND custodian = ?3 ORDER BY seq LIMIT ?2"
+);
+
+/// Page cache of the bulk connection, in KiB (SQLite's negative `cache_size`).
+/// A load touches the patient and id indexes all over; a larger cache keeps
+/// their inner pages in memory instead of re-reading them per batch.
+const BULK_CACHE_KIB: i64 = 131_072;
+
+/// The bulk connection, opened on first use.
+pub(super) struct Bulk {
+    path: PathBuf,
+    conn: Arc<Mutex<Option<Connection>>>,
+}
+
+impl Bulk {
+    pub(super) fn new(path: PathBuf) -> Bulk {
+        Bulk {
+            path,
+            conn: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Runs `work` on the bulk connection in a blocking thread.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let slot = Arc::clone(&self.conn);
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic mid-batch leaves at most an open transaction, which the
+            // next BEGIN would refuse; the connection is reopened instead.
+            let mut guard = slot.lock().unwrap_or_else(|p| {
+                let mut g = p.into_inner();
+                *g = None;
+                g
+            });
+            if guard.is_none() {
+                let conn = Connection::open(&path).map_err(sqlite_error)?;
+                schema::configure_writer(&conn)?;
+                conn.pragma_update(None, "cache_size", -BULK_CACHE_KIB)
+                    .map_err(sqlite_error)?;
+                *guard = Some(conn);
+            }
+            match guard.as_ref() {
+                Some(conn) => work(conn),
+                None => Err(StoreError::Internal("bulk connection missing".into())),
+            }
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("bulk load task failed: {e}")))?
+    }
+
+    pub(super) async fn import(
+        &self,
+        records: Vec<PointerRecord>,
+    ) -> Result<ImportOutcome, StoreError> {
+        self.run(move |conn| {
+            let outcome = import_batch(conn, &records);
+            if outcome.is_err() && !conn.is_autocommit() {
+                // Nothing of a failed batch stays: the caller retries it whole.
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            outcome
+        })
+        .await
+    }
+
+    pub(super) async fn pointers_after(
+        &self,
+        after_seq: i64,
+        limit: usize,
+        custodian: Option<&OdsCode>,
+    ) -> Result<Vec<StoredPointer>, StoreError> {
+        let custodian = custodian.map(|c| c.as_str().to_owned());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |conn| {
+            page(conn, after_seq, limit, custodian.as_deref()).map_err(sqlite_error)
+        })
+        .await
+    }
+}
+
+/// One transaction for the whole batch; `Err` means nothing of it was stored.
+fn import_batch(conn: &Connection, records: &[PointerRecord]) -> Result<ImportOutcome, StoreError> {
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(sqlite_error)?;
+    let mut outcome = ImportOutcome::default();
+    {
+        let mut insert = conn.prepare_cached(IMPORT).map_err(sqlite_error)?;
+        let mut stored_json = conn
+            .prepare_cached("SELECT json FROM pointers WHERE id = ?1")
+            .map_err(sqlite_error)?;
+        for (index, record) in records.iter().enumerate() {
+            let columns = Columns::of(record);
+            if insert.execute(columns.params()).map_err(sqlite_error)? == 1 {
+                outcome.imported += 1;
+                continue;
+            }
+            let existing: Option<String> = stored_json
+                .query_row([record.id.as_str()], |row| row.get(0))
+                .optional()
+                .map_err(sqlite_error)?;
+            match existing {
+                Some(json) if json == record.json => outcome.already_present += 1,
+                Some(_) => outcome
+                    .rejected
+                    .push((index, StoreError::DuplicateId(record.id.clone()))),
+                None => outcome.rejected.push((
+                    index,
+                    StoreError::DuplicateMasterIdentifier(
+                        record.master_identifier.clone().unwrap_or_default(),
+                    ),
+                )),
+            }
+        }
+    }
+    conn.execute_batch("COMMIT").map_err(sqlite_error)?;
+    Ok(outcome)
+}
+
+fn page(
+    conn: &Connection,
+    after_seq: i64,
+    limit: i64,
+    custodian: Option<&str>,
+) -> rusqlite::Result<Vec<StoredPointer>> {
+    let read = |row: &rusqlite::Row<'_>| {
+        Ok(StoredPointer {
+            seq: row.get(0)?,
+            record: decode(row, 1)?,
+        })
+    };
+    match custodian {
+        None => conn
+            .prepare_cached(EXPORT_ALL)?
+            .query_map(params![after_seq, limit], read)?
+            .collect(),
+        Some(ods) => conn
+            .prepare_cached(EXPORT_CUSTODIAN)?
+            .query_map(params![after_seq, limit, ods], read)?
+            .collect(),
+    }
+}
