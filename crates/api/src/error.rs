@@ -44,6 +44,20 @@ impl ApiError {
         ApiError::one(Issue::general(code, IssueType::Forbidden, diagnostics))
     }
 
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    /// The first issue's code and sentence, for the audit trail.
+    pub fn summary(&self) -> String {
+        let (_, issues) = self.parts();
+        issues
+            .first()
+            .map(|i| format!("{}: {}", i.code.as_str(), i.diagnostics))
+            .unwrap_or_default()
+    }
+
     /// The HTTP status and the issues to report.
     fn parts(&self) -> (StatusCode, Vec<Issue>) {
         match self {

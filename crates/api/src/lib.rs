@@ -1,6 +1,8 @@
 //! The HTTP adapter of nrls: routers by audience, extractors that check every
 //! input, and the one place errors become OperationOutcomes (`error`).
 
+pub mod access;
+pub mod audit_trail;
 pub mod error;
 pub mod extract;
 pub mod ops;
@@ -72,7 +74,9 @@ pub fn fhir_routes() -> Routes {
 /// The whole service on the main listener, and the operations it serves
 /// (what `/openapi.json` documents).
 pub fn service(state: AppState) -> (Router, Vec<Operation>) {
-    let (fhir, mut operations) = fhir_routes().into_parts();
+    let (fhir, mut operations) = fhir_routes()
+        .nest_router("/admin", admin_api(&state), &routes::admin::OPERATIONS)
+        .into_parts();
     let (operational, more) = ops::routes(state.ops()).into_parts();
     operations.extend(more);
     let document = ops::openapi::document(&operations, &state.settings().public_url);
@@ -96,6 +100,21 @@ pub fn service(state: AppState) -> (Router, Vec<Operation>) {
         ))
         .with_state(state);
     (router, operations)
+}
+
+/// The admin API (relationships, objections, alerts, AuditEvent search),
+/// open to the apps listed in `ApiSettings::admin_clients`.
+fn admin_api(state: &AppState) -> Router<AppState> {
+    let access = state.access();
+    let admin = routes::admin::AdminState::new(
+        state.auth_handle(),
+        Arc::clone(&access.access),
+        Arc::clone(&access.audit),
+        state.settings().admin_clients.iter().cloned(),
+        format!("{}/admin", state.settings().public_url),
+        access.node.clone(),
+    );
+    routes::admin::router(admin)
 }
 
 /// The whole service on the main listener.

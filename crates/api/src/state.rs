@@ -8,6 +8,7 @@ use domain::catalogue::Catalogue;
 use domain::search::SearchLimits;
 use store::SharedStore;
 
+use crate::access::AccessServices;
 use crate::ops::Ops;
 use crate::rate_limit::RateLimiter;
 
@@ -24,6 +25,8 @@ pub struct ApiSettings {
     pub gateway_mode: bool,
     /// Longest a request may run before it is answered 503.
     pub request_timeout: std::time::Duration,
+    /// Client ids allowed to call the admin API.
+    pub admin_clients: Vec<String>,
 }
 
 impl Default for ApiSettings {
@@ -34,6 +37,7 @@ impl Default for ApiSettings {
             body_limit: 1024 * 1024,
             gateway_mode: false,
             request_timeout: std::time::Duration::from_secs(30),
+            admin_clients: Vec::new(),
         }
     }
 }
@@ -44,6 +48,7 @@ struct Inner {
     settings: ApiSettings,
     rate_limiter: RateLimiter,
     ops: Ops,
+    access: AccessServices,
     started: Instant,
 }
 
@@ -53,7 +58,13 @@ pub struct AppState(Arc<Inner>);
 
 impl AppState {
     pub fn new(store: SharedStore, auth: Arc<Authenticator>, settings: ApiSettings) -> Self {
-        AppState::with_ops(store, auth, settings, Ops::default())
+        AppState::with_ops(
+            store,
+            auth,
+            settings,
+            Ops::default(),
+            AccessServices::in_memory(),
+        )
     }
 
     /// As [`AppState::new`], with the service's metrics, lifecycle and
@@ -64,6 +75,7 @@ impl AppState {
         auth: Arc<Authenticator>,
         settings: ApiSettings,
         ops: Ops,
+        access: AccessServices,
     ) -> Self {
         let weak = Arc::downgrade(&store);
         ops.metrics().watch_store(move || {
@@ -77,6 +89,7 @@ impl AppState {
             settings,
             rate_limiter: RateLimiter::default(),
             ops,
+            access,
             started: Instant::now(),
         }))
     }
@@ -89,12 +102,22 @@ impl AppState {
         &self.0.auth
     }
 
+    /// A shared handle on the authenticator.
+    pub fn auth_handle(&self) -> Arc<Authenticator> {
+        Arc::clone(&self.0.auth)
+    }
+
     pub fn settings(&self) -> &ApiSettings {
         &self.0.settings
     }
 
     pub fn rate_limiter(&self) -> &RateLimiter {
         &self.0.rate_limiter
+    }
+
+    /// Access policy, identities, relationships and the audit trail.
+    pub fn access(&self) -> &AccessServices {
+        &self.0.access
     }
 
     /// Metrics, lifecycle and reload handles.

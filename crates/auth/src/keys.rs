@@ -140,7 +140,8 @@ impl KeySet {
         KeySet::parse_published_for(bytes, &ASSERTION_ALGS)
     }
 
-    /// As [`KeySet::parse_published`], for tokens signed with one of `algs`.
+    /// Parses a published set (see `parse_published`) for tokens signed
+    /// with one of `algs`.
     pub(crate) fn parse_published_for(
         bytes: &[u8],
         algs: &KeyAlgs,

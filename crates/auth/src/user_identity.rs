@@ -25,8 +25,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use domain::OdsCode;
 use domain::access::EndUser;
 use jsonwebtoken::errors::ErrorKind;
@@ -38,6 +36,10 @@ use crate::error::{KeyError, KeyProblem};
 use crate::expiring_map::{ExpiringMap, Lookup};
 use crate::keys::{ID_TOKEN_ALGS, KeySet};
 use crate::remote_keys::RemoteKeys;
+
+mod claims;
+
+use claims::{IdClaims, RoleClaim, peek, seconds};
 
 /// The header carrying the ID token (the JWT itself, no `Bearer` prefix).
 pub const USER_IDENTITY_HEADER: &str = "nhsd-user-identity";
@@ -100,7 +102,7 @@ impl Default for UserIdentityOptions {
 /// A `[[trusted_issuers]]` entry that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IssuerConfigError {
-    /// Trusted_issuers[…]: … must not be empty.
+    /// A required field is blank.
     #[error("trusted_issuers[{index}]: {field} must not be empty")]
     Empty {
         /// Position in `[[trusted_issuers]]`.
@@ -175,6 +177,7 @@ pub enum UserIdentityError {
     /// The user identity token carries no usable nhsid_nrbac_roles entry.
     #[error("the user identity token carries no usable nhsid_nrbac_roles entry")]
     NoRole,
+    /// The selected role id is not among the token's roles.
     #[error(
         "the selected role (NHSD-Session-URID or selected_roleid) is not among the user's roles"
     )]
@@ -548,114 +551,6 @@ fn select_role(
         None => return Err(UserIdentityError::AmbiguousRole),
     };
     Ok(UserIdentity { token, role })
-}
-
-struct Peeked {
-    alg: Algorithm,
-    kid: String,
-    issuer: String,
-}
-
-#[derive(Deserialize)]
-struct PeekHeader {
-    alg: Option<String>,
-    kid: Option<String>,
-    crit: Option<serde::de::IgnoredAny>,
-}
-
-#[derive(Deserialize)]
-struct PeekClaims {
-    iss: Option<serde_json::Value>,
-}
-
-/// Header and issuer, read without trusting them, to find the key.
-fn peek(token: &str) -> Result<Peeked, UserIdentityError> {
-    let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(_), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(UserIdentityError::Malformed);
-    };
-    let header: PeekHeader = decode_segment(header).ok_or(UserIdentityError::Malformed)?;
-    let claims: PeekClaims = decode_segment(payload).ok_or(UserIdentityError::Malformed)?;
-    if header.crit.is_some() {
-        return Err(UserIdentityError::Malformed);
-    }
-    let alg = header.alg.ok_or(UserIdentityError::Malformed)?;
-    let alg = ID_TOKEN_ALGS
-        .find(&alg)
-        .ok_or(UserIdentityError::UnsupportedAlgorithm)?;
-    let kid = header
-        .kid
-        .filter(|k| !k.is_empty())
-        .ok_or(UserIdentityError::Malformed)?;
-    match claims.iss {
-        Some(serde_json::Value::String(issuer)) if !issuer.is_empty() => {
-            Ok(Peeked { alg, kid, issuer })
-        }
-        _ => Err(UserIdentityError::UnknownIssuer),
-    }
-}
-
-fn decode_segment<T: serde::de::DeserializeOwned>(segment: &str) -> Option<T> {
-    let bytes = URL_SAFE_NO_PAD.decode(segment).ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
-
-#[derive(Deserialize)]
-struct IdClaims {
-    iss: Option<String>,
-    sub: Option<String>,
-    aud: Option<Audience>,
-    exp: Option<f64>,
-    nbf: Option<f64>,
-    iat: Option<f64>,
-    selected_roleid: Option<String>,
-    nhsid_nrbac_roles: Option<Vec<RoleClaim>>,
-    purpose_of_use: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Audience {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl Audience {
-    fn contains(&self, expected: &str) -> bool {
-        match self {
-            Audience::One(aud) => aud == expected,
-            Audience::Many(auds) => auds.iter().any(|a| a == expected),
-        }
-    }
-}
-
-/// One `nhsid_nrbac_roles` entry; other members (`role_name`,
-/// `activities`, `org_name`...) are ignored.
-#[derive(Deserialize)]
-struct RoleClaim {
-    person_roleid: Option<String>,
-    org_code: Option<String>,
-    role_code: Option<String>,
-    #[serde(default)]
-    activity_codes: Vec<String>,
-}
-
-impl RoleClaim {
-    /// Entries without a role id or a valid ODS code cannot be acted in.
-    fn into_role(self) -> Option<NrbacRole> {
-        Some(NrbacRole {
-            person_role_id: self.person_roleid.filter(|r| !r.is_empty())?,
-            org: OdsCode::parse(self.org_code.as_deref()?)?,
-            role_code: self.role_code.filter(|r| !r.is_empty()),
-            activity_codes: self.activity_codes,
-        })
-    }
-}
-
-fn seconds(value: Option<f64>) -> Option<i64> {
-    value.filter(|v| v.is_finite()).map(|v| v.floor() as i64)
 }
 
 #[cfg(test)]

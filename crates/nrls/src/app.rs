@@ -38,6 +38,8 @@ pub enum StartError {
     Tls(String),
     #[error("demo data: {0}")]
     Demo(String),
+    #[error("access and audit: {0}")]
+    Access(String),
 }
 
 /// A bound, ready-to-run service.
@@ -51,6 +53,8 @@ pub struct Application {
     pub admin_port: Option<u16>,
     pub public_url: String,
     pub store: SharedStore,
+    /// The audit trail, signed once more at shutdown.
+    pub audit: audit::SharedAuditLog,
 }
 
 impl Application {
@@ -118,6 +122,7 @@ impl Application {
             body_limit: config.server.body_limit_bytes,
             gateway_mode: config.server.gateway_mode,
             request_timeout: Duration::from_secs(config.server.request_timeout_seconds),
+            admin_clients: config.admin.clients.clone(),
         };
         metrics.reloads().set_apps(authenticator.registry().len());
         let reloader = reload::reloader(
@@ -129,7 +134,9 @@ impl Application {
         let lifecycle = Lifecycle::default();
         let ops = Ops::new(metrics, lifecycle.clone(), admin.is_some())
             .with_reloader(Arc::clone(&reloader));
-        let state = AppState::with_ops(store.clone(), authenticator, api_settings, ops);
+        let access = access_services(&config, &public_url)?;
+        let audit_log = Arc::clone(&access.audit);
+        let state = AppState::with_ops(store.clone(), authenticator, api_settings, ops, access);
         let admin_port = admin
             .as_ref()
             .and_then(|l| l.local_addr().ok())
@@ -154,6 +161,7 @@ impl Application {
             admin_port,
             public_url,
             store,
+            audit: audit_log,
         })
     }
 
@@ -169,14 +177,19 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        crate::lifecycle::serve(
+        let result = crate::lifecycle::serve(
             self.listeners,
             self.timing,
             self.lifecycle,
             self.store,
             shutdown,
         )
-        .await
+        .await;
+        // Sign the tail of the trail so a verifier can vouch for every record.
+        if let Err(e) = self.audit.checkpoint().await {
+            tracing::warn!(error = %e, "final audit checkpoint failed");
+        }
+        result
     }
 }
 
@@ -305,4 +318,42 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, bytes)
+}
+
+/// The access policy, end-user identity, relationship store and audit trail.
+/// The embedded files live beside the pointer store (also with PostgreSQL:
+/// each node keeps its own trail until a shared one lands).
+fn access_services(config: &Config, node: &str) -> Result<api::access::AccessServices, StartError> {
+    let fail = |e: &dyn std::fmt::Display| StartError::Access(e.to_string());
+    let users = if config.trusted_issuers.is_empty() {
+        None
+    } else {
+        Some(
+            auth::UserIdentityVerifier::new(
+                &config.trusted_issuers,
+                &auth::UserIdentityOptions::default(),
+            )
+            .map_err(|e| fail(&e))?,
+        )
+    };
+    let mut services = api::access::AccessServices::in_memory();
+    if config.store.backend != Backend::Memory {
+        let dir = &config.store.data_dir;
+        std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
+        services.audit = Arc::new(
+            audit::sqlite::SqliteAuditLog::open_in(
+                dir,
+                audit::sqlite::SqliteAuditOptions::default(),
+            )
+            .map_err(|e| fail(&e))?,
+        );
+        services.access = Arc::new(
+            store::access::sqlite::SqliteAccessStore::open(&dir.join("access.db"))
+                .map_err(|e| fail(&e))?,
+        );
+    }
+    services.policy = config.access.clone();
+    services.users = users;
+    services.node = node.to_owned();
+    Ok(services)
 }

@@ -16,10 +16,27 @@ pub struct Config {
     pub search: SearchConfig,
     pub auth: AuthConfig,
     pub apps: Vec<auth::config::AppConfig>,
+    /// `[access]`: the direct-care policy (sensitive labels, the activity
+    /// codes that may see them, app-only calls). See docs/security.md.
+    pub access: domain::access::AccessPolicy,
+    /// `[[trusted_issuers]]`: identity providers whose ID tokens, sent in
+    /// `NHSD-User-Identity`, name the clinician behind a call.
+    pub trusted_issuers: Vec<auth::TrustedIssuerConfig>,
+    /// `[admin]`: who may use the admin API.
+    pub admin: AdminConfig,
     /// The file this configuration was read from, if any: what a reload
     /// (SIGHUP, `POST /-/reload`) reads again.
     #[serde(skip)]
     pub source: Option<PathBuf>,
+}
+
+/// The admin API's callers.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Client ids of the apps allowed to call `/admin` (privacy officers'
+    /// and service-desk tools). Empty: nobody.
+    pub clients: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

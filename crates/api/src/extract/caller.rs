@@ -12,6 +12,7 @@ use domain::permissions::{Permissions, TypeSet};
 use domain::{OdsCode, Role};
 use serde::Deserialize;
 
+use crate::access::RequestAccess;
 use crate::error::ApiError;
 use crate::extract::RequestIds;
 use crate::state::AppState;
@@ -28,6 +29,10 @@ pub struct Caller {
     /// Pointer types this caller may use in its role.
     pub types: TypeSet,
     pub ids: RequestIds,
+    /// The end user, purpose of use and access basis the request declares.
+    pub access: RequestAccess,
+    /// The app must name an end user on every consumer call.
+    pub requires_user: bool,
 }
 
 /// A caller acting as a producer.
@@ -39,7 +44,8 @@ impl FromRequestParts<AppState> for Producer {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let caller = authorise(&parts.headers, state, Role::Producer)?;
+        let mut caller = authorise(&parts.headers, state, Role::Producer)?;
+        caller.access = request_access(&parts.headers, state).await?;
         // Lets the access log (ops::observe) name the app and ODS code.
         crate::ops::observe::note_caller(parts, &caller);
         Ok(Producer(caller))
@@ -50,7 +56,8 @@ impl FromRequestParts<AppState> for Consumer {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let caller = authorise(&parts.headers, state, Role::Consumer)?;
+        let mut caller = authorise(&parts.headers, state, Role::Consumer)?;
+        caller.access = request_access(&parts.headers, state).await?;
         // Lets the access log (ops::observe) name the app and ODS code.
         crate::ops::observe::note_caller(parts, &caller);
         Ok(Consumer(caller))
@@ -130,6 +137,8 @@ fn authorise(headers: &HeaderMap, state: &AppState, role: Role) -> Result<Caller
         ));
     }
     Ok(Caller {
+        access: RequestAccess::default(),
+        requires_user: app.requires_user_identity,
         client_id,
         ods,
         role,
@@ -192,10 +201,81 @@ fn gateway_caller(meta: &[u8], headers: &HeaderMap, role: Role) -> Result<Caller
         .and_then(|c| c.app_id)
         .unwrap_or_else(|| "gateway".to_owned());
     Ok(Caller {
+        access: RequestAccess::default(),
+        requires_user: false,
         client_id: Arc::from(client_id.as_str()),
         ods,
         role,
         types,
         ids,
+    })
+}
+
+pub const ACCESS_BASIS: HeaderName = HeaderName::from_static("nhsd-access-basis");
+pub const ACCESS_REASON: HeaderName = HeaderName::from_static("nhsd-access-reason");
+
+fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ApiError> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(value) => value.to_str().map(Some).map_err(|_| {
+            ApiError::one(Issue::new(
+                ErrorCode::MissingOrInvalidHeader,
+                IssueType::Invalid,
+                name,
+                format!("{name} must be visible ASCII text"),
+            ))
+        }),
+    }
+}
+
+/// Reads the end user (`NHSD-User-Identity`, a signed ID token from a trusted
+/// issuer), the purpose of use and the access basis. A user identity that
+/// does not verify is 401; a malformed basis is 400.
+async fn request_access(headers: &HeaderMap, state: &AppState) -> Result<RequestAccess, ApiError> {
+    use auth::user_identity::{PURPOSE_OF_USE_HEADER, SESSION_URID_HEADER, USER_IDENTITY_HEADER};
+    use domain::access::{AccessBasis, PurposeOfUse};
+
+    let token = header_text(headers, USER_IDENTITY_HEADER)?;
+    let purpose_header = header_text(headers, PURPOSE_OF_USE_HEADER)?;
+    let user = match (token, &state.access().users) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(ApiError::Unauthenticated(
+                "NHSD-User-Identity was sent but this server trusts no identity provider".into(),
+            ));
+        }
+        (Some(token), Some(users)) => {
+            let session = header_text(headers, SESSION_URID_HEADER)?;
+            Some(
+                users
+                    .verify(token, session)
+                    .await
+                    .map_err(|e| ApiError::Unauthenticated(format!("NHSD-User-Identity: {e}")))?,
+            )
+        }
+    };
+    let purpose_text = match &user {
+        Some(u) => u
+            .purpose_of_use(purpose_header)
+            .map_err(|e| ApiError::Unauthenticated(format!("purpose of use: {e}")))?
+            .map(str::to_owned),
+        None => purpose_header.map(str::to_owned),
+    };
+    let basis = AccessBasis::parse(
+        header_text(headers, ACCESS_BASIS.as_str())?,
+        header_text(headers, ACCESS_REASON.as_str())?,
+    )
+    .map_err(|e| {
+        ApiError::one(Issue::new(
+            ErrorCode::MissingOrInvalidHeader,
+            IssueType::Invalid,
+            "NHSD-Access-Basis",
+            e.to_string(),
+        ))
+    })?;
+    Ok(RequestAccess {
+        user,
+        purpose: purpose_text.as_deref().map(PurposeOfUse::parse),
+        basis,
     })
 }

@@ -1,6 +1,7 @@
 //! Pointer operations, independent of HTTP: each takes a checked caller and
 //! domain input, calls the domain rules and the store, and returns a typed result.
 
+mod access_check;
 mod read;
 mod search;
 mod write;

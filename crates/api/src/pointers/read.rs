@@ -1,6 +1,8 @@
 use domain::issue::ErrorCode;
 use domain::{PointerId, PointerRecord};
 
+use super::access_check::{decide, patient_access};
+use crate::audit_trail::AuditDraft;
 use crate::error::ApiError;
 use crate::extract::Caller;
 use crate::state::AppState;
@@ -38,6 +40,7 @@ pub async fn read_for_producer(
     state: &AppState,
     caller: &Caller,
     id: &str,
+    draft: &mut AuditDraft,
 ) -> Result<PointerRecord, ApiError> {
     let id = own_id(caller, id)?;
     let record = state
@@ -46,6 +49,8 @@ pub async fn read_for_producer(
         .await?
         .filter(|r| r.custodian == caller.ods)
         .ok_or_else(|| ApiError::not_found(format!("pointer {id} does not exist")))?;
+    draft.patient = Some(record.nhs_number);
+    draft.resources.push(record.id.to_string());
     if !type_permitted(state, caller, &record) {
         return Err(ApiError::forbidden(
             ErrorCode::AccessDeniedLevel,
@@ -58,18 +63,29 @@ pub async fn read_for_producer(
     Ok(record)
 }
 
-/// Reads any pointer the consumer may see. A pointer it may not see is reported
-/// exactly like one that does not exist, so a response never reveals it.
+/// Reads any pointer the consumer may see. A pointer it may not see (type,
+/// sensitivity, objection) is reported exactly like one that does not exist,
+/// so a response never reveals it.
 pub async fn read_for_consumer(
     state: &AppState,
     caller: &Caller,
     id: &str,
+    draft: &mut AuditDraft,
 ) -> Result<PointerRecord, ApiError> {
     let id = parse_id(id)?;
-    state
+    let not_found = || ApiError::not_found(format!("pointer {id} does not exist"));
+    let record = state
         .store()
         .get(&id)
         .await?
         .filter(|r| type_permitted(state, caller, r))
-        .ok_or_else(|| ApiError::not_found(format!("pointer {id} does not exist")))
+        .ok_or_else(not_found)?;
+    draft.patient = Some(record.nhs_number);
+    let patient = patient_access(state, record.nhs_number).await?;
+    let grant = decide(state, caller, &patient, draft)?;
+    if !grant.filter.visible(&record) {
+        return Err(not_found());
+    }
+    draft.resources.push(record.id.to_string());
+    Ok(record)
 }

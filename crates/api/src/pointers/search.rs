@@ -1,6 +1,9 @@
+use domain::access::PatientAccess;
 use domain::search::{self, Audience, paginate, require_permitted};
 use fhir::{BundleEntry, SearchsetBuilder};
 
+use super::access_check::{decide, patient_access};
+use crate::audit_trail::AuditDraft;
 use crate::error::ApiError;
 use crate::extract::{Caller, SearchParams};
 use crate::state::AppState;
@@ -18,6 +21,7 @@ pub async fn search(
     audience: Audience,
     params: &SearchParams,
     base_path: &str,
+    draft: &mut AuditDraft,
 ) -> Result<SearchOutcome, ApiError> {
     let catalogue = state.catalogue();
     let query = search::parse(
@@ -27,14 +31,23 @@ pub async fn search(
         catalogue,
     )
     .map_err(ApiError::Rejected)?;
+    draft.patient = Some(query.subject);
+    draft.query = Some(canonical_query(params));
     require_permitted(&query, caller.types, catalogue).map_err(ApiError::one)?;
+    let patient = match audience {
+        Audience::Consumer => patient_access(state, query.subject).await?,
+        Audience::Producer => PatientAccess::default(),
+    };
+    let grant = decide(state, caller, &patient, draft)?;
 
     let rows = state.store().patient_pointers(query.subject).await?;
     let visible = |r: &domain::PointerRecord| {
         let type_ok = catalogue
             .find_key(&r.type_key)
             .is_some_and(|t| caller.types.contains(t.index));
-        type_ok && (audience == Audience::Consumer || r.custodian == caller.ods)
+        // The grant's filter scopes producers to their own pointers, and
+        // hides sensitive pointers and objecting patients' records.
+        type_ok && grant.filter.visible(r)
     };
     let page = paginate(
         &query,
@@ -74,8 +87,18 @@ pub async fn search(
             full_url: &full_url,
             resource_json: &record.json,
         });
+        draft.resources.push(record.id.to_string());
     }
     Ok(SearchOutcome {
         bundle: bundle.finish(),
     })
+}
+
+/// The search parameters as received (cursor aside), for the audit trail.
+fn canonical_query(params: &SearchParams) -> String {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in params.pairs().filter(|(k, _)| *k != "_cursor") {
+        form.append_pair(k, v);
+    }
+    form.finish()
 }

@@ -6,6 +6,7 @@ use fhir::DocumentReference;
 use store::StoreError;
 
 use super::read::{own_id, read_for_producer};
+use crate::audit_trail::AuditDraft;
 use crate::error::ApiError;
 use crate::extract::Caller;
 use crate::state::AppState;
@@ -46,7 +47,10 @@ pub async fn create(
     state: &AppState,
     caller: &Caller,
     doc: DocumentReference,
+    draft: &mut AuditDraft,
 ) -> Result<Created, ApiError> {
+    // Named before validation so a refused create of a real patient is audited too.
+    draft.patient = subject_of(&doc);
     let mut valid = check(state, caller, &doc)?;
     let id = match valid.id.take() {
         Some(id) => id,
@@ -54,6 +58,10 @@ pub async fn create(
             .ok_or_else(|| ApiError::Internal("generated pointer id is invalid".into()))?,
     };
     let supersedes = std::mem::take(&mut valid.supersedes);
+    draft.resources.push(id.to_string());
+    draft
+        .resources
+        .extend(supersedes.iter().map(|s| s.target.to_string()));
     let record = record(doc, valid, id.clone(), 1)?;
     state.store().create(record, supersedes).await?;
     Ok(Created { id, version: 1 })
@@ -67,6 +75,7 @@ pub async fn update(
     path_id: &str,
     doc: DocumentReference,
     if_match: Option<u32>,
+    draft: &mut AuditDraft,
 ) -> Result<Created, ApiError> {
     let id = own_id(caller, path_id)?;
     if doc.id.as_deref() != Some(id.as_str()) {
@@ -84,7 +93,7 @@ pub async fn update(
             ))
         })?),
     };
-    let existing = read_for_producer(state, caller, id.as_str()).await?;
+    let existing = read_for_producer(state, caller, id.as_str(), draft).await?;
     let old: DocumentReference = serde_json::from_str(&existing.json)
         .map_err(|e| ApiError::Internal(format!("stored pointer {id}: {e}")))?;
     let mut valid = check(state, caller, &doc)?;
@@ -131,8 +140,9 @@ pub async fn delete(
     caller: &Caller,
     path_id: &str,
     if_match: Option<u32>,
+    draft: &mut AuditDraft,
 ) -> Result<(), ApiError> {
-    let existing = read_for_producer(state, caller, path_id).await?;
+    let existing = read_for_producer(state, caller, path_id, draft).await?;
     match state.store().delete(&existing.id, if_match).await {
         Err(StoreError::VersionConflict {
             expected,
@@ -141,4 +151,16 @@ pub async fn delete(
         }) => Err(precondition_failed(&id, expected, actual)),
         other => other.map_err(ApiError::from),
     }
+}
+
+/// The NHS number a body names, if it names a valid one.
+fn subject_of(doc: &DocumentReference) -> Option<domain::NhsNumber> {
+    let value = doc
+        .subject
+        .as_ref()?
+        .identifier
+        .as_ref()?
+        .value
+        .as_deref()?;
+    domain::NhsNumber::parse(value).ok()
 }

@@ -26,7 +26,7 @@ use audit::{
 use auth::Authenticator;
 use axum::extract::{FromRequestParts, Path, RawQuery, State};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -40,6 +40,7 @@ use store::access::{
 
 use crate::error::{ApiError, fhir_response};
 use crate::extract::RequestIds;
+use crate::routes::table::Doc;
 
 /// Largest `_count` for audit searches and alert lists.
 const MAX_COUNT: usize = 100;
@@ -83,6 +84,95 @@ impl AdminState {
 
 /// The admin routes, with their state applied: nest them, e.g.
 /// `.nest("/admin", routes::admin::router(admin_state))`.
+/// The admin operations, for the OpenAPI document (paths under `/admin`).
+pub const OPERATIONS: [(Method, &str, Doc); 9] = [
+    (
+        Method::GET,
+        "/relationships",
+        Doc::new(
+            "adminListRelationships",
+            "List recorded relationships of a patient or organisation",
+            "admin",
+        )
+        .authenticated(),
+    ),
+    (
+        Method::POST,
+        "/relationships",
+        Doc::new(
+            "adminAddRelationship",
+            "Record a relationship between an organisation and a patient",
+            "admin",
+        )
+        .authenticated(),
+    ),
+    (
+        Method::DELETE,
+        "/relationships/{id}",
+        Doc::new(
+            "adminRemoveRelationship",
+            "Remove a recorded relationship",
+            "admin",
+        )
+        .authenticated(),
+    ),
+    (
+        Method::GET,
+        "/patients/{nhs}/objection",
+        Doc::new(
+            "adminGetObjection",
+            "Whether a patient objects to sharing",
+            "admin",
+        )
+        .authenticated(),
+    ),
+    (
+        Method::PUT,
+        "/patients/{nhs}/objection",
+        Doc::new(
+            "adminRecordObjection",
+            "Record a patient's objection to sharing",
+            "admin",
+        )
+        .authenticated(),
+    ),
+    (
+        Method::DELETE,
+        "/patients/{nhs}/objection",
+        Doc::new(
+            "adminWithdrawObjection",
+            "Withdraw a patient's objection",
+            "admin",
+        )
+        .authenticated(),
+    ),
+    (
+        Method::GET,
+        "/alerts",
+        Doc::new(
+            "adminListAlerts",
+            "Self-claimed and break-glass accesses for a privacy officer",
+            "admin",
+        )
+        .authenticated(),
+    ),
+    (
+        Method::POST,
+        "/alerts/{seq}/acknowledge",
+        Doc::new("adminAcknowledgeAlert", "Acknowledge an alert", "admin").authenticated(),
+    ),
+    (
+        Method::GET,
+        "/FHIR/R4/AuditEvent",
+        Doc::new(
+            "adminSearchAuditEvents",
+            "Search the audit trail by patient, agent, date and outcome",
+            "admin",
+        )
+        .authenticated(),
+    ),
+];
+
 pub fn router<S: Clone + Send + Sync + 'static>(state: AdminState) -> Router<S> {
     Router::new()
         .route(

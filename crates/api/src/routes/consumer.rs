@@ -1,3 +1,4 @@
+use audit::Interaction;
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
@@ -5,6 +6,7 @@ use domain::search::Audience;
 
 use super::table::{Doc, Routes, media};
 use super::{CONSUMER_BASE, pointer_response};
+use crate::audit_trail::{AuditDraft, audited};
 use crate::error::{ApiError, fhir_response};
 use crate::extract::{Consumer, SearchParams};
 use crate::pointers;
@@ -47,8 +49,18 @@ async fn search(
     params: SearchParams,
 ) -> Result<Response, ApiError> {
     let base = format!("{CONSUMER_BASE}/DocumentReference");
-    let outcome = pointers::search(&state, &caller, Audience::Consumer, &params, &base).await?;
-    Ok(fhir_response(StatusCode::OK, outcome.bundle))
+    let mut draft = AuditDraft::new(Interaction::Search);
+    let result = pointers::search(
+        &state,
+        &caller,
+        Audience::Consumer,
+        &params,
+        &base,
+        &mut draft,
+    )
+    .await
+    .map(|outcome| fhir_response(StatusCode::OK, outcome.bundle));
+    audited(&state, &caller, draft, result).await
 }
 
 async fn read(
@@ -56,7 +68,9 @@ async fn read(
     Consumer(caller): Consumer,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(pointer_response(
-        pointers::read_for_consumer(&state, &caller, &id).await?,
-    ))
+    let mut draft = AuditDraft::new(Interaction::Read);
+    let result = pointers::read_for_consumer(&state, &caller, &id, &mut draft)
+        .await
+        .map(pointer_response);
+    audited(&state, &caller, draft, result).await
 }

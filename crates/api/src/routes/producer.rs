@@ -1,3 +1,4 @@
+use audit::Interaction;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
@@ -6,6 +7,7 @@ use fhir::DocumentReference;
 
 use super::table::{Doc, Routes, media};
 use super::{PRODUCER_BASE, etag, pointer_response, success, success_code};
+use crate::audit_trail::{AuditDraft, audited};
 use crate::error::{ApiError, fhir_response};
 use crate::extract::{FhirBody, Producer, SearchParams, if_match_version};
 use crate::pointers;
@@ -76,24 +78,29 @@ async fn create(
     Producer(caller): Producer,
     FhirBody(doc): FhirBody<DocumentReference>,
 ) -> Result<Response, ApiError> {
-    let created = pointers::create(&state, &caller, doc).await?;
-    let mut response = success(
-        StatusCode::CREATED,
-        "https://fhir.nhs.uk/CodeSystem/NRLF-ResponseCode",
-        "RESOURCE_CREATED",
-        "Resource created",
-    );
-    let location = format!(
-        "{}{PRODUCER_BASE}/DocumentReference/{}",
-        state.settings().public_url,
-        created.id
-    );
-    let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&location) {
-        headers.insert(header::LOCATION, value);
-    }
-    headers.insert(header::ETAG, etag(created.version));
-    Ok(response)
+    let mut draft = AuditDraft::new(Interaction::Create);
+    let result = pointers::create(&state, &caller, doc, &mut draft)
+        .await
+        .map(|created| {
+            let mut response = success(
+                StatusCode::CREATED,
+                "https://fhir.nhs.uk/CodeSystem/NRLF-ResponseCode",
+                "RESOURCE_CREATED",
+                "Resource created",
+            );
+            let location = format!(
+                "{}{PRODUCER_BASE}/DocumentReference/{}",
+                state.settings().public_url,
+                created.id
+            );
+            let headers = response.headers_mut();
+            if let Ok(value) = HeaderValue::from_str(&location) {
+                headers.insert(header::LOCATION, value);
+            }
+            headers.insert(header::ETAG, etag(created.version));
+            response
+        });
+    audited(&state, &caller, draft, result).await
 }
 
 async fn update(
@@ -104,12 +111,17 @@ async fn update(
     FhirBody(doc): FhirBody<DocumentReference>,
 ) -> Result<Response, ApiError> {
     let if_match = if_match_version(&headers)?;
-    let updated = pointers::update(&state, &caller, &id, doc, if_match).await?;
-    let mut response = success_code(StatusCode::OK, "RESOURCE_UPDATED", "Resource updated");
-    response
-        .headers_mut()
-        .insert(header::ETAG, etag(updated.version));
-    Ok(response)
+    let mut draft = AuditDraft::new(Interaction::Update);
+    let result = pointers::update(&state, &caller, &id, doc, if_match, &mut draft)
+        .await
+        .map(|updated| {
+            let mut response = success_code(StatusCode::OK, "RESOURCE_UPDATED", "Resource updated");
+            response
+                .headers_mut()
+                .insert(header::ETAG, etag(updated.version));
+            response
+        });
+    audited(&state, &caller, draft, result).await
 }
 
 async fn delete(
@@ -119,12 +131,11 @@ async fn delete(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let if_match = if_match_version(&headers)?;
-    pointers::delete(&state, &caller, &id, if_match).await?;
-    Ok(success_code(
-        StatusCode::OK,
-        "RESOURCE_REMOVED",
-        "Resource removed",
-    ))
+    let mut draft = AuditDraft::new(Interaction::Delete);
+    let result = pointers::delete(&state, &caller, &id, if_match, &mut draft)
+        .await
+        .map(|()| success_code(StatusCode::OK, "RESOURCE_REMOVED", "Resource removed"));
+    audited(&state, &caller, draft, result).await
 }
 
 async fn read(
@@ -132,9 +143,11 @@ async fn read(
     Producer(caller): Producer,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(pointer_response(
-        pointers::read_for_producer(&state, &caller, &id).await?,
-    ))
+    let mut draft = AuditDraft::new(Interaction::Read);
+    let result = pointers::read_for_producer(&state, &caller, &id, &mut draft)
+        .await
+        .map(pointer_response);
+    audited(&state, &caller, draft, result).await
 }
 
 async fn search(
@@ -143,6 +156,16 @@ async fn search(
     params: SearchParams,
 ) -> Result<Response, ApiError> {
     let base = format!("{PRODUCER_BASE}/DocumentReference");
-    let outcome = pointers::search(&state, &caller, Audience::Producer, &params, &base).await?;
-    Ok(fhir_response(StatusCode::OK, outcome.bundle))
+    let mut draft = AuditDraft::new(Interaction::Search);
+    let result = pointers::search(
+        &state,
+        &caller,
+        Audience::Producer,
+        &params,
+        &base,
+        &mut draft,
+    )
+    .await
+    .map(|outcome| fhir_response(StatusCode::OK, outcome.bundle));
+    audited(&state, &caller, draft, result).await
 }

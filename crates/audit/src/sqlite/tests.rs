@@ -339,10 +339,16 @@ async fn reopening_continues_the_chain_and_signs_the_old_tail() {
 async fn concurrent_appends_share_transactions() {
     let dir = tempfile::tempdir().unwrap();
     let log = Arc::new(open(&dir.path().join(FILE_NAME)));
+    // All appends start together, as under load, whatever the scheduler does.
+    let start = Arc::new(tokio::sync::Barrier::new(1000));
     let tasks: Vec<_> = (0..1000u32)
         .map(|i| {
             let log = Arc::clone(&log);
-            tokio::spawn(async move { log.append(vec![event("load", i % 7, i % 60)]).await })
+            let start = Arc::clone(&start);
+            tokio::spawn(async move {
+                start.wait().await;
+                log.append(vec![event("load", i % 7, i % 60)]).await
+            })
         })
         .collect();
     for task in tasks {

@@ -222,14 +222,14 @@ impl Worker {
             counters
                 .commands
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            let records = self.commit(&mut batch);
-            counters.records.fetch_add(records, Ordering::Relaxed);
+            self.commit(&mut batch, counters);
         }
         tracing::debug!("audit writer stopped");
     }
 
-    /// Runs one batch; every command is answered. Returns records appended.
-    fn commit(&mut self, batch: &mut Vec<Command>) -> u64 {
+    /// Runs one batch; every command is answered, after the counters are
+    /// updated (so a caller that got its answer sees its records counted).
+    fn commit(&mut self, batch: &mut Vec<Command>, counters: &Counters) {
         match self.try_commit(batch) {
             Ok(outcome) => {
                 self.head.advance(outcome.seq, outcome.hash);
@@ -237,11 +237,12 @@ impl Worker {
                     self.head.checkpointed(checkpoint.seq);
                     log_checkpoint(checkpoint);
                 }
-                let appended = outcome.seq - outcome.first_seq;
+                counters
+                    .records
+                    .fetch_add(outcome.seq - outcome.first_seq, Ordering::Relaxed);
                 for (command, result) in batch.drain(..).zip(outcome.results) {
                     answer(command, result, outcome.checkpoint.as_ref());
                 }
-                appended
             }
             Err(error) => {
                 if !self.conn.is_autocommit()
@@ -254,7 +255,6 @@ impl Worker {
                 for command in batch.drain(..) {
                     answer(command, Err(AuditError::Unavailable(message.clone())), None);
                 }
-                0
             }
         }
     }

@@ -148,9 +148,10 @@ struct Checkpoint {
 
 /// A run of lines read from the input.
 struct Chunk {
-    /// Number of the first line of `lines`.
-    first_line: u64,
+    /// Non-blank lines with their numbers.
     lines: Vec<(u64, String)>,
+    /// Number of the last line read (blank or not).
+    last_line: u64,
     /// Input offset just after the last line.
     end_offset: u64,
 }
@@ -359,24 +360,24 @@ fn read_chunks<R: BufRead>(
     batch: usize,
     out: &mpsc::Sender<Result<Chunk, std::io::Error>>,
 ) {
-    let mut line_number = first_line;
+    let mut next_line = first_line;
     loop {
-        let mut chunk = Chunk {
-            first_line: line_number,
-            lines: Vec::with_capacity(batch),
-            end_offset: offset,
-        };
-        while chunk.lines.len() < batch {
+        let start_offset = offset;
+        let mut lines = Vec::with_capacity(batch);
+        let mut at_end = false;
+        while lines.len() < batch {
             let mut text = String::new();
             match reader.read_line(&mut text) {
-                Ok(0) => break,
+                Ok(0) => {
+                    at_end = true;
+                    break;
+                }
                 Ok(n) => {
                     offset += n as u64;
-                    chunk.end_offset = offset;
                     if !text.trim().is_empty() {
-                        chunk.lines.push((line_number, text));
+                        lines.push((next_line, text));
                     }
-                    line_number += 1;
+                    next_line += 1;
                 }
                 Err(e) => {
                     let _ = out.blocking_send(Err(e));
@@ -384,13 +385,15 @@ fn read_chunks<R: BufRead>(
                 }
             }
         }
-        let done = chunk.lines.len() < batch;
-        if (!chunk.lines.is_empty() || chunk.end_offset > 0)
-            && out.blocking_send(Ok(chunk)).is_err()
-        {
+        let chunk = Chunk {
+            lines,
+            last_line: next_line - 1,
+            end_offset: offset,
+        };
+        if offset > start_offset && out.blocking_send(Ok(chunk)).is_err() {
             return;
         }
-        if done {
+        if at_end {
             return;
         }
     }
@@ -414,10 +417,7 @@ fn validate_chunk(chunk: Chunk, fallback_now: &str) -> Validated {
         issues: Vec::new(),
         lines: chunk.lines.len() as u64,
         invalid: 0,
-        last_line: chunk
-            .lines
-            .last()
-            .map_or(chunk.first_line.saturating_sub(1), |(n, _)| *n),
+        last_line: chunk.last_line,
         end_offset: chunk.end_offset,
     };
     for (number, text) in chunk.lines {

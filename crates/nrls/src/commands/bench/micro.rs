@@ -20,7 +20,8 @@ use crate::dataset::Dataset;
 /// Arguments of `nrls bench micro`.
 #[derive(Debug, clap::Args)]
 pub struct MicroArgs {
-    /// nhs-parse, validate, import-line, bundle or search.
+    /// nhs-parse, validate, import-line, bundle, search, search-sqlite,
+    /// auth-hit or auth-miss.
     pub case: String,
     #[arg(long, default_value_t = 1_000)]
     pub iterations: u64,
@@ -99,6 +100,7 @@ pub async fn run(args: MicroArgs) -> Result<(), String> {
                     Audience::Consumer,
                     &params,
                     "/consumer/FHIR/R4/DocumentReference",
+                    &mut api::audit_trail::AuditDraft::new(audit::Interaction::Search),
                 )
                 .await
                 .map_err(|e| format!("{e:?}"))?;
@@ -106,6 +108,16 @@ pub async fn run(args: MicroArgs) -> Result<(), String> {
             }
             drop(state);
             let _ = std::fs::remove_dir_all(&dir);
+        }
+        "auth-hit" | "auth-miss" => {
+            let hit = args.case == "auth-hit";
+            // A capacity of 1 leaves one entry per shard, and a full shard is
+            // cleared on insert: cycling 64 tokens then misses (almost) always.
+            let (authenticator, tokens) = auth_setup(if hit { 65_536 } else { 1 }).await?;
+            for i in 0..n {
+                let token = &tokens[(i % 64) as usize];
+                let _ = black_box(authenticator.authenticate(black_box(token)));
+            }
         }
         other => return Err(format!("unknown micro-benchmark {other}")),
     }
@@ -178,10 +190,55 @@ async fn search_setup(
             request_id: "00000000-0000-4000-8000-000000000001".into(),
             correlation_id: None,
         },
+        access: Default::default(),
+        requires_user: false,
     };
     let params = SearchParams(vec![(
         "subject:identifier".into(),
         format!("https://fhir.nhs.uk/Id/nhs-number|{patient}"),
     )]);
     Ok((state, caller, params))
+}
+
+/// An authenticator with one app and 64 access tokens it issued (all cached
+/// when `cache_capacity` allows).
+async fn auth_setup(cache_capacity: usize) -> Result<(auth::Authenticator, Vec<String>), String> {
+    const CLIENT: &str = "micro-consumer";
+    const TOKEN_URL: &str = "http://127.0.0.1:8080/oauth2/token";
+    let org = auth::OrganisationConfig {
+        ods: "RX9".into(),
+        roles: vec!["consumer".into()],
+        pointer_types: vec!["http://snomed.info/sct|736253002".into()],
+    };
+    let app = auth::demo::app_config(CLIENT, "Micro-benchmark consumer", vec![org]);
+    let registry = auth::AppRegistry::from_configs(&[app]).map_err(|e| e.to_string())?;
+    let mut settings = auth::TokenSettings::new("http://127.0.0.1:8080", TOKEN_URL, vec![7u8; 32]);
+    settings.token_cache_capacity = cache_capacity;
+    let authenticator =
+        auth::Authenticator::new(Arc::new(registry), settings).map_err(|e| e.to_string())?;
+    let key = auth::demo::signing_key(CLIENT).map_err(|e| e.to_string())?;
+    let mut tokens = Vec::with_capacity(64);
+    for _ in 0..64 {
+        let assertion = auth::mint_client_assertion(
+            CLIENT,
+            TOKEN_URL,
+            &key,
+            std::time::Duration::from_secs(120),
+        )
+        .map_err(|e| e.to_string())?;
+        let form = vec![
+            ("grant_type".to_owned(), "client_credentials".to_owned()),
+            (
+                "client_assertion_type".to_owned(),
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
+            ),
+            ("client_assertion".to_owned(), assertion),
+        ];
+        let issued = authenticator
+            .issue_token(&form)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokens.push(issued.access_token);
+    }
+    Ok((authenticator, tokens))
 }

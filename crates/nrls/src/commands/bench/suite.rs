@@ -157,7 +157,10 @@ pub async fn run(mut args: RunArgs) -> Result<(), String> {
     let data_file = work.join(format!("pointers-{}-{}.ndjson", args.size, args.seed));
     let store_dir = work.join(format!("store-{}-{}", args.size, args.seed));
 
-    if !data_file.exists() || wanted("generate") {
+    let store_exists = store_dir.join("nrls.db").exists();
+    let import = !(args.reuse_store && store_exists);
+    // The dataset file is only needed to import (10M pointers is ~18 GB).
+    if import && (!data_file.exists() || wanted("generate")) {
         let started = Instant::now();
         let file = std::fs::File::create(&data_file).map_err(|e| e.to_string())?;
         let d = dataset.clone();
@@ -175,8 +178,7 @@ pub async fn run(mut args: RunArgs) -> Result<(), String> {
                    "per_second": args.size as f64 / seconds, "bytes_per_pointer": bytes as f64 / args.size as f64}),
         )?;
     }
-    let store_exists = store_dir.join("nrls.db").exists();
-    if !(args.reuse_store && store_exists) {
+    if import {
         let _ = std::fs::remove_dir_all(&store_dir);
         let report = import_child(&data_file, &store_dir)?;
         recorder.emit("import", report)?;
