@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use nrls::commands::{bench, demo_source, export, generate, import, probe, serve, token};
+use nrls::commands::{audit, bench, demo_source, export, generate, import, probe, serve, token};
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +33,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Exit 0 if a health endpoint answers 2xx (container HEALTHCHECK).
     Probe(probe::ProbeArgs),
+    /// Verify or search the audit trail.
+    Audit(audit::AuditArgs),
     /// Run a demo regional FHIR source (synthetic records for the demo patients).
     DemoSource(demo_source::DemoSourceArgs),
 }
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
             Command::Export(args) => export::run(args).await,
             Command::Generate(args) => generate::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Audit(args) => audit::run(args).await,
             Command::Probe(args) => probe::run(args).await,
             Command::DemoSource(args) => demo_source::run(args).await,
         }

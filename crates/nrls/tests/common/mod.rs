@@ -124,6 +124,27 @@ impl TestServer {
         }
     }
 
+    /// Where this server keeps its files (pointer store, audit trail).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._data.path()
+    }
+
+    /// Stops the server and hands back its data folder for inspection.
+    pub async fn stop_keeping_data(mut self) -> tempfile::TempDir {
+        self.halt().await;
+        let TestServer { _data, .. } = self;
+        _data
+    }
+
+    async fn halt(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

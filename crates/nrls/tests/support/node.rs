@@ -34,6 +34,9 @@ pub enum Storage<'a> {
 pub struct Deployment {
     dir: tempfile::TempDir,
     config: PathBuf,
+    /// PostgreSQL nodes share the database but each keeps its own data
+    /// folder (audit trail, access facts), as separate hosts would.
+    per_node_data: bool,
     pub http: reqwest::Client,
 }
 
@@ -49,6 +52,7 @@ impl Deployment {
         let secret = dir.path().join("token-signing-secret");
         // Written before any node starts: two nodes creating it at once would race.
         std::fs::write(&secret, uuid::Uuid::new_v4().as_bytes().repeat(3)).unwrap();
+        let per_node_data = matches!(storage, Storage::Postgres { .. });
         let store = match storage {
             Storage::Sqlite => "backend = \"sqlite\"".to_owned(),
             Storage::Postgres {
@@ -71,6 +75,7 @@ impl Deployment {
         Deployment {
             dir,
             config,
+            per_node_data,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(20))
                 .build()
@@ -88,12 +93,19 @@ impl Deployment {
         for attempt in 0..3 {
             let port = free_port();
             let log = self.dir.path().join(format!("node-{port}.log"));
-            let child = Command::new(env!("CARGO_BIN_EXE_nrls"))
+            let mut command = Command::new(env!("CARGO_BIN_EXE_nrls"));
+            command
                 .arg("serve")
                 .arg("--config")
                 .arg(&self.config)
                 .arg("--listen")
-                .arg(format!("127.0.0.1:{port}"))
+                .arg(format!("127.0.0.1:{port}"));
+            if self.per_node_data {
+                command
+                    .arg("--data-dir")
+                    .arg(self.dir.path().join(format!("node-{port}")));
+            }
+            let child = command
                 .env("NRLS_LOG", "warn")
                 .env_remove("NRLS_DATABASE_URL")
                 .env_remove("NRLS_STORE")
