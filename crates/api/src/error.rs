@@ -236,10 +236,9 @@ impl IntoResponse for ApiError {
         if let ApiError::RateLimited {
             retry_after_seconds,
         } = &self
+            && let Ok(value) = HeaderValue::from_str(&retry_after_seconds.to_string())
         {
-            if let Ok(value) = HeaderValue::from_str(&retry_after_seconds.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         if status == StatusCode::UNAUTHORIZED {
             response

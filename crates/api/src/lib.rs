@@ -48,6 +48,7 @@ pub fn fhir_routes() -> Routes {
             routes::status,
         );
     let consumer = routes::consumer_router()
+        .merge(routes::shared_care_record::routes())
         .add(
             get.clone(),
             "/metadata",

@@ -26,9 +26,16 @@ struct TokenAnswer {
 }
 
 /// Tokens per source.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Tokens {
     cache: Mutex<HashMap<OdsCode, (String, Instant)>>,
+}
+
+// Hand-written so a logged federator never shows a token.
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tokens(<redacted>)")
+    }
 }
 
 impl Tokens {

@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 //! The fan-out against real HTTP servers on port 0: parallelism, time-outs,
 //! the overall deadline, redirects and foreign links never followed, the
 //! circuit breaker, size limits and client-credentials tokens.

@@ -40,6 +40,8 @@ pub enum StartError {
     Demo(String),
     #[error("access and audit: {0}")]
     Access(String),
+    #[error("federation: {0}")]
+    Federation(String),
 }
 
 /// A bound, ready-to-run service.
@@ -100,6 +102,7 @@ impl Application {
             let created = demo::seed(store.as_ref()).await.map_err(StartError::Demo)?;
             tracing::info!(created, "demo data seeded");
         }
+        let shared_care_record = shared_care_record(&config, demo_mode, store.as_ref()).await?;
         let registry =
             AppRegistry::from_configs(&config.apps).map_err(|e| StartError::Apps(e.to_string()))?;
         let mut settings = TokenSettings::new(
@@ -142,7 +145,13 @@ impl Application {
             .and_then(|l| l.local_addr().ok())
             .map(|a| a.port());
         let listeners = Listeners {
-            main: (listener, api::router(state.clone())),
+            main: (
+                listener,
+                match shared_care_record {
+                    Some(scr) => api::router(state.clone()).layer(axum::Extension(scr)),
+                    None => api::router(state.clone()),
+                },
+            ),
             limits: ConnectionLimits {
                 max_header_bytes: config.server.max_header_bytes,
                 header_read_timeout: Duration::from_secs(config.server.header_read_timeout_seconds),
@@ -356,4 +365,40 @@ fn access_services(config: &Config, node: &str) -> Result<api::access::AccessSer
     services.users = users;
     services.node = node.to_owned();
     Ok(services)
+}
+
+/// The shared care record: the configured sources, plus (with `--demo` and no
+/// sources configured) three in-process demo regional sources whose Clinical
+/// summary pointers are seeded, so a newcomer sees a converged record.
+async fn shared_care_record(
+    config: &Config,
+    demo_mode: bool,
+    store: &dyn store::PointerStore,
+) -> Result<Option<api::routes::shared_care_record::SharedCareRecord>, StartError> {
+    use crate::commands::demo_source;
+    let fail = |e: &dyn std::fmt::Display| StartError::Federation(e.to_string());
+    let mut sources = config.sources.clone();
+    if demo_mode && sources.is_empty() {
+        let demo = demo_source::start_demo_sources()
+            .await
+            .map_err(|e| fail(&e))?;
+        let bases: Vec<_> = demo
+            .iter()
+            .map(|(r, _)| (r.state.region, r.base_url.clone()))
+            .collect();
+        demo_source::seed_pointers(store, &bases)
+            .await
+            .map_err(StartError::Demo)?;
+        // The source tasks keep running for the life of the process.
+        sources.extend(demo.into_iter().map(|(_, c)| c));
+    }
+    if sources.is_empty() {
+        return Ok(None);
+    }
+    let registry = federation::SourceRegistry::from_configs(&sources).map_err(|e| fail(&e))?;
+    let federator =
+        federation::Federator::new(registry, &config.federation).map_err(|e| fail(&e))?;
+    Ok(Some(
+        api::routes::shared_care_record::SharedCareRecord::new(Arc::new(federator)),
+    ))
 }

@@ -24,6 +24,11 @@ pub struct Config {
     pub trusted_issuers: Vec<auth::TrustedIssuerConfig>,
     /// `[admin]`: who may use the admin API.
     pub admin: AdminConfig,
+    /// `[federation]`: deadlines and limits of the shared care record fan-out.
+    pub federation: federation::FederationConfig,
+    /// `[[sources]]`: regional FHIR sources the shared care record may ask,
+    /// per custodian ODS code. Only these base URLs are ever fetched.
+    pub sources: Vec<federation::SourceConfig>,
     /// The file this configuration was read from, if any: what a reload
     /// (SIGHUP, `POST /-/reload`) reads again.
     #[serde(skip)]

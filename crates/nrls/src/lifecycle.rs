@@ -109,10 +109,10 @@ pub async fn serve(
         }
     };
     let _ = admin_stop.send(true);
-    if let Some(task) = admin {
-        if tokio::time::timeout(ADMIN_GRACE, task).await.is_err() {
-            tracing::warn!("admin listener did not stop in time");
-        }
+    if let Some(task) = admin
+        && tokio::time::timeout(ADMIN_GRACE, task).await.is_err()
+    {
+        tracing::warn!("admin listener did not stop in time");
     }
     close_store(store).await;
     result

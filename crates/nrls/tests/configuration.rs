@@ -51,6 +51,9 @@ fn settings_in_source() -> BTreeSet<String> {
         "domain::access::AccessPolicy" => {
             Some(("crates/domain/src/access/policy.rs", "AccessPolicy"))
         }
+        "federation::FederationConfig" => {
+            Some(("crates/federation/src/fanout.rs", "FederationConfig"))
+        }
         _ => None,
     };
     let block = |ty: &str| -> Vec<(String, String)> {

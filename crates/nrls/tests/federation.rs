@@ -1,20 +1,26 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 //! End to end: the shared care record over real HTTP, with three real demo
 //! sources (QWO, QE1, QRV) and a fourth, unregistered server, all in-process
 //! on port 0. Sources are switched between normal, slow, failing and
 //! malformed while the tests run.
 //!
 //! The route is merged here the way the lead wires it (`api::router` plus
-//! `routes::shared_care_record`), with a closure visibility hook standing in
-//! for the access policy: security-labelled pointers are visible only to the
-//! app `consumer-sensitive`.
+//! `routes::shared_care_record`), over the real access services (policy and
+//! audit trail, in memory). Sensitive pointers are tested twice: hidden by
+//! the real access policy (default: fail closed), and by an extra closure
+//! hook under which only the app `consumer-sensitive` sees them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use api::routes::shared_care_record::{SharedCareRecord, router as scr_router};
+use api::access::AccessServices;
+use api::ops::Ops;
+use api::routes::shared_care_record::SharedCareRecord;
 use api::{ApiSettings, AppState};
 use auth::{AppRegistry, Authenticator, TokenSettings};
 use axum::Extension;
+use domain::access::AccessPolicy;
 use domain::{OdsCode, PointerId};
 use federation::{FederationConfig, Federator, SourceRegistry};
 use nrls::commands::demo_source::{
@@ -33,6 +39,7 @@ const CONFLICT_EXT: &str =
 
 struct Harness {
     url: String,
+    state: AppState,
     http: reqwest::Client,
     store: SharedStore,
     /// QWO, QE1, QRV.
@@ -76,6 +83,13 @@ async fn source(region: Region) -> RunningSource {
 
 impl Harness {
     async fn start(tweak: impl FnOnce(&mut FederationConfig)) -> Harness {
+        Harness::start_with(tweak, AccessPolicy::default()).await
+    }
+
+    async fn start_with(
+        tweak: impl FnOnce(&mut FederationConfig),
+        policy: AccessPolicy,
+    ) -> Harness {
         let mut sources = Vec::new();
         for region in Region::ALL {
             sources.push(source(region).await);
@@ -133,20 +147,27 @@ impl Harness {
             public_url: url.clone(),
             ..ApiSettings::default()
         };
-        let state = AppState::new(store.clone(), auth, settings);
+        let access = AccessServices {
+            policy,
+            ..AccessServices::in_memory()
+        };
+        let state = AppState::with_ops(store.clone(), auth, settings, Ops::default(), access);
         let shared = SharedCareRecord {
             federator: Arc::new(federator),
             visibility: Arc::new(|caller, pointer| {
                 pointer.security_labels.is_empty() || &*caller.client_id == "consumer-sensitive"
             }),
         };
-        let app = api::router(state.clone())
-            .merge(scr_router().layer(Extension(shared)).with_state(state));
+        let state_handle = state.clone();
+        // The route is part of the consumer API; the federator arrives as an
+        // extension, as `nrls serve` wires it.
+        let app = api::router(state).layer(Extension(shared));
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
         Harness {
             url,
+            state: state_handle,
             http: reqwest::Client::new(),
             store,
             sources,
@@ -438,40 +459,87 @@ async fn a_pointer_url_outside_the_registry_is_never_fetched() {
     assert_eq!(completeness(&bundle), "partial");
 }
 
-#[tokio::test]
-async fn a_sensitive_pointers_source_is_hidden_without_the_role() {
-    let h = Harness::start(|_| {}).await;
-    // Patient 2 is held by QWO and QRV; QRV's pointer becomes restricted.
+/// Patient 2 is held by QWO and QRV; QRV's pointer becomes restricted (`R`).
+async fn restrict_qrv_pointer_of_patient_2(h: &Harness) {
     let qrv = OdsCode::parse("QRV").unwrap();
     let id = PointerId::generate(&qrv, "scr-02").unwrap();
     h.store.delete(&id, None).await.unwrap();
     let base = &h.sources[Region::Qrv.index()].base_url;
     let restricted = summary_pointer(&qrv, 2, &format!("{base}/Patient/qrv-2"), &["R"]).unwrap();
     h.store.create(restricted, Vec::new()).await.unwrap();
+}
 
-    let (status, bundle) = h.record("consumer", &patient(2)).await;
-    assert_eq!(status, 200);
+/// Asserts QRV was hidden: not called, reported word for word like a
+/// registered source with no pointer (QE1 here), nothing of it in the answer.
+fn assert_qrv_hidden(h: &Harness, bundle: &Value) {
     assert_eq!(h.source(Region::Qrv).requests(), 0);
-    // Reported exactly as a registered source with no pointer (QE1 here), so
-    // the answer does not reveal that a hidden pointer exists.
-    let (code, text) = source_issue(&bundle, "QRV");
-    let (_, no_pointer) = source_issue(&bundle, "QE1");
+    let (code, text) = source_issue(bundle, "QRV");
+    let (_, no_pointer) = source_issue(bundle, "QE1");
     assert_eq!(code, "not-asked");
     assert_eq!(
         text.trim_start_matches("QRV (North West London ICB shared care record)"),
         no_pointer.trim_start_matches("QE1 (Lancashire and South Cumbria ICB shared care record)")
     );
-    assert!(!bundle.to_string().contains("qrv-"), "QRV data leaked");
-    assert!(
-        !bundle.to_string().contains("QRV-scr"),
-        "QRV pointer leaked"
-    );
-    assert_eq!(completeness(&bundle), "complete");
+    let text = bundle.to_string();
+    assert!(!text.contains("qrv-"), "QRV data leaked");
+    assert!(!text.contains("QRV-scr"), "QRV pointer leaked");
+    assert_eq!(completeness(bundle), "complete");
+}
+
+#[tokio::test]
+async fn the_access_policy_hides_a_sensitive_pointers_source() {
+    // Default policy: R and V are sensitive and no activity code is
+    // configured, so no consumer sees them (fail closed).
+    let h = Harness::start(|_| {}).await;
+    restrict_qrv_pointer_of_patient_2(&h).await;
+    for app in ["consumer", "consumer-sensitive"] {
+        let (status, bundle) = h.record(app, &patient(2)).await;
+        assert_eq!(status, 200);
+        assert_qrv_hidden(&h, &bundle);
+        assert_eq!(source_issue(&bundle, "QWO").0, "ok");
+    }
+}
+
+#[tokio::test]
+async fn the_visibility_hook_hides_a_sensitive_pointers_source_without_the_role() {
+    // The policy lets labels through here, so the hook alone decides.
+    let policy = AccessPolicy {
+        sensitive_labels: vec![],
+        ..AccessPolicy::default()
+    };
+    let h = Harness::start_with(|_| {}, policy).await;
+    restrict_qrv_pointer_of_patient_2(&h).await;
+    let (status, bundle) = h.record("consumer", &patient(2)).await;
+    assert_eq!(status, 200);
+    assert_qrv_hidden(&h, &bundle);
 
     let (_, bundle) = h.record("consumer-sensitive", &patient(2)).await;
     assert_eq!(source_issue(&bundle, "QRV").0, "ok");
     assert!(h.source(Region::Qrv).requests() > 0);
     assert_eq!(resources(&bundle, "Provenance").len(), 2);
+}
+
+#[tokio::test]
+async fn every_request_is_audited_with_the_pointers_of_the_sources_called() {
+    let h = Harness::start(|_| {}).await;
+    h.source(Region::Qe1).set_mode(Mode::Failing, None);
+    let (status, _) = h.record("consumer", &patient(0)).await;
+    assert_eq!(status, 200);
+    let page = h
+        .state
+        .access()
+        .audit
+        .search(&audit::AuditQuery {
+            patient: Some(nrls::demo::patients(1)[0]),
+            ..audit::AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.records.len(), 1);
+    let event = &page.records[0].event_json;
+    for pointer in ["QWO-scr-00", "QE1-scr-00", "QRV-scr-00"] {
+        assert!(event.contains(pointer), "{pointer} missing from {event}");
+    }
 }
 
 #[tokio::test]

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! `nrls generate`, `import` and `export` on every backend: validation as the
 //! API does it, error file, idempotent re-runs, resume from a checkpoint,
 //! and an export that re-imports byte for byte.
@@ -34,6 +35,7 @@ fn args(file: &Path, errors: &Path, batch: usize) -> ImportArgs {
             config: None,
             data_dir: None,
             store: None,
+            database_url: None,
         },
         errors: Some(errors.to_owned()),
         batch,

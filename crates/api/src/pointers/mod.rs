@@ -6,6 +6,7 @@ mod read;
 mod search;
 mod write;
 
+pub(crate) use access_check::{decide, patient_access};
 pub use read::{read_for_consumer, read_for_producer};
 pub use search::{SearchOutcome, search};
 pub use write::{Created, create, delete, update};

@@ -84,10 +84,15 @@ pub async fn consumer(State(state): State<AppState>) -> Response {
 
 fn respond(state: &AppState, audience: Audience) -> Response {
     let settings = state.settings();
-    let body = capability_statement(
+    let mut body = capability_statement(
         audience,
         &settings.public_url,
         settings.search_limits.max_count,
     );
+    if audience == Audience::Consumer
+        && let Some(resources) = body["rest"][0]["resource"].as_array_mut()
+    {
+        resources.push(super::shared_care_record::capability_resource());
+    }
     fhir_response(StatusCode::OK, body.to_string())
 }

@@ -1,13 +1,16 @@
 //! `GET /consumer/FHIR/R4/Patient/$shared-care-record`: the read-only national
-//! shared care record. The handler checks the request, reads the patient's
-//! pointers, and hands them to the federator with the caller's visibility
-//! rules; the federator asks the sources and assembles the Bundle. Source
-//! failures are part of the answer (the OperationOutcome inside the Bundle),
-//! never an error status.
+//! shared care record. The handler checks the request, applies the access
+//! policy as a pointer search does, reads the patient's pointers and hands
+//! them to the federator with the caller's visibility rules; the federator
+//! asks the sources and assembles the Bundle. Source failures are part of the
+//! answer (the OperationOutcome inside the Bundle), never an error status.
+//! Every request leaves one AuditEvent naming the pointers whose sources
+//! were called.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use audit::Interaction;
 use axum::Router;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -21,17 +24,19 @@ use telemetry::SourceOutcome;
 
 use super::CONSUMER_BASE;
 use super::table::{Doc, Routes};
+use crate::audit_trail::{AuditDraft, audited};
 use crate::error::{ApiError, fhir_response};
 use crate::extract::{Caller, Consumer, SearchParams};
+use crate::pointers::{decide, patient_access};
 use crate::state::AppState;
 
 /// The operation's path under the consumer base.
 pub const PATH: &str = "/Patient/$shared-care-record";
 
-/// Whether the caller may see one pointer, beyond its pointer-type
-/// permissions (which the handler checks itself). The access policy
-/// (`domain::access`) plugs in here; a pointer it rejects is treated exactly
-/// like no pointer at all.
+/// An extra rule on which pointers may lead to a source, on top of the
+/// caller's pointer-type permissions and the access policy's filter (both
+/// applied by the handler). A pointer it rejects is treated exactly like no
+/// pointer at all.
 pub type Visibility = Arc<dyn Fn(&Caller, &PointerRecord) -> bool + Send + Sync>;
 
 /// What the route needs besides [`AppState`].
@@ -42,19 +47,14 @@ pub struct SharedCareRecord {
 }
 
 impl SharedCareRecord {
-    /// With the default visibility: security-labelled pointers are never used
-    /// to find sources until the access policy decides who may see them.
+    /// With no extra rule: the access policy alone decides (it hides
+    /// sensitive pointers from callers without the activity code).
     pub fn new(federator: Arc<Federator>) -> Self {
         SharedCareRecord {
             federator,
-            visibility: Arc::new(|_, pointer| hide_security_labelled(pointer)),
+            visibility: Arc::new(|_, _| true),
         }
     }
-}
-
-/// The safe default: a pointer with any security label is not visible.
-pub fn hide_security_labelled(pointer: &PointerRecord) -> bool {
-    pointer.security_labels.is_empty()
 }
 
 /// The federation handle of this request, and the trace to carry to the
@@ -188,7 +188,27 @@ async fn shared_care_record(
     federation: Federation,
     params: SearchParams,
 ) -> Result<Response, ApiError> {
+    let mut draft = AuditDraft::new(Interaction::Search);
+    let result = assemble(&state, &caller, &federation, &params, &mut draft).await;
+    audited(&state, &caller, draft, result).await
+}
+
+/// Checks the request and the caller's access, then asks the federator. Every
+/// decision is noted in `draft` for the one AuditEvent of the request.
+async fn assemble(
+    state: &AppState,
+    caller: &Caller,
+    federation: &Federation,
+    params: &SearchParams,
+    draft: &mut AuditDraft,
+) -> Result<Response, ApiError> {
     let query = query::parse(params.pairs()).map_err(ApiError::Rejected)?;
+    draft.patient = Some(query.subject);
+    draft.query = Some(
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.pairs())
+            .finish(),
+    );
     let catalogue = state.catalogue();
     let summary = catalogue
         .find_key(CLINICAL_SUMMARY)
@@ -201,6 +221,10 @@ async fn shared_care_record(
             ),
         ));
     }
+    // The direct-care access policy, as for a pointer search: purpose of
+    // use, relationship, objections; its filter hides sensitive pointers.
+    let patient = patient_access(state, query.subject).await?;
+    let grant = decide(state, caller, &patient, draft)?;
     let rows = state.store().patient_pointers(query.subject).await?;
     let pointers: Vec<PointerRecord> = rows.into_iter().map(|s| s.record).collect();
     let pointer_url_base = format!(
@@ -223,13 +247,21 @@ async fn shared_care_record(
                 catalogue
                     .find_key(&pointer.type_key)
                     .is_some_and(|t| caller.types.contains(t.index))
-                    && visibility(&caller, pointer)
+                    && grant.filter.visible(pointer)
+                    && visibility(caller, pointer)
             },
         )
         .await;
-    record_metrics(&state, &record.sources);
-    // What the audit trail records: every source called and its outcome.
-    let called: Vec<String> = record
+    record_metrics(state, &record.sources);
+    // The audit trail names the pointers whose sources were called; the
+    // per-source outcomes are in `record.sources` (and the log line below).
+    draft.resources = record
+        .sources
+        .iter()
+        .filter(|s| s.was_called())
+        .flat_map(|s| s.pointers.iter().map(|p| format!("DocumentReference/{p}")))
+        .collect();
+    let outcomes: Vec<String> = record
         .sources
         .iter()
         .filter(|s| s.was_called() || s.status == SourceStatus::Refused)
@@ -239,7 +271,7 @@ async fn shared_care_record(
         request_id = %caller.ids.request_id,
         client_id = %caller.client_id,
         patient = %query.subject.masked(),
-        sources = %called.join(","),
+        sources = %outcomes.join(","),
         partial = record.partial,
         entries = record.entries,
         "shared care record assembled"

@@ -246,3 +246,88 @@ fn parse_bound(name: &str, value: &str, issues: &mut Vec<Issue>) -> Option<(i64,
     }
     range
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A parameter list and the expressions of the issues it must raise.
+    type Failure<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+
+    #[test]
+    fn query_parameters_are_checked() {
+        let nhs = "https://fhir.nhs.uk/Id/nhs-number|9000000009";
+        let ok = parse([
+            ("patient.identifier", nhs),
+            ("section", "medications,allergies,allergies"),
+            ("date.ge", "2020"),
+            ("date.le", "2020-06-30"),
+        ])
+        .unwrap();
+        assert_eq!(ok.sections, vec![Section::Allergies, Section::Medications]);
+        assert_eq!(
+            ok.resource_types(),
+            vec![
+                "AllergyIntolerance",
+                "MedicationStatement",
+                "MedicationRequest"
+            ]
+        );
+        assert_eq!(ok.dates.ge, Some(1_577_836_800));
+        let all = parse([("patient.identifier", nhs)]).unwrap();
+        assert_eq!(all.sections.len(), 5);
+        assert!(all.dates.is_unbounded());
+
+        let failures: &[Failure<'_>] = &[
+            (&[], &["patient.identifier"]),
+            (
+                &[("patient.identifier", "9000000009")],
+                &["patient.identifier"],
+            ),
+            (
+                &[("patient.identifier", "urn:x|9000000009")],
+                &["patient.identifier"],
+            ),
+            (
+                &[(
+                    "patient.identifier",
+                    "https://fhir.nhs.uk/Id/nhs-number|9000000001",
+                )],
+                &["patient.identifier"],
+            ),
+            (
+                &[("patient.identifier", nhs), ("section", "allergies,labs")],
+                &["section"],
+            ),
+            (
+                &[("patient.identifier", nhs), ("date.ge", "yesterday")],
+                &["date.ge"],
+            ),
+            (
+                &[
+                    ("patient.identifier", nhs),
+                    ("date.ge", "2021"),
+                    ("date.le", "2020"),
+                ],
+                &["date.ge"],
+            ),
+            (&[("patient.identifier", nhs), ("_count", "5")], &["_count"]),
+            (
+                &[
+                    ("patient.identifier", nhs),
+                    ("section", "allergies"),
+                    ("section", "problems"),
+                ],
+                &["section"],
+            ),
+        ];
+        for (pairs, expressions) in failures {
+            let issues = parse(pairs.iter().copied()).unwrap_err();
+            let got: Vec<&str> = issues
+                .iter()
+                .map(|i| i.expression.as_deref().unwrap_or_default())
+                .collect();
+            assert_eq!(&got, expressions, "{pairs:?}");
+        }
+    }
+}

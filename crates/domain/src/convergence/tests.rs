@@ -73,6 +73,8 @@ fn sourced(input: &[(&str, Value)]) -> Vec<SourcedResource> {
 
 /// (resource type, sources, conflicting elements) of each entry, in order.
 type Shape = (&'static str, Vec<&'static str>, Vec<&'static str>);
+/// A rules-table row: what it shows, the input, the entries expected.
+type Case = (&'static str, Vec<(&'static str, Value)>, Vec<Shape>);
 
 fn shape(result: &Convergence) -> Vec<(String, Vec<String>, Vec<String>)> {
     result
@@ -105,7 +107,7 @@ fn owned(expected: &[Shape]) -> Vec<(String, Vec<String>, Vec<String>)> {
 fn rules_table() {
     let penicillin = "91936005";
     let asthma = "195967001";
-    let cases: Vec<(&str, Vec<(&str, Value)>, Vec<Shape>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "allergy: same substance from two sources is one entry; criticality resolved and flagged",
             vec![
@@ -505,84 +507,6 @@ fn entry_ids_are_uuid_shaped_and_stable() {
     assert_eq!(a.len(), 36);
     assert_eq!(&a[14..15], "8");
     assert!(a.chars().all(|c| c == '-' || c.is_ascii_hexdigit()));
-}
-
-#[test]
-fn query_parameters_are_checked() {
-    use query::parse;
-    let nhs = "https://fhir.nhs.uk/Id/nhs-number|9000000009";
-    let ok = parse([
-        ("patient.identifier", nhs),
-        ("section", "medications,allergies,allergies"),
-        ("date.ge", "2020"),
-        ("date.le", "2020-06-30"),
-    ])
-    .unwrap();
-    assert_eq!(ok.sections, vec![Section::Allergies, Section::Medications]);
-    assert_eq!(
-        ok.resource_types(),
-        vec![
-            "AllergyIntolerance",
-            "MedicationStatement",
-            "MedicationRequest"
-        ]
-    );
-    assert_eq!(ok.dates.ge, Some(1_577_836_800));
-    let all = parse([("patient.identifier", nhs)]).unwrap();
-    assert_eq!(all.sections.len(), 5);
-    assert!(all.dates.is_unbounded());
-
-    let failures: &[(&[(&str, &str)], &[&str])] = &[
-        (&[], &["patient.identifier"]),
-        (
-            &[("patient.identifier", "9000000009")],
-            &["patient.identifier"],
-        ),
-        (
-            &[("patient.identifier", "urn:x|9000000009")],
-            &["patient.identifier"],
-        ),
-        (
-            &[(
-                "patient.identifier",
-                "https://fhir.nhs.uk/Id/nhs-number|9000000001",
-            )],
-            &["patient.identifier"],
-        ),
-        (
-            &[("patient.identifier", nhs), ("section", "allergies,labs")],
-            &["section"],
-        ),
-        (
-            &[("patient.identifier", nhs), ("date.ge", "yesterday")],
-            &["date.ge"],
-        ),
-        (
-            &[
-                ("patient.identifier", nhs),
-                ("date.ge", "2021"),
-                ("date.le", "2020"),
-            ],
-            &["date.ge"],
-        ),
-        (&[("patient.identifier", nhs), ("_count", "5")], &["_count"]),
-        (
-            &[
-                ("patient.identifier", nhs),
-                ("section", "allergies"),
-                ("section", "problems"),
-            ],
-            &["section"],
-        ),
-    ];
-    for (pairs, expressions) in failures {
-        let issues = parse(pairs.iter().copied()).unwrap_err();
-        let got: Vec<&str> = issues
-            .iter()
-            .map(|i| i.expression.as_deref().unwrap_or_default())
-            .collect();
-        assert_eq!(&got, expressions, "{pairs:?}");
-    }
 }
 
 #[test]

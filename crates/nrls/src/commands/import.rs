@@ -49,6 +49,9 @@ pub struct StoreArgs {
     /// Storage backend.
     #[arg(long, env = "NRLS_STORE", value_enum)]
     pub store: Option<Backend>,
+    /// PostgreSQL URL, for `--store postgres`.
+    #[arg(long = "database", env = "NRLS_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 }
 
 impl StoreArgs {
@@ -69,6 +72,9 @@ impl StoreArgs {
         }
         if self.store.is_some() {
             serve.store = self.store;
+        }
+        if self.database_url.is_some() {
+            serve.database_url.clone_from(&self.database_url);
         }
         serve.config()
     }

@@ -82,13 +82,19 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
 
 fn print_demo_help(url: &str) {
     let patient = demo::patients(1)[0];
-    let exe = "cargo run --release --";
+    let exe = "cargo run --release -q --";
     println!(
         r#"
 nrls is running at {url} with demo data. In another terminal:
 
   TOKEN=$({exe} token --client-id {consumer} --url {url})
   curl -s "{url}/consumer/FHIR/R4/DocumentReference?subject:identifier=https://fhir.nhs.uk/Id/nhs-number|{patient}" \
+    -H "Authorization: Bearer $TOKEN" -H "NHSD-End-User-Organisation-ODS: {ods}" \
+    -H "X-Request-Id: $(cat /proc/sys/kernel/random/uuid)"
+
+The converged shared care record from the demo regional sources:
+
+  curl -s "{url}/consumer/FHIR/R4/Patient/\$shared-care-record?patient.identifier=https://fhir.nhs.uk/Id/nhs-number|{patient}" \
     -H "Authorization: Bearer $TOKEN" -H "NHSD-End-User-Organisation-ODS: {ods}" \
     -H "X-Request-Id: $(cat /proc/sys/kernel/random/uuid)"
 

@@ -5,6 +5,7 @@
 mod floor;
 pub mod load;
 mod micro;
+mod postgres;
 mod server;
 mod suite;
 

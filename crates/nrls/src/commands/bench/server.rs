@@ -25,6 +25,9 @@ pub struct ServerProcess {
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerSettings {
     pub store: String,
+    /// For `store = "postgres"`; never written to results (it may hold a password).
+    #[serde(skip)]
+    pub database_url: Option<String>,
     pub max_batch: usize,
     pub read_connections: usize,
 }
@@ -69,8 +72,13 @@ pub fn write_config(
         ],
     };
     let apps = toml::to_string(&apps).map_err(|e| e.to_string())?;
+    let database = settings
+        .database_url
+        .as_ref()
+        .map(|url| format!("database_url = {url:?}\n"))
+        .unwrap_or_default();
     let text = format!(
-        "[server]\nlisten = \"{addr}\"\npublic_url = \"http://{addr}\"\n\n[store]\nbackend = \"{}\"\ndata_dir = {:?}\nmax_batch = {}\nread_connections = {}\n\n{apps}",
+        "[server]\nlisten = \"{addr}\"\npublic_url = \"http://{addr}\"\n\n[store]\nbackend = \"{}\"\ndata_dir = {:?}\nmax_batch = {}\nread_connections = {}\n{database}\n{apps}",
         settings.store,
         data_dir.display().to_string(),
         settings.max_batch,

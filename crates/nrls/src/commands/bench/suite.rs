@@ -16,6 +16,7 @@ use hyper::{Method, Request};
 use serde_json::{Value, json};
 
 use super::load::{self, GetPlan, LoadResult, RequestPlan, request_id};
+use super::postgres::{PostgresRun, postgres_url};
 use super::server::{self, CONSUMER, CONSUMER_ODS, PRODUCER, ServerProcess, ServerSettings};
 use crate::dataset::{Dataset, PointerSpec, write_document_reference};
 
@@ -123,7 +124,7 @@ impl Recorder {
     }
 }
 
-fn load_json(result: &LoadResult) -> Value {
+pub(super) fn load_json(result: &LoadResult) -> Value {
     serde_json::to_value(result).unwrap_or(Value::Null)
 }
 
@@ -131,169 +132,283 @@ pub async fn run(mut args: RunArgs) -> Result<(), String> {
     if args.full {
         args.size = 10_000_000;
     }
-    let wanted = |s: &str| args.scenarios.is_empty() || args.scenarios.iter().any(|w| w == s);
-    std::fs::create_dir_all(&args.results_dir).map_err(|e| e.to_string())?;
-    std::fs::create_dir_all(&args.work_dir).map_err(|e| e.to_string())?;
-    let work = std::fs::canonicalize(&args.work_dir).map_err(|e| e.to_string())?;
-    let settings = ServerSettings {
-        store: "sqlite".into(),
-        max_batch: args.max_batch,
-        read_connections: args.read_connections,
-    };
-    let mut recorder = Recorder {
-        file: args.results_dir.join("results.ndjson"),
-        base: json!({
-            "run": run_id(),
-            "git": git_head(),
-            "size": args.size,
-            "seed": args.seed,
-            "settings": settings,
-            "label": args.label,
-            "command": std::env::args().collect::<Vec<_>>().join(" "),
-        }),
-        floor: None,
-    };
-    let dataset = Dataset::new(args.size, args.seed);
-    let data_file = work.join(format!("pointers-{}-{}.ndjson", args.size, args.seed));
-    let store_dir = work.join(format!("store-{}-{}", args.size, args.seed));
-
-    let store_exists = store_dir.join("nrls.db").exists();
-    let import = !(args.reuse_store && store_exists);
-    // The dataset file is only needed to import (10M pointers is ~18 GB).
-    if import && (!data_file.exists() || wanted("generate")) {
-        let started = Instant::now();
-        let file = std::fs::File::create(&data_file).map_err(|e| e.to_string())?;
-        let d = dataset.clone();
-        tokio::task::spawn_blocking(move || {
-            crate::commands::generate::write_ndjson(&d, file, true)
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-        let seconds = started.elapsed().as_secs_f64();
-        let bytes = std::fs::metadata(&data_file).map(|m| m.len()).unwrap_or(0);
-        recorder.emit(
-            "generate",
-            json!({"pointers": args.size, "patients": dataset.patients(), "seconds": seconds,
-                   "per_second": args.size as f64 / seconds, "bytes_per_pointer": bytes as f64 / args.size as f64}),
-        )?;
+    let mut suite = Suite::new(args)?;
+    suite.prepare_store().await?;
+    if suite.wanted("floor") || suite.wanted("search-max") {
+        suite.floor().await?;
     }
-    if import {
-        let _ = std::fs::remove_dir_all(&store_dir);
-        let report = import_child(&data_file, &store_dir)?;
-        recorder.emit("import", report)?;
+    let (plan, embedded) = suite.embedded().await?;
+    if suite.wanted("cold-start") {
+        suite.cold_start(&plan).await?;
     }
-    if wanted("footprint") {
-        let files = dir_bytes(&store_dir);
-        recorder.emit(
-            "footprint",
-            json!({"pointers": args.size, "bytes_on_disk": files,
-                   "bytes_per_pointer": files as f64 / args.size as f64}),
-        )?;
-    }
-
-    let addr = server::free_addr()?;
-    let config = work.join("bench-server.toml");
-    server::write_config(&config, &store_dir, addr, &settings, dataset.custodians())?;
-    let log = work.join("bench-server.log");
-    let base_url = format!("http://{addr}");
-    let warmup = Duration::from_secs(2);
-    let duration = Duration::from_secs(args.duration);
-
-    let floor_plan = Arc::new(GetPlan {
-        paths: vec!["/consumer/FHIR/R4/DocumentReference".into()],
-        headers: vec![],
-    });
-    if wanted("floor") || wanted("search-max") {
-        let floor = ServerProcess::spawn_floor()?;
-        let result = load::closed_loop(floor.addr, floor_plan, args.connections, warmup, duration)
-            .await
-            .map_err(|e| e.to_string())?;
-        recorder.floor = Some(result.per_second);
-        let mut value = load_json(&result);
-        value["connections"] = json!(args.connections);
-        value["rss_kib"] = json!(floor.rss_kib().map(|r| r.0));
-        floor.stop();
-        recorder.emit("floor", value)?;
-    }
-
-    let mut serve = ServerProcess::spawn_serve(&config, addr, &log, &[])?;
-    serve.wait_ready(Duration::from_secs(60)).await?;
-    let consumer_token = server::token(&base_url, CONSUMER).await?;
-    let producer_token = server::token(&base_url, PRODUCER).await?;
-    let search_plan = Arc::new(search_plan(&dataset, &consumer_token));
-
-    if wanted("search-max") {
-        let result = load::closed_loop(
-            addr,
-            search_plan.clone(),
-            args.connections,
-            warmup,
-            duration,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let mut value = load_json(&result);
-        value["connections"] = json!(args.connections);
-        value["rss_kib"] = json!(serve.rss_kib().map(|r| r.0));
-        value["rss_peak_kib"] = json!(serve.rss_kib().map(|r| r.1));
-        value["rss_anon_kib"] = json!(serve.rss_split_kib().map(|r| r.0));
-        value["rss_file_kib"] = json!(serve.rss_split_kib().map(|r| r.1));
-        recorder.emit("search-max", value)?;
-    }
-    if wanted("search-latency") {
-        let result = load::open_loop(
-            addr,
-            search_plan.clone(),
-            args.connections,
-            args.rate,
-            warmup,
-            duration,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let mut value = load_json(&result);
-        value["target_rate"] = json!(args.rate);
-        recorder.emit("search-latency", value)?;
-    }
-    if wanted("create") {
-        let plan = Arc::new(CreatePlan::new(&dataset, &producer_token, args.seed));
-        let result = load::closed_loop(addr, plan, args.producers, warmup, duration)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut value = load_json(&result);
-        value["producers"] = json!(args.producers);
-        value["rss_kib"] = json!(serve.rss_kib().map(|r| r.0));
-        value["rss_anon_kib"] = json!(serve.rss_split_kib().map(|r| r.0));
-        recorder.emit("create", value)?;
-    }
-    serve.stop();
-
-    if wanted("cold-start") {
-        let mut samples = Vec::new();
-        for _ in 0..3 {
-            samples.push(cold_start(&config, addr, &log, &search_plan).await?);
-        }
-        samples.sort_by(f64::total_cmp);
-        recorder.emit(
-            "cold-start",
-            json!({"ms_median": samples[1], "ms_samples": samples}),
-        )?;
-    }
-    if wanted("postgres") {
-        recorder.emit("postgres", postgres_status())?;
+    if suite.wanted("postgres") {
+        suite.postgres(&embedded).await?;
     }
     Ok(())
 }
 
-/// Runs `nrls import` as a child process and returns its report.
+/// One run of the suite: its settings, files and where results go.
+struct Suite {
+    args: RunArgs,
+    work: PathBuf,
+    dataset: Dataset,
+    data_file: PathBuf,
+    store_dir: PathBuf,
+    settings: ServerSettings,
+    recorder: Recorder,
+    warmup: Duration,
+    duration: Duration,
+    server: Option<(PathBuf, std::net::SocketAddr)>,
+}
+
+impl Suite {
+    fn new(args: RunArgs) -> Result<Suite, String> {
+        std::fs::create_dir_all(&args.results_dir).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&args.work_dir).map_err(|e| e.to_string())?;
+        let work = std::fs::canonicalize(&args.work_dir).map_err(|e| e.to_string())?;
+        let settings = ServerSettings {
+            store: "sqlite".into(),
+            database_url: None,
+            max_batch: args.max_batch,
+            read_connections: args.read_connections,
+        };
+        let recorder = Recorder {
+            file: args.results_dir.join("results.ndjson"),
+            base: json!({
+                "run": run_id(),
+                "git": git_head(),
+                "size": args.size,
+                "seed": args.seed,
+                "settings": settings,
+                "label": args.label,
+                "command": std::env::args().collect::<Vec<_>>().join(" "),
+            }),
+            floor: None,
+        };
+        Ok(Suite {
+            dataset: Dataset::new(args.size, args.seed),
+            data_file: work.join(format!("pointers-{}-{}.ndjson", args.size, args.seed)),
+            store_dir: work.join(format!("store-{}-{}", args.size, args.seed)),
+            warmup: Duration::from_secs(2),
+            duration: Duration::from_secs(args.duration),
+            server: None,
+            work,
+            settings,
+            recorder,
+            args,
+        })
+    }
+
+    fn wanted(&self, scenario: &str) -> bool {
+        self.args.scenarios.is_empty() || self.args.scenarios.iter().any(|w| w == scenario)
+    }
+
+    /// generate, import and footprint: a fresh store unless `--reuse-store`.
+    async fn prepare_store(&mut self) -> Result<(), String> {
+        let store_exists = self.store_dir.join("nrls.db").exists();
+        let import = !(self.args.reuse_store && store_exists);
+        // The dataset file is only needed to import (10M pointers is ~18 GB).
+        if import && (!self.data_file.exists() || self.wanted("generate")) {
+            let value = generate_file(&self.dataset, &self.data_file).await?;
+            self.recorder.emit("generate", value)?;
+        }
+        if import {
+            let _ = std::fs::remove_dir_all(&self.store_dir);
+            let report = import_child(&self.data_file, &self.store_dir)?;
+            self.recorder.emit("import", report)?;
+        }
+        if self.wanted("footprint") {
+            let files = dir_bytes(&self.store_dir);
+            let size = self.args.size;
+            self.recorder.emit(
+                "footprint",
+                json!({"pointers": size, "bytes_on_disk": files,
+                       "bytes_per_pointer": files as f64 / size as f64}),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The floor, measured like search-max so results can be given as a ratio.
+    async fn floor(&mut self) -> Result<(), String> {
+        let plan = Arc::new(GetPlan {
+            paths: vec!["/consumer/FHIR/R4/DocumentReference".into()],
+            headers: vec![],
+        });
+        let floor = ServerProcess::spawn_floor()?;
+        let connections = self.args.connections;
+        let result = load::closed_loop(floor.addr, plan, connections, self.warmup, self.duration)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.recorder.floor = Some(result.per_second);
+        let mut value = load_json(&result);
+        value["connections"] = json!(connections);
+        value["rss_kib"] = json!(floor.rss_kib().map(|r| r.0));
+        floor.stop();
+        self.recorder.emit("floor", value)
+    }
+
+    /// The server's config file and address, chosen once: tokens name the
+    /// server's URL as issuer, so a restart must keep the same address.
+    fn server_config(&mut self) -> Result<(PathBuf, std::net::SocketAddr), String> {
+        if let Some(known) = &self.server {
+            return Ok(known.clone());
+        }
+        let addr = server::free_addr()?;
+        let config = self.work.join("bench-server.toml");
+        server::write_config(
+            &config,
+            &self.store_dir,
+            addr,
+            &self.settings,
+            self.dataset.custodians(),
+        )?;
+        self.server = Some((config.clone(), addr));
+        Ok((config, addr))
+    }
+
+    /// search-max, search-latency and create against `nrls serve`. Returns the
+    /// search plan (with its token, reused for cold starts) and the rates.
+    async fn embedded(&mut self) -> Result<(GetPlan, Embedded), String> {
+        let (config, addr) = self.server_config()?;
+        let log = self.work.join("bench-server.log");
+        let mut serve = ServerProcess::spawn_serve(&config, addr, &log, &[])?;
+        serve.wait_ready(Duration::from_secs(60)).await?;
+        let base_url = format!("http://{addr}");
+        let consumer_token = server::token(&base_url, CONSUMER).await?;
+        let producer_token = server::token(&base_url, PRODUCER).await?;
+        let plan = Arc::new(search_plan(&self.dataset, &consumer_token));
+        let (warmup, duration, connections) = (self.warmup, self.duration, self.args.connections);
+        let mut embedded = Embedded::default();
+        if self.wanted("search-max") {
+            let result = load::closed_loop(addr, plan.clone(), connections, warmup, duration)
+                .await
+                .map_err(|e| e.to_string())?;
+            embedded.search = Some(result.per_second);
+            let mut value = load_json(&result);
+            value["connections"] = json!(connections);
+            add_rss(&mut value, &serve);
+            self.recorder.emit("search-max", value)?;
+        }
+        if self.wanted("search-latency") {
+            let rate = self.args.rate;
+            let result = load::open_loop(addr, plan.clone(), connections, rate, warmup, duration)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut value = load_json(&result);
+            value["target_rate"] = json!(rate);
+            self.recorder.emit("search-latency", value)?;
+        }
+        if self.wanted("create") {
+            let create = Arc::new(CreatePlan::new(
+                &self.dataset,
+                &producer_token,
+                self.args.seed,
+            ));
+            let result = load::closed_loop(addr, create, self.args.producers, warmup, duration)
+                .await
+                .map_err(|e| e.to_string())?;
+            embedded.create = Some(result.per_second);
+            let mut value = load_json(&result);
+            value["producers"] = json!(self.args.producers);
+            add_rss(&mut value, &serve);
+            self.recorder.emit("create", value)?;
+        }
+        serve.stop();
+        let plan = Arc::try_unwrap(plan).map_err(|_| "search plan still shared".to_owned())?;
+        Ok((plan, embedded))
+    }
+
+    /// Median of three cold starts.
+    async fn cold_start(&mut self, plan: &GetPlan) -> Result<(), String> {
+        let (config, addr) = self.server_config()?;
+        let log = self.work.join("bench-server.log");
+        let mut samples = Vec::new();
+        for _ in 0..3 {
+            samples.push(cold_start(&config, addr, &log, plan).await?);
+        }
+        samples.sort_by(f64::total_cmp);
+        self.recorder.emit(
+            "cold-start",
+            json!({"ms_median": samples[1], "ms_samples": samples}),
+        )
+    }
+
+    async fn postgres(&mut self, embedded: &Embedded) -> Result<(), String> {
+        match postgres_url() {
+            Err(reason) => {
+                eprintln!("postgres: {reason}");
+                self.recorder
+                    .emit("postgres", json!({"skipped": true, "reason": reason}))
+            }
+            Ok(url) => {
+                let pg = PostgresRun {
+                    url,
+                    work: &self.work,
+                    data_file: &self.data_file,
+                    dataset: &self.dataset,
+                    args: &self.args,
+                };
+                for (scenario, value) in pg.run(embedded).await? {
+                    self.recorder.emit(scenario, value)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Server memory: resident set, its peak, and its heap and file-mapped parts.
+fn add_rss(value: &mut Value, serve: &ServerProcess) {
+    value["rss_kib"] = json!(serve.rss_kib().map(|r| r.0));
+    value["rss_peak_kib"] = json!(serve.rss_kib().map(|r| r.1));
+    value["rss_anon_kib"] = json!(serve.rss_split_kib().map(|r| r.0));
+    value["rss_file_kib"] = json!(serve.rss_split_kib().map(|r| r.1));
+}
+
+/// Writes the dataset file and describes how fast that went.
+async fn generate_file(dataset: &Dataset, path: &Path) -> Result<Value, String> {
+    let started = Instant::now();
+    let file = std::fs::File::create(path).map_err(|e| e.to_string())?;
+    let d = dataset.clone();
+    tokio::task::spawn_blocking(move || crate::commands::generate::write_ndjson(&d, file, true))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let seconds = started.elapsed().as_secs_f64();
+    let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let n = dataset.pointers;
+    Ok(
+        json!({"pointers": n, "patients": dataset.patients(), "seconds": seconds,
+              "per_second": n as f64 / seconds, "bytes_per_pointer": bytes as f64 / n as f64}),
+    )
+}
+
+/// Embedded-store results of this run, for the postgres ratios.
+#[derive(Default)]
+pub(super) struct Embedded {
+    pub(super) search: Option<f64>,
+    pub(super) create: Option<f64>,
+}
+
+/// Runs `nrls import` into a fresh embedded store and returns its report.
 fn import_child(data_file: &Path, store_dir: &Path) -> Result<Value, String> {
+    import_child_to(data_file, store_dir, &["--store", "sqlite"])
+}
+
+/// Runs `nrls import` as a child process and returns its report.
+pub(super) fn import_child_to(
+    data_file: &Path,
+    store_dir: &Path,
+    store: &[&str],
+) -> Result<Value, String> {
     let output = Command::new(server::current_exe()?)
         .arg("import")
         .arg(data_file)
         .arg("--data-dir")
         .arg(store_dir)
-        .args(["--store", "sqlite", "--quiet", "--restart"])
+        .args(store)
+        .args(["--quiet", "--restart"])
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
@@ -322,7 +437,7 @@ fn dir_bytes(dir: &Path) -> u64 {
 }
 
 /// Consumer searches by NHS number over 10,000 patients of the dataset.
-fn search_plan(dataset: &Dataset, token: &str) -> GetPlan {
+pub(super) fn search_plan(dataset: &Dataset, token: &str) -> GetPlan {
     let patients = dataset.patients().max(1);
     let mut rng = crate::dataset::Rng::new(dataset.seed ^ 0x5EA4C4, 0, 9);
     let paths = (0..10_000)
@@ -343,7 +458,7 @@ fn search_plan(dataset: &Dataset, token: &str) -> GetPlan {
 /// Durable creates: new pointers of dataset custodians, ids unique per run,
 /// for patients beyond the dataset's, so creates never grow the answers of
 /// the searches measured in later runs on the same store.
-struct CreatePlan {
+pub(super) struct CreatePlan {
     dataset: Dataset,
     first_patient: u64,
     bearer: String,
@@ -351,7 +466,7 @@ struct CreatePlan {
 }
 
 impl CreatePlan {
-    fn new(dataset: &Dataset, token: &str, seed: u64) -> CreatePlan {
+    pub(super) fn new(dataset: &Dataset, token: &str, seed: u64) -> CreatePlan {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -421,27 +536,6 @@ async fn cold_start(
     };
     serve.stop();
     Ok(elapsed.as_secs_f64() * 1000.0)
-}
-
-/// The PostgreSQL scenario runs only when a postgres backend is compiled in
-/// and a database is named; otherwise it says why it skipped.
-fn postgres_status() -> Value {
-    use clap::ValueEnum;
-    let compiled = crate::config::Backend::from_str("postgres", true).is_ok();
-    let url = std::env::var("NRLS_BENCH_DATABASE_URL").ok();
-    let reason = match (compiled, url) {
-        (false, _) => {
-            "skipped: this build has no postgres backend (`nrls serve --store postgres` is not accepted yet)"
-        }
-        (true, None) => {
-            "skipped: set NRLS_BENCH_DATABASE_URL to a PostgreSQL database the benchmark may fill"
-        }
-        (true, Some(_)) => {
-            "skipped: the postgres run is not wired into the suite yet (see docs/performance.md)"
-        }
-    };
-    eprintln!("postgres: {reason}");
-    json!({"skipped": true, "reason": reason})
 }
 
 fn run_id() -> String {

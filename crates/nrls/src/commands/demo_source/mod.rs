@@ -315,7 +315,7 @@ async fn search(
     let entry: Vec<Value> = resources
         .into_iter()
         .filter(|r| r["resourceType"] == resource_type.as_str())
-        .map(|r| json!({"fullUrl": format!("{}/{}", resource_type, r["id"].as_str().unwrap_or_default()), "resource": r, "search": {"mode": "match"}}))
+        .map(|r| json!({"resource": r, "search": {"mode": "match"}}))
         .collect();
     fhir(
         StatusCode::OK,

@@ -52,7 +52,7 @@ const COVID: (&str, &str) = ("1119349007", "COVID-19 mRNA vaccine");
 /// three regions, even-numbered patients in two, the others in one.
 pub fn holds(region: Region, p: usize) -> bool {
     let r = region.index();
-    p == 0 || r == p % 3 || (p % 2 == 0 && r == (p + 1) % 3)
+    p == 0 || r == p % 3 || (p.is_multiple_of(2) && r == (p + 1) % 3)
 }
 
 fn cc(system: &str, (code, display): (&str, &str)) -> Value {
