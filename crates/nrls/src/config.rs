@@ -105,6 +105,10 @@ pub struct StoreConfig {
     pub statement_timeout_ms: u64,
     /// Longest opening a PostgreSQL connection may take.
     pub connect_timeout_ms: u64,
+    /// PEM CA certificate(s) the database server's certificate must chain to
+    /// when `database_url` asks for TLS (`sslmode=require`). Unset: the link
+    /// is encrypted but the server is not authenticated (libpq's `require`).
+    pub database_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -153,6 +157,7 @@ impl Default for StoreConfig {
             pool_size: 16,
             statement_timeout_ms: 5000,
             connect_timeout_ms: 5000,
+            database_ca_file: None,
         }
     }
 }
@@ -196,6 +201,7 @@ impl StoreConfig {
             pool_size: self.pool_size,
             statement_timeout: std::time::Duration::from_millis(self.statement_timeout_ms),
             connect_timeout: std::time::Duration::from_millis(self.connect_timeout_ms),
+            ca_file: self.database_ca_file.clone(),
             ..store::postgres::PostgresOptions::new(url.clone())
         })
     }

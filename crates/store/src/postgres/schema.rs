@@ -112,7 +112,10 @@ pub(super) struct ServerSettings {
 /// done. Closing the session releases the lock even if this node dies
 /// midway; each step is one transaction, so a half-applied step is rolled
 /// back. Refuses a database that has a step incompatible with this build.
-pub(super) async fn migrate(base: &tokio_postgres::Config) -> Result<ServerSettings, StoreError> {
+pub(super) async fn migrate(
+    base: &tokio_postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+) -> Result<ServerSettings, StoreError> {
     let mut config = base.clone();
     // Waiting for another node's migration may take a while; 10 minutes is
     // the bound. Each DDL statement waits at most 5 s for its table lock, so
@@ -121,8 +124,16 @@ pub(super) async fn migrate(base: &tokio_postgres::Config) -> Result<ServerSetti
     let mut settings = config.get_options().unwrap_or_default().to_owned();
     settings.push_str(" -c statement_timeout=600000");
     config.options(settings.trim());
-    let (mut client, connection) = config.connect(NoTls).await.map_err(store_error)?;
-    let task = tokio::spawn(connection);
+    let (mut client, task) = match tls {
+        Some(tls) => {
+            let (client, connection) = config.connect(tls).await.map_err(store_error)?;
+            (client, tokio::spawn(connection))
+        }
+        None => {
+            let (client, connection) = config.connect(NoTls).await.map_err(store_error)?;
+            (client, tokio::spawn(connection))
+        }
+    };
     let result = apply(&mut client).await;
     drop(client);
     task.abort();

@@ -8,6 +8,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use tokio::time::Instant;
 use tokio_postgres::NoTls;
 use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::StoreError;
 
@@ -23,6 +24,17 @@ const MAX_ATTEMPTS: u32 = 3;
 /// it open until keepalives notice (minutes).
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The TLS connector the URL's `sslmode` asks for: none for `disable`.
+pub(super) fn tls(
+    options: &PostgresOptions,
+    config: &tokio_postgres::Config,
+) -> Result<Option<MakeRustlsConnect>, StoreError> {
+    match config.get_ssl_mode() {
+        SslMode::Disable => Ok(None),
+        _ => super::tls::connector(options.ca_file.as_deref()).map(Some),
+    }
+}
+
 /// The connection settings shared by the migration session and the pool:
 /// the URL, with the connect timeout, keepalives and an application name.
 pub(super) fn base_config(options: &PostgresOptions) -> Result<tokio_postgres::Config, StoreError> {
@@ -31,18 +43,6 @@ pub(super) fn base_config(options: &PostgresOptions) -> Result<tokio_postgres::C
         .database_url
         .parse()
         .map_err(|e| StoreError::Internal(format!("the database URL is not valid: {e}")))?;
-    match config.get_ssl_mode() {
-        SslMode::Disable | SslMode::Prefer => {}
-        _ => {
-            return Err(StoreError::Internal(
-                "the database URL asks for TLS (sslmode=require), which this nrls build \
-                 does not support yet; see docs/scale-out.md"
-                    .into(),
-            ));
-        }
-    }
-    // `prefer` would try TLS first; without TLS support, say so plainly.
-    config.ssl_mode(SslMode::Disable);
     config
         .connect_timeout(options.connect_timeout)
         .keepalives(true)
@@ -62,6 +62,7 @@ pub(super) fn pool(
     options: &PostgresOptions,
     mut config: tokio_postgres::Config,
     server: &ServerSettings,
+    tls: Option<MakeRustlsConnect>,
 ) -> Result<Pool, StoreError> {
     let statement_ms = options.statement_timeout.as_millis().max(1);
     let mut settings = config.get_options().unwrap_or_default().to_owned();
@@ -76,16 +77,15 @@ pub(super) fn pool(
         settings.push_str(" -c synchronous_commit=on");
     }
     config.options(settings.trim());
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            // `is_closed` only: a connection that fails later is discarded by
-            // `settle`, which costs one request rather than a query on every
-            // checkout.
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    // `is_closed` only: a connection that fails later is discarded by
+    // `settle`, which costs one request rather than a query on every checkout.
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match tls {
+        Some(tls) => Manager::from_config(config, tls, manager_config),
+        None => Manager::from_config(config, NoTls, manager_config),
+    };
     let deadline = options.statement_timeout + Duration::from_secs(1);
     Pool::builder(manager)
         .max_size(options.pool_size.max(1))

@@ -102,13 +102,70 @@ async fn schema_needing_a_newer_node_is_refused() {
     open(&database).await.health().await.unwrap();
 }
 
+/// `sslmode=require` encrypts the sessions (the local server has TLS on, as
+/// Debian's PostgreSQL does out of the box).
 #[tokio::test]
-async fn tls_is_refused_rather_than_ignored() {
-    let url = format!("{}?sslmode=require", TestDatabase::create().await.url());
-    match PostgresStore::open(PostgresOptions::new(url)).await {
-        Err(StoreError::Internal(message)) => assert!(message.contains("TLS"), "{message}"),
-        other => panic!("expected Internal, got {:?}", other.err()),
-    }
+async fn tls_is_used_when_the_url_asks_for_it() {
+    let database = TestDatabase::create().await;
+    let url = format!(
+        "{}?sslmode=require&application_name=nrls-tls-test",
+        database.url()
+    );
+    let store = PostgresStore::open(PostgresOptions::new(url))
+        .await
+        .unwrap();
+    store.health().await.unwrap();
+    let record = pointer(CUSTODIAN, "tls-1", 1);
+    store.create(record.clone(), Vec::new()).await.unwrap();
+    assert_eq!(
+        store.get(&record.id).await.unwrap().unwrap().json,
+        record.json
+    );
+    let encrypted = database
+        .query_i64(
+            "SELECT count(*)::bigint FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE ssl AND application_name = 'nrls-tls-test'",
+        )
+        .await;
+    assert!(encrypted >= 1, "no encrypted nrls session found");
+}
+
+/// With a CA file the server's certificate must chain to it: a CA that did
+/// not sign it makes the connection fail rather than go unauthenticated.
+#[tokio::test]
+async fn tls_with_a_ca_file_authenticates_the_server() {
+    let database = TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("other-ca.pem");
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=not-the-server-ca",
+        ])
+        .arg("-keyout")
+        .arg(dir.path().join("key.pem"))
+        .arg("-out")
+        .arg(&ca)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut options = PostgresOptions::new(format!("{}?sslmode=require", database.url()));
+    options.ca_file = Some(ca);
+    options.connect_timeout = std::time::Duration::from_secs(3);
+    assert!(
+        PostgresStore::open(options).await.is_err(),
+        "an unverifiable server must be refused"
+    );
 }
 
 /// Pointers spread over the partitions by NHS number, and a read by id or by

@@ -288,7 +288,8 @@ async fn migrate(url: &str) {
     let options = PostgresOptions::new(url);
     let config =
         session::base_config(&options).unwrap_or_else(|e| panic!("test database URL {url}: {e}"));
-    if let Err(e) = schema::migrate(&config).await {
+    let tls = session::tls(&options, &config).unwrap_or_else(|e| panic!("test database TLS: {e}"));
+    if let Err(e) = schema::migrate(&config, tls).await {
         panic!("migrating the test template: {e}");
     }
 }
