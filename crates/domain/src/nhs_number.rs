@@ -57,7 +57,18 @@ impl NhsNumber {
         if n >= 10_000_000_000 {
             return Err(NhsNumberError::Format);
         }
-        Self::parse(&format!("{n:010}"))
+        // Arithmetic rather than format-and-parse: stores call this for every
+        // row they decode, on the search hot path.
+        let mut digits = [0u32; 10];
+        let mut rest = n;
+        for slot in digits.iter_mut().rev() {
+            *slot = (rest % 10) as u32;
+            rest /= 10;
+        }
+        match check_digit(&digits[..9]) {
+            Some(check) if check == digits[9] => Ok(NhsNumber(n)),
+            _ => Err(NhsNumberError::CheckDigit),
+        }
     }
 
     /// Numbers starting 999 are never issued: the only ones test data may use.
@@ -106,6 +117,18 @@ mod tests {
         assert_eq!(NhsNumber::parse("900000000"), Err(NhsNumberError::Format));
         assert_eq!(NhsNumber::parse("90000000a9"), Err(NhsNumberError::Format));
         assert_eq!(NhsNumber::parse("９000000009"), Err(NhsNumberError::Format));
+        assert_eq!(
+            NhsNumber::from_u64(9_999_999_998),
+            Err(NhsNumberError::CheckDigit)
+        );
+        assert_eq!(
+            NhsNumber::from_u64(10_000_000_000),
+            Err(NhsNumberError::Format)
+        );
+        assert_eq!(
+            NhsNumber::from_u64(9_000_000_009).map(|n| n.to_string()),
+            Ok("9000000009".into())
+        );
     }
 
     #[test]
