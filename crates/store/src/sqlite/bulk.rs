@@ -180,3 +180,57 @@ fn page(
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use domain::{NhsNumber, OdsCode, PointerId, PointerRecord};
+
+    use crate::sqlite::{SqliteOptions, SqliteStore};
+    use crate::{PointerStore, StoreError};
+
+    fn record(id: &str, ods: &str, master: &str, json: &str) -> PointerRecord {
+        PointerRecord {
+            id: PointerId::parse(id).unwrap(),
+            nhs_number: NhsNumber::parse("9990000018").unwrap(),
+            custodian: OdsCode::parse(ods).unwrap(),
+            type_key: "http://snomed.info/sct|736253002".into(),
+            master_identifier: Some(master.into()),
+            security_labels: vec![],
+            version: 1,
+            last_updated: "2024-01-01T00:00:00Z".into(),
+            json: json.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn import_is_idempotent_and_reports_clashes_per_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            SqliteStore::open(&dir.path().join("nrls.db"), SqliteOptions::default()).unwrap();
+        let a = record("RR8-a", "RR8", "m1", r#"{"id":"RR8-a"}"#);
+        let b = record("RR8-b", "RR8", "m2", r#"{"id":"RR8-b"}"#);
+        let c = record("RYJ-c", "RYJ", "m1", r#"{"id":"RYJ-c"}"#);
+        let first = store.import(vec![a.clone(), b, c]).await.unwrap();
+        assert_eq!((first.imported, first.already_present), (3, 0));
+
+        let changed = record("RR8-a", "RR8", "m1", r#"{"id":"RR8-a","x":1}"#);
+        let same_master = record("RR8-d", "RR8", "m2", r#"{"id":"RR8-d"}"#);
+        let again = store.import(vec![a, changed, same_master]).await.unwrap();
+        assert_eq!((again.imported, again.already_present), (0, 1));
+        assert!(matches!(again.rejected[0], (1, StoreError::DuplicateId(_))));
+        assert!(matches!(
+            again.rejected[1],
+            (2, StoreError::DuplicateMasterIdentifier(_))
+        ));
+        assert_eq!(store.count().await.unwrap(), 3);
+
+        let page = store.pointers_after(0, 2, None).await.unwrap();
+        assert_eq!(page.len(), 2);
+        let rest = store.pointers_after(page[1].seq, 2, None).await.unwrap();
+        assert_eq!(rest.len(), 1);
+        let ryj = OdsCode::parse("RYJ").unwrap();
+        let only = store.pointers_after(0, 10, Some(&ryj)).await.unwrap();
+        assert_eq!(only.len(), 1);
+        assert_eq!(only[0].record.id.as_str(), "RYJ-c");
+    }
+}
