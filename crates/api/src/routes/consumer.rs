@@ -1,13 +1,13 @@
 use audit::Interaction;
 use axum::extract::{Path, State};
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use axum::response::Response;
 use domain::search::Audience;
 
 use super::table::{Doc, Routes, media};
-use super::{CONSUMER_BASE, pointer_response};
+use super::{audited_search, pointer_response};
 use crate::audit_trail::{AuditDraft, audited};
-use crate::error::{ApiError, fhir_response};
+use crate::error::ApiError;
 use crate::extract::{Consumer, SearchParams};
 use crate::pointers;
 use crate::state::AppState;
@@ -48,19 +48,7 @@ async fn search(
     Consumer(caller): Consumer,
     params: SearchParams,
 ) -> Result<Response, ApiError> {
-    let base = format!("{CONSUMER_BASE}/DocumentReference");
-    let mut draft = AuditDraft::new(Interaction::Search);
-    let result = pointers::search(
-        &state,
-        &caller,
-        Audience::Consumer,
-        &params,
-        &base,
-        &mut draft,
-    )
-    .await
-    .map(|outcome| fhir_response(StatusCode::OK, outcome.bundle));
-    audited(&state, &caller, draft, result).await
+    audited_search(&state, &caller, Audience::Consumer, &params).await
 }
 
 async fn read(

@@ -26,10 +26,19 @@ use domain::PointerRecord;
 use domain::systems::NRLF_SUCCESS_CODES;
 use fhir::{Coding, OperationOutcome, OutcomeIssue};
 
-use crate::error::fhir_response;
+use audit::Interaction;
+use domain::search::Audience;
+
+use crate::audit_trail::{AuditDraft, audited};
+use crate::error::{ApiError, fhir_response};
+use crate::extract::{Caller, SearchParams};
+use crate::state::AppState;
 
 pub const PRODUCER_BASE: &str = "/producer/FHIR/R4";
 pub const CONSUMER_BASE: &str = "/consumer/FHIR/R4";
+/// Where each API's pointers live; the base of `fullUrl` and paging links.
+const PRODUCER_POINTERS: &str = "/producer/FHIR/R4/DocumentReference";
+const CONSUMER_POINTERS: &str = "/consumer/FHIR/R4/DocumentReference";
 
 /// A 2xx OperationOutcome such as NRL returns for writes.
 pub(crate) fn success(status: StatusCode, system: &str, code: &str, display: &str) -> Response {
@@ -60,4 +69,23 @@ pub(crate) fn pointer_response(record: PointerRecord) -> Response {
     let mut response = fhir_response(StatusCode::OK, record.json);
     response.headers_mut().insert(header::ETAG, etag(version));
     response
+}
+
+/// A search for either audience, audited: GET and POST `_search` of both
+/// APIs land here.
+pub(crate) async fn audited_search(
+    state: &AppState,
+    caller: &Caller,
+    audience: Audience,
+    params: &SearchParams,
+) -> Result<Response, ApiError> {
+    let base = match audience {
+        Audience::Producer => PRODUCER_POINTERS,
+        Audience::Consumer => CONSUMER_POINTERS,
+    };
+    let mut draft = AuditDraft::new(Interaction::Search);
+    let result = crate::pointers::search(state, caller, audience, params, base, &mut draft)
+        .await
+        .map(|outcome| fhir_response(StatusCode::OK, outcome.bundle));
+    audited(state, caller, draft, result).await
 }

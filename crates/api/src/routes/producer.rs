@@ -6,9 +6,9 @@ use domain::search::Audience;
 use fhir::DocumentReference;
 
 use super::table::{Doc, Routes, media};
-use super::{PRODUCER_BASE, etag, pointer_response, success, success_code};
+use super::{PRODUCER_BASE, audited_search, etag, pointer_response, success, success_code};
 use crate::audit_trail::{AuditDraft, audited};
-use crate::error::{ApiError, fhir_response};
+use crate::error::ApiError;
 use crate::extract::{FhirBody, Producer, SearchParams, if_match_version};
 use crate::pointers;
 use crate::state::AppState;
@@ -155,17 +155,5 @@ async fn search(
     Producer(caller): Producer,
     params: SearchParams,
 ) -> Result<Response, ApiError> {
-    let base = format!("{PRODUCER_BASE}/DocumentReference");
-    let mut draft = AuditDraft::new(Interaction::Search);
-    let result = pointers::search(
-        &state,
-        &caller,
-        Audience::Producer,
-        &params,
-        &base,
-        &mut draft,
-    )
-    .await
-    .map(|outcome| fhir_response(StatusCode::OK, outcome.bundle));
-    audited(&state, &caller, draft, result).await
+    audited_search(&state, &caller, Audience::Producer, &params).await
 }
