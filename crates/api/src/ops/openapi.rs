@@ -80,7 +80,8 @@ fn operation(op: &Operation) -> Value {
         json!({
             "name": name,
             "in": "query",
-            "required": *name == "subject:identifier" && op.path.starts_with(crate::routes::CONSUMER_BASE),
+            // Both audiences must name the patient (domain::search::parse).
+            "required": *name == "subject:identifier",
             "schema": {"type": "string"},
         })
     }));
