@@ -6,20 +6,23 @@
 //!   the chain in `verify`, naming the first bad record.
 //! - [`checkpoint`] signs the chain head with the node's Ed25519 key every
 //!   [`CheckpointPolicy::records`] records or [`CheckpointPolicy::seconds`].
-//! - [`AuditLog`] is the storage contract; [`sqlite::SqliteAuditLog`] (its
-//!   own `audit.db`, WAL, `synchronous=FULL`, group commit) and
-//!   [`memory::MemoryAuditLog`] implement it.
+//! - [`AuditLog`] is the storage contract; [`postgres::PostgresAuditLog`]
+//!   (tables in the shared nrls database, one chain for every node),
+//!   [`sqlite::SqliteAuditLog`] (its own `audit.db`, WAL, `synchronous=FULL`,
+//!   group commit) and [`memory::MemoryAuditLog`] implement it.
 //!
 //! Privacy-officer alerts are not stored separately: an event whose access
 //! decision raised an alert (self-claimed, break-glass) *is* the alert, so an
 //! alert exists exactly when its audit record does. Acknowledgements are kept
 //! beside the chain (they are themselves audited by the admin API).
 
+mod batch;
 pub mod chain;
 pub mod checkpoint;
 pub mod event;
 pub mod fields;
 pub mod memory;
+pub mod postgres;
 mod query;
 pub mod sqlite;
 
@@ -28,6 +31,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use fhir::AuditEvent;
 
+pub use batch::WriteStats;
 pub use chain::{
     Anchor, AuditRecord, CheckpointPolicy, Hash, Tamper, TamperKind, VerifyOptions, VerifyReport,
 };
@@ -70,8 +74,8 @@ pub enum VerifyError {
     Storage(#[from] AuditError),
 }
 
-/// The audit log contract. Backend-neutral: a PostgreSQL backend would
-/// keep the same chain and checkpoint rules (see `chain`).
+/// The audit log contract. Every backend keeps the same chain and checkpoint
+/// rules (see `chain`) and passes the same behaviour tests.
 #[async_trait]
 pub trait AuditLog: Send + Sync + 'static {
     /// Appends events in order and returns their sequence numbers. Durable

@@ -289,3 +289,19 @@ fn events_follow_balp() {
     assert_eq!(fields.alert, None);
     assert_eq!(fields.outcome, "4");
 }
+
+#[tokio::test]
+async fn postgres_backend_behaviour() {
+    let db = store::postgres::testing::TestDatabase::create().await;
+    let pointers = store::postgres::PostgresStore::open(db.options())
+        .await
+        .unwrap();
+    let log = postgres::PostgresAuditLog::open(
+        pointers.database(),
+        signer(),
+        postgres::PostgresAuditOptions::default(),
+    )
+    .await
+    .unwrap();
+    all_behaviour(&log).await;
+}

@@ -14,16 +14,16 @@ use async_trait::async_trait;
 use fhir::AuditEvent;
 use rusqlite::{Connection, OpenFlags};
 
-use crate::chain::PreparedEvent;
 use crate::{
     Acknowledgement, Alert, AlertQuery, AuditError, AuditLog, AuditPage, AuditQuery, AuditRecord,
     Checkpoint, CheckpointPolicy, CheckpointSigner, VerifyError, VerifyOptions, VerifyReport,
 };
 
+use crate::batch::Command;
 use schema::sqlite_error;
-use writer::{Command, Writer};
+use writer::Writer;
 
-pub use writer::WriteStats;
+pub use crate::batch::WriteStats;
 
 /// The file name of the audit database inside the data directory.
 pub const FILE_NAME: &str = "audit.db";
@@ -134,17 +134,7 @@ pub fn search_file(path: &Path, query: &AuditQuery) -> Result<AuditPage, AuditEr
 #[async_trait]
 impl AuditLog for SqliteAuditLog {
     async fn append(&self, events: Vec<AuditEvent>) -> Result<Vec<u64>, AuditError> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        let events = events
-            .iter()
-            .map(PreparedEvent::new)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| AuditError::Serialise(e.to_string()))?;
-        self.writer
-            .send(|reply| Command::Append { events, reply })
-            .await
+        self.writer.queue().append(&events).await
     }
 
     async fn search(&self, query: &AuditQuery) -> Result<AuditPage, AuditError> {
@@ -163,12 +153,14 @@ impl AuditLog for SqliteAuditLog {
 
     async fn acknowledge(&self, seq: u64, ack: Acknowledgement) -> Result<(), AuditError> {
         self.writer
+            .queue()
             .send(|reply| Command::Acknowledge { seq, ack, reply })
             .await
     }
 
     async fn checkpoint(&self) -> Result<Option<Checkpoint>, AuditError> {
         self.writer
+            .queue()
             .send(|reply| Command::Checkpoint { reply })
             .await
     }

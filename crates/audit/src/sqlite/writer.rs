@@ -7,57 +7,21 @@
 //! A ticker thread asks for a checkpoint every `policy.seconds`, so an idle
 //! node still signs its last records.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc as std_mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
+use crate::batch::{BatchOutcome, Command, Counters, Done, Queue, WriteStats, deliver};
 use crate::chain::{ChainHead, GENESIS, Hash, PreparedEvent, record_hash};
 use crate::{Acknowledgement, AuditError, Checkpoint, CheckpointPolicy, CheckpointSigner};
 
 use super::schema::sqlite_error;
 
-/// Transactions run and commands they carried since open.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WriteStats {
-    /// Transactions run.
-    pub batches: u64,
-    /// Commands (appends, acknowledgements, checkpoint requests) they carried.
-    pub commands: u64,
-    /// Records appended.
-    pub records: u64,
-}
-
-#[derive(Default)]
-struct Counters {
-    batches: AtomicU64,
-    commands: AtomicU64,
-    records: AtomicU64,
-}
-
-type Reply<T> = oneshot::Sender<Result<T, AuditError>>;
-
-pub(super) enum Command {
-    Append {
-        events: Vec<PreparedEvent>,
-        reply: Reply<Vec<u64>>,
-    },
-    Acknowledge {
-        seq: u64,
-        ack: Acknowledgement,
-        reply: Reply<()>,
-    },
-    Checkpoint {
-        reply: Reply<Option<Checkpoint>>,
-    },
-    Tick,
-}
-
 pub(super) struct Writer {
-    commands: Option<mpsc::Sender<Command>>,
+    queue: Queue,
     thread: Option<JoinHandle<()>>,
     ticker: Option<(std_mpsc::Sender<()>, JoinHandle<()>)>,
     counters: Arc<Counters>,
@@ -112,22 +76,15 @@ impl Writer {
             })
             .map_err(unavailable)?;
         Ok(Writer {
-            commands: Some(commands),
+            queue: Queue::new(commands),
             thread: Some(thread),
             ticker: Some((stop, ticker)),
             counters,
         })
     }
 
-    pub(super) async fn send<T>(
-        &self,
-        command: impl FnOnce(Reply<T>) -> Command,
-    ) -> Result<T, AuditError> {
-        let stopped = || AuditError::Unavailable("the audit writer has stopped".into());
-        let commands = self.commands.as_ref().ok_or_else(stopped)?;
-        let (reply, outcome) = oneshot::channel();
-        commands.send(command(reply)).await.map_err(|_| stopped())?;
-        outcome.await.map_err(|_| stopped())?
+    pub(super) fn queue(&self) -> &Queue {
+        &self.queue
     }
 
     pub(super) fn is_running(&self) -> bool {
@@ -135,11 +92,7 @@ impl Writer {
     }
 
     pub(super) fn stats(&self) -> WriteStats {
-        WriteStats {
-            batches: self.counters.batches.load(Ordering::Relaxed),
-            commands: self.counters.commands.load(Ordering::Relaxed),
-            records: self.counters.records.load(Ordering::Relaxed),
-        }
+        self.counters.stats()
     }
 }
 
@@ -151,7 +104,7 @@ impl Drop for Writer {
                 tracing::error!("the audit checkpoint ticker panicked");
             }
         }
-        drop(self.commands.take());
+        self.queue.close();
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()
         {
@@ -210,7 +163,7 @@ impl Worker {
             let checkpoint = self.head.sign(&self.signer, &self.policy);
             insert_checkpoint(&self.conn, &checkpoint, true)?;
             self.head.checkpointed(checkpoint.seq);
-            log_checkpoint(&checkpoint);
+            crate::batch::log_checkpoint(&checkpoint);
         }
         Ok(())
     }
@@ -218,31 +171,21 @@ impl Worker {
     fn run(mut self, mut receiver: mpsc::Receiver<Command>, max_batch: usize, counters: &Counters) {
         let mut batch = Vec::with_capacity(max_batch);
         while receiver.blocking_recv_many(&mut batch, max_batch) > 0 {
-            counters.batches.fetch_add(1, Ordering::Relaxed);
-            counters
-                .commands
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            counters.batch(batch.len());
             self.commit(&mut batch, counters);
         }
         tracing::debug!("audit writer stopped");
     }
 
-    /// Runs one batch; every command is answered, after the counters are
-    /// updated (so a caller that got its answer sees its records counted).
+    /// Runs one batch; every command is answered.
     fn commit(&mut self, batch: &mut Vec<Command>, counters: &Counters) {
         match self.try_commit(batch) {
-            Ok(outcome) => {
+            Ok(mut outcome) => {
                 self.head.advance(outcome.seq, outcome.hash);
                 if let Some(checkpoint) = &outcome.checkpoint {
                     self.head.checkpointed(checkpoint.seq);
-                    log_checkpoint(checkpoint);
                 }
-                counters
-                    .records
-                    .fetch_add(outcome.seq - outcome.first_seq, Ordering::Relaxed);
-                for (command, result) in batch.drain(..).zip(outcome.results) {
-                    answer(command, result, outcome.checkpoint.as_ref());
-                }
+                deliver(batch, Ok(&mut outcome), counters);
             }
             Err(error) => {
                 if !self.conn.is_autocommit()
@@ -250,11 +193,7 @@ impl Worker {
                 {
                     tracing::error!(error = %e, "audit rollback failed");
                 }
-                tracing::error!(%error, commands = batch.len(), "audit batch failed; nothing committed");
-                let message = error.to_string();
-                for command in batch.drain(..) {
-                    answer(command, Err(AuditError::Unavailable(message.clone())), None);
-                }
+                deliver(batch, Err(error), counters);
             }
         }
     }
@@ -309,44 +248,6 @@ impl Worker {
             results,
         })
     }
-}
-
-enum Done {
-    Seqs(Vec<u64>),
-    Unit,
-}
-
-struct BatchOutcome {
-    first_seq: u64,
-    seq: u64,
-    hash: Hash,
-    checkpoint: Option<Checkpoint>,
-    results: Vec<Result<Done, AuditError>>,
-}
-
-fn answer(command: Command, result: Result<Done, AuditError>, checkpoint: Option<&Checkpoint>) {
-    // A caller that stopped waiting gets nothing; its write stands.
-    match command {
-        Command::Append { reply, .. } => {
-            let _ = reply.send(result.map(|d| match d {
-                Done::Seqs(seqs) => seqs,
-                Done::Unit => Vec::new(),
-            }));
-        }
-        Command::Acknowledge { reply, .. } => {
-            let _ = reply.send(result.map(drop));
-        }
-        Command::Checkpoint { reply } => {
-            let _ = reply.send(result.map(|_| checkpoint.cloned()));
-        }
-        Command::Tick => {}
-    }
-}
-
-fn log_checkpoint(checkpoint: &Checkpoint) {
-    // The external witness of the chain: ship these lines somewhere the
-    // audit file's owner cannot edit, and pass the latest to verify --anchor.
-    tracing::info!(anchor = %checkpoint.anchor_text(), key_id = %checkpoint.key_id, "audit checkpoint signed");
 }
 
 fn sql_seq(seq: u64) -> Result<i64, AuditError> {

@@ -4,10 +4,12 @@
 //! once per consumer request through [`AccessStore::patient_access`]; the
 //! admin API manages them.
 //!
-//! Backends: [`sqlite::SqliteAccessStore`] (its own `access.db`) and
-//! [`memory::MemoryAccessStore`]; both pass the tests in `tests.rs`.
+//! Backends: [`postgres::PostgresAccessStore`] (tables in the shared nrls
+//! database), [`sqlite::SqliteAccessStore`] (its own `access.db`) and
+//! [`memory::MemoryAccessStore`]; all pass the tests in `tests.rs`.
 
 pub mod memory;
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;

@@ -102,3 +102,38 @@ async fn sqlite_store_and_reopen() {
         2
     );
 }
+
+#[tokio::test]
+async fn postgres_store_shared_by_two_handles() {
+    use crate::postgres::PostgresStore;
+    use crate::postgres::testing::TestDatabase;
+    let db = TestDatabase::create().await;
+    let first = PostgresStore::open(db.options()).await.unwrap();
+    behaviour(&postgres::PostgresAccessStore::new(first.database())).await;
+    // A second node on the same database sees what the first recorded.
+    let second = PostgresStore::open(db.options()).await.unwrap();
+    let other = postgres::PostgresAccessStore::new(second.database());
+    assert_eq!(
+        other.relationships(nhs(999_000_001)).await.unwrap().len(),
+        2
+    );
+    // The same relationship recorded through both at once: one wins, the
+    // other is told the winner's id.
+    let first_store = postgres::PostgresAccessStore::new(first.database());
+    for round in 0..10 {
+        let patient = nhs(999_100_000 + round * 100);
+        let (a, b) = tokio::join!(
+            first_store.add_relationship(new(patient, "RX1", RelationshipKind::Referral)),
+            other.add_relationship(new(patient, "RX1", RelationshipKind::Referral)),
+        );
+        let winner = match (a, b) {
+            (Ok(w), Err(AccessStoreError::DuplicateRelationship(id)))
+            | (Err(AccessStoreError::DuplicateRelationship(id)), Ok(w)) => {
+                assert_eq!(w.id, id);
+                w
+            }
+            other => panic!("round {round}: {other:?}"),
+        };
+        assert_eq!(other.relationships(patient).await.unwrap(), vec![winner]);
+    }
+}

@@ -6,7 +6,7 @@ use crate::StoreError;
 
 /// Why one attempt at an operation did not produce its result.
 #[derive(Debug)]
-pub(super) enum OpError {
+pub enum OpError {
     /// The request broke a rule (duplicate, conflict, missing target...).
     Rejected(StoreError),
     /// PostgreSQL, or the connection to it, failed.

@@ -56,7 +56,8 @@ use domain::{NhsNumber, OdsCode, PointerId, PointerRecord, Supersede};
 
 use crate::{ImportOutcome, PointerStore, PoolStats, StoreError, StoredPointer};
 
-use session::Deadline;
+pub use error::OpError;
+pub use session::{Deadline, settle};
 use writes::WriteOp;
 
 /// How a [`PostgresStore`] connects.
@@ -98,6 +99,45 @@ pub struct PostgresStore {
     deadline: Duration,
 }
 
+/// The nrls database as the other components that keep their data in it (the
+/// access facts, the audit trail) reach it: the pointer store's pool, with
+/// its time-outs and error rules, so one node opens one bounded set of
+/// connections and one schema history covers every table.
+#[derive(Clone)]
+pub struct Database {
+    pool: Pool,
+    deadline: Duration,
+}
+
+impl Database {
+    /// The deadline of one operation starting now, pool wait included.
+    pub fn start(&self) -> Deadline {
+        Deadline::after(self.deadline)
+    }
+
+    /// The deadline of a longer operation (a verify walk, a bulk read).
+    pub fn start_long(&self, budget: Duration) -> Deadline {
+        Deadline::after(budget.max(self.deadline))
+    }
+
+    /// The pool, for [`Deadline::connection`].
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Runs `op` on a pooled connection within one operation's deadline and
+    /// settles the connection's fate (see [`settle`]).
+    pub async fn run<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        F: AsyncFnOnce(&mut deadpool_postgres::Object) -> Result<T, OpError>,
+    {
+        let deadline = self.start();
+        let mut conn = deadline.connection(&self.pool).await?;
+        let outcome = deadline.run(op(&mut conn)).await;
+        settle(conn, outcome)
+    }
+}
+
 impl PostgresStore {
     /// Connects, brings the schema up to date (waiting for any other node
     /// doing the same) and builds the pool.
@@ -118,6 +158,15 @@ impl PostgresStore {
 
     fn start(&self) -> Deadline {
         Deadline::after(self.deadline)
+    }
+
+    /// A handle on the same database and pool, for the access facts and the
+    /// audit trail.
+    pub fn database(&self) -> Database {
+        Database {
+            pool: self.pool.clone(),
+            deadline: self.deadline,
+        }
     }
 
     /// Runs one write, retrying it when PostgreSQL broke a deadlock by

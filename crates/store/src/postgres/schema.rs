@@ -24,12 +24,26 @@ pub(crate) struct Migration {
     pub(crate) sql: &'static str,
 }
 
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "pointers, pointer ids and master identifiers",
-    compatible_from: 1,
-    sql: POINTERS_V1,
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "pointers, pointer ids and master identifiers",
+        compatible_from: 1,
+        sql: POINTERS_V1,
+    },
+    Migration {
+        version: 2,
+        name: "access facts: relationships and objections",
+        compatible_from: 1,
+        sql: ACCESS_V2,
+    },
+    Migration {
+        version: 3,
+        name: "audit trail: records, agents, checkpoints, acknowledgements",
+        compatible_from: 2,
+        sql: AUDIT_V3,
+    },
+];
 
 /// Step 1.
 ///
@@ -94,6 +108,91 @@ CREATE TABLE master_identifiers (
     master_identifier text COLLATE "C" NOT NULL,
     id text COLLATE "C" NOT NULL,
     PRIMARY KEY (custodian, master_identifier)
+);
+"#;
+
+/// Step 2: the access facts (`store::access::postgres`), shared by every node.
+///
+/// Both tables lead with `nhs_number`, the key of the one read per consumer
+/// request, so they distribute with Citus on the same column as `pointers`
+/// (the `UNIQUE` constraint includes it, as Citus requires). Removing a
+/// relationship by id is an admin action and may touch every shard.
+const ACCESS_V2: &str = r#"
+CREATE TABLE relationships (
+    nhs_number bigint NOT NULL,
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    ods text COLLATE "C" NOT NULL,
+    kind text COLLATE "C" NOT NULL,
+    recorded_by text NOT NULL,
+    recorded_at text NOT NULL,
+    PRIMARY KEY (nhs_number, id),
+    UNIQUE (nhs_number, ods, kind)
+);
+
+CREATE INDEX relationships_by_id ON relationships (id);
+
+CREATE TABLE objections (
+    nhs_number bigint PRIMARY KEY,
+    recorded_by text NOT NULL,
+    recorded_at text NOT NULL,
+    note text
+);
+"#;
+
+/// Step 3: the audit trail (`audit::postgres`), one hash chain for every node.
+///
+/// - `audit_head` is one row: the chain's last seq and hash. Each node's
+///   group-commit batch locks it first (`FOR UPDATE`), so batches from all
+///   nodes extend the chain one after another and no seq is handed out twice;
+///   PostgreSQL's own group commit shares the WAL flush between them.
+/// - The other tables mirror the embedded `audit.db` (see the audit crate's
+///   `sqlite/schema.rs`): `event` is the JSON exactly as hashed, the other
+///   record columns are search indexes that `verify` re-derives.
+/// - Not sharded: the chain is one sequence. At national volume the records
+///   table is range-partitioned by `seq` for retention (docs/scale-out.md).
+const AUDIT_V3: &str = r#"
+CREATE TABLE audit_head (
+    id smallint PRIMARY KEY CHECK (id = 1),
+    seq bigint NOT NULL,
+    hash bytea NOT NULL
+);
+INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, decode(repeat('00', 32), 'hex'));
+
+CREATE TABLE audit_records (
+    seq bigint PRIMARY KEY,
+    appended_at text NOT NULL,
+    event text NOT NULL,
+    prev_hash bytea NOT NULL,
+    hash bytea NOT NULL,
+    patient bigint,
+    outcome text COLLATE "C" NOT NULL,
+    recorded_ms bigint NOT NULL,
+    alert text COLLATE "C"
+);
+CREATE INDEX audit_by_patient ON audit_records (patient, seq) WHERE patient IS NOT NULL;
+CREATE INDEX audit_alerts ON audit_records (seq) WHERE alert IS NOT NULL;
+
+CREATE TABLE audit_agents (
+    agent text COLLATE "C" NOT NULL,
+    seq bigint NOT NULL,
+    PRIMARY KEY (agent, seq)
+);
+CREATE INDEX audit_agents_by_seq ON audit_agents (seq);
+
+CREATE TABLE audit_checkpoints (
+    seq bigint PRIMARY KEY,
+    hash bytea NOT NULL,
+    "interval" bigint NOT NULL,
+    created_at text NOT NULL,
+    key_id text NOT NULL,
+    signature bytea NOT NULL
+);
+
+CREATE TABLE alert_acks (
+    seq bigint PRIMARY KEY,
+    acknowledged_by text NOT NULL,
+    acknowledged_at text NOT NULL,
+    note text
 );
 "#;
 

@@ -98,19 +98,19 @@ pub(super) fn pool(
 }
 
 /// When an operation must be over, pool wait included.
-pub(super) struct Deadline {
+pub struct Deadline {
     at: Instant,
 }
 
 impl Deadline {
-    pub(super) fn after(budget: Duration) -> Deadline {
+    pub fn after(budget: Duration) -> Deadline {
         Deadline {
             at: Instant::now() + budget,
         }
     }
 
     /// A pooled connection, or `Unavailable` if none comes before the deadline.
-    pub(super) async fn connection(&self, pool: &Pool) -> Result<Object, StoreError> {
+    pub async fn connection(&self, pool: &Pool) -> Result<Object, StoreError> {
         match tokio::time::timeout_at(self.at, pool.get()).await {
             Ok(Ok(conn)) => Ok(conn),
             Ok(Err(e)) => Err(pool_error(e)),
@@ -123,10 +123,7 @@ impl Deadline {
     /// Runs `op`, or gives up at the deadline. Giving up drops `op`; a
     /// transaction it had open is rolled back (and its connection discarded
     /// by [`settle`]).
-    pub(super) async fn run<T>(
-        &self,
-        op: impl Future<Output = Result<T, OpError>>,
-    ) -> Result<T, OpError> {
+    pub async fn run<T>(&self, op: impl Future<Output = Result<T, OpError>>) -> Result<T, OpError> {
         tokio::time::timeout_at(self.at, op)
             .await
             .unwrap_or(Err(OpError::TimedOut))
@@ -136,7 +133,7 @@ impl Deadline {
 /// Turns an operation's outcome into the store's answer, and decides the
 /// connection's fate: back to the pool, or closed when it timed out or was
 /// lost (it may be stuck on a dead network, or mid-transaction).
-pub(super) fn settle<T>(conn: Object, outcome: Result<T, OpError>) -> Result<T, StoreError> {
+pub fn settle<T>(conn: Object, outcome: Result<T, OpError>) -> Result<T, StoreError> {
     match outcome {
         Ok(value) => Ok(value),
         Err(OpError::Rejected(error)) => Err(error),

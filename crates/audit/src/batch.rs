@@ -1,0 +1,184 @@
+//! What the backends' group-commit writers share: the commands a writer
+//! takes, how each is answered after its batch commits, and the counters.
+//! Each backend runs batches its own way (a thread on a SQLite connection,
+//! a task on a PostgreSQL pool); the contract to callers is the same.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use fhir::AuditEvent;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::chain::{Hash, PreparedEvent};
+use crate::{Acknowledgement, AuditError, Checkpoint};
+
+/// Transactions run and commands they carried since open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Transactions run.
+    pub batches: u64,
+    /// Commands (appends, acknowledgements, checkpoint requests) they carried.
+    pub commands: u64,
+    /// Records appended.
+    pub records: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    batches: AtomicU64,
+    commands: AtomicU64,
+    records: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn batch(&self, commands: usize) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.commands.fetch_add(commands as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn stats(&self) -> WriteStats {
+        WriteStats {
+            batches: self.batches.load(Ordering::Relaxed),
+            commands: self.commands.load(Ordering::Relaxed),
+            records: self.records.load(Ordering::Relaxed),
+        }
+    }
+}
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, AuditError>>;
+
+pub(crate) enum Command {
+    Append {
+        events: Vec<PreparedEvent>,
+        reply: Reply<Vec<u64>>,
+    },
+    Acknowledge {
+        seq: u64,
+        ack: Acknowledgement,
+        reply: Reply<()>,
+    },
+    Checkpoint {
+        reply: Reply<Option<Checkpoint>>,
+    },
+    Tick,
+}
+
+/// The sending side of a writer's queue.
+pub(crate) struct Queue {
+    commands: Option<mpsc::Sender<Command>>,
+}
+
+impl Queue {
+    pub(crate) fn new(commands: mpsc::Sender<Command>) -> Queue {
+        Queue {
+            commands: Some(commands),
+        }
+    }
+
+    /// Queues one command and waits for its batch to commit.
+    pub(crate) async fn send<T>(
+        &self,
+        command: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T, AuditError> {
+        let stopped = || AuditError::Unavailable("the audit writer has stopped".into());
+        let commands = self.commands.as_ref().ok_or_else(stopped)?;
+        let (reply, outcome) = oneshot::channel();
+        commands.send(command(reply)).await.map_err(|_| stopped())?;
+        outcome.await.map_err(|_| stopped())?
+    }
+
+    /// Prepares `events` on the caller's thread (so the writer only hashes
+    /// and writes), queues them and waits for their seqs.
+    pub(crate) async fn append(&self, events: &[AuditEvent]) -> Result<Vec<u64>, AuditError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let events = events
+            .iter()
+            .map(PreparedEvent::new)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| AuditError::Serialise(e.to_string()))?;
+        self.send(|reply| Command::Append { events, reply }).await
+    }
+
+    /// A handle that does not keep the writer alive (for its ticker).
+    pub(crate) fn downgrade(&self) -> Option<mpsc::WeakSender<Command>> {
+        self.commands.as_ref().map(mpsc::Sender::downgrade)
+    }
+
+    /// Closes the queue: the writer drains what is queued, then stops.
+    pub(crate) fn close(&mut self) {
+        drop(self.commands.take());
+    }
+}
+
+pub(crate) enum Done {
+    Seqs(Vec<u64>),
+    Unit,
+}
+
+/// What one committed batch did.
+pub(crate) struct BatchOutcome {
+    /// The chain head before the batch.
+    pub first_seq: u64,
+    /// The chain head after it.
+    pub seq: u64,
+    pub hash: Hash,
+    pub checkpoint: Option<Checkpoint>,
+    /// One per command, in order.
+    pub results: Vec<Result<Done, AuditError>>,
+}
+
+/// Answers every command of a batch: with its own result after a commit, or
+/// with the failure when nothing was committed. Counters move first, so a
+/// caller that got its answer sees its records counted.
+pub(crate) fn deliver(
+    batch: &mut Vec<Command>,
+    outcome: Result<&mut BatchOutcome, AuditError>,
+    counters: &Counters,
+) {
+    match outcome {
+        Ok(outcome) => {
+            if let Some(checkpoint) = &outcome.checkpoint {
+                log_checkpoint(checkpoint);
+            }
+            counters
+                .records
+                .fetch_add(outcome.seq - outcome.first_seq, Ordering::Relaxed);
+            for (command, result) in batch.drain(..).zip(outcome.results.drain(..)) {
+                answer(command, result, outcome.checkpoint.as_ref());
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, commands = batch.len(), "audit batch failed; nothing committed");
+            let message = error.to_string();
+            for command in batch.drain(..) {
+                answer(command, Err(AuditError::Unavailable(message.clone())), None);
+            }
+        }
+    }
+}
+
+fn answer(command: Command, result: Result<Done, AuditError>, checkpoint: Option<&Checkpoint>) {
+    // A caller that stopped waiting gets nothing; its write stands.
+    match command {
+        Command::Append { reply, .. } => {
+            let _ = reply.send(result.map(|d| match d {
+                Done::Seqs(seqs) => seqs,
+                Done::Unit => Vec::new(),
+            }));
+        }
+        Command::Acknowledge { reply, .. } => {
+            let _ = reply.send(result.map(drop));
+        }
+        Command::Checkpoint { reply } => {
+            let _ = reply.send(result.map(|_| checkpoint.cloned()));
+        }
+        Command::Tick => {}
+    }
+}
+
+pub(crate) fn log_checkpoint(checkpoint: &Checkpoint) {
+    // The external witness of the chain: ship these lines somewhere the
+    // audit store's owner cannot edit, and pass the latest to verify --anchor.
+    tracing::info!(anchor = %checkpoint.anchor_text(), key_id = %checkpoint.key_id, "audit checkpoint signed");
+}

@@ -1,0 +1,228 @@
+//! PostgreSQL-specific: one chain shared by several nodes, durability
+//! across reopen, group commit, and tampering with the tables directly.
+
+use std::sync::Arc;
+
+use store::postgres::PostgresStore;
+use store::postgres::testing::TestDatabase;
+
+use super::*;
+use crate::TamperKind;
+use crate::tests::{event, options, signer};
+
+const POLICY: CheckpointPolicy = CheckpointPolicy {
+    records: 10,
+    seconds: 3600,
+};
+
+fn node_signer(node: u8) -> CheckpointSigner {
+    CheckpointSigner::from_seed([node; 32])
+}
+
+async fn open_node(db: &TestDatabase, key: CheckpointSigner) -> PostgresAuditLog {
+    let pointers = PostgresStore::open(db.options()).await.unwrap();
+    PostgresAuditLog::open(
+        pointers.database(),
+        key,
+        PostgresAuditOptions {
+            max_batch: 64,
+            checkpoints: POLICY,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// 35 records appended one by one: checkpoints at 10, 20, 30; 31..35 unsigned.
+async fn written_log() -> (TestDatabase, PostgresAuditLog) {
+    let db = TestDatabase::create().await;
+    let log = open_node(&db, signer()).await;
+    for i in 0..35u32 {
+        let client = if i % 2 == 0 { "app-a" } else { "app-b" };
+        log.append(vec![event(client, i % 3, i)]).await.unwrap();
+    }
+    (db, log)
+}
+
+fn first_bad(result: Result<VerifyReport, VerifyError>) -> (u64, TamperKind) {
+    match result {
+        Err(VerifyError::Tampered(t)) => (t.first_bad_seq, t.kind),
+        other => panic!("expected tampering, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_untouched_log_verifies_and_reopening_continues_the_chain() {
+    let (db, log) = written_log().await;
+    let report = log.verify(&options()).await.unwrap();
+    assert_eq!((report.records, report.checkpoints), (35, 3));
+    assert_eq!(report.unsigned_tail, 5);
+    drop(log);
+    let log = open_node(&db, signer()).await;
+    assert_eq!(
+        log.append(vec![event("app-c", 0, 50)]).await.unwrap(),
+        vec![36]
+    );
+    let report = log.verify(&options()).await.unwrap();
+    // The tail left unsigned by the first run was signed at open.
+    assert_eq!(report.last_checkpoint_seq, Some(35));
+    assert_eq!(report.unsigned_tail, 1);
+}
+
+#[tokio::test]
+async fn tampering_with_the_tables_is_named() {
+    let (db, log) = written_log().await;
+    // Modified content.
+    db.execute("UPDATE audit_records SET event = replace(event, 'app-a', 'app-x') WHERE seq = 7")
+        .await;
+    assert_eq!(
+        first_bad(log.verify(&options()).await),
+        (7, TamperKind::ContentMismatch)
+    );
+    let (db, log) = written_log().await;
+    // A search column edited to hide a record from a patient's search.
+    db.execute("UPDATE audit_records SET patient = NULL WHERE seq = 12")
+        .await;
+    assert_eq!(
+        first_bad(log.verify(&options()).await),
+        (12, TamperKind::IndexMismatch)
+    );
+    let (db, log) = written_log().await;
+    db.execute("DELETE FROM audit_agents WHERE seq = 13").await;
+    assert_eq!(
+        first_bad(log.verify(&options()).await),
+        (13, TamperKind::IndexMismatch)
+    );
+    let (db, log) = written_log().await;
+    db.execute("DELETE FROM audit_records WHERE seq = 20").await;
+    assert_eq!(
+        first_bad(log.verify(&options()).await),
+        (20, TamperKind::Missing)
+    );
+}
+
+#[tokio::test]
+async fn a_truncated_tail_is_caught_by_the_chain_head() {
+    let (db, log) = written_log().await;
+    // The unsigned tail (31..35) removed: no checkpoint covers it, but the
+    // head row still says 35.
+    db.execute("DELETE FROM audit_records WHERE seq > 32").await;
+    let (seq, kind) = first_bad(log.verify(&options()).await);
+    assert_eq!(seq, 33);
+    assert!(
+        matches!(kind, TamperKind::Truncated { covered_up_to: 35 }),
+        "{kind:?}"
+    );
+    // Rewinding the head too leaves it to the external anchor.
+    db.execute(
+        "UPDATE audit_head SET seq = 32, hash = (SELECT hash FROM audit_records WHERE seq = 32)",
+    )
+    .await;
+    log.verify(&options()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_extend_one_chain() {
+    let db = TestDatabase::create().await;
+    let nodes = [
+        Arc::new(open_node(&db, node_signer(1)).await),
+        Arc::new(open_node(&db, node_signer(2)).await),
+    ];
+    // Both nodes' appends start together, as under load.
+    let start = Arc::new(tokio::sync::Barrier::new(400));
+    let tasks: Vec<_> = (0..400u32)
+        .map(|i| {
+            let log = Arc::clone(&nodes[(i % 2) as usize]);
+            let start = Arc::clone(&start);
+            tokio::spawn(async move {
+                start.wait().await;
+                log.append(vec![event("load", i % 7, i % 60)]).await
+            })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for task in tasks {
+        seqs.extend(task.await.unwrap().unwrap());
+    }
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (1..=400).collect::<Vec<u64>>(),
+        "seqs are unique and gapless"
+    );
+    let stats: Vec<WriteStats> = nodes.iter().map(|n| n.stats()).collect();
+    assert_eq!(stats[0].records + stats[1].records, 400);
+    assert!(
+        stats[0].batches + stats[1].batches < 300,
+        "{stats:?}: appends did not share commits"
+    );
+    // Checkpoints are signed by both nodes' keys; verify needs both.
+    let both = VerifyOptions {
+        keys: vec![node_signer(1).public(), node_signer(2).public()],
+        ..VerifyOptions::default()
+    };
+    let report = nodes[0].verify(&both).await.unwrap();
+    assert_eq!(report.records, 400);
+    // A checkpoint signed by node 2 is not trusted by a verifier that
+    // knows only node 1's key.
+    nodes[0].append(vec![event("late", 1, 1)]).await.unwrap();
+    let by_two = nodes[1].checkpoint().await.unwrap().unwrap();
+    assert_eq!(by_two.seq, 401);
+    let one = VerifyOptions {
+        keys: vec![node_signer(1).public()],
+        ..VerifyOptions::default()
+    };
+    let (_, kind) = first_bad(nodes[0].verify(&one).await);
+    assert!(
+        matches!(kind, TamperKind::BadCheckpointSignature { .. }),
+        "{kind:?}"
+    );
+    nodes[0].verify(&both).await.unwrap();
+}
+
+/// A network that stops answering: appends end in `Unavailable` within the
+/// statement time-out plus a second, never hang; the log recovers with the
+/// network, and the chain stays sound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_network_fails_appends_on_time_and_recovers() {
+    use std::time::{Duration, Instant};
+    use store::postgres::testing::{Link, Proxy};
+
+    let db = TestDatabase::create().await;
+    let (proxy, url) = Proxy::in_front_of(db.url()).await;
+    let mut impatient = store::postgres::PostgresOptions::new(url);
+    impatient.statement_timeout = Duration::from_millis(500);
+    impatient.connect_timeout = Duration::from_millis(500);
+    let pointers = PostgresStore::open(impatient).await.unwrap();
+    let log = PostgresAuditLog::open(
+        pointers.database(),
+        signer(),
+        PostgresAuditOptions::default(),
+    )
+    .await
+    .unwrap();
+    log.append(vec![event("a", 0, 1)]).await.unwrap();
+
+    proxy.set(Link::Stalled);
+    let started = Instant::now();
+    let lost = log.append(vec![event("a", 0, 2)]).await;
+    assert!(matches!(lost, Err(AuditError::Unavailable(_))), "{lost:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
+
+    proxy.set(Link::Up);
+    let back = Instant::now();
+    loop {
+        match log.append(vec![event("a", 0, 3)]).await {
+            Ok(_) => break,
+            Err(AuditError::Unavailable(_)) if back.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(other) => panic!("no recovery: {other:?}"),
+        }
+    }
+    log.verify(&options()).await.unwrap();
+}

@@ -1,0 +1,369 @@
+//! This node's group-commit writer on PostgreSQL: a task takes every queued
+//! command (up to `max_batch`), runs them in one transaction and answers
+//! only after COMMIT. The transaction locks `audit_head` first, reads where
+//! the chain ends (another node may have moved it), chains and inserts the
+//! batch's records with one statement per table, signs a checkpoint if one
+//! is due, moves the head and commits.
+//!
+//! A ticker asks for a checkpoint every `policy.seconds`, so an idle node
+//! still signs the records it (or a node that died) left unsigned.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Object, Transaction};
+use store::postgres::{Database, OpError};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::batch::{BatchOutcome, Command, Counters, Done, Queue, WriteStats, deliver};
+use crate::chain::{ChainHead, Hash, PreparedEvent, record_hash};
+use crate::{Acknowledgement, AuditError, Checkpoint, CheckpointPolicy, CheckpointSigner};
+
+use super::{PostgresAuditOptions, audit_error};
+
+const LOCK_HEAD: &str = "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE";
+const LAST_CHECKPOINT: &str =
+    "SELECT seq, \"interval\" FROM audit_checkpoints ORDER BY seq DESC LIMIT 1";
+const INSERT_RECORDS: &str = "INSERT INTO audit_records
+    (seq, appended_at, event, prev_hash, hash, patient, outcome, recorded_ms, alert)
+    SELECT s, $2, e, p, h, pt, o, r, a
+    FROM unnest($1::bigint[], $3::text[], $4::bytea[], $5::bytea[], $6::bigint[],
+                $7::text[], $8::bigint[], $9::text[]) AS t(s, e, p, h, pt, o, r, a)";
+const INSERT_AGENTS: &str = "INSERT INTO audit_agents (agent, seq)
+    SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING";
+const MOVE_HEAD: &str = "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1";
+const INSERT_CHECKPOINT: &str = "INSERT INTO audit_checkpoints
+    (seq, hash, \"interval\", created_at, key_id, signature) VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (seq) DO UPDATE SET hash = EXCLUDED.hash, \"interval\" = EXCLUDED.\"interval\",
+        created_at = EXCLUDED.created_at, key_id = EXCLUDED.key_id, signature = EXCLUDED.signature";
+const ALERT_STATE: &str = "SELECT r.alert IS NOT NULL, a.seq IS NOT NULL
+    FROM audit_records r LEFT JOIN alert_acks a ON a.seq = r.seq WHERE r.seq = $1";
+const INSERT_ACK: &str = "INSERT INTO alert_acks (seq, acknowledged_by, acknowledged_at, note)
+    VALUES ($1, $2, $3, $4)";
+
+pub(super) struct Writer {
+    queue: Queue,
+    task: JoinHandle<()>,
+    ticker: JoinHandle<()>,
+    counters: Arc<Counters>,
+}
+
+struct Worker {
+    db: Database,
+    signer: CheckpointSigner,
+    policy: CheckpointPolicy,
+    /// When this node last signed: the "unsigned for `seconds`" rule is
+    /// judged per node, and every node's ticker forces one anyway.
+    checkpointed_at: Instant,
+}
+
+impl Writer {
+    pub(super) async fn spawn(
+        db: Database,
+        signer: CheckpointSigner,
+        options: PostgresAuditOptions,
+    ) -> Result<Writer, AuditError> {
+        let max_batch = options.max_batch.max(1);
+        let mut worker = Worker {
+            db,
+            signer,
+            policy: options.checkpoints,
+            checkpointed_at: Instant::now(),
+        };
+        worker.sign_at_open().await?;
+        let (commands, receiver) = mpsc::channel(max_batch.saturating_mul(4));
+        let counters = Arc::new(Counters::default());
+        let task = tokio::spawn(worker.run(receiver, max_batch, Arc::clone(&counters)));
+        let queue = Queue::new(commands);
+        let weak = queue.downgrade();
+        let period = Duration::from_secs(options.checkpoints.seconds.max(1));
+        let ticker = tokio::spawn(async move {
+            let mut interval = tokio::time::interval(period);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            interval.tick().await;
+            loop {
+                interval.tick().await;
+                match weak.as_ref().and_then(mpsc::WeakSender::upgrade) {
+                    // A full queue means the writer is busy and will check
+                    // the time itself after its batch.
+                    Some(sender) => drop(sender.try_send(Command::Tick)),
+                    None => break,
+                }
+            }
+        });
+        Ok(Writer {
+            queue,
+            task,
+            ticker,
+            counters,
+        })
+    }
+
+    pub(super) fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    pub(super) fn is_running(&self) -> bool {
+        !self.task.is_finished()
+    }
+
+    pub(super) fn stats(&self) -> WriteStats {
+        self.counters.stats()
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // The task drains what is queued, then ends on its own.
+        self.ticker.abort();
+        self.queue.close();
+    }
+}
+
+impl Worker {
+    /// Signs the unsigned tail at once, and records the interval now in
+    /// force when it differs from the last checkpoint's.
+    async fn sign_at_open(&mut self) -> Result<(), AuditError> {
+        let (signer, policy) = (&self.signer, &self.policy);
+        let signed = self
+            .db
+            .run(async |conn| {
+                let tx = conn.transaction().await?;
+                let (seq, hash) = lock_head(&tx).await?;
+                let last = tx.query_opt(LAST_CHECKPOINT, &[]).await?;
+                let (checkpointed, interval) = match last {
+                    Some(row) => (seq_of(row.try_get(0)?), Some(seq_of(row.try_get(1)?))),
+                    None => (0, None),
+                };
+                if seq == 0 || (seq == checkpointed && interval == Some(policy.records)) {
+                    return Ok(None);
+                }
+                let checkpoint = ChainHead::new(seq, hash, checkpointed).sign(signer, policy);
+                insert_checkpoint(&tx, &checkpoint).await?;
+                tx.commit().await?;
+                Ok(Some(checkpoint))
+            })
+            .await
+            .map_err(audit_error)?;
+        if let Some(checkpoint) = signed {
+            crate::batch::log_checkpoint(&checkpoint);
+            self.checkpointed_at = Instant::now();
+        }
+        Ok(())
+    }
+
+    async fn run(
+        mut self,
+        mut receiver: mpsc::Receiver<Command>,
+        max_batch: usize,
+        counters: Arc<Counters>,
+    ) {
+        let mut batch = Vec::with_capacity(max_batch);
+        while receiver.recv_many(&mut batch, max_batch).await > 0 {
+            counters.batch(batch.len());
+            let (signer, policy, checkpointed_at) =
+                (&self.signer, &self.policy, self.checkpointed_at);
+            let outcome = self
+                .db
+                .run(async |conn| commit(conn, &batch, signer, policy, checkpointed_at).await)
+                .await
+                .map_err(audit_error);
+            match outcome {
+                Ok(mut outcome) => {
+                    if outcome.checkpoint.is_some() {
+                        self.checkpointed_at = Instant::now();
+                    }
+                    deliver(&mut batch, Ok(&mut outcome), &counters);
+                }
+                // Nothing was committed (or, if the connection died during
+                // COMMIT, perhaps it was: the callers are told it failed and
+                // answer 503; a record of a request that failed is harmless).
+                Err(error) => deliver(&mut batch, Err(error), &counters),
+            }
+        }
+        tracing::debug!("audit writer stopped");
+    }
+}
+
+fn seq_of(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn sql_seq(seq: u64) -> Result<i64, OpError> {
+    i64::try_from(seq)
+        .map_err(|_| OpError::Rejected(store::StoreError::Internal("audit seq overflow".into())))
+}
+
+async fn lock_head(tx: &Transaction<'_>) -> Result<(u64, Hash), OpError> {
+    let row = tx.query_one(LOCK_HEAD, &[]).await?;
+    let hash: Vec<u8> = row.try_get(1)?;
+    let hash = Hash::try_from(hash.as_slice()).map_err(|_| {
+        OpError::Rejected(store::StoreError::Internal(
+            "the audit head hash is not 32 bytes".into(),
+        ))
+    })?;
+    Ok((seq_of(row.try_get(0)?), hash))
+}
+
+/// The batch's records as column arrays, bound once for one INSERT.
+#[derive(Default)]
+struct Columns<'a> {
+    seq: Vec<i64>,
+    event: Vec<&'a str>,
+    prev_hash: Vec<Vec<u8>>,
+    hash: Vec<Vec<u8>>,
+    patient: Vec<Option<i64>>,
+    outcome: Vec<&'a str>,
+    recorded_ms: Vec<i64>,
+    alert: Vec<Option<&'a str>>,
+    agent: Vec<&'a str>,
+    agent_seq: Vec<i64>,
+}
+
+impl<'a> Columns<'a> {
+    fn push(&mut self, seq: i64, event: &'a PreparedEvent, prev: &Hash, hash: &Hash) {
+        self.seq.push(seq);
+        self.event.push(&event.json);
+        self.prev_hash.push(prev.to_vec());
+        self.hash.push(hash.to_vec());
+        self.patient
+            .push(event.fields.patient.and_then(|p| i64::try_from(p).ok()));
+        self.outcome.push(&event.fields.outcome);
+        self.recorded_ms.push(event.fields.recorded_ms);
+        self.alert.push(event.fields.alert.as_deref());
+        for agent in &event.fields.agents {
+            self.agent.push(agent);
+            self.agent_seq.push(seq);
+        }
+    }
+}
+
+async fn commit(
+    conn: &mut Object,
+    batch: &[Command],
+    signer: &CheckpointSigner,
+    policy: &CheckpointPolicy,
+    checkpointed_at: Instant,
+) -> Result<BatchOutcome, OpError> {
+    let tx = conn.transaction().await?;
+    let (first_seq, first_hash) = lock_head(&tx).await?;
+    let checkpointed = match tx.query_opt(LAST_CHECKPOINT, &[]).await? {
+        Some(row) => seq_of(row.try_get(0)?),
+        None => 0,
+    };
+    let appended_at = crate::event::now_rfc3339();
+    let (mut seq, mut hash) = (first_seq, first_hash);
+    let mut columns = Columns::default();
+    let mut forced = false;
+    let mut results: Vec<Result<Done, AuditError>> = Vec::with_capacity(batch.len());
+    // Appends first, in queue order; acknowledgements after the records are
+    // in, so one may name a record of this very batch.
+    for command in batch {
+        results.push(match command {
+            Command::Append { events, .. } => {
+                let mut seqs = Vec::with_capacity(events.len());
+                for event in events {
+                    let next = seq + 1;
+                    let next_hash = record_hash(&hash, next, &appended_at, &event.json);
+                    columns.push(sql_seq(next)?, event, &hash, &next_hash);
+                    (seq, hash) = (next, next_hash);
+                    seqs.push(next);
+                }
+                Ok(Done::Seqs(seqs))
+            }
+            Command::Checkpoint { .. } | Command::Tick => {
+                forced = true;
+                Ok(Done::Unit)
+            }
+            Command::Acknowledge { .. } => Ok(Done::Unit),
+        });
+    }
+    if seq > first_seq {
+        tx.execute(
+            INSERT_RECORDS,
+            &[
+                &columns.seq,
+                &appended_at,
+                &columns.event,
+                &columns.prev_hash,
+                &columns.hash,
+                &columns.patient,
+                &columns.outcome,
+                &columns.recorded_ms,
+                &columns.alert,
+            ],
+        )
+        .await?;
+        if !columns.agent.is_empty() {
+            tx.execute(INSERT_AGENTS, &[&columns.agent, &columns.agent_seq])
+                .await?;
+        }
+        tx.execute(MOVE_HEAD, &[&sql_seq(seq)?, &hash.as_slice()])
+            .await?;
+    }
+    for (command, result) in batch.iter().zip(results.iter_mut()) {
+        if let Command::Acknowledge { seq, ack, .. } = command {
+            *result = acknowledge(&tx, *seq, ack).await?.map(|()| Done::Unit);
+        }
+    }
+    let mut head = ChainHead::new(seq, hash, checkpointed);
+    head.checkpointed_at = checkpointed_at;
+    let checkpoint = if head.checkpoint_due(policy, forced) {
+        let checkpoint = head.sign(signer, policy);
+        insert_checkpoint(&tx, &checkpoint).await?;
+        Some(checkpoint)
+    } else {
+        None
+    };
+    tx.commit().await?;
+    Ok(BatchOutcome {
+        first_seq,
+        seq,
+        hash,
+        checkpoint,
+        results,
+    })
+}
+
+async fn insert_checkpoint(tx: &Transaction<'_>, checkpoint: &Checkpoint) -> Result<(), OpError> {
+    tx.execute(
+        INSERT_CHECKPOINT,
+        &[
+            &sql_seq(checkpoint.seq)?,
+            &checkpoint.hash.as_slice(),
+            &i64::try_from(checkpoint.interval).unwrap_or(i64::MAX),
+            &checkpoint.created_at,
+            &checkpoint.key_id,
+            &checkpoint.signature.as_slice(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// `Ok(Err(..))`: refused (unknown alert, acknowledged already); `Err`: the
+/// batch failed.
+async fn acknowledge(
+    tx: &Transaction<'_>,
+    seq: u64,
+    ack: &Acknowledgement,
+) -> Result<Result<(), AuditError>, OpError> {
+    let Ok(sql) = i64::try_from(seq) else {
+        return Ok(Err(AuditError::AlertNotFound(seq)));
+    };
+    let state = tx.query_opt(ALERT_STATE, &[&sql]).await?;
+    let (alert, acknowledged) = match state {
+        Some(row) => (row.try_get::<_, bool>(0)?, row.try_get::<_, bool>(1)?),
+        None => (false, false),
+    };
+    if !alert {
+        return Ok(Err(AuditError::AlertNotFound(seq)));
+    }
+    if acknowledged {
+        return Ok(Err(AuditError::AlreadyAcknowledged(seq)));
+    }
+    tx.execute(INSERT_ACK, &[&sql, &ack.by, &ack.at, &ack.note])
+        .await?;
+    Ok(Ok(()))
+}

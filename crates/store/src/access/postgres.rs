@@ -1,0 +1,278 @@
+//! The access facts in the nrls PostgreSQL database (tables of schema step 2),
+//! shared by every node: a relationship or objection recorded through one
+//! node applies at once on all of them.
+//!
+//! Uses the pointer store's pool and deadlines ([`Database`]), so a node
+//! keeps one bounded set of connections and the same 503-on-time behaviour
+//! when the database is away.
+
+use async_trait::async_trait;
+use deadpool_postgres::Object;
+use domain::access::PatientAccess;
+use domain::{NhsNumber, OdsCode};
+use tokio_postgres::Row;
+
+use super::{
+    AccessStore, AccessStoreError, NewRelationship, Objection, Relationship, RelationshipKind,
+};
+use crate::StoreError;
+use crate::postgres::{Database, OpError};
+
+const RELATIONSHIP_COLUMNS: &str = "id, nhs_number, ods, kind, recorded_by, recorded_at";
+
+/// One round trip for the policy's read: the related organisations and
+/// whether an objection is recorded.
+const PATIENT_ACCESS: &str = "SELECT
+    ARRAY(SELECT DISTINCT ods FROM relationships WHERE nhs_number = $1 ORDER BY ods),
+    EXISTS (SELECT 1 FROM objections WHERE nhs_number = $1)";
+
+/// An [`AccessStore`] in the shared PostgreSQL database.
+pub struct PostgresAccessStore {
+    db: Database,
+}
+
+impl PostgresAccessStore {
+    /// Uses `db`, whose schema the pointer store has already migrated.
+    pub fn new(db: Database) -> PostgresAccessStore {
+        PostgresAccessStore { db }
+    }
+}
+
+fn nhs_sql(n: NhsNumber) -> i64 {
+    i64::try_from(n.as_u64()).unwrap_or(i64::MAX)
+}
+
+fn access_error(error: StoreError) -> AccessStoreError {
+    match error {
+        StoreError::Unavailable(m) => AccessStoreError::Unavailable(m),
+        other => AccessStoreError::Internal(other.to_string()),
+    }
+}
+
+/// A row that nrls never writes (a bad NHS number, ODS code or kind) is a
+/// damaged table: reported as a fault, not skipped.
+fn damaged(what: &str) -> OpError {
+    OpError::Rejected(StoreError::Internal(format!(
+        "relationships row holds {what}"
+    )))
+}
+
+fn relationship(row: &Row) -> Result<Relationship, OpError> {
+    let id: i64 = row.try_get(0)?;
+    let nhs: i64 = row.try_get(1)?;
+    let ods: &str = row.try_get(2)?;
+    let kind: &str = row.try_get(3)?;
+    Ok(Relationship {
+        id: u64::try_from(id).map_err(|_| damaged("a negative id"))?,
+        nhs_number: u64::try_from(nhs)
+            .ok()
+            .and_then(|n| NhsNumber::from_u64(n).ok())
+            .ok_or_else(|| damaged("a value that is not an NHS number"))?,
+        ods: OdsCode::parse(ods).ok_or_else(|| damaged("a value that is not an ODS code"))?,
+        kind: RelationshipKind::parse(kind)
+            .ok_or_else(|| damaged("an unknown relationship kind"))?,
+        recorded_by: row.try_get(4)?,
+        recorded_at: row.try_get(5)?,
+    })
+}
+
+async fn existing_id(conn: &Object, new: &NewRelationship) -> Result<Option<u64>, OpError> {
+    let statement = conn
+        .prepare_cached(
+            "SELECT id FROM relationships WHERE nhs_number = $1 AND ods = $2 AND kind = $3",
+        )
+        .await?;
+    let row = conn
+        .query_opt(
+            &statement,
+            &[
+                &nhs_sql(new.nhs_number),
+                &new.ods.as_str(),
+                &new.kind.as_str(),
+            ],
+        )
+        .await?;
+    Ok(row
+        .map(|r| r.try_get::<_, i64>(0))
+        .transpose()?
+        .and_then(|id| u64::try_from(id).ok()))
+}
+
+/// `None` when the same relationship is already recorded (by another node,
+/// a moment ago: the unique constraint decides).
+async fn insert_relationship(
+    conn: &Object,
+    new: &NewRelationship,
+) -> Result<Option<Relationship>, OpError> {
+    let statement = conn
+        .prepare_cached(&format!(
+            "INSERT INTO relationships (nhs_number, ods, kind, recorded_by, recorded_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (nhs_number, ods, kind) DO NOTHING
+             RETURNING {RELATIONSHIP_COLUMNS}"
+        ))
+        .await?;
+    let row = conn
+        .query_opt(
+            &statement,
+            &[
+                &nhs_sql(new.nhs_number),
+                &new.ods.as_str(),
+                &new.kind.as_str(),
+                &new.recorded_by,
+                &new.recorded_at,
+            ],
+        )
+        .await?;
+    row.as_ref().map(relationship).transpose()
+}
+
+#[async_trait]
+impl AccessStore for PostgresAccessStore {
+    async fn patient_access(
+        &self,
+        nhs_number: NhsNumber,
+    ) -> Result<PatientAccess, AccessStoreError> {
+        let (codes, objection) = self
+            .db
+            .run(async |conn| {
+                let statement = conn.prepare_cached(PATIENT_ACCESS).await?;
+                let row = conn.query_one(&statement, &[&nhs_sql(nhs_number)]).await?;
+                Ok((
+                    row.try_get::<_, Vec<String>>(0)?,
+                    row.try_get::<_, bool>(1)?,
+                ))
+            })
+            .await
+            .map_err(access_error)?;
+        Ok(PatientAccess {
+            related_organisations: codes.iter().filter_map(|c| OdsCode::parse(c)).collect(),
+            objection,
+        })
+    }
+
+    async fn add_relationship(
+        &self,
+        new: NewRelationship,
+    ) -> Result<Relationship, AccessStoreError> {
+        // Two nodes recording the same relationship at once: the unique
+        // constraint lets one insert; the other is told the winner's id.
+        self.db
+            .run(async |conn| match insert_relationship(conn, &new).await? {
+                Some(added) => Ok(Ok(added)),
+                None => {
+                    let id = existing_id(conn, &new).await?.unwrap_or(0);
+                    Ok(Err(AccessStoreError::DuplicateRelationship(id)))
+                }
+            })
+            .await
+            .map_err(access_error)?
+    }
+
+    async fn relationships(
+        &self,
+        nhs_number: NhsNumber,
+    ) -> Result<Vec<Relationship>, AccessStoreError> {
+        self.db
+            .run(async |conn| {
+                let statement = conn
+                    .prepare_cached(&format!(
+                        "SELECT {RELATIONSHIP_COLUMNS} FROM relationships
+                         WHERE nhs_number = $1 ORDER BY id"
+                    ))
+                    .await?;
+                let rows = conn.query(&statement, &[&nhs_sql(nhs_number)]).await?;
+                rows.iter().map(relationship).collect()
+            })
+            .await
+            .map_err(access_error)
+    }
+
+    async fn remove_relationship(&self, id: u64) -> Result<Relationship, AccessStoreError> {
+        let sql_id = i64::try_from(id).map_err(|_| AccessStoreError::RelationshipNotFound(id))?;
+        let removed = self
+            .db
+            .run(async |conn| {
+                let statement = conn
+                    .prepare_cached(&format!(
+                        "DELETE FROM relationships WHERE id = $1 RETURNING {RELATIONSHIP_COLUMNS}"
+                    ))
+                    .await?;
+                let row = conn.query_opt(&statement, &[&sql_id]).await?;
+                row.as_ref().map(relationship).transpose()
+            })
+            .await
+            .map_err(access_error)?;
+        removed.ok_or(AccessStoreError::RelationshipNotFound(id))
+    }
+
+    async fn record_objection(&self, objection: Objection) -> Result<(), AccessStoreError> {
+        self.db
+            .run(async |conn| {
+                let statement = conn
+                    .prepare_cached(
+                        "INSERT INTO objections (nhs_number, recorded_by, recorded_at, note)
+                         VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (nhs_number) DO UPDATE SET recorded_by = EXCLUDED.recorded_by,
+                             recorded_at = EXCLUDED.recorded_at, note = EXCLUDED.note",
+                    )
+                    .await?;
+                conn.execute(
+                    &statement,
+                    &[
+                        &nhs_sql(objection.nhs_number),
+                        &objection.recorded_by,
+                        &objection.recorded_at,
+                        &objection.note,
+                    ],
+                )
+                .await?;
+                Ok(())
+            })
+            .await
+            .map_err(access_error)
+    }
+
+    async fn objection(
+        &self,
+        nhs_number: NhsNumber,
+    ) -> Result<Option<Objection>, AccessStoreError> {
+        self.db
+            .run(async |conn| {
+                let statement = conn
+                    .prepare_cached(
+                        "SELECT recorded_by, recorded_at, note FROM objections WHERE nhs_number = $1",
+                    )
+                    .await?;
+                let row = conn.query_opt(&statement, &[&nhs_sql(nhs_number)]).await?;
+                let objection = match row {
+                    Some(row) => Some(Objection {
+                        nhs_number,
+                        recorded_by: row.try_get(0)?,
+                        recorded_at: row.try_get(1)?,
+                        note: row.try_get(2)?,
+                    }),
+                    None => None,
+                };
+                Ok(objection)
+            })
+            .await
+            .map_err(access_error)
+    }
+
+    async fn withdraw_objection(&self, nhs_number: NhsNumber) -> Result<bool, AccessStoreError> {
+        self.db
+            .run(async |conn| {
+                let statement = conn
+                    .prepare_cached("DELETE FROM objections WHERE nhs_number = $1")
+                    .await?;
+                Ok(conn.execute(&statement, &[&nhs_sql(nhs_number)]).await? > 0)
+            })
+            .await
+            .map_err(access_error)
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+}
