@@ -81,7 +81,7 @@ pub fn service(state: AppState) -> (Router, Vec<Operation>) {
     let (operational, more) = ops::routes(state.ops()).into_parts();
     operations.extend(more);
     let document = ops::openapi::document(&operations, &state.settings().public_url);
-    let observer = Observer::new(&operations, Arc::clone(state.ops().metrics()));
+    let observer = Observer::new(&operations, state.ops());
     // FHIR semantics (Accept negotiation, echoed ids, OperationOutcome 404s)
     // apply to the FHIR routes only; probes and scrapes answer plainly.
     let router = fhir
@@ -127,7 +127,7 @@ pub fn router(state: AppState) -> Router {
 /// `POST /-/reload`, for the operators' network only.
 pub fn admin_router(state: AppState) -> Router {
     let (router, operations) = ops::admin_routes().into_parts();
-    let observer = Observer::new(&operations, Arc::clone(state.ops().metrics()));
+    let observer = Observer::new(&operations, state.ops());
     router
         .layer(middleware::from_fn_with_state(
             observer,

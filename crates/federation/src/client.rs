@@ -55,12 +55,39 @@ pub enum FetchError {
     TooManyPages(usize),
 }
 
+impl FetchError {
+    /// The HTTP status the source answered with, when that was the problem.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            FetchError::Status { status } | FetchError::Redirect { status } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// A short, fixed name of the failure (a span's `error.type`): never
+    /// free text, so nothing a source sent ends up in a trace.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FetchError::Status { .. } => "http_status",
+            FetchError::Redirect { .. } => "redirect",
+            FetchError::Transport(_) => "transport",
+            FetchError::Malformed(_) => "malformed",
+            FetchError::TooLarge { .. } => "too_large",
+            FetchError::Auth(_) => "auth",
+            FetchError::Unregistered => "unregistered",
+            FetchError::TooManyPages(_) => "too_many_pages",
+        }
+    }
+}
+
 /// What a source returned, checked.
 #[derive(Debug, Clone, Default)]
 pub struct Fetched {
     pub resources: Vec<Value>,
     /// The oldest of the ages of its answers.
     pub data_age: Option<DataAge>,
+    /// The HTTP status of its first answer (for the call's trace span).
+    pub status: Option<u16>,
 }
 
 /// One outbound request's context.
@@ -99,6 +126,7 @@ pub async fn fetch_source(
             (Some(a), Some(b)) => Some(if b.as_of_unix < a.as_of_unix { b } else { a }),
             (a, b) => a.or(b),
         };
+        fetched.status = fetched.status.or(answer.status);
     }
     Ok(fetched)
 }
@@ -116,8 +144,9 @@ async fn fetch_type(context: &FetchContext, resource_type: &str) -> Result<Fetch
         if !source.contains(&url) {
             return Err(FetchError::Unregistered);
         }
-        let (headers, bundle) = get_bundle(context, url.clone()).await?;
+        let (status, headers, bundle) = get_bundle(context, url.clone()).await?;
         if page == 0 {
+            fetched.status = Some(status);
             headers_age = Some(headers);
             fetched.data_age = bundle_age(&bundle);
         }
@@ -148,7 +177,10 @@ async fn fetch_type(context: &FetchContext, resource_type: &str) -> Result<Fetch
     Ok(fetched)
 }
 
-async fn get_bundle(context: &FetchContext, url: Url) -> Result<(HeaderMap, Value), FetchError> {
+async fn get_bundle(
+    context: &FetchContext,
+    url: Url,
+) -> Result<(u16, HeaderMap, Value), FetchError> {
     let mut request = context
         .http
         .get(url)
@@ -196,7 +228,7 @@ async fn get_bundle(context: &FetchContext, url: Url) -> Result<(HeaderMap, Valu
             "the body is not a FHIR Bundle".into(),
         ));
     }
-    Ok((headers, bundle))
+    Ok((status.as_u16(), headers, bundle))
 }
 
 pub(crate) fn transport(error: &reqwest::Error) -> FetchError {

@@ -12,6 +12,7 @@ use domain::{OdsCode, PointerRecord};
 use reqwest::Client;
 use serde::Deserialize;
 use serde_json::Value;
+use telemetry::{TraceContext, Tracer};
 use time::OffsetDateTime;
 use tokio::task::JoinSet;
 
@@ -21,6 +22,7 @@ use crate::client::{FetchContext, FetchError, FetchLimits, Fetched, fetch_source
 use crate::plan::{Ask, plan};
 use crate::registry::SourceRegistry;
 use crate::report::{SourceReport, SourceStatus};
+use crate::spans::{self, CallEnd};
 use crate::token::Tokens;
 
 /// The `[federation]` configuration table.
@@ -76,8 +78,12 @@ pub struct Retrieval<'a> {
     pub pointers: &'a [PointerRecord],
     /// Passed to sources as `X-Correlation-Id`.
     pub correlation_id: Option<&'a str>,
-    /// W3C `traceparent` to send to sources, so one trace id links the hops.
-    pub traceparent: Option<&'a str>,
+    /// The request's trace, carried to every source in `traceparent` so one
+    /// trace id links the hops. `None` sends no `traceparent`.
+    pub trace: Option<&'a TraceContext>,
+    /// Records a CLIENT span per source call when the trace is recorded
+    /// ([`Tracer::OFF`]: none).
+    pub tracer: &'a Tracer,
     /// Base of pointer URLs for Provenance, e.g.
     /// `https://nrls.example/consumer/FHIR/R4/DocumentReference`.
     pub pointer_url_base: &'a str,
@@ -206,13 +212,14 @@ impl Federator {
                 .timeout
                 .min(deadline.saturating_duration_since(Instant::now()));
             let capped = budget < ask.source.timeout;
+            let (traceparent, call) = spans::begin(request.trace, request.tracer, &ask.source);
             let context = FetchContext {
                 http: self.http.clone(),
                 source: ask.source.clone(),
                 nhs_number: request.query.subject.to_string(),
                 bearer: None,
                 correlation_id: request.correlation_id.map(str::to_owned),
-                traceparent: request.traceparent.map(str::to_owned),
+                traceparent,
                 limits: self.limits,
             };
             let tokens = self.tokens.clone();
@@ -225,7 +232,16 @@ impl Federator {
                     fetch_source(FetchContext { bearer, ..context }, &types).await
                 };
                 let result = tokio::time::timeout(budget, work).await;
-                (index, result.map_err(|_| (budget, capped)), begun.elapsed())
+                let elapsed = begun.elapsed();
+                if let Some(call) = call {
+                    let end = match &result {
+                        Ok(Ok(fetched)) => CallEnd::Answered(fetched.status),
+                        Ok(Err(error)) => CallEnd::Failed(error),
+                        Err(_) => CallEnd::TimedOut,
+                    };
+                    call.finish(elapsed, end);
+                }
+                (index, result.map_err(|_| (budget, capped)), elapsed)
             });
         }
 

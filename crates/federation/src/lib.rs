@@ -26,6 +26,7 @@ mod fanout;
 pub mod plan;
 pub mod registry;
 pub mod report;
+mod spans;
 mod token;
 
 pub use assemble::{COMPLETENESS_EXT, SOURCE_REPORT_EXT, SOURCE_STATUS_SYSTEM};

@@ -10,7 +10,7 @@ use api::{ApiSettings, AppState};
 use auth::{AppRegistry, Authenticator, TokenSettings};
 use domain::search::SearchLimits;
 use store::memory::MemoryStore;
-use store::postgres::{PostgresOptions, PostgresStore};
+use store::postgres::{Database, PostgresOptions, PostgresStore};
 use store::sqlite::{SqliteOptions, SqliteStore};
 use store::{InstrumentedStore, SharedStore};
 use tokio::net::TcpListener;
@@ -42,6 +42,8 @@ pub enum StartError {
     Access(String),
     #[error("federation: {0}")]
     Federation(String),
+    #[error("telemetry: {0}")]
+    Telemetry(String),
 }
 
 /// A bound, ready-to-run service.
@@ -57,6 +59,8 @@ pub struct Application {
     pub store: SharedStore,
     /// The audit trail, signed once more at shutdown.
     pub audit: audit::SharedAuditLog,
+    /// OTLP span export, when configured; flushed at shutdown.
+    trace_export: Option<crate::otlp::TraceExport>,
 }
 
 impl Application {
@@ -93,10 +97,8 @@ impl Application {
             None => None,
         };
         let metrics = Arc::new(::telemetry::Metrics::new());
-        let store: SharedStore = Arc::new(InstrumentedStore::new(
-            connect_store(&config).await?,
-            metrics.store().clone(),
-        ));
+        let (store, database) = connect_store(&config).await?;
+        let store: SharedStore = Arc::new(InstrumentedStore::new(store, metrics.store().clone()));
         if demo_mode {
             config.apps.extend(demo::apps());
             let created = demo::seed(store.as_ref()).await.map_err(StartError::Demo)?;
@@ -135,9 +137,13 @@ impl Application {
             Arc::clone(&metrics),
         );
         let lifecycle = Lifecycle::default();
+        let instance = crate::otlp::instance_id(local.port());
+        let (tracer, trace_export) = crate::otlp::start(&config.telemetry, &metrics, instance)
+            .map_err(StartError::Telemetry)?;
         let ops = Ops::new(metrics, lifecycle.clone(), admin.is_some())
-            .with_reloader(Arc::clone(&reloader));
-        let access = access_services(&config, &public_url)?;
+            .with_reloader(Arc::clone(&reloader))
+            .with_tracer(tracer);
+        let access = access_services(&config, &public_url, database).await?;
         let audit_log = Arc::clone(&access.audit);
         let state = AppState::with_ops(store.clone(), authenticator, api_settings, ops, access);
         let admin_port = admin
@@ -171,6 +177,7 @@ impl Application {
             public_url,
             store,
             audit: audit_log,
+            trace_export,
         })
     }
 
@@ -194,6 +201,10 @@ impl Application {
             shutdown,
         )
         .await;
+        // Requests are over: their spans are queued; send them.
+        if let Some(export) = self.trace_export {
+            export.flush_and_stop().await;
+        }
         // Sign the tail of the trail so a verifier can vouch for every record.
         if let Err(e) = self.audit.checkpoint().await {
             tracing::warn!(error = %e, "final audit checkpoint failed");
@@ -208,15 +219,19 @@ async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, StartError> {
         .map_err(|source| StartError::Bind { addr, source })
 }
 
-/// Opens the store `config` names, migrating a PostgreSQL schema first.
-pub async fn connect_store(config: &Config) -> Result<SharedStore, StartError> {
+/// Opens the store `config` names, migrating a PostgreSQL schema first, and
+/// for PostgreSQL also returns the handle the access facts and the audit
+/// trail share with it.
+pub async fn connect_store(config: &Config) -> Result<(SharedStore, Option<Database>), StartError> {
     match config.store.backend {
-        Backend::Postgres => Ok(Arc::new(
-            PostgresStore::open(postgres_options(config)?)
+        Backend::Postgres => {
+            let store = PostgresStore::open(postgres_options(config)?)
                 .await
-                .map_err(|e| StartError::Store(e.to_string()))?,
-        )),
-        _ => open_store(config),
+                .map_err(|e| StartError::Store(e.to_string()))?;
+            let database = store.database();
+            Ok((Arc::new(store), Some(database)))
+        }
+        _ => Ok((open_store(config)?, None)),
     }
 }
 
@@ -330,9 +345,15 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// The access policy, end-user identity, relationship store and audit trail.
-/// The embedded files live beside the pointer store (also with PostgreSQL:
-/// each node keeps its own trail until a shared one lands).
-fn access_services(config: &Config, node: &str) -> Result<api::access::AccessServices, StartError> {
+/// They are kept where the pointers are: in the shared PostgreSQL database
+/// (so every node sees one set of relationships and objections and extends
+/// one audit chain), in `access.db` and `audit.db` beside the embedded store,
+/// or in memory.
+async fn access_services(
+    config: &Config,
+    node: &str,
+    database: Option<Database>,
+) -> Result<api::access::AccessServices, StartError> {
     let fail = |e: &dyn std::fmt::Display| StartError::Access(e.to_string());
     let users = if config.trusted_issuers.is_empty() {
         None
@@ -346,19 +367,41 @@ fn access_services(config: &Config, node: &str) -> Result<api::access::AccessSer
         )
     };
     let mut services = api::access::AccessServices::in_memory();
-    if config.store.backend != Backend::Memory {
-        let dir = &config.store.data_dir;
-        std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
+    let checkpoints = config.audit.policy();
+    let dir = &config.store.data_dir;
+    let key_file = config.audit.key_file(dir);
+    if let Some(database) = database {
+        let signer = audit::CheckpointSigner::load_or_create(&key_file).map_err(|e| fail(&e))?;
+        let options = audit::postgres::PostgresAuditOptions {
+            checkpoints,
+            ..Default::default()
+        };
         services.audit = Arc::new(
-            audit::sqlite::SqliteAuditLog::open_in(
-                dir,
-                audit::sqlite::SqliteAuditOptions::default(),
+            audit::postgres::PostgresAuditLog::open(database.clone(), signer, options)
+                .await
+                .map_err(|e| fail(&e))?,
+        );
+        services.access = Arc::new(store::access::postgres::PostgresAccessStore::new(database));
+    } else if config.store.backend == Backend::Sqlite {
+        std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
+        let signer = audit::CheckpointSigner::load_or_create(&key_file).map_err(|e| fail(&e))?;
+        let options = audit::sqlite::SqliteAuditOptions {
+            checkpoints,
+            ..Default::default()
+        };
+        services.audit = Arc::new(
+            audit::sqlite::SqliteAuditLog::open(
+                &dir.join(audit::sqlite::FILE_NAME),
+                signer,
+                options,
             )
             .map_err(|e| fail(&e))?,
         );
         services.access = Arc::new(
-            store::access::sqlite::SqliteAccessStore::open(&dir.join("access.db"))
-                .map_err(|e| fail(&e))?,
+            store::access::sqlite::SqliteAccessStore::open(
+                &dir.join(store::access::sqlite::FILE_NAME),
+            )
+            .map_err(|e| fail(&e))?,
         );
     }
     services.policy = config.access.clone();

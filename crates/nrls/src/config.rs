@@ -1,6 +1,7 @@
 //! Configuration: a TOML file (`--config`), overridden by flags and `NRLS_*`
 //! environment variables. Unknown keys are errors that name the key and line.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -29,6 +30,10 @@ pub struct Config {
     /// `[[sources]]`: regional FHIR sources the shared care record may ask,
     /// per custodian ODS code. Only these base URLs are ever fetched.
     pub sources: Vec<federation::SourceConfig>,
+    /// `[telemetry]`: OpenTelemetry trace export (OTLP), off by default.
+    pub telemetry: TelemetryConfig,
+    /// `[audit]`: the audit trail's checkpoint key and interval.
+    pub audit: AuditConfig,
     /// The file this configuration was read from, if any: what a reload
     /// (SIGHUP, `POST /-/reload`) reads again.
     #[serde(skip)]
@@ -127,6 +132,50 @@ pub struct AuthConfig {
     pub signing_secret_file: Option<PathBuf>,
 }
 
+/// The audit trail. Where it is kept follows `[store]`: beside the pointers
+/// (`audit.db` in `data_dir`, or the shared PostgreSQL database).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Ed25519 key that signs checkpoints; created if missing. Default
+    /// `<data_dir>/audit-signing-key`. Nodes sharing a PostgreSQL database
+    /// share one chain: give them one key file, or pass each node's public
+    /// key to `nrls audit verify --public-key`.
+    pub signing_key_file: Option<PathBuf>,
+    /// A checkpoint is signed after this many unsigned records...
+    pub checkpoint_records: u64,
+    /// ...or when a record has been unsigned this long.
+    pub checkpoint_seconds: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        let policy = audit::CheckpointPolicy::default();
+        AuditConfig {
+            signing_key_file: None,
+            checkpoint_records: policy.records,
+            checkpoint_seconds: policy.seconds,
+        }
+    }
+}
+
+impl AuditConfig {
+    /// The checkpoint key's file for a node whose data lives in `data_dir`.
+    pub fn key_file(&self, data_dir: &Path) -> PathBuf {
+        self.signing_key_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join(audit::sqlite::KEY_FILE_NAME))
+    }
+
+    /// When checkpoints are signed (values below 1 count as 1).
+    pub fn policy(&self) -> audit::CheckpointPolicy {
+        audit::CheckpointPolicy {
+            records: self.checkpoint_records.max(1),
+            seconds: self.checkpoint_seconds.max(1),
+        }
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -207,6 +256,92 @@ impl StoreConfig {
     }
 }
 
+/// OpenTelemetry trace export: one SERVER span per request and one CLIENT
+/// span per federated source call, posted as OTLP/JSON to a collector. Off
+/// unless `otlp_endpoint` is set. See docs/operations.md "Traces".
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Base URL of an OTLP/HTTP receiver, e.g. `http://127.0.0.1:4318`;
+    /// spans are posted to `{otlp_endpoint}/v1/traces`. Unset: no export.
+    pub otlp_endpoint: Option<String>,
+    /// Extra headers on every export request (a collector's API key).
+    pub otlp_headers: BTreeMap<String, String>,
+    /// Longest one export request may take; also bounds the flush at shutdown.
+    pub otlp_timeout_ms: u64,
+    /// Most spans in one export request.
+    pub otlp_batch_size: usize,
+    /// How often queued spans are sent when no full batch is waiting.
+    pub otlp_interval_ms: u64,
+    /// Most spans waiting for export; beyond it new spans are dropped (and
+    /// counted), never waited for.
+    pub otlp_queue_size: usize,
+    /// The `service.name` spans are reported under.
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    /// The batch, queue and interval defaults are the OpenTelemetry SDK's
+    /// batch span processor defaults (512, 2048, 5 s).
+    fn default() -> Self {
+        TelemetryConfig {
+            otlp_endpoint: None,
+            otlp_headers: BTreeMap::new(),
+            otlp_timeout_ms: 5_000,
+            otlp_batch_size: 512,
+            otlp_interval_ms: 5_000,
+            otlp_queue_size: 2_048,
+            service_name: "nrls".to_owned(),
+        }
+    }
+}
+
+impl TelemetryConfig {
+    /// Checks what the file, flags and environment gave.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(message));
+        if let Some(endpoint) = &self.otlp_endpoint {
+            match reqwest::Url::parse(endpoint) {
+                // nrls's HTTP client is built without TLS (docs/federation.md).
+                Ok(url) if url.scheme() == "https" => {
+                    return invalid(format!(
+                        "telemetry.otlp_endpoint: https is not supported ({endpoint}); nrls sends OTLP over http only: send to an OpenTelemetry Collector or agent on the same host or network (http://127.0.0.1:4318) and let it forward over TLS"
+                    ));
+                }
+                Ok(url) if url.scheme() == "http" && url.host_str().is_some() => {}
+                _ => {
+                    return invalid(format!(
+                        "telemetry.otlp_endpoint must be an http:// URL such as http://127.0.0.1:4318, not {endpoint:?}"
+                    ));
+                }
+            }
+        }
+        for (name, value) in &self.otlp_headers {
+            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err()
+                || reqwest::header::HeaderValue::from_str(value).is_err()
+            {
+                // The value may be a secret: name the header only.
+                return invalid(format!(
+                    "telemetry.otlp_headers: {name:?} is not a valid HTTP header name, or its value is not a valid header value"
+                ));
+            }
+        }
+        if self.otlp_timeout_ms == 0
+            || self.otlp_batch_size == 0
+            || self.otlp_interval_ms == 0
+            || self.otlp_queue_size < self.otlp_batch_size
+        {
+            return invalid(
+                "telemetry.otlp_timeout_ms, otlp_batch_size and otlp_interval_ms must be at least 1, and otlp_queue_size at least otlp_batch_size".into(),
+            );
+        }
+        if self.service_name.trim().is_empty() {
+            return invalid("telemetry.service_name must not be empty".into());
+        }
+        Ok(())
+    }
+}
+
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -276,6 +411,7 @@ impl Config {
             ));
         }
         self.store.check_postgres()?;
+        self.telemetry.check()?;
         if self.store.max_batch == 0 || self.store.read_connections == 0 {
             return Err(ConfigError::Invalid(
                 "store.max_batch and store.read_connections must be at least 1".into(),
@@ -327,5 +463,34 @@ mod tests {
         assert!(Config::parse("[store]\npool_size = 0\n").is_err());
         // The URL may come from the environment after the file is read.
         assert!(Config::parse("[store]\nbackend = \"postgres\"\n").is_ok());
+    }
+
+    #[test]
+    fn trace_export_is_off_by_default_and_its_settings_are_checked() {
+        assert_eq!(Config::parse("").unwrap().telemetry.otlp_endpoint, None);
+        let c = Config::parse(
+            "[telemetry]\notlp_endpoint = \"http://collector:4318\"\notlp_headers = { \"x-api-key\" = \"k\" }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.telemetry.otlp_endpoint.as_deref(),
+            Some("http://collector:4318")
+        );
+        let https =
+            Config::parse("[telemetry]\notlp_endpoint = \"https://collector:4318\"\n").unwrap_err();
+        assert!(https.contains("telemetry.otlp_endpoint"), "{https}");
+        assert!(https.contains("https is not supported"), "{https}");
+        for bad in [
+            "otlp_endpoint = \"collector:4318\"",
+            "otlp_headers = { \"bad header\" = \"x\" }",
+            "otlp_batch_size = 0",
+            "otlp_queue_size = 10",
+            "service_name = \"\"",
+        ] {
+            assert!(
+                Config::parse(&format!("[telemetry]\n{bad}\n")).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -297,6 +297,103 @@ async fn two_nodes_on_one_database() {
     );
 }
 
+/// The access facts and the audit trail live in the database too: an
+/// objection recorded through one node applies on the other at once, an
+/// AuditEvent written by one node is found through the other, and the two
+/// nodes' records form one chain that `nrls audit verify --database` checks
+/// with both nodes' checkpoint keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_share_access_facts_and_one_audit_trail() {
+    let database = TestDatabase::create().await;
+    let c = cluster(&database).await;
+    let consumer_a = c.deployment.consumer(&c.a, &c.a).await;
+    let consumer_b = c.deployment.consumer(&c.b, &c.a).await;
+    let admin_a = c.deployment.admin(&c.a, &c.a).await;
+    let admin_b = c.deployment.admin(&c.b, &c.b).await;
+    let id = c.on_a.create(&pointer("RR8", 0, CRISIS)).await;
+    let total = |reply: Reply| {
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        reply.json()["total"].as_u64().unwrap()
+    };
+    assert_eq!(total(consumer_b.consumer_search(&subject(0)).await), 1);
+
+    let objection = format!("/admin/patients/{}/objection", common::patient(0));
+    let objected = admin_a
+        .put_json(&objection, &json!({"note": "by letter"}))
+        .await;
+    assert!(objected.status < 300, "{}", objected.text);
+    assert_eq!(
+        total(consumer_b.consumer_search(&subject(0)).await),
+        0,
+        "the objection recorded through A applies on B"
+    );
+    let withdrawn = admin_b.delete(&objection).await;
+    assert!(withdrawn.status < 300, "{}", withdrawn.text);
+    assert_eq!(total(consumer_a.consumer_search(&subject(0)).await), 1);
+
+    // A read through A is found in the trail through B, with its request id.
+    let read = consumer_a
+        .get(&format!("{}/{id}", common::CONSUMER_DR))
+        .await;
+    assert_eq!(read.status, 200, "{}", read.text);
+    let read_id = read.header("x-request-id").unwrap();
+    let events = admin_b
+        .get(&format!(
+            "/admin/FHIR/R4/AuditEvent?patient={}&_count=100",
+            common::patient(0)
+        ))
+        .await;
+    assert_eq!(events.status, 200, "{}", events.text);
+    assert!(events.text.contains(&read_id), "{}", events.text);
+    // Create, 3 searches, the objection, its withdrawal and the read: one
+    // chain, whichever node wrote them.
+    let entries = events.json()["entry"].as_array().map_or(0, Vec::len);
+    assert_eq!(entries, 7, "{}", events.text);
+
+    // Each node signs checkpoints with its own key (here: the final one of
+    // a graceful shutdown, each after records the other node wrote).
+    assert_eq!(total(consumer_a.consumer_search(&subject(0)).await), 1);
+    let mut c = c;
+    assert!(c.b.terminate().success(), "{}", c.b.log_text());
+    assert_eq!(total(consumer_a.consumer_search(&subject(0)).await), 1);
+    assert!(c.a.terminate().success(), "{}", c.a.log_text());
+    let key = |node: &Node| {
+        audit::CheckpointSigner::load(&node.data_dir.join("audit-signing-key"))
+            .unwrap()
+            .public()
+            .to_hex()
+    };
+    let verify = |keys: &[String]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_nrls"));
+        command
+            .args(["audit", "verify", "--database", database.url()])
+            .env_remove("NRLS_DATABASE_URL");
+        for key in keys {
+            command.args(["--public-key", key]);
+        }
+        let output = command.output().unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        (output.status.success(), text)
+    };
+    let (ok, out) = verify(&[key(&c.a), key(&c.b)]);
+    assert!(ok, "{out}");
+    let records = database
+        .query_i64("SELECT count(*) FROM audit_records")
+        .await;
+    assert!(
+        out.contains(&format!("audit trail OK: {records} records")),
+        "{out}"
+    );
+    for only in [key(&c.a), key(&c.b)] {
+        let (ok, out) = verify(&[only]);
+        assert!(
+            !ok && out.contains("TAMPERED"),
+            "one node's key is not enough: {out}"
+        );
+    }
+}
+
 /// A node whose database sessions are killed (a failover, a restart) keeps
 /// serving without a restart, while the other node is unaffected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,12 +2,17 @@
 //! `traceparent` header that carries one trace id across every service a
 //! request touches.
 //!
-//! nrls does not export spans (OTLP is not built in; see docs/operations.md),
-//! but it takes part in the trace: it accepts a caller's `traceparent`, logs
-//! its trace id on the request's log line, and sends a `traceparent` with the
-//! same trace id on its own outbound calls (the federation fan-out), so a
-//! request can be followed through the logs of every hop. A request without a
-//! valid `traceparent` starts a new trace.
+//! nrls accepts a caller's `traceparent`, logs its trace id on the request's
+//! log line, and sends a `traceparent` with the same trace id on its own
+//! outbound calls (the federation fan-out), so a request can be followed
+//! through the logs of every hop. A request without a valid `traceparent`
+//! starts a new trace.
+//!
+//! The same context names the spans nrls exports when OTLP export is on
+//! ([`crate::otlp`], off by default; see docs/operations.md "Traces"): the
+//! request's SERVER span is [`TraceContext::span_id`], its parent the
+//! caller's span, and each outbound call gets a [`TraceContext::child`] whose
+//! span id is the parent named in that call's `traceparent`.
 
 use std::fmt::Write;
 
@@ -42,9 +47,21 @@ impl TraceContext {
     /// Continues the caller's trace when `header` holds a valid
     /// `traceparent`, otherwise starts a new one.
     pub fn from_header(header: Option<&str>) -> TraceContext {
+        TraceContext::from_header_or_root(header, false)
+    }
+
+    /// As [`TraceContext::from_header`]; a new trace is started with the
+    /// sampled flag set to `sample_new_root`: on when nrls records spans
+    /// itself, so the services it calls record their part too. A caller's
+    /// flag is always kept (parent-based sampling).
+    pub fn from_header_or_root(header: Option<&str>, sample_new_root: bool) -> TraceContext {
         header
             .and_then(|value| TraceContext::parse(value).ok())
-            .unwrap_or_else(TraceContext::new_root)
+            .unwrap_or_else(|| {
+                let mut root = TraceContext::new_root();
+                root.flags |= u8::from(sample_new_root);
+                root
+            })
     }
 
     /// Parses a `traceparent` value and gives this hop a fresh span id.
@@ -78,7 +95,7 @@ impl TraceContext {
         })
     }
 
-    /// A new trace, sampled flag off (nrls records no spans itself).
+    /// A new trace, sampled flag off.
     pub fn new_root() -> TraceContext {
         let mut trace_id = [0u8; 16];
         fill_random(&mut trace_id);
@@ -108,6 +125,32 @@ impl TraceContext {
     /// Whether the caller asked for the trace to be recorded.
     pub fn sampled(&self) -> bool {
         self.flags & 1 == 1
+    }
+
+    /// The context of an outbound call made while handling this request:
+    /// same trace and flags, a fresh span id of its own (the call's CLIENT
+    /// span), this span as its parent. Send the child's
+    /// [`TraceContext::outbound_traceparent`], so the callee's spans hang
+    /// under the call's span.
+    pub fn child(&self) -> TraceContext {
+        TraceContext {
+            trace_id: self.trace_id,
+            span_id: random_span_id(),
+            parent_id: Some(self.span_id),
+            flags: self.flags,
+        }
+    }
+
+    pub(crate) fn trace_id_bytes(&self) -> [u8; 16] {
+        self.trace_id
+    }
+
+    pub(crate) fn span_id_bytes(&self) -> [u8; 8] {
+        self.span_id
+    }
+
+    pub(crate) fn parent_id_bytes(&self) -> Option<[u8; 8]> {
+        self.parent_id
     }
 
     /// The `traceparent` to send on an outbound call made while handling
@@ -150,7 +193,7 @@ fn nibble(digit: u8) -> Result<u8, TraceParentError> {
     }
 }
 
-fn to_hex(bytes: &[u8]) -> String {
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
     let mut text = String::with_capacity(bytes.len() * 2);
     for b in bytes {
         let _ = write!(text, "{b:02x}");
@@ -257,5 +300,24 @@ mod tests {
         assert!(a.parent_id().is_none());
         assert!(!a.sampled());
         assert!(TraceContext::parse(&a.outbound_traceparent()).is_ok());
+        // When nrls records spans, the traces it starts are sampled.
+        assert!(TraceContext::from_header_or_root(None, true).sampled());
+        // A caller's decision stands either way.
+        let unsampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
+        assert!(!TraceContext::from_header_or_root(Some(unsampled), true).sampled());
+        assert!(TraceContext::from_header_or_root(Some(EXAMPLE), false).sampled());
+    }
+
+    #[test]
+    fn a_child_is_a_span_under_this_one() {
+        let request = TraceContext::parse(EXAMPLE).unwrap();
+        let call = request.child();
+        assert_eq!(call.trace_id(), request.trace_id());
+        assert_eq!(call.parent_id(), Some(request.span_id()));
+        assert_ne!(call.span_id(), request.span_id());
+        assert!(call.sampled());
+        // The callee sees the call's span as its parent.
+        let sent = TraceContext::parse(&call.outbound_traceparent()).unwrap();
+        assert_eq!(sent.parent_id(), Some(call.span_id()));
     }
 }

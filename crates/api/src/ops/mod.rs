@@ -12,7 +12,7 @@ pub mod reload;
 use std::sync::Arc;
 
 use axum::http::Method;
-use telemetry::Metrics;
+use telemetry::{Metrics, Tracer};
 
 pub use lifecycle::{Lifecycle, Phase};
 pub use reload::{ReloadError, Reloader};
@@ -25,6 +25,9 @@ const TAG: &str = "operations";
 #[derive(Clone, Default)]
 pub struct Ops {
     metrics: Arc<Metrics>,
+    /// Where request and source-call spans go (off unless OTLP export is
+    /// configured).
+    tracer: Tracer,
     lifecycle: Lifecycle,
     reloader: Option<Reloader>,
     /// `/metrics` is served on a separate admin listener, not the main one.
@@ -37,6 +40,7 @@ impl Ops {
     pub fn new(metrics: Arc<Metrics>, lifecycle: Lifecycle, separate_admin: bool) -> Ops {
         Ops {
             metrics,
+            tracer: Tracer::OFF,
             lifecycle,
             reloader: None,
             separate_admin,
@@ -49,8 +53,18 @@ impl Ops {
         self
     }
 
+    /// Exports spans through `tracer` (OTLP export on).
+    pub fn with_tracer(mut self, tracer: Tracer) -> Ops {
+        self.tracer = tracer;
+        self
+    }
+
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    pub fn tracer(&self) -> &Tracer {
+        &self.tracer
     }
 
     pub fn lifecycle(&self) -> &Lifecycle {

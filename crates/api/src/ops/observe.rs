@@ -1,5 +1,6 @@
 //! The outermost middleware: for every request it records the HTTP metrics,
-//! joins or starts a W3C trace, and writes one access-log line:
+//! joins or starts a W3C trace, exports the request's SERVER span when OTLP
+//! export is on, and writes one access-log line:
 //!
 //! ```text
 //! method route status latency_ms client_id ods request_id correlation_id trace_id
@@ -10,11 +11,12 @@
 //! nor a path identifier reaches the log. Tokens are never read here. Header
 //! values we echo into the log are bounded, and runs of ten or more digits in
 //! them are masked, in case a client put an NHS number in a correlation id.
+//! The span carries the same fields as the log line, by the same rules.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
@@ -22,11 +24,13 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 use domain::OdsCode;
-use telemetry::{Metrics, RouteLabel, TRACEPARENT, TraceContext};
+use telemetry::otlp::{Span, SpanKind, keys};
+use telemetry::{Metrics, RouteLabel, TRACEPARENT, TraceContext, Tracer};
 use tracing::Instrument;
 
 use crate::extract::Caller;
 use crate::extract::headers::{X_CORRELATION_ID, X_REQUEST_ID};
+use crate::ops::Ops;
 use crate::routes::table::Operation;
 
 /// The route label of requests no route matched (404s).
@@ -38,11 +42,13 @@ pub struct Observer {
     routes: Arc<HashMap<String, (RouteLabel, bool)>>,
     unmatched: RouteLabel,
     metrics: Arc<Metrics>,
+    tracer: Tracer,
 }
 
 impl Observer {
     /// Indexes `operations` and creates their metric series at zero.
-    pub fn new(operations: &[Operation], metrics: Arc<Metrics>) -> Observer {
+    pub fn new(operations: &[Operation], ops: &Ops) -> Observer {
+        let metrics = Arc::clone(ops.metrics());
         let mut routes = HashMap::new();
         for op in operations {
             let (label, _) = routes
@@ -54,6 +60,7 @@ impl Observer {
             routes: Arc::new(routes),
             unmatched: RouteLabel::new(UNMATCHED),
             metrics,
+            tracer: ops.tracer().clone(),
         }
     }
 
@@ -95,14 +102,19 @@ pub async fn observe(
     next: Next,
 ) -> Response {
     let started = Instant::now();
+    // Read only when spans are exported: with export off (the default) the
+    // request path builds no span and reads no wall clock.
+    let exporting = observer.tracer.is_on();
+    let started_at = exporting.then(SystemTime::now);
     let in_flight = observer.metrics.http().in_flight();
     let method = method_label(request.method());
     let (route, quiet) = observer.route(&request);
-    let trace = TraceContext::from_header(
+    let trace = TraceContext::from_header_or_root(
         request
             .headers()
             .get(TRACEPARENT)
             .and_then(|v| v.to_str().ok()),
+        exporting,
     );
     let request_id = request.headers().get(&X_REQUEST_ID).cloned();
     let correlation_id = request.headers().get(&X_CORRELATION_ID).cloned();
@@ -125,6 +137,17 @@ pub async fn observe(
         .http()
         .record(method, &route, status, elapsed);
     let caller = slot.0.get();
+    // Probes and scrapes (quiet routes) would drown the traces that matter.
+    if let Some(started_at) = started_at
+        && !quiet
+        && observer.tracer.records(&trace)
+    {
+        let route = (route != observer.unmatched).then_some(&route);
+        let timing = (started_at, elapsed);
+        let ids = (caller, request_id.as_deref());
+        let span = request_span(&trace, method, route, status, timing, ids);
+        observer.tracer.record(span);
+    }
     let correlation_id = correlation_id
         .as_ref()
         .map(|v| free_text_for_log(v.as_bytes()));
@@ -151,6 +174,44 @@ pub async fn observe(
         access_log!(info);
     }
     response
+}
+
+/// The SERVER span of one request, named `{METHOD} {route template}` (just
+/// the method when no route matched), with the attributes of the OpenTelemetry
+/// HTTP conventions, the caller's app and organisation and the request id as
+/// logged. Never the URI: its query string and path ids carry NHS numbers.
+fn request_span(
+    trace: &TraceContext,
+    method: &'static str,
+    route: Option<&RouteLabel>,
+    status: u16,
+    (started_at, elapsed): (SystemTime, Duration),
+    (caller, request_id): (Option<&CallerNote>, Option<&str>),
+) -> Span {
+    // The conventions' name for a method outside the known set.
+    let method = if method == "other" { "_OTHER" } else { method };
+    let name = match route {
+        Some(route) => format!("{method} {}", route.as_str()),
+        None => method.to_owned(),
+    };
+    let mut span = Span::new(trace, SpanKind::Server, name, started_at, elapsed);
+    span.set(keys::HTTP_REQUEST_METHOD, method);
+    if let Some(route) = route {
+        span.set(keys::HTTP_ROUTE, route.as_str().to_owned());
+    }
+    span.set(keys::HTTP_RESPONSE_STATUS_CODE, status);
+    if let Some(caller) = caller {
+        span.set(keys::CLIENT_ID, caller.client_id.to_string());
+        span.set(keys::ODS, caller.ods.as_str().to_owned());
+    }
+    if let Some(id) = request_id {
+        span.set(keys::REQUEST_ID, id.to_owned());
+    }
+    // Only server errors fail a server span; a 4xx is the client's.
+    if status >= 500 {
+        span.set_error();
+    }
+    span
 }
 
 /// A static label for the method: no allocation, bounded cardinality.

@@ -58,30 +58,24 @@ impl SharedCareRecord {
 }
 
 /// The federation handle of this request, and the trace to carry to the
-/// sources. The handle is read from the request extensions
+/// sources (each source call becomes a span of it). The handle is read from the request extensions
 /// (`.layer(Extension(SharedCareRecord))`) until `AppState` carries it; this
 /// impl is the one place to change when it does.
 struct Federation {
     shared: SharedCareRecord,
-    traceparent: Option<String>,
+    trace: Option<telemetry::TraceContext>,
 }
 
 impl FromRequestParts<AppState> for Federation {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
-        let traceparent = parts
-            .extensions
-            .get::<telemetry::TraceContext>()
-            .map(|t| t.outbound_headers()[0].1.clone());
+        let trace = parts.extensions.get::<telemetry::TraceContext>().copied();
         parts
             .extensions
             .get::<SharedCareRecord>()
             .cloned()
-            .map(|shared| Federation {
-                shared,
-                traceparent,
-            })
+            .map(|shared| Federation { shared, trace })
             .ok_or_else(|| {
                 ApiError::one(Issue::general(
                     ErrorCode::ServiceUnavailable,
@@ -240,7 +234,8 @@ async fn assemble(
                 query: &query,
                 pointers: &pointers,
                 correlation_id: Some(&caller.ids.request_id),
-                traceparent: federation.traceparent.as_deref(),
+                trace: federation.trace.as_ref(),
+                tracer: state.ops().tracer(),
                 pointer_url_base: &pointer_url_base,
             },
             |pointer| {

@@ -2,16 +2,20 @@
 //!
 //! `nrls audit verify` walks the whole hash chain and every signed
 //! checkpoint and exits non-zero naming the first bad record if anything
-//! was modified, deleted, inserted or reordered. It opens `audit.db`
-//! read-only, so it can run beside a live server.
+//! was modified, deleted, inserted or reordered. It reads the trail where
+//! the service keeps it: `audit.db` in the data directory (opened read-only,
+//! so it can run beside a live server) or, with `--database`, the shared
+//! PostgreSQL database of a deployment (in one consistent snapshot).
 
 use std::path::PathBuf;
 
 use audit::sqlite::{FILE_NAME, KEY_FILE_NAME, search_file, verify_file};
 use audit::{
-    Anchor, AuditOutcome, AuditQuery, CheckpointKey, CheckpointSigner, VerifyError, VerifyOptions,
+    Anchor, AuditError, AuditOutcome, AuditPage, AuditQuery, CheckpointKey, CheckpointSigner,
+    VerifyError, VerifyOptions, VerifyReport,
 };
 use domain::NhsNumber;
+use store::postgres::{Database, PostgresOptions, PostgresStore};
 
 /// Arguments of `nrls audit`.
 #[derive(Debug, clap::Args)]
@@ -29,15 +33,70 @@ pub enum AuditCommand {
     Search(SearchArgs),
 }
 
-/// Arguments of `nrls audit verify`.
-#[derive(Debug, clap::Args)]
-pub struct VerifyArgs {
+/// Where the trail is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Location {
     /// Folder holding `audit.db` and `audit-signing-key`.
     #[arg(long, env = "NRLS_DATA_DIR", default_value = "nrls-data")]
     pub data_dir: PathBuf,
-    /// Trusted checkpoint public key (64 hex digits), repeatable. Default:
-    /// the public half of `<data-dir>/audit-signing-key`. Pass the key from
-    /// a copy you trust when the data directory itself may be compromised.
+    /// The PostgreSQL database of a deployment that keeps its trail there
+    /// (the URL `nrls serve --database` was given). Unset: `audit.db`.
+    #[arg(long, env = "NRLS_DATABASE_URL")]
+    pub database: Option<String>,
+}
+
+impl Location {
+    fn describe(&self) -> String {
+        match &self.database {
+            Some(_) => "the audit trail in PostgreSQL".to_owned(),
+            None => self.data_dir.join(FILE_NAME).display().to_string(),
+        }
+    }
+
+    async fn database(&self) -> Result<Option<Database>, String> {
+        match &self.database {
+            Some(url) => PostgresStore::open(PostgresOptions::new(url.clone()))
+                .await
+                .map(|store| Some(store.database()))
+                .map_err(|e| e.to_string()),
+            None => Ok(None),
+        }
+    }
+
+    async fn verify(&self, options: VerifyOptions) -> Result<VerifyReport, VerifyError> {
+        match self.database().await.map_err(AuditError::Unavailable)? {
+            Some(db) => audit::postgres::verify_database(&db, &options).await,
+            None => {
+                let path = self.data_dir.join(FILE_NAME);
+                tokio::task::spawn_blocking(move || verify_file(&path, &options))
+                    .await
+                    .map_err(|e| AuditError::Internal(e.to_string()))?
+            }
+        }
+    }
+
+    async fn search(&self, query: AuditQuery) -> Result<AuditPage, AuditError> {
+        match self.database().await.map_err(AuditError::Unavailable)? {
+            Some(db) => audit::postgres::search_database(&db, &query).await,
+            None => {
+                let path = self.data_dir.join(FILE_NAME);
+                tokio::task::spawn_blocking(move || search_file(&path, &query))
+                    .await
+                    .map_err(|e| AuditError::Internal(e.to_string()))?
+            }
+        }
+    }
+}
+
+/// Arguments of `nrls audit verify`.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub location: Location,
+    /// Trusted checkpoint public key (64 hex digits), repeatable: with
+    /// several nodes on one database, each node's key. Default: the public
+    /// half of `<data-dir>/audit-signing-key`. Pass keys from a copy you
+    /// trust when the data directory itself may be compromised.
     #[arg(long = "public-key")]
     pub public_keys: Vec<String>,
     /// A checkpoint kept outside the data directory, `seq:hash` as the
@@ -50,8 +109,8 @@ pub struct VerifyArgs {
 /// Arguments of `nrls audit search`.
 #[derive(Debug, clap::Args)]
 pub struct SearchArgs {
-    #[arg(long, env = "NRLS_DATA_DIR", default_value = "nrls-data")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub location: Location,
     /// NHS number of the patient.
     #[arg(long)]
     pub patient: Option<String>,
@@ -78,18 +137,14 @@ pub struct SearchArgs {
 /// Runs `nrls audit ...`. Tampering is an error, so the exit code is non-zero.
 pub async fn run(args: AuditArgs) -> Result<(), String> {
     match args.command {
-        AuditCommand::Verify(args) => tokio::task::spawn_blocking(move || verify(&args))
-            .await
-            .map_err(|e| e.to_string())?,
-        AuditCommand::Search(args) => tokio::task::spawn_blocking(move || search(&args))
-            .await
-            .map_err(|e| e.to_string())?,
+        AuditCommand::Verify(args) => verify(&args).await,
+        AuditCommand::Search(args) => search(&args).await,
     }
 }
 
-fn verify(args: &VerifyArgs) -> Result<(), String> {
+async fn verify(args: &VerifyArgs) -> Result<(), String> {
     let keys = if args.public_keys.is_empty() {
-        let signer = CheckpointSigner::load(&args.data_dir.join(KEY_FILE_NAME))
+        let signer = CheckpointSigner::load(&args.location.data_dir.join(KEY_FILE_NAME))
             .map_err(|e| format!("{e} (or pass --public-key)"))?;
         vec![signer.public()]
     } else {
@@ -109,8 +164,7 @@ fn verify(args: &VerifyArgs) -> Result<(), String> {
         anchor,
         max_unsigned: None,
     };
-    let path = args.data_dir.join(FILE_NAME);
-    match verify_file(&path, &options) {
+    match args.location.verify(options).await {
         Ok(report) => {
             println!(
                 "audit trail OK: {} records, {} signed checkpoints (last at seq {}), {} records after it; head {}:{}",
@@ -129,7 +183,7 @@ fn verify(args: &VerifyArgs) -> Result<(), String> {
             "audit trail TAMPERED: first bad record is seq {} ({:?})",
             t.first_bad_seq, t.kind
         )),
-        Err(VerifyError::Storage(e)) => Err(format!("{}: {e}", path.display())),
+        Err(VerifyError::Storage(e)) => Err(format!("{}: {e}", args.location.describe())),
     }
 }
 
@@ -144,7 +198,7 @@ fn instant_ms(text: &str) -> Result<i64, String> {
         .ok_or_else(|| format!("{text:?} is not a date (YYYY-MM-DD) or an RFC 3339 instant"))
 }
 
-fn search(args: &SearchArgs) -> Result<(), String> {
+async fn search(args: &SearchArgs) -> Result<(), String> {
     let query = AuditQuery {
         patient: args
             .patient
@@ -162,8 +216,11 @@ fn search(args: &SearchArgs) -> Result<(), String> {
         count: args.count,
         before_seq: args.before_seq,
     };
-    let path = args.data_dir.join(FILE_NAME);
-    let page = search_file(&path, &query).map_err(|e| format!("{}: {e}", path.display()))?;
+    let page = args
+        .location
+        .search(query)
+        .await
+        .map_err(|e| format!("{}: {e}", args.location.describe()))?;
     for record in &page.records {
         println!("{}", record.event_json);
     }
@@ -207,20 +264,24 @@ mod tests {
         log.checkpoint().await.unwrap();
         drop(log);
         let data_dir = dir.path().to_owned();
+        let location = Location {
+            data_dir,
+            database: None,
+        };
         let verify_args = VerifyArgs {
-            data_dir: data_dir.clone(),
+            location: location.clone(),
             public_keys: vec![],
             anchor: None,
         };
-        assert!(verify(&verify_args).is_ok());
+        assert!(verify(&verify_args).await.is_ok());
         let wrong_key = VerifyArgs {
             public_keys: vec![CheckpointSigner::from_seed([3; 32]).public().to_hex()],
             ..verify_args
         };
-        assert!(verify(&wrong_key).unwrap_err().contains("TAMPERED"));
+        assert!(verify(&wrong_key).await.unwrap_err().contains("TAMPERED"));
 
         let search_args = SearchArgs {
-            data_dir,
+            location,
             patient: None,
             agent: Some("app-1".into()),
             since: Some("2026-03-02".into()),
@@ -229,7 +290,7 @@ mod tests {
             count: 10,
             before_seq: None,
         };
-        assert!(search(&search_args).is_ok());
+        assert!(search(&search_args).await.is_ok());
         assert!(instant_ms("yesterday").is_err());
         assert_eq!(instant_ms("1970-01-02").unwrap(), 86_400_000);
     }

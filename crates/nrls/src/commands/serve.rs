@@ -31,6 +31,9 @@ pub struct ServeArgs {
     /// PostgreSQL URL to store pointers in; implies `--store postgres`.
     #[arg(long = "database", env = "NRLS_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// OTLP/HTTP receiver to export trace spans to, e.g. http://127.0.0.1:4318.
+    #[arg(long, env = "NRLS_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// Seed demo patients and pointers and onboard the demo apps.
     #[arg(long)]
     pub demo: bool,
@@ -61,6 +64,10 @@ impl ServeArgs {
         if let Some(backend) = self.store {
             config.store.backend = backend;
         }
+        if let Some(endpoint) = &self.otlp_endpoint {
+            config.telemetry.otlp_endpoint = Some(endpoint.clone());
+        }
+        config.telemetry.check().map_err(|e| e.to_string())?;
         Ok(config)
     }
 }

@@ -19,6 +19,8 @@ pub const PUBLIC_URL: &str = "http://nrls.test";
 pub const PRODUCER: &str = "producer-a";
 /// Reads every pointer type for RX9.
 pub const CONSUMER: &str = "consumer";
+/// May use the admin API (relationships, objections, audit search), at X26.
+pub const ADMIN: &str = "admin-app";
 
 /// Where a deployment keeps its pointers.
 pub enum Storage<'a> {
@@ -34,8 +36,9 @@ pub enum Storage<'a> {
 pub struct Deployment {
     dir: tempfile::TempDir,
     config: PathBuf,
-    /// PostgreSQL nodes share the database but each keeps its own data
-    /// folder (audit trail, access facts), as separate hosts would.
+    /// PostgreSQL nodes share the database (pointers, access facts, audit
+    /// trail) but each keeps its own data folder (its checkpoint key), as
+    /// separate hosts would.
     per_node_data: bool,
     pub http: reqwest::Client,
 }
@@ -65,7 +68,7 @@ impl Deployment {
         };
         let head = format!(
             "[server]\npublic_url = \"{PUBLIC_URL}\"\n\n[store]\n{store}\ndata_dir = \"{}\"\n\n\
-             [auth]\nsigning_secret_file = \"{}\"\n",
+             [auth]\nsigning_secret_file = \"{}\"\n\n[admin]\nclients = [\"{ADMIN}\"]\n",
             data.display(),
             secret.display()
         );
@@ -100,10 +103,11 @@ impl Deployment {
                 .arg(&self.config)
                 .arg("--listen")
                 .arg(format!("127.0.0.1:{port}"));
-            if self.per_node_data {
-                command
-                    .arg("--data-dir")
-                    .arg(self.dir.path().join(format!("node-{port}")));
+            let data_dir = self
+                .per_node_data
+                .then(|| self.dir.path().join(format!("node-{port}")));
+            if let Some(dir) = &data_dir {
+                command.arg("--data-dir").arg(dir);
             }
             let child = command
                 .env("NRLS_LOG", "warn")
@@ -115,6 +119,7 @@ impl Deployment {
                 .unwrap();
             let mut node = Node {
                 child,
+                data_dir: data_dir.unwrap_or_else(|| self.data_dir()),
                 url: format!("http://127.0.0.1:{port}"),
                 log,
                 http: self.http.clone(),
@@ -138,6 +143,10 @@ impl Deployment {
         self.client(node, issuer, CONSUMER, "RX9").await
     }
 
+    pub async fn admin(&self, node: &Node, issuer: &Node) -> Client {
+        self.client(node, issuer, ADMIN, "X26").await
+    }
+
     async fn client(&self, node: &Node, issuer: &Node, app: &str, ods: &str) -> Client {
         Client {
             http: self.http.clone(),
@@ -152,6 +161,8 @@ impl Deployment {
 pub struct Node {
     child: Child,
     pub url: String,
+    /// Its data folder (checkpoint key; the embedded files for SQLite).
+    pub data_dir: PathBuf,
     log: PathBuf,
     http: reqwest::Client,
 }
@@ -170,6 +181,16 @@ impl Node {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         false
+    }
+
+    /// SIGTERM, then waits for the graceful shutdown to end; its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM failed");
+        self.child.wait().unwrap()
     }
 
     /// `kill -9`: no shutdown, no flush, nothing.
@@ -215,6 +236,7 @@ fn apps() -> Vec<auth::AppConfig> {
     vec![
         auth::demo::app_config(PRODUCER, "Producer A", vec![org("RR8", "producer")]),
         auth::demo::app_config(CONSUMER, "Consumer", vec![org("RX9", "consumer")]),
+        auth::demo::app_config(ADMIN, "Privacy officer tool", vec![org("X26", "consumer")]),
     ]
 }
 

@@ -8,6 +8,7 @@
 //! few atomic adds: no allocation.
 
 mod federation;
+mod otlp;
 mod store_stats;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 pub use federation::{AuditMetrics, FederationMetrics, SourceMetrics, SourceOutcome};
+pub use otlp::OtlpMetrics;
 pub use store_stats::{PoolSnapshot, StoreSnapshot};
 
 use store_stats::StoreStatsCollector;
@@ -46,6 +48,8 @@ pub mod names {
     pub const RELOADS: &str = "nrls_config_reloads_total";
     pub const APPS: &str = "nrls_apps_onboarded";
     pub const BUILD_INFO: &str = "nrls_build_info";
+    pub const OTLP_EXPORTED: &str = "nrls_otlp_spans_exported_total";
+    pub const OTLP_DROPPED: &str = "nrls_otlp_spans_dropped_total";
 }
 
 /// `text/plain; version=0.0.4`: the Prometheus text exposition format.
@@ -248,6 +252,7 @@ pub struct Metrics {
     reloads: ReloadMetrics,
     audit: AuditMetrics,
     federation: FederationMetrics,
+    otlp: OtlpMetrics,
     store_stats: Arc<StoreStatsCollector>,
 }
 
@@ -334,6 +339,7 @@ impl Metrics {
         registry.register("build_info", "nrls version; always 1", build_info);
         let audit = AuditMetrics::register(&mut registry);
         let federation = FederationMetrics::register(&mut registry);
+        let otlp = OtlpMetrics::register(&mut registry);
         let store_stats = Arc::new(StoreStatsCollector::default());
         registry.register_collector(Box::new(Arc::clone(&store_stats)));
         Metrics {
@@ -344,6 +350,7 @@ impl Metrics {
             reloads,
             audit,
             federation,
+            otlp,
             store_stats,
         }
     }
@@ -372,6 +379,11 @@ impl Metrics {
     /// For the federation fan-out: per-source latency and failures.
     pub fn federation(&self) -> &FederationMetrics {
         &self.federation
+    }
+
+    /// For the OTLP span export: spans exported and dropped.
+    pub fn otlp(&self) -> &OtlpMetrics {
+        &self.otlp
     }
 
     /// Sets where the store's own counters (group-commit batches, connection

@@ -29,6 +29,8 @@ fn every_family_is_exported_with_conventional_names() {
     metrics.reloads().failed();
     metrics.audit().set_backlog(7);
     metrics.audit().written(2);
+    metrics.otlp().exported(5);
+    metrics.otlp().dropped_queue_full();
     metrics
         .federation()
         .source("north")
@@ -81,6 +83,12 @@ fn every_family_is_exported_with_conventional_names() {
         ("nrls_store_write_batch_ops_total", 9.0),
         (r#"nrls_store_pool_connections{state="idle"}"#, 3.0),
         ("nrls_store_pool_max_connections", 8.0),
+        ("nrls_otlp_spans_exported_total", 5.0),
+        (r#"nrls_otlp_spans_dropped_total{reason="queue_full"}"#, 1.0),
+        (
+            r#"nrls_otlp_spans_dropped_total{reason="export_failed"}"#,
+            0.0,
+        ),
         (r#"nrls_build_info{version=""#, f64::NAN),
     ];
     for (series, want) in expect {
@@ -109,6 +117,8 @@ fn every_family_is_exported_with_conventional_names() {
         names::RELOADS,
         names::APPS,
         names::BUILD_INFO,
+        names::OTLP_EXPORTED,
+        names::OTLP_DROPPED,
     ] {
         assert!(
             text.contains(&format!("\n{name}")),
