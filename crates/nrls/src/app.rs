@@ -44,6 +44,8 @@ pub enum StartError {
     Federation(String),
     #[error("telemetry: {0}")]
     Telemetry(String),
+    #[error("listener: {0}")]
+    Listener(String),
 }
 
 /// A bound, ready-to-run service.
@@ -96,6 +98,16 @@ impl Application {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
+        let limits = ConnectionLimits {
+            max_header_bytes: config.server.max_header_bytes,
+            header_read_timeout: Duration::from_secs(config.server.header_read_timeout_seconds),
+            shutdown_grace: Duration::from_secs(config.server.shutdown_grace_seconds),
+            ..ConnectionLimits::default()
+        };
+        // Until everything below is built (the store opened, migrations
+        // applied, which may wait on another node), the listeners answer
+        // "alive, starting" rather than refusing connections.
+        let starting = Starting::serve(listener, admin, limits, tls.clone());
         let metrics = Arc::new(::telemetry::Metrics::new());
         let (store, database) = connect_store(&config).await?;
         let store: SharedStore = Arc::new(InstrumentedStore::new(store, metrics.store().clone()));
@@ -140,12 +152,17 @@ impl Application {
         let instance = crate::otlp::instance_id(local.port());
         let (tracer, trace_export) = crate::otlp::start(&config.telemetry, &metrics, instance)
             .map_err(StartError::Telemetry)?;
-        let ops = Ops::new(metrics, lifecycle.clone(), admin.is_some())
-            .with_reloader(Arc::clone(&reloader))
-            .with_tracer(tracer);
+        let ops = Ops::new(
+            metrics,
+            lifecycle.clone(),
+            config.server.admin_listen.is_some(),
+        )
+        .with_reloader(Arc::clone(&reloader))
+        .with_tracer(tracer);
         let access = access_services(&config, &public_url, database).await?;
         let audit_log = Arc::clone(&access.audit);
         let state = AppState::with_ops(store.clone(), authenticator, api_settings, ops, access);
+        let (listener, admin) = starting.finish().await?;
         let admin_port = admin
             .as_ref()
             .and_then(|l| l.local_addr().ok())
@@ -158,12 +175,7 @@ impl Application {
                     None => api::router(state.clone()),
                 },
             ),
-            limits: ConnectionLimits {
-                max_header_bytes: config.server.max_header_bytes,
-                header_read_timeout: Duration::from_secs(config.server.header_read_timeout_seconds),
-                shutdown_grace: Duration::from_secs(config.server.shutdown_grace_seconds),
-                ..ConnectionLimits::default()
-            },
+            limits,
             tls,
             admin: admin.map(|listener| (listener, api::admin_router(state))),
         };
@@ -210,6 +222,58 @@ impl Application {
             tracing::warn!(error = %e, "final audit checkpoint failed");
         }
         result
+    }
+}
+
+/// The listeners while the service is being built: each serves the
+/// "starting" answers (`api::ops::starting`) until [`Starting::finish`]
+/// takes it back. Dropped unfinished (a failed start), they stop at once.
+struct Starting {
+    ready: tokio::sync::watch::Sender<bool>,
+    main: tokio::task::JoinHandle<TcpListener>,
+    admin: Option<tokio::task::JoinHandle<TcpListener>>,
+}
+
+type TlsConfig = Option<Arc<tokio_rustls::rustls::ServerConfig>>;
+
+impl Starting {
+    fn serve(
+        main: TcpListener,
+        admin: Option<TcpListener>,
+        limits: ConnectionLimits,
+        tls: TlsConfig,
+    ) -> Starting {
+        let (ready, done) = tokio::sync::watch::channel(false);
+        let until = |mut done: tokio::sync::watch::Receiver<bool>| async move {
+            // Ends when finished, or when the sender is gone (start failed).
+            let _ = done.wait_for(|ready| *ready).await;
+        };
+        let serve = |listener, tls: TlsConfig| {
+            tokio::spawn(crate::server::serve_while_starting(
+                listener,
+                api::ops::starting::router(),
+                limits,
+                tls,
+                until(done.clone()),
+            ))
+        };
+        Starting {
+            main: serve(main, tls),
+            admin: admin.map(|listener| serve(listener, None)),
+            ready,
+        }
+    }
+
+    async fn finish(self) -> Result<(TcpListener, Option<TcpListener>), StartError> {
+        let _ = self.ready.send(true);
+        let lost =
+            |e: tokio::task::JoinError| StartError::Listener(format!("lost while starting: {e}"));
+        let main = self.main.await.map_err(lost)?;
+        let admin = match self.admin {
+            Some(admin) => Some(admin.await.map_err(lost)?),
+            None => None,
+        };
+        Ok((main, admin))
     }
 }
 

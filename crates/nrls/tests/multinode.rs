@@ -394,6 +394,71 @@ async fn nodes_share_access_facts_and_one_audit_trail() {
     }
 }
 
+/// While a node waits for the migration lock (another node migrating), its
+/// listener already answers: alive, not ready, and the API says 503 with an
+/// OperationOutcome. When the lock is released the node finishes starting
+/// and becomes ready by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_while_migrations_run() {
+    let database = TestDatabase::create().await;
+    let migrating = database.session().await;
+    migrating
+        .execute(
+            "SELECT pg_advisory_lock($1)",
+            &[&store::postgres::testing::MIGRATION_LOCK],
+        )
+        .await
+        .unwrap();
+    let deployment = Deployment::new(Storage::Postgres {
+        url: database.url(),
+        statement_timeout_ms: 5000,
+    });
+    let node = deployment.spawn_node();
+    let get = |path: &'static str| {
+        let http = deployment.http.clone();
+        let url = format!("{}{path}", node.url);
+        async move {
+            match http.get(url).send().await {
+                Ok(r) => Some((r.status().as_u16(), r.text().await.unwrap_or_default())),
+                Err(_) => None,
+            }
+        }
+    };
+    let started = Instant::now();
+    while get("/livez").await.is_none() {
+        assert!(started.elapsed() < Duration::from_secs(20), "{}", node.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Held for a while: the node stays in "starting", not failed, not ready.
+    for _ in 0..3 {
+        assert_eq!(get("/livez").await.unwrap().0, 200);
+        let (status, body) = get("/readyz").await.unwrap();
+        assert_eq!((status, body.contains("starting")), (503, true), "{body}");
+        let (status, body) = get("/consumer/FHIR/R4/DocumentReference").await.unwrap();
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("OperationOutcome"), "{body}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    migrating
+        .execute(
+            "SELECT pg_advisory_unlock($1)",
+            &[&store::postgres::testing::MIGRATION_LOCK],
+        )
+        .await
+        .unwrap();
+    let released = Instant::now();
+    loop {
+        if let Some((200, body)) = get("/readyz").await {
+            assert!(body.contains("ready"), "{body}");
+            break;
+        }
+        assert!(released.elapsed() < Duration::from_secs(20), "{}", node.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let consumer = deployment.consumer(&node, &node).await;
+    assert_eq!(consumer.consumer_search(&subject(0)).await.status, 200);
+}
+
 /// A node whose database sessions are killed (a failover, a restart) keeps
 /// serving without a restart, while the other node is unaffected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

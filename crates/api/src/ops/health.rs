@@ -15,7 +15,7 @@ use crate::state::AppState;
 /// A store that takes longer than this to answer a health check is not ready.
 const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
     let mut response = (status, body.to_string()).into_response();
     let headers = response.headers_mut();
     headers.insert(

@@ -8,6 +8,7 @@ pub mod lifecycle;
 pub mod observe;
 pub mod openapi;
 pub mod reload;
+pub mod starting;
 
 use std::sync::Arc;
 

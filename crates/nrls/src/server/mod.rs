@@ -56,29 +56,7 @@ pub async fn serve(
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let graceful = GracefulShutdown::new();
-    let acceptor = tls.map(TlsAcceptor::from);
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .header_read_timeout(limits.header_read_timeout);
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    spawn_connection(stream, peer, &router, &http, acceptor.clone(), &graceful, limits);
-                }
-                // Out of file descriptors and the like: pause rather than spin.
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            () = &mut shutdown => break,
-        }
-    }
+    let graceful = accept_until(&listener, &router, limits, tls, shutdown).await;
     drop(listener);
     if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
         .await
@@ -87,6 +65,54 @@ pub async fn serve(
         tracing::warn!(grace = ?limits.shutdown_grace, "grace period over; closing remaining connections");
     }
     Ok(())
+}
+
+/// Serves `router` (the "starting" answers) on `listener` until `ready`
+/// completes, then closes those connections (at most a second for a request
+/// in flight) and hands the listener back for the real service.
+pub async fn serve_while_starting(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    ready: impl Future<Output = ()> + Send + 'static,
+) -> TcpListener {
+    let graceful = accept_until(&listener, &router, limits, tls, ready).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), graceful.shutdown()).await;
+    listener
+}
+
+async fn accept_until(
+    listener: &TcpListener,
+    router: &Router,
+    limits: ConnectionLimits,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    until: impl Future<Output = ()> + Send + 'static,
+) -> GracefulShutdown {
+    let graceful = GracefulShutdown::new();
+    let acceptor = tls.map(TlsAcceptor::from);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .header_read_timeout(limits.header_read_timeout);
+    tokio::pin!(until);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    spawn_connection(stream, peer, router, &http, acceptor.clone(), &graceful, limits);
+                }
+                // Out of file descriptors and the like: pause rather than spin.
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = &mut until => break,
+        }
+    }
+    graceful
 }
 
 fn spawn_connection(

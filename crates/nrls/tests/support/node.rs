@@ -94,36 +94,7 @@ impl Deployment {
     /// the meantime by someone else means another try on another port.
     pub async fn start_node(&self) -> Node {
         for attempt in 0..3 {
-            let port = free_port();
-            let log = self.dir.path().join(format!("node-{port}.log"));
-            let mut command = Command::new(env!("CARGO_BIN_EXE_nrls"));
-            command
-                .arg("serve")
-                .arg("--config")
-                .arg(&self.config)
-                .arg("--listen")
-                .arg(format!("127.0.0.1:{port}"));
-            let data_dir = self
-                .per_node_data
-                .then(|| self.dir.path().join(format!("node-{port}")));
-            if let Some(dir) = &data_dir {
-                command.arg("--data-dir").arg(dir);
-            }
-            let child = command
-                .env("NRLS_LOG", "warn")
-                .env_remove("NRLS_DATABASE_URL")
-                .env_remove("NRLS_STORE")
-                .stdout(Stdio::null())
-                .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-                .spawn()
-                .unwrap();
-            let mut node = Node {
-                child,
-                data_dir: data_dir.unwrap_or_else(|| self.data_dir()),
-                url: format!("http://127.0.0.1:{port}"),
-                log,
-                http: self.http.clone(),
-            };
+            let mut node = self.spawn_node();
             if node.wait_ready(Duration::from_secs(30)).await {
                 return node;
             }
@@ -131,6 +102,40 @@ impl Deployment {
             node.kill();
         }
         panic!("no node started");
+    }
+
+    /// Starts a node without waiting for it.
+    pub fn spawn_node(&self) -> Node {
+        let port = free_port();
+        let log = self.dir.path().join(format!("node-{port}.log"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_nrls"));
+        command
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"));
+        let data_dir = self
+            .per_node_data
+            .then(|| self.dir.path().join(format!("node-{port}")));
+        if let Some(dir) = &data_dir {
+            command.arg("--data-dir").arg(dir);
+        }
+        let child = command
+            .env("NRLS_LOG", "warn")
+            .env_remove("NRLS_DATABASE_URL")
+            .env_remove("NRLS_STORE")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .unwrap();
+        Node {
+            child,
+            data_dir: data_dir.unwrap_or_else(|| self.data_dir()),
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+            http: self.http.clone(),
+        }
     }
 
     /// A producer client for RR8 on `node`, with a token from `issuer` (any

@@ -197,7 +197,7 @@ CREATE TABLE alert_acks (
 "#;
 
 /// Key of the session advisory lock held while migrating ("nrlsmigr").
-const MIGRATION_LOCK: i64 = 0x6e72_6c73_6d69_6772;
+pub(crate) const MIGRATION_LOCK: i64 = 0x6e72_6c73_6d69_6772;
 
 /// Server settings that matter to durability, read while migrating.
 pub(super) struct ServerSettings {

@@ -32,6 +32,10 @@ pub const URL_VARIABLE: &str = "NRLS_TEST_DATABASE_URL";
 /// The test server when [`URL_VARIABLE`] is unset.
 pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
+/// Key of the advisory lock a node holds while it migrates: a test holding
+/// it keeps nodes in their "starting" phase.
+pub const MIGRATION_LOCK: i64 = schema::MIGRATION_LOCK;
+
 /// Key of the advisory lock held while the template is built ("nrlstmpl").
 const TEMPLATE_LOCK: i64 = 0x6e72_6c73_746d_706c;
 /// Scratch databases older than this were left by a killed test run.
