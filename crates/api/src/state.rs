@@ -44,6 +44,9 @@ impl Default for ApiSettings {
 
 struct Inner {
     store: SharedStore,
+    /// Where consumer searches and reads go: the store itself, or a read
+    /// replica of it (see [`AppState::with_consumer_store`]).
+    consumer_store: SharedStore,
     auth: Arc<Authenticator>,
     settings: ApiSettings,
     rate_limiter: RateLimiter,
@@ -84,6 +87,7 @@ impl AppState {
                 .unwrap_or_default()
         });
         AppState(Arc::new(Inner {
+            consumer_store: Arc::clone(&store),
             store,
             auth,
             settings,
@@ -94,8 +98,32 @@ impl AppState {
         }))
     }
 
+    /// Consumer searches and reads go to `replica` (a hot standby of the
+    /// store); writes, producers' reads (which must see their own writes),
+    /// the audit trail and access facts stay on the primary.
+    ///
+    /// # Errors
+    /// Gives the state back unchanged if it is already shared (a clone
+    /// exists): call it while building, before the state is handed out.
+    pub fn with_consumer_store(self, replica: SharedStore) -> Result<AppState, AppState> {
+        match Arc::try_unwrap(self.0) {
+            Ok(mut inner) => {
+                inner.consumer_store = replica;
+                Ok(AppState(Arc::new(inner)))
+            }
+            Err(shared) => Err(AppState(shared)),
+        }
+    }
+
+    /// The primary store: writes and producers' reads.
     pub fn store(&self) -> &SharedStore {
         &self.0.store
+    }
+
+    /// Where consumer searches and reads go (the primary unless a read
+    /// replica is configured). Consumers tolerate the replica's lag.
+    pub fn consumer_store(&self) -> &SharedStore {
+        &self.0.consumer_store
     }
 
     pub fn auth(&self) -> &Authenticator {

@@ -111,6 +111,13 @@ impl Application {
         let metrics = Arc::new(::telemetry::Metrics::new());
         let (store, database) = connect_store(&config).await?;
         let store: SharedStore = Arc::new(InstrumentedStore::new(store, metrics.store().clone()));
+        let replica: Option<SharedStore> = match connect_replica(&config).await? {
+            Some(replica) => Some(Arc::new(InstrumentedStore::new(
+                replica,
+                metrics.store().clone(),
+            ))),
+            None => None,
+        };
         if demo_mode {
             config.apps.extend(demo::apps());
             let created = demo::seed(store.as_ref()).await.map_err(StartError::Demo)?;
@@ -161,7 +168,12 @@ impl Application {
         .with_tracer(tracer);
         let access = access_services(&config, &public_url, database).await?;
         let audit_log = Arc::clone(&access.audit);
-        let state = AppState::with_ops(store.clone(), authenticator, api_settings, ops, access);
+        let mut state = AppState::with_ops(store.clone(), authenticator, api_settings, ops, access);
+        if let Some(replica) = replica {
+            state = state.with_consumer_store(replica).map_err(|_| {
+                StartError::Store("the state was shared before the replica was set".into())
+            })?;
+        }
         let (listener, admin) = starting.finish().await?;
         let admin_port = admin
             .as_ref()
@@ -292,10 +304,53 @@ pub async fn connect_store(config: &Config) -> Result<(SharedStore, Option<Datab
             let store = PostgresStore::open(postgres_options(config)?)
                 .await
                 .map_err(|e| StartError::Store(e.to_string()))?;
+            // Every node writes (the audit trail of each read at least).
+            if store.is_standby() {
+                return Err(StartError::Store(
+                    "database_url is a hot standby; nrls writes the audit trail there. Point \
+                     database_url at the primary and give the standby as replica_database_url"
+                        .into(),
+                ));
+            }
             let database = store.database();
             Ok((Arc::new(store), Some(database)))
         }
         _ => Ok((open_store(config)?, None)),
+    }
+}
+
+/// The read replica for consumer reads, if configured. A replica that lacks
+/// a schema step the primary just applied is waited for (replication lag),
+/// up to 30 s.
+async fn connect_replica(config: &Config) -> Result<Option<SharedStore>, StartError> {
+    let Some(options) = config.store.replica_options() else {
+        return Ok(None);
+    };
+    if config.store.backend != Backend::Postgres {
+        return Err(StartError::Store(
+            "replica_database_url needs the postgres backend and a database_url".into(),
+        ));
+    }
+    let patience = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match PostgresStore::open(options.clone()).await {
+            // Consumer reads of another primary would serve other data.
+            Ok(replica) if !replica.is_standby() => {
+                return Err(StartError::Store(
+                    "replica_database_url is not a hot standby (pg_is_in_recovery() is false)"
+                        .into(),
+                ));
+            }
+            Ok(replica) => {
+                tracing::info!("consumer reads go to the read replica");
+                return Ok(Some(Arc::new(replica)));
+            }
+            Err(store::StoreError::Unavailable(why)) if tokio::time::Instant::now() < patience => {
+                tracing::info!(%why, "waiting for the read replica");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(StartError::Store(format!("read replica: {e}"))),
+        }
     }
 }
 

@@ -103,7 +103,11 @@ pub struct StoreConfig {
     /// PostgreSQL URL (`postgres://user@host:5432/db`) for the `postgres`
     /// backend. Holds credentials: prefer `NRLS_DATABASE_URL` to the file.
     pub database_url: Option<String>,
-    /// Most PostgreSQL connections this node opens.
+    /// A hot standby of `database_url` for consumer searches and reads;
+    /// writes, producers' reads, the audit trail and access facts stay on
+    /// `database_url`. Unset: everything goes to `database_url`.
+    pub replica_database_url: Option<String>,
+    /// Most PostgreSQL connections this node opens (per database).
     pub pool_size: usize,
     /// Longest one PostgreSQL statement may run; each store call gets this
     /// plus one second, pool wait included, before it fails with 503.
@@ -203,6 +207,7 @@ impl Default for StoreConfig {
             max_batch: 256,
             read_connections: 4,
             database_url: None,
+            replica_database_url: None,
             pool_size: 16,
             statement_timeout_ms: 5000,
             connect_timeout_ms: 5000,
@@ -245,13 +250,21 @@ impl StoreConfig {
 
     /// The PostgreSQL options this configuration names, if it names a database.
     pub fn postgres_options(&self) -> Option<store::postgres::PostgresOptions> {
-        let url = self.database_url.as_ref()?;
+        self.postgres_options_for(self.database_url.as_ref()?)
+    }
+
+    /// The options of the read replica, if one is named.
+    pub fn replica_options(&self) -> Option<store::postgres::PostgresOptions> {
+        self.postgres_options_for(self.replica_database_url.as_ref()?)
+    }
+
+    fn postgres_options_for(&self, url: &str) -> Option<store::postgres::PostgresOptions> {
         Some(store::postgres::PostgresOptions {
             pool_size: self.pool_size,
             statement_timeout: std::time::Duration::from_millis(self.statement_timeout_ms),
             connect_timeout: std::time::Duration::from_millis(self.connect_timeout_ms),
             ca_file: self.database_ca_file.clone(),
-            ..store::postgres::PostgresOptions::new(url.clone())
+            ..store::postgres::PostgresOptions::new(url)
         })
     }
 }

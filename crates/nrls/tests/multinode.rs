@@ -133,7 +133,11 @@ fn location_id(reply: &Reply) -> String {
 
 /// The pointer ids a consumer sees for patient `n` through `client`.
 async fn patient_ids(client: &Client, n: usize) -> BTreeSet<String> {
-    let reply = client.consumer_search(&subject(n)).await;
+    entry_ids(client.consumer_search(&subject(n)).await)
+}
+
+/// The pointer ids of a successful search.
+fn entry_ids(reply: Reply) -> BTreeSet<String> {
     assert_eq!(reply.status, 200, "{}", reply.text);
     reply.json()["entry"]
         .as_array()
@@ -426,7 +430,11 @@ async fn readiness_fails_while_migrations_run() {
     };
     let started = Instant::now();
     while get("/livez").await.is_none() {
-        assert!(started.elapsed() < Duration::from_secs(20), "{}", node.log_text());
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{}",
+            node.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Held for a while: the node stays in "starting", not failed, not ready.
@@ -452,11 +460,94 @@ async fn readiness_fails_while_migrations_run() {
             assert!(body.contains("ready"), "{body}");
             break;
         }
-        assert!(released.elapsed() < Duration::from_secs(20), "{}", node.log_text());
+        assert!(
+            released.elapsed() < Duration::from_secs(20),
+            "{}",
+            node.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let consumer = deployment.consumer(&node, &node).await;
     assert_eq!(consumer.consumer_search(&subject(0)).await.status, 200);
+}
+
+/// With a read replica, consumer searches and reads go to it and everything
+/// else to the primary. Replay is paused on a real streaming standby: a
+/// pointer just created is returned to its producer (primary) but not yet to
+/// consumers (replica), and appears for them once replay resumes. The
+/// consumers' AuditEvents are written to the primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_reads_go_to_the_replica() {
+    let pair = store::postgres::testing::ReplicaPair::start().await;
+    let (primary, replica) = (pair.primary_url(), pair.replica_url());
+    let deployment = Deployment::new(Storage::Replicated {
+        primary: &primary,
+        replica: &replica,
+    });
+    let node = deployment.start_node().await;
+    let producer = deployment.producer(&node, &node).await;
+    let consumer = deployment.consumer(&node, &node).await;
+    let ids = entry_ids;
+    let first = producer.create(&pointer("RR8", 0, CRISIS)).await;
+    pair.wait_caught_up().await;
+    assert_eq!(
+        ids(consumer.consumer_search(&subject(0)).await),
+        BTreeSet::from([first.clone()])
+    );
+
+    pair.pause_replay().await;
+    let second = producer.create(&pointer("RR8", 0, CRISIS)).await;
+    let own = producer.get(&format!("{PRODUCER_DR}?{}", subject(0))).await;
+    assert_eq!(
+        ids(own),
+        BTreeSet::from([first.clone(), second.clone()]),
+        "the producer reads the primary"
+    );
+    assert_eq!(
+        ids(consumer.consumer_search(&subject(0)).await),
+        BTreeSet::from([first.clone()]),
+        "consumers read the paused replica"
+    );
+    let read = consumer
+        .get(&format!("{}/{second}", common::CONSUMER_DR))
+        .await;
+    assert_eq!(read.status, 404, "not replicated yet: {}", read.text);
+
+    pair.resume_replay().await;
+    pair.wait_caught_up().await;
+    assert_eq!(
+        ids(consumer.consumer_search(&subject(0)).await),
+        BTreeSet::from([first, second.clone()])
+    );
+    let read = consumer
+        .get(&format!("{}/{second}", common::CONSUMER_DR))
+        .await;
+    assert_eq!(read.status, 200, "{}", read.text);
+
+    // The consumers' reads were audited, on the primary.
+    let client = tokio_postgres::connect(&primary, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(client.1);
+    let audited: i64 = client
+        .0
+        .query_one(
+            "SELECT count(*) FROM audit_records WHERE event LIKE '%\"consumer\"%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // A read of an id the replica does not hold yet names no patient, so
+    // only the successful read is patient data.
+    assert_eq!(audited, 4, "three searches and one read");
+    let ready = deployment
+        .http
+        .get(format!("{}/readyz", node.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
 }
 
 /// A node whose database sessions are killed (a failover, a restart) keeps

@@ -44,7 +44,16 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         );
     }
     let store = state.store();
-    match tokio::time::timeout(STORE_CHECK_TIMEOUT, store.health()).await {
+    let replica = state.consumer_store();
+    // With a read replica, consumers depend on it as much as on the primary.
+    let health = async {
+        store.health().await?;
+        if !std::sync::Arc::ptr_eq(store, replica) {
+            replica.health().await?;
+        }
+        Ok::<(), store::StoreError>(())
+    };
+    match tokio::time::timeout(STORE_CHECK_TIMEOUT, health).await {
         Ok(Ok(())) => json_response(
             StatusCode::OK,
             json!({"status": "ready", "store": store.backend()}),

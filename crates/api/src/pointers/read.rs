@@ -74,7 +74,11 @@ pub async fn read_for_consumer(
 ) -> Result<PointerRecord, ApiError> {
     let id = parse_id(id)?;
     let not_found = || ApiError::not_found(format!("pointer {id} does not exist"));
-    let record = state.store().get(&id).await?.ok_or_else(not_found)?;
+    let record = state
+        .consumer_store()
+        .get(&id)
+        .await?
+        .ok_or_else(not_found)?;
     // An attempt on a real patient's pointer is audited even when refused.
     draft.patient = Some(record.nhs_number);
     if !type_permitted(state, caller, &record) {

@@ -40,7 +40,13 @@ pub async fn search(
     };
     let grant = decide(state, caller, &patient, draft)?;
 
-    let rows = state.store().patient_pointers(query.subject).await?;
+    // Producers must see their own writes at once: the primary. Consumers
+    // tolerate a replica's lag.
+    let store = match audience {
+        Audience::Consumer => state.consumer_store(),
+        Audience::Producer => state.store(),
+    };
+    let rows = store.patient_pointers(query.subject).await?;
     let visible = |r: &domain::PointerRecord| {
         let type_ok = catalogue
             .find_key(&r.type_key)

@@ -219,7 +219,10 @@ async fn assemble(
     // use, relationship, objections; its filter hides sensitive pointers.
     let patient = patient_access(state, query.subject).await?;
     let grant = decide(state, caller, &patient, draft)?;
-    let rows = state.store().patient_pointers(query.subject).await?;
+    let rows = state
+        .consumer_store()
+        .patient_pointers(query.subject)
+        .await?;
     let pointers: Vec<PointerRecord> = rows.into_iter().map(|s| s.record).collect();
     let pointer_url_base = format!(
         "{}{CONSUMER_BASE}/DocumentReference",

@@ -31,6 +31,13 @@ pub struct ServeArgs {
     /// PostgreSQL URL to store pointers in; implies `--store postgres`.
     #[arg(long = "database", env = "NRLS_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// A hot standby of the database for consumer searches and reads.
+    #[arg(
+        long = "replica-database",
+        env = "NRLS_REPLICA_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub replica_database_url: Option<String>,
     /// OTLP/HTTP receiver to export trace spans to, e.g. http://127.0.0.1:4318.
     #[arg(long, env = "NRLS_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
@@ -60,6 +67,9 @@ impl ServeArgs {
         if let Some(url) = &self.database_url {
             config.store.database_url = Some(url.clone());
             config.store.backend = Backend::Postgres;
+        }
+        if let Some(url) = &self.replica_database_url {
+            config.store.replica_database_url = Some(url.clone());
         }
         if let Some(backend) = self.store {
             config.store.backend = backend;

@@ -30,6 +30,11 @@ pub enum Storage<'a> {
         url: &'a str,
         statement_timeout_ms: u64,
     },
+    /// A PostgreSQL primary, and a hot standby of it for consumer reads.
+    Replicated {
+        primary: &'a str,
+        replica: &'a str,
+    },
 }
 
 /// A configuration on disk that nodes start from.
@@ -55,7 +60,7 @@ impl Deployment {
         let secret = dir.path().join("token-signing-secret");
         // Written before any node starts: two nodes creating it at once would race.
         std::fs::write(&secret, uuid::Uuid::new_v4().as_bytes().repeat(3)).unwrap();
-        let per_node_data = matches!(storage, Storage::Postgres { .. });
+        let per_node_data = !matches!(storage, Storage::Sqlite);
         let store = match storage {
             Storage::Sqlite => "backend = \"sqlite\"".to_owned(),
             Storage::Postgres {
@@ -64,6 +69,10 @@ impl Deployment {
             } => format!(
                 "backend = \"postgres\"\ndatabase_url = \"{url}\"\npool_size = 8\n\
                  statement_timeout_ms = {statement_timeout_ms}\nconnect_timeout_ms = 2000"
+            ),
+            Storage::Replicated { primary, replica } => format!(
+                "backend = \"postgres\"\ndatabase_url = \"{primary}\"\n\
+                 replica_database_url = \"{replica}\"\npool_size = 4"
             ),
         };
         let head = format!(

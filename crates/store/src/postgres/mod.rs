@@ -97,6 +97,8 @@ pub struct PostgresStore {
     pool: Pool,
     /// How long one operation may take, pool wait included.
     deadline: Duration,
+    /// The database was a hot standby when opened.
+    standby: bool,
 }
 
 /// The nrls database as the other components that keep their data in it (the
@@ -153,11 +155,17 @@ impl PostgresStore {
         Ok(PostgresStore {
             pool,
             deadline: options.statement_timeout + Duration::from_secs(1),
+            standby: settings.standby,
         })
     }
 
     fn start(&self) -> Deadline {
         Deadline::after(self.deadline)
+    }
+
+    /// Whether the database was a hot standby (read replica) when opened.
+    pub fn is_standby(&self) -> bool {
+        self.standby
     }
 
     /// A handle on the same database and pool, for the access facts and the

@@ -202,6 +202,8 @@ pub(crate) const MIGRATION_LOCK: i64 = 0x6e72_6c73_6d69_6772;
 /// Server settings that matter to durability, read while migrating.
 pub(super) struct ServerSettings {
     pub(super) synchronous_commit: bool,
+    /// A hot standby (read replica): nothing was migrated, writes fail.
+    pub(super) standby: bool,
 }
 
 /// Applies the steps this database lacks, on a session of its own.
@@ -329,7 +331,9 @@ async fn check_standby(client: &Client) -> Result<ServerSettings, StoreError> {
         )));
     }
     tracing::info!("the database is a read replica: serving reads only");
-    server_settings(client).await
+    let mut settings = server_settings(client).await?;
+    settings.standby = true;
+    Ok(settings)
 }
 
 /// The newest step this build knows.
@@ -378,6 +382,7 @@ async fn server_settings(client: &Client) -> Result<ServerSettings, StoreError> 
     }
     Ok(ServerSettings {
         synchronous_commit: show("synchronous_commit").await? != "off",
+        standby: false,
     })
 }
 

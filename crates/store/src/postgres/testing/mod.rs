@@ -14,8 +14,10 @@
 //! `nrls` crate can use it; nothing in the service calls it.
 
 mod proxy;
+mod replica;
 
 pub use proxy::{Link, Proxy};
+pub use replica::ReplicaPair;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
