@@ -278,39 +278,3 @@ async fn sighup_reloads_the_registry_and_keeps_it_on_a_bad_file() {
     );
     assert!(ops::token(&http, &nrls.url, "ops-new").await.is_some());
 }
-
-/// The binary needs nothing at run time beyond the C library (glibc's libc,
-/// libm and loader, and GCC's unwinder libgcc_s, which every glibc system
-/// has): no OpenSSL, no libpq, no SQLite library. That is what lets the
-/// runtime image be a bare distroless/Debian base (deploy/Dockerfile).
-#[test]
-fn the_binary_links_only_the_c_library() {
-    let output = std::process::Command::new("ldd")
-        .arg(env!("CARGO_BIN_EXE_nrls"))
-        .output()
-        .expect("ldd runs");
-    assert!(output.status.success(), "{output:?}");
-    let text = String::from_utf8_lossy(&output.stdout);
-    let allowed = [
-        "linux-vdso.so",
-        "libc.so",
-        "libm.so",
-        "libgcc_s.so",
-        "ld-linux",
-        "libpthread.so",
-        "libdl.so",
-        "librt.so",
-    ];
-    let libraries: Vec<&str> = text
-        .lines()
-        .filter_map(|line| line.split_whitespace().next())
-        .collect();
-    assert!(libraries.iter().any(|l| l.starts_with("libc.so")), "{text}");
-    for library in libraries {
-        let name = library.rsplit('/').next().unwrap_or(library);
-        assert!(
-            allowed.iter().any(|a| name.starts_with(a)),
-            "unexpected runtime dependency {library}:\n{text}"
-        );
-    }
-}
