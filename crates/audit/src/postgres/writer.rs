@@ -15,6 +15,7 @@ use deadpool_postgres::{Object, Transaction};
 use store::postgres::{Database, OpError};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_postgres::types::ToSql;
 
 use crate::batch::{BatchOutcome, Command, Counters, Done, Queue, WriteStats, deliver};
 use crate::chain::{ChainHead, Hash, PreparedEvent, record_hash};
@@ -22,7 +23,10 @@ use crate::{Acknowledgement, AuditError, Checkpoint, CheckpointPolicy, Checkpoin
 
 use super::{PostgresAuditOptions, audit_error};
 
-const LOCK_HEAD: &str = "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE";
+/// The chain head, locked, with the last checkpointed seq: one round trip.
+const LOCK_HEAD: &str = "SELECT h.seq, h.hash,
+    coalesce((SELECT max(seq) FROM audit_checkpoints), 0)
+    FROM audit_head h WHERE h.id = 1 FOR UPDATE OF h";
 const LAST_CHECKPOINT: &str =
     "SELECT seq, \"interval\" FROM audit_checkpoints ORDER BY seq DESC LIMIT 1";
 const INSERT_RECORDS: &str = "INSERT INTO audit_records
@@ -130,7 +134,7 @@ impl Worker {
             .db
             .run(async |conn| {
                 let tx = conn.transaction().await?;
-                let (seq, hash) = lock_head(&tx).await?;
+                let (seq, hash, _) = lock_head(&tx).await?;
                 let last = tx.query_opt(LAST_CHECKPOINT, &[]).await?;
                 let (checkpointed, interval) = match last {
                     Some(row) => (seq_of(row.try_get(0)?), Some(seq_of(row.try_get(1)?))),
@@ -195,15 +199,17 @@ fn sql_seq(seq: u64) -> Result<i64, OpError> {
         .map_err(|_| OpError::Rejected(store::StoreError::Internal("audit seq overflow".into())))
 }
 
-async fn lock_head(tx: &Transaction<'_>) -> Result<(u64, Hash), OpError> {
-    let row = tx.query_one(LOCK_HEAD, &[]).await?;
+/// `(seq, hash, last checkpointed seq)` of the chain, locked until commit.
+async fn lock_head(tx: &Transaction<'_>) -> Result<(u64, Hash, u64), OpError> {
+    let statement = tx.prepare_cached(LOCK_HEAD).await?;
+    let row = tx.query_one(&statement, &[]).await?;
     let hash: Vec<u8> = row.try_get(1)?;
     let hash = Hash::try_from(hash.as_slice()).map_err(|_| {
         OpError::Rejected(store::StoreError::Internal(
             "the audit head hash is not 32 bytes".into(),
         ))
     })?;
-    Ok((seq_of(row.try_get(0)?), hash))
+    Ok((seq_of(row.try_get(0)?), hash, seq_of(row.try_get(2)?)))
 }
 
 /// The batch's records as column arrays, bound once for one INSERT.
@@ -247,11 +253,7 @@ async fn commit(
     checkpointed_at: Instant,
 ) -> Result<BatchOutcome, OpError> {
     let tx = conn.transaction().await?;
-    let (first_seq, first_hash) = lock_head(&tx).await?;
-    let checkpointed = match tx.query_opt(LAST_CHECKPOINT, &[]).await? {
-        Some(row) => seq_of(row.try_get(0)?),
-        None => 0,
-    };
+    let (first_seq, first_hash, checkpointed) = lock_head(&tx).await?;
     let appended_at = crate::event::now_rfc3339();
     let (mut seq, mut hash) = (first_seq, first_hash);
     let mut columns = Columns::default();
@@ -280,27 +282,37 @@ async fn commit(
         });
     }
     if seq > first_seq {
-        tx.execute(
-            INSERT_RECORDS,
-            &[
-                &columns.seq,
-                &appended_at,
-                &columns.event,
-                &columns.prev_hash,
-                &columns.hash,
-                &columns.patient,
-                &columns.outcome,
-                &columns.recorded_ms,
-                &columns.alert,
-            ],
-        )
-        .await?;
-        if !columns.agent.is_empty() {
-            tx.execute(INSERT_AGENTS, &[&columns.agent, &columns.agent_seq])
-                .await?;
-        }
-        tx.execute(MOVE_HEAD, &[&sql_seq(seq)?, &hash.as_slice()])
-            .await?;
+        // Prepared once per connection and sent together: one round trip
+        // for the three writes (tokio-postgres pipelines concurrent queries).
+        let (records, agents, head) = tokio::try_join!(
+            tx.prepare_cached(INSERT_RECORDS),
+            tx.prepare_cached(INSERT_AGENTS),
+            tx.prepare_cached(MOVE_HEAD),
+        )?;
+        let head_seq = sql_seq(seq)?;
+        let head_hash = hash.as_slice();
+        let record_params: [&(dyn ToSql + Sync); 9] = [
+            &columns.seq,
+            &appended_at,
+            &columns.event,
+            &columns.prev_hash,
+            &columns.hash,
+            &columns.patient,
+            &columns.outcome,
+            &columns.recorded_ms,
+            &columns.alert,
+        ];
+        let head_params: [&(dyn ToSql + Sync); 2] = [&head_seq, &head_hash];
+        let insert_records = tx.execute(&records, &record_params);
+        let insert_agents = async {
+            if columns.agent.is_empty() {
+                return Ok(0);
+            }
+            tx.execute(&agents, &[&columns.agent, &columns.agent_seq])
+                .await
+        };
+        let move_head = tx.execute(&head, &head_params);
+        tokio::try_join!(insert_records, insert_agents, move_head)?;
     }
     for (command, result) in batch.iter().zip(results.iter_mut()) {
         if let Command::Acknowledge { seq, ack, .. } = command {
