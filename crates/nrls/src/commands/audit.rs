@@ -55,10 +55,14 @@ impl Location {
 
     async fn database(&self) -> Result<Option<Database>, String> {
         match &self.database {
-            Some(url) => PostgresStore::open(PostgresOptions::new(url.clone()))
-                .await
-                .map(|store| Some(store.database()))
-                .map_err(|e| e.to_string()),
+            // A reading tool: checks the schema, never migrates.
+            Some(url) => PostgresStore::open(PostgresOptions {
+                migrate: false,
+                ..PostgresOptions::new(url.clone())
+            })
+            .await
+            .map(|store| Some(store.database()))
+            .map_err(|e| e.to_string()),
             None => Ok(None),
         }
     }

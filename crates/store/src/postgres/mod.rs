@@ -76,6 +76,9 @@ pub struct PostgresOptions {
     /// CA certificate(s), PEM, that the server's certificate must chain to
     /// when the URL asks for TLS. Unset: encrypted but unauthenticated.
     pub ca_file: Option<std::path::PathBuf>,
+    /// Apply missing schema steps at open (nodes). `false`: only check the
+    /// schema is complete, for tools that must not change the database.
+    pub migrate: bool,
 }
 
 impl PostgresOptions {
@@ -87,6 +90,7 @@ impl PostgresOptions {
             statement_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             ca_file: None,
+            migrate: true,
         }
     }
 }
@@ -150,7 +154,11 @@ impl PostgresStore {
     pub async fn open(options: PostgresOptions) -> Result<PostgresStore, StoreError> {
         let config = session::base_config(&options)?;
         let tls = session::tls(&options, &config)?;
-        let settings = schema::migrate(&config, tls.clone()).await?;
+        let settings = if options.migrate {
+            schema::migrate(&config, tls.clone()).await?
+        } else {
+            schema::check(&config, tls.clone()).await?
+        };
         let pool = session::pool(&options, config, &settings, tls)?;
         Ok(PostgresStore {
             pool,

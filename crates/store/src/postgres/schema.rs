@@ -217,6 +217,29 @@ pub(super) async fn migrate(
     base: &tokio_postgres::Config,
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
 ) -> Result<ServerSettings, StoreError> {
+    connect_and(base, tls, Mode::Migrate).await
+}
+
+/// Checks the schema is complete and compatible, changing nothing: for
+/// tools that only read (`nrls audit verify`).
+pub(super) async fn check(
+    base: &tokio_postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+) -> Result<ServerSettings, StoreError> {
+    connect_and(base, tls, Mode::Check).await
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Migrate,
+    Check,
+}
+
+async fn connect_and(
+    base: &tokio_postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    mode: Mode,
+) -> Result<ServerSettings, StoreError> {
     let mut config = base.clone();
     // Waiting for another node's migration may take a while; 10 minutes is
     // the bound. Each DDL statement waits at most 5 s for its table lock, so
@@ -235,7 +258,10 @@ pub(super) async fn migrate(
             (client, tokio::spawn(connection))
         }
     };
-    let result = apply(&mut client).await;
+    let result = match mode {
+        Mode::Migrate => apply(&mut client).await,
+        Mode::Check => check_only(&client, "run an nrls node on this database first").await,
+    };
     drop(client);
     task.abort();
     result
@@ -249,7 +275,10 @@ async fn apply(client: &mut Client) -> Result<ServerSettings, StoreError> {
         .try_get(0)
         .map_err(store_error)?;
     if standby {
-        return check_standby(client).await;
+        let mut settings = check_only(client, "start a node on the primary first").await?;
+        settings.standby = true;
+        tracing::info!("the database is a read replica: serving reads only");
+        return Ok(settings);
     }
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
@@ -310,15 +339,13 @@ async fn applied(client: &Client) -> Result<Vec<(i32, i32)>, StoreError> {
         .map_err(store_error)
 }
 
-/// A read replica (hot standby) cannot be migrated: a node pointed at one
-/// (to serve reads) checks the schema the primary replicated is complete and
-/// compatible, and changes nothing.
-async fn check_standby(client: &Client) -> Result<ServerSettings, StoreError> {
+/// Checks that every step this build knows is applied and none needs a newer
+/// nrls, without changing anything: what a node on a read replica (which
+/// cannot be migrated) and a read-only tool do. `advice` says how to fix a
+/// missing step.
+async fn check_only(client: &Client, advice: &str) -> Result<ServerSettings, StoreError> {
     let applied = applied(client).await.map_err(|e| {
-        StoreError::Internal(format!(
-            "the database is a read replica without nrls's schema ({e}); \
-             start a node on the primary first"
-        ))
+        StoreError::Internal(format!("the database has no nrls schema ({e}); {advice}"))
     })?;
     check_compatible(&applied)?;
     if let Some(step) = MIGRATIONS
@@ -326,14 +353,11 @@ async fn check_standby(client: &Client) -> Result<ServerSettings, StoreError> {
         .find(|step| !applied.iter().any(|(v, _)| *v == step.version))
     {
         return Err(StoreError::Unavailable(format!(
-            "the read replica lacks schema step {}; start a node on the primary first",
+            "the database lacks schema step {}; {advice}",
             step.version
         )));
     }
-    tracing::info!("the database is a read replica: serving reads only");
-    let mut settings = server_settings(client).await?;
-    settings.standby = true;
-    Ok(settings)
+    server_settings(client).await
 }
 
 /// The newest step this build knows.

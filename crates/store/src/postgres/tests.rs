@@ -549,3 +549,34 @@ async fn pool_size_throughput() {
         );
     }
 }
+
+/// A reading tool opens without migrating: an empty database is refused with
+/// advice and left untouched; a migrated one opens.
+#[tokio::test]
+async fn open_without_migrating_only_checks() {
+    let empty = TestDatabase::create_empty().await;
+    let check_only = |url: &str| PostgresOptions {
+        migrate: false,
+        ..PostgresOptions::new(url)
+    };
+    let refused = PostgresStore::open(check_only(empty.url())).await;
+    match refused {
+        Err(StoreError::Internal(message)) => {
+            assert!(message.contains("no nrls schema"), "{message}");
+        }
+        Err(other) => panic!("unexpected error: {other}"),
+        Ok(_) => panic!("an empty database was accepted"),
+    }
+    assert_eq!(
+        empty
+            .query_i64("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+            .await,
+        0,
+        "nothing was created"
+    );
+    let migrated = TestDatabase::create().await;
+    let store = PostgresStore::open(check_only(migrated.url()))
+        .await
+        .unwrap();
+    assert_eq!(store.count().await.unwrap(), 0);
+}
