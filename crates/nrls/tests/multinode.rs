@@ -471,6 +471,52 @@ async fn readiness_fails_while_migrations_run() {
     assert_eq!(consumer.consumer_search(&subject(0)).await.status, 200);
 }
 
+/// A node whose audit trail cannot take appends is not ready, even with a
+/// healthy pointer store: every patient-data request would fail with 503.
+/// It is ready again as soon as the trail is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_while_the_audit_trail_is_unavailable() {
+    let database = TestDatabase::create().await;
+    let deployment = Deployment::new(Storage::Postgres {
+        url: database.url(),
+        statement_timeout_ms: 2000,
+    });
+    let node = deployment.start_node().await;
+    let consumer = deployment.consumer(&node, &node).await;
+    let readyz = async || {
+        let reply = deployment
+            .http
+            .get(format!("{}/readyz", node.url))
+            .send()
+            .await
+            .unwrap();
+        (reply.status().as_u16(), reply.text().await.unwrap())
+    };
+    let (status, body) = readyz().await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""audit":"postgres""#), "{body}");
+
+    database
+        .execute("ALTER TABLE audit_head RENAME TO audit_head_away")
+        .await;
+    let (status, body) = readyz().await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("audit_unavailable"), "{body}");
+    let search = consumer.consumer_search(&subject(0)).await;
+    assert_eq!(
+        search.status, 503,
+        "unaudited reads are refused: {}",
+        search.text
+    );
+
+    database
+        .execute("ALTER TABLE audit_head_away RENAME TO audit_head")
+        .await;
+    let (status, body) = readyz().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(consumer.consumer_search(&subject(0)).await.status, 200);
+}
+
 /// With a read replica, consumer searches and reads go to it and everything
 /// else to the primary. Replay is paused on a real streaming standby: a
 /// pointer just created is returned to its producer (primary) but not yet to

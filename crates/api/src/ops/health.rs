@@ -32,9 +32,9 @@ pub async fn livez() -> Response {
     json_response(StatusCode::OK, json!({"status": "alive"}))
 }
 
-/// `GET /readyz`: 200 only when serving and the store answers its health
-/// check; 503 while starting, during shutdown, and while the store is
-/// unreachable (or a migration elsewhere makes it report unhealthy).
+/// `GET /readyz`: 200 only when serving, the store (and its read replica)
+/// answer their health check and the audit trail can take appends; 503
+/// while starting, during shutdown, and while any of them is unreachable.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let phase = state.ops().lifecycle().phase();
     if phase != Phase::Ready {
@@ -46,29 +46,40 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let store = state.store();
     let replica = state.consumer_store();
     // With a read replica, consumers depend on it as much as on the primary.
-    let health = async {
+    let stores = async {
         store.health().await?;
         if !std::sync::Arc::ptr_eq(store, replica) {
             replica.health().await?;
         }
         Ok::<(), store::StoreError>(())
     };
-    match tokio::time::timeout(STORE_CHECK_TIMEOUT, health).await {
-        Ok(Ok(())) => json_response(
-            StatusCode::OK,
-            json!({"status": "ready", "store": store.backend()}),
-        ),
+    let unready = |status: &str| {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": status, "store": store.backend()}),
+        )
+    };
+    match tokio::time::timeout(STORE_CHECK_TIMEOUT, stores).await {
+        Ok(Ok(())) => {}
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness: store unhealthy");
-            json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"status": "store_unavailable", "store": store.backend()}),
-            )
+            return unready("store_unavailable");
         }
-        Err(_) => json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "store_timeout", "store": store.backend()}),
+        Err(_) => return unready("store_timeout"),
+    }
+    // Every patient-data request must write its AuditEvent before it is
+    // answered: a node that cannot is not ready, whatever its store says.
+    let audit = &state.access().audit;
+    match tokio::time::timeout(STORE_CHECK_TIMEOUT, audit.health()).await {
+        Ok(Ok(())) => json_response(
+            StatusCode::OK,
+            json!({"status": "ready", "store": store.backend(), "audit": audit.backend()}),
         ),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: audit trail unavailable");
+            unready("audit_unavailable")
+        }
+        Err(_) => unready("audit_timeout"),
     }
 }
 
