@@ -77,8 +77,15 @@ pub async fn audited(
     };
     let services = state.access();
     let event = facts.to_event(&services.node);
-    match services.audit.append(vec![event]).await {
-        Ok(_) => result,
+    let metrics = state.ops().metrics().audit();
+    let pending = metrics.pending();
+    let appended = services.audit.append(vec![event]).await;
+    drop(pending);
+    match appended {
+        Ok(seqs) => {
+            metrics.written(seqs.len() as u64);
+            result
+        }
         Err(e) => {
             tracing::error!(error = %e, "audit write failed: refusing the response");
             Err(ApiError::Store(StoreError::Unavailable(

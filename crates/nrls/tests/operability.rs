@@ -173,6 +173,8 @@ async fn metrics_series_move_with_traffic() {
         (r#"nrls_token_requests_total{result="issued"}"#, 3.0),
         (r#"nrls_token_requests_total{result="invalid_client"}"#, 1.0),
         ("nrls_rate_limit_rejections_total", 2.0),
+        // Every patient-data request above wrote its AuditEvent.
+        ("nrls_audit_events_written_total", 4.0),
     ];
     for (series, at_least) in cases {
         assert!(
@@ -191,6 +193,8 @@ async fn metrics_series_move_with_traffic() {
         "{after}"
     );
     assert_eq!(ops::series(&after, "nrls_apps_onboarded"), 3.0);
+    // Nothing is waiting to be written once the requests have been answered.
+    assert_eq!(ops::series(&after, "nrls_audit_backlog_events"), 0.0);
     // No raw path or query string ever becomes a label.
     assert!(!after.contains("no/such/path") && !after.contains(&common::patient(1)));
     server.stop().await;

@@ -127,6 +127,15 @@ impl SourceMetrics {
     }
 }
 
+/// An audit event waiting to be written; see [`AuditMetrics::pending`].
+pub struct AuditPending(Gauge);
+
+impl Drop for AuditPending {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// The audit trail writer's queue.
 #[derive(Clone)]
 pub struct AuditMetrics {
@@ -156,6 +165,13 @@ impl AuditMetrics {
     /// Sets the number of audit events waiting to be written.
     pub fn set_backlog(&self, events: u64) {
         self.backlog.set(i64::try_from(events).unwrap_or(i64::MAX));
+    }
+
+    /// One event handed to the writer: in the backlog until the returned
+    /// guard is dropped (however the append ends).
+    pub fn pending(&self) -> AuditPending {
+        self.backlog.inc();
+        AuditPending(self.backlog.clone())
     }
 
     /// Counts events that reached durable storage.

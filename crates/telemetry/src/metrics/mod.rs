@@ -22,7 +22,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-pub use federation::{AuditMetrics, FederationMetrics, SourceMetrics, SourceOutcome};
+pub use federation::{AuditMetrics, AuditPending, FederationMetrics, SourceMetrics, SourceOutcome};
 pub use otlp::OtlpMetrics;
 pub use store_stats::{PoolSnapshot, StoreSnapshot};
 
