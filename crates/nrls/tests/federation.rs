@@ -388,6 +388,22 @@ async fn a_slow_source_times_out_and_the_rest_is_returned() {
     let penicillin = coded(&bundle, "AllergyIntolerance", "code", "764146007");
     assert_eq!(sources_of(penicillin[0]), ["QRV", "QWO"]);
     assert_eq!(resources(&bundle, "Provenance").len(), 2);
+    // The scrape counts each source's outcome and latency.
+    let scrape = h.state.ops().metrics().render();
+    let total = |result: &str| -> f64 {
+        scrape
+            .lines()
+            .filter(|l| l.starts_with("nrls_federation_source_requests_total{"))
+            .filter(|l| l.contains(&format!("result=\"{result}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert!(total("timeout") >= 1.0, "{scrape}");
+    assert!(total("ok") >= 2.0, "{scrape}");
+    assert!(
+        scrape.contains("nrls_federation_source_request_duration_seconds_count"),
+        "{scrape}"
+    );
 }
 
 #[tokio::test]

@@ -495,6 +495,24 @@ async fn readiness_fails_while_the_audit_trail_is_unavailable() {
     let (status, body) = readyz().await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""audit":"postgres""#), "{body}");
+    // The PostgreSQL pool is visible to monitoring (pool_size = 8 here).
+    let scrape = deployment
+        .http
+        .get(format!("{}/metrics", node.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        scrape.contains("nrls_store_pool_max_connections 8"),
+        "{scrape}"
+    );
+    assert!(
+        scrape.contains("nrls_store_pool_connections{state=\"in_use\"}"),
+        "{scrape}"
+    );
 
     database
         .execute("ALTER TABLE audit_head RENAME TO audit_head_away")
