@@ -1,13 +1,10 @@
 //! The audit database's connection settings and versioned schema, in its
 //! own file (`audit.db`) so the pointer store's schema never mixes with it.
 
-use std::time::Duration;
-
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::Connection;
+use store::sqlite::setup::{self, SetupError};
 
 use crate::AuditError;
-
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Append-only steps; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
@@ -54,64 +51,31 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 pub(super) fn sqlite_error(e: rusqlite::Error) -> AuditError {
-    use rusqlite::ErrorCode;
-    match e.sqlite_error_code() {
-        Some(
-            ErrorCode::DatabaseBusy
-            | ErrorCode::DatabaseLocked
-            | ErrorCode::DiskFull
-            | ErrorCode::SystemIoFailure
-            | ErrorCode::CannotOpen
-            | ErrorCode::ReadOnly,
-        ) => AuditError::Unavailable(e.to_string()),
-        _ => AuditError::Internal(e.to_string()),
+    if setup::is_transient(&e) {
+        AuditError::Unavailable(e.to_string())
+    } else {
+        AuditError::Internal(e.to_string())
+    }
+}
+
+fn setup_error(error: SetupError) -> AuditError {
+    match error {
+        SetupError::Sqlite(e) => sqlite_error(e),
+        other if other.is_transient() => AuditError::Unavailable(other.to_string()),
+        other => AuditError::Internal(other.to_string()),
     }
 }
 
 /// The writer: WAL, and `synchronous=FULL` so an append acknowledged to the
 /// caller survives a power cut (group commit keeps that affordable).
 pub(super) fn configure_writer(conn: &Connection) -> Result<(), AuditError> {
-    let mode: String = conn
-        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-        .map_err(sqlite_error)?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(AuditError::Unavailable(format!(
-            "the audit database file system does not support WAL (journal_mode is {mode})"
-        )));
-    }
-    conn.pragma_update(None, "synchronous", "FULL")
-        .map_err(sqlite_error)?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite_error)
+    setup::configure_writer(conn, super::FILE_NAME).map_err(setup_error)
 }
 
 pub(super) fn configure_reader(conn: &Connection) -> Result<(), AuditError> {
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite_error)
+    setup::configure_reader(conn).map_err(setup_error)
 }
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), AuditError> {
-    let known = MIGRATIONS.len();
-    loop {
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sqlite_error)?;
-        let current: i64 = tx
-            .pragma_query_value(None, "user_version", |row| row.get(0))
-            .map_err(sqlite_error)?;
-        let current = usize::try_from(current).map_err(|_| {
-            AuditError::Internal(format!("audit schema version {current} is not valid"))
-        })?;
-        if current > known {
-            return Err(AuditError::Internal(format!(
-                "audit schema version {current} is newer than this nrls knows ({known})"
-            )));
-        }
-        let Some(step) = MIGRATIONS.get(current) else {
-            return Ok(());
-        };
-        tx.execute_batch(step).map_err(sqlite_error)?;
-        tx.pragma_update(None, "user_version", current + 1)
-            .map_err(sqlite_error)?;
-        tx.commit().map_err(sqlite_error)?;
-        tracing::info!(version = current + 1, "applied audit schema step");
-    }
+    setup::migrate(conn, super::FILE_NAME, MIGRATIONS).map_err(setup_error)
 }

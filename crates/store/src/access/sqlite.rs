@@ -6,12 +6,13 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::access::PatientAccess;
 use domain::{NhsNumber, OdsCode};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+
+use crate::sqlite::setup::{self, SetupError};
 
 use super::{
     AccessStore, AccessStoreError, NewRelationship, Objection, Relationship, RelationshipKind,
@@ -42,16 +43,18 @@ const MIGRATIONS: &[&str] = &[
 const RELATIONSHIP_COLUMNS: &str = "id, nhs_number, ods, kind, recorded_by, recorded_at";
 
 fn sqlite_error(e: rusqlite::Error) -> AccessStoreError {
-    use rusqlite::ErrorCode;
-    match e.sqlite_error_code() {
-        Some(
-            ErrorCode::DatabaseBusy
-            | ErrorCode::DatabaseLocked
-            | ErrorCode::DiskFull
-            | ErrorCode::SystemIoFailure
-            | ErrorCode::CannotOpen,
-        ) => AccessStoreError::Unavailable(e.to_string()),
-        _ => AccessStoreError::Internal(e.to_string()),
+    if setup::is_transient(&e) {
+        AccessStoreError::Unavailable(e.to_string())
+    } else {
+        AccessStoreError::Internal(e.to_string())
+    }
+}
+
+fn setup_error(error: SetupError) -> AccessStoreError {
+    match error {
+        SetupError::Sqlite(e) => sqlite_error(e),
+        other if other.is_transient() => AccessStoreError::Unavailable(other.to_string()),
+        other => AccessStoreError::Internal(other.to_string()),
     }
 }
 
@@ -103,29 +106,14 @@ impl SqliteAccessStore {
             })?;
         }
         let mut writer = Connection::open(path).map_err(sqlite_error)?;
-        let mode: String = writer
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-            .map_err(sqlite_error)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(AccessStoreError::Unavailable(format!(
-                "the access database file system does not support WAL (journal_mode is {mode})"
-            )));
-        }
-        writer
-            .pragma_update(None, "synchronous", "FULL")
-            .map_err(sqlite_error)?;
-        writer
-            .busy_timeout(Duration::from_secs(5))
-            .map_err(sqlite_error)?;
-        migrate(&mut writer)?;
+        setup::configure_writer(&writer, FILE_NAME).map_err(setup_error)?;
+        setup::migrate(&mut writer, FILE_NAME, MIGRATIONS).map_err(setup_error)?;
         let reader = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(sqlite_error)?;
-        reader
-            .busy_timeout(Duration::from_secs(5))
-            .map_err(sqlite_error)?;
+        setup::configure_reader(&reader).map_err(setup_error)?;
         Ok(SqliteAccessStore {
             reader: Mutex::new(reader),
             writer: Arc::new(Mutex::new(writer)),
@@ -140,30 +128,6 @@ impl SqliteAccessStore {
         tokio::task::spawn_blocking(move || write(&lock(&writer)))
             .await
             .map_err(|e| AccessStoreError::Internal(format!("access write task failed: {e}")))?
-    }
-}
-
-fn migrate(conn: &mut Connection) -> Result<(), AccessStoreError> {
-    loop {
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sqlite_error)?;
-        let current: i64 = tx
-            .pragma_query_value(None, "user_version", |row| row.get(0))
-            .map_err(sqlite_error)?;
-        let current = usize::try_from(current).unwrap_or(usize::MAX);
-        if current > MIGRATIONS.len() {
-            return Err(AccessStoreError::Internal(format!(
-                "access schema version {current} is newer than this nrls knows"
-            )));
-        }
-        let Some(step) = MIGRATIONS.get(current) else {
-            return Ok(());
-        };
-        tx.execute_batch(step).map_err(sqlite_error)?;
-        tx.pragma_update(None, "user_version", current + 1)
-            .map_err(sqlite_error)?;
-        tx.commit().map_err(sqlite_error)?;
     }
 }
 

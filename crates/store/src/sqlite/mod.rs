@@ -35,6 +35,7 @@ mod mutations;
 mod reader;
 mod row;
 mod schema;
+pub mod setup;
 mod writer;
 
 use std::path::Path;

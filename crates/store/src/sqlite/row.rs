@@ -3,7 +3,7 @@
 
 use domain::{NhsNumber, OdsCode, PointerId, PointerRecord};
 use rusqlite::types::{FromSqlError, Type};
-use rusqlite::{ErrorCode, Row, ToSql};
+use rusqlite::{Row, ToSql};
 
 use crate::StoreError;
 
@@ -143,19 +143,10 @@ pub(super) fn decode_labels(text: &str) -> Vec<String> {
 /// `Unavailable`. Anything else means a bug or a damaged file: `Internal`. The
 /// message carries SQLite's error text, never the SQL or bound values.
 pub(super) fn sqlite_error(error: rusqlite::Error) -> StoreError {
-    match error.sqlite_error_code() {
-        Some(
-            ErrorCode::DatabaseBusy
-            | ErrorCode::DatabaseLocked
-            | ErrorCode::SystemIoFailure
-            | ErrorCode::DiskFull
-            | ErrorCode::CannotOpen
-            | ErrorCode::ReadOnly
-            | ErrorCode::PermissionDenied
-            | ErrorCode::OutOfMemory
-            | ErrorCode::FileLockingProtocolFailed,
-        ) => StoreError::Unavailable(format!("sqlite: {error}")),
-        _ => StoreError::Internal(format!("sqlite: {error}")),
+    if super::setup::is_transient(&error) {
+        StoreError::Unavailable(format!("sqlite: {error}"))
+    } else {
+        StoreError::Internal(format!("sqlite: {error}"))
     }
 }
 

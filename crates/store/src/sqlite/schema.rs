@@ -4,19 +4,15 @@
 //! Steps are append-only: once released, a step's SQL never changes, because
 //! databases already past it will never run it again.
 
-use std::time::Duration;
-
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::Connection;
 
 use crate::StoreError;
 
 use super::row::sqlite_error;
+use super::setup;
 
-/// How long a connection waits for a lock held by another connection (another
-/// process such as an import or a backup, or a WAL checkpoint) before the
-/// operation fails as `Unavailable`. Long enough to ride out a checkpoint,
-/// short enough that a stuck lock surfaces as an error instead of a hang.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The file, as errors and logs name it.
+const FILE: &str = "nrls.db";
 
 /// Numbered schema steps: step `i` (0-based) takes `user_version` from `i` to
 /// `i + 1`.
@@ -48,68 +44,26 @@ pub(super) const MIGRATIONS: &[&str] = &[
         WHERE master_identifier IS NOT NULL;",
 ];
 
+fn store_error(error: setup::SetupError) -> StoreError {
+    match error {
+        setup::SetupError::Sqlite(e) => sqlite_error(e),
+        other if other.is_transient() => StoreError::Unavailable(other.to_string()),
+        other => StoreError::Internal(other.to_string()),
+    }
+}
+
 /// Settings for the one connection that writes.
 pub(super) fn configure_writer(conn: &Connection) -> Result<(), StoreError> {
-    // WAL lets the read pool keep reading while the writer commits; without it
-    // every commit would block every reader. The mode is stored in the file,
-    // so readers opened later inherit it. Some file systems (network mounts)
-    // cannot do WAL and SQLite silently stays in another mode: refuse those
-    // rather than run with readers blocked behind the writer.
-    let mode: String = conn
-        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-        .map_err(sqlite_error)?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Unavailable(format!(
-            "the database file system does not support WAL (journal_mode is {mode})"
-        )));
-    }
-    // In WAL mode NORMAL only syncs at checkpoints, so a power cut can lose
-    // commits already acknowledged to the client. FULL syncs the WAL on every
-    // COMMIT; group commit is what makes that affordable (one fsync per batch).
-    conn.pragma_update(None, "synchronous", "FULL")
-        .map_err(sqlite_error)?;
     // No foreign keys in the schema, so `foreign_keys` stays at its default (off).
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite_error)
+    setup::configure_writer(conn, FILE).map_err(store_error)
 }
 
 /// Settings for a read-only pool connection.
 pub(super) fn configure_reader(conn: &Connection) -> Result<(), StoreError> {
-    // WAL readers rarely wait, but they can: while another process recovers
-    // the WAL, or on the first read after a crash.
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite_error)
+    setup::configure_reader(conn).map_err(store_error)
 }
 
-/// Brings the schema up to date, one step per transaction.
-///
-/// Each step takes the write lock (`BEGIN IMMEDIATE`) before reading the
-/// version, so two processes opening the same new file cannot both apply it.
-/// A database whose version is newer than [`MIGRATIONS`] was written by a
-/// newer nrls: refuse it rather than misread columns this binary does not know.
+/// Brings the schema up to date (see [`setup::migrate`]).
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let known = MIGRATIONS.len();
-    loop {
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sqlite_error)?;
-        let current: i64 = tx
-            .pragma_query_value(None, "user_version", |row| row.get(0))
-            .map_err(sqlite_error)?;
-        let current = usize::try_from(current).map_err(|_| {
-            StoreError::Internal(format!("database schema version {current} is not valid"))
-        })?;
-        if current > known {
-            return Err(StoreError::Internal(format!(
-                "database schema version {current} is newer than this nrls knows ({known}); \
-                 upgrade nrls to open it"
-            )));
-        }
-        let Some(step) = MIGRATIONS.get(current) else {
-            return Ok(());
-        };
-        tx.execute_batch(step).map_err(sqlite_error)?;
-        tx.pragma_update(None, "user_version", current + 1)
-            .map_err(sqlite_error)?;
-        tx.commit().map_err(sqlite_error)?;
-        tracing::info!(version = current + 1, "applied pointer store schema step");
-    }
+    setup::migrate(conn, FILE, MIGRATIONS).map_err(store_error)
 }
