@@ -1,6 +1,8 @@
 //! Every request that touches patient data leaves exactly one AuditEvent,
-//! written durably before the response goes out: a 2xx without its audit
-//! record cannot happen, because a failed audit write turns into a 503.
+//! written durably before the response goes out: a 2xx (or a refusal)
+//! without its audit record cannot happen, because a failed audit write
+//! turns into a 503. Only a server failure's record is written after its
+//! (error) response, so an outage costs callers one deadline, not two.
 
 use audit::{AccessFacts, AuditFacts, AuditOutcome, AuditUser, Interaction, now_rfc3339};
 use axum::response::Response;
@@ -77,15 +79,31 @@ pub async fn audited(
     };
     let services = state.access();
     let event = facts.to_event(&services.node);
-    let metrics = state.ops().metrics().audit();
-    let pending = metrics.pending();
-    let appended = services.audit.append(vec![event]).await;
-    drop(pending);
-    match appended {
-        Ok(seqs) => {
+    let metrics = state.ops().metrics().audit().clone();
+    let log = std::sync::Arc::clone(&services.audit);
+    let append = async move {
+        let pending = metrics.pending();
+        let appended = log.append(vec![event]).await;
+        drop(pending);
+        if let Ok(seqs) = &appended {
             metrics.written(seqs.len() as u64);
-            result
         }
+        appended
+    };
+    // A server failure discloses nothing, and usually means the database is
+    // away: the audit trail, often in the same database, would make the
+    // caller wait a second deadline for an append that fails too. Its record
+    // is written in the background instead (or its failure logged).
+    if matches!(&result, Err(e) if e.status().is_server_error()) {
+        tokio::spawn(async move {
+            if let Err(e) = append.await {
+                tracing::warn!(error = %e, "audit write of a failed request failed");
+            }
+        });
+        return result;
+    }
+    match append.await {
+        Ok(_) => result,
         Err(e) => {
             tracing::error!(error = %e, "audit write failed: refusing the response");
             Err(ApiError::Store(StoreError::Unavailable(

@@ -234,8 +234,12 @@ async fn lost_database_is_503_then_recovers() {
             "request while the database is silent",
         );
     }
+    // About one deadline (statement time-out + 1 s = 2 s): the audit record
+    // of a failed request is written after its 503, so the caller does not
+    // wait for the silent database a second time (which, with the trail in
+    // PostgreSQL, took this past 4 s under load).
     assert!(
-        started.elapsed() < Duration::from_secs(4),
+        started.elapsed() < Duration::from_millis(3500),
         "{:?}",
         started.elapsed()
     );
