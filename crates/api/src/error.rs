@@ -209,6 +209,19 @@ pub fn outcome(issues: &[Issue]) -> OperationOutcome {
     OperationOutcome::new(None, issue)
 }
 
+/// A plain JSON response that must not be cached: probes and the OAuth token
+/// endpoint (RFC 6749 requires `no-store` on token responses).
+pub fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 /// A FHIR JSON response with the right media type.
 pub fn fhir_response(status: StatusCode, body: String) -> Response {
     let mut response = (status, body).into_response();

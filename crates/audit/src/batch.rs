@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use fhir::AuditEvent;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::chain::{Hash, PreparedEvent};
+use crate::chain::{Hash, PreparedEvent, record_hash};
 use crate::{Acknowledgement, AuditError, Checkpoint};
 
 /// Transactions run and commands they carried since open.
@@ -114,6 +114,58 @@ impl Queue {
 pub(crate) enum Done {
     Seqs(Vec<u64>),
     Unit,
+}
+
+/// A batch's appends, chained onto the head in queue order.
+pub(crate) struct Chained {
+    /// The chain head after the batch.
+    pub seq: u64,
+    pub hash: Hash,
+    /// A command asked for a checkpoint (a caller's, or the ticker's).
+    pub forced: bool,
+    /// One per command. Acknowledgements are `Unit` here: the backend
+    /// decides them once the batch's records are stored.
+    pub results: Vec<Result<Done, AuditError>>,
+}
+
+/// Gives every event of every append in `batch` the next seq and its chain
+/// hash, starting from the head `(seq, hash)`, and hands each new record to
+/// `store` (seq, event, previous hash, hash). The one place a batch extends
+/// the chain, whichever backend stores it.
+pub(crate) fn chain<'b, E>(
+    batch: &'b [Command],
+    (mut seq, mut hash): (u64, Hash),
+    appended_at: &str,
+    mut store: impl FnMut(u64, &'b PreparedEvent, &Hash, &Hash) -> Result<(), E>,
+) -> Result<Chained, E> {
+    let mut forced = false;
+    let mut results = Vec::with_capacity(batch.len());
+    for command in batch {
+        results.push(match command {
+            Command::Append { events, .. } => {
+                let mut seqs = Vec::with_capacity(events.len());
+                for event in events {
+                    let next = seq + 1;
+                    let next_hash = record_hash(&hash, next, appended_at, &event.json);
+                    store(next, event, &hash, &next_hash)?;
+                    (seq, hash) = (next, next_hash);
+                    seqs.push(next);
+                }
+                Ok(Done::Seqs(seqs))
+            }
+            Command::Checkpoint { .. } | Command::Tick => {
+                forced = true;
+                Ok(Done::Unit)
+            }
+            Command::Acknowledge { .. } => Ok(Done::Unit),
+        });
+    }
+    Ok(Chained {
+        seq,
+        hash,
+        forced,
+        results,
+    })
 }
 
 /// What one committed batch did.

@@ -120,7 +120,7 @@ impl ChainHead {
 
     /// Whether a checkpoint is due, given the policy and whether this is a
     /// timer tick (any unsigned record then counts).
-    pub(crate) fn checkpoint_due(&self, policy: &CheckpointPolicy, tick: bool) -> bool {
+    fn checkpoint_due(&self, policy: &CheckpointPolicy, tick: bool) -> bool {
         let unsigned = self.seq - self.checkpointed_seq;
         unsigned > 0
             && (tick
@@ -135,6 +135,18 @@ impl ChainHead {
             policy.records,
             crate::event::now_rfc3339(),
         )
+    }
+
+    /// The checkpoint to store with a batch that leaves the chain at this
+    /// head, when one is due (`forced`: a command asked for one).
+    pub(crate) fn sign_if_due(
+        &self,
+        signer: &CheckpointSigner,
+        policy: &CheckpointPolicy,
+        forced: bool,
+    ) -> Option<Checkpoint> {
+        self.checkpoint_due(policy, forced)
+            .then(|| self.sign(signer, policy))
     }
 
     pub(crate) fn checkpointed(&mut self, seq: u64) {

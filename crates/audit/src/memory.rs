@@ -49,10 +49,7 @@ impl MemoryAuditLog {
     }
 
     fn sign_if_due(&self, state: &mut State, tick: bool) -> Option<Checkpoint> {
-        if !state.head.checkpoint_due(&self.policy, tick) {
-            return None;
-        }
-        let checkpoint = state.head.sign(&self.signer, &self.policy);
+        let checkpoint = state.head.sign_if_due(&self.signer, &self.policy, tick)?;
         state.head.checkpointed(checkpoint.seq);
         state.checkpoints.push(checkpoint.clone());
         Some(checkpoint)

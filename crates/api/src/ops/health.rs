@@ -10,21 +10,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::Phase;
+use crate::error::json_response;
 use crate::state::AppState;
 
 /// A store that takes longer than this to answer a health check is not ready.
 const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
-
-pub(crate) fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
-    let mut response = (status, body.to_string()).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
 
 /// `GET /livez`: 200 whenever the process can answer at all. It checks
 /// nothing else on purpose: restarting nrls does not fix an unreachable store.

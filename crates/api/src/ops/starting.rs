@@ -12,8 +12,9 @@ use axum::routing::get;
 use serde_json::json;
 use store::StoreError;
 
-use super::health::{json_response, livez};
+use super::health::livez;
 use crate::ApiError;
+use crate::error::json_response;
 
 /// The router served until the real one is ready.
 pub fn router() -> Router {

@@ -4,11 +4,12 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::Response;
 use serde_json::json;
 
 use super::table::{Doc, Routes, media};
+use crate::error::json_response;
 use crate::state::AppState;
 
 pub const TOKEN_PATH: &str = "/oauth2/token";
@@ -38,17 +39,6 @@ pub fn router() -> Routes {
             .produces(media::JSON),
             smart_configuration,
         )
-}
-
-fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
-    let mut response = (status, body.to_string()).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }
 
 fn oauth_error(status: StatusCode, code: &str, description: &str) -> Response {

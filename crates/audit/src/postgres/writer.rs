@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_postgres::types::ToSql;
 
-use crate::batch::{BatchOutcome, Command, Counters, Done, Queue, WriteStats, deliver};
-use crate::chain::{ChainHead, Hash, PreparedEvent, record_hash};
+use crate::batch::{BatchOutcome, Command, Counters, Done, Queue, WriteStats, chain, deliver};
+use crate::chain::{ChainHead, Hash, PreparedEvent};
 use crate::{Acknowledgement, AuditError, Checkpoint, CheckpointPolicy, CheckpointSigner};
 
 use super::{PostgresAuditOptions, audit_error};
@@ -255,32 +255,17 @@ async fn commit(
     let tx = conn.transaction().await?;
     let (first_seq, first_hash, checkpointed) = lock_head(&tx).await?;
     let appended_at = crate::event::now_rfc3339();
-    let (mut seq, mut hash) = (first_seq, first_hash);
     let mut columns = Columns::default();
-    let mut forced = false;
-    let mut results: Vec<Result<Done, AuditError>> = Vec::with_capacity(batch.len());
-    // Appends first, in queue order; acknowledgements after the records are
-    // in, so one may name a record of this very batch.
-    for command in batch {
-        results.push(match command {
-            Command::Append { events, .. } => {
-                let mut seqs = Vec::with_capacity(events.len());
-                for event in events {
-                    let next = seq + 1;
-                    let next_hash = record_hash(&hash, next, &appended_at, &event.json);
-                    columns.push(sql_seq(next)?, event, &hash, &next_hash);
-                    (seq, hash) = (next, next_hash);
-                    seqs.push(next);
-                }
-                Ok(Done::Seqs(seqs))
-            }
-            Command::Checkpoint { .. } | Command::Tick => {
-                forced = true;
-                Ok(Done::Unit)
-            }
-            Command::Acknowledge { .. } => Ok(Done::Unit),
-        });
-    }
+    let mut chained = chain(
+        batch,
+        (first_seq, first_hash),
+        &appended_at,
+        |seq, event, prev, hash| {
+            columns.push(sql_seq(seq)?, event, prev, hash);
+            Ok::<(), OpError>(())
+        },
+    )?;
+    let (seq, hash) = (chained.seq, chained.hash);
     if seq > first_seq {
         // Prepared once per connection and sent together: one round trip
         // for the three writes (tokio-postgres pipelines concurrent queries).
@@ -314,27 +299,25 @@ async fn commit(
         let move_head = tx.execute(&head, &head_params);
         tokio::try_join!(insert_records, insert_agents, move_head)?;
     }
-    for (command, result) in batch.iter().zip(results.iter_mut()) {
+    // After the records, so one may name a record of this very batch.
+    for (command, result) in batch.iter().zip(chained.results.iter_mut()) {
         if let Command::Acknowledge { seq, ack, .. } = command {
             *result = acknowledge(&tx, *seq, ack).await?.map(|()| Done::Unit);
         }
     }
     let mut head = ChainHead::new(seq, hash, checkpointed);
     head.checkpointed_at = checkpointed_at;
-    let checkpoint = if head.checkpoint_due(policy, forced) {
-        let checkpoint = head.sign(signer, policy);
-        insert_checkpoint(&tx, &checkpoint).await?;
-        Some(checkpoint)
-    } else {
-        None
-    };
+    let checkpoint = head.sign_if_due(signer, policy, chained.forced);
+    if let Some(checkpoint) = &checkpoint {
+        insert_checkpoint(&tx, checkpoint).await?;
+    }
     tx.commit().await?;
     Ok(BatchOutcome {
         first_seq,
         seq,
         hash,
         checkpoint,
-        results,
+        results: chained.results,
     })
 }
 

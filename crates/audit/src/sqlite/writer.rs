@@ -14,8 +14,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::mpsc;
 
-use crate::batch::{BatchOutcome, Command, Counters, Done, Queue, WriteStats, deliver};
-use crate::chain::{ChainHead, GENESIS, Hash, PreparedEvent, record_hash};
+use crate::batch::{BatchOutcome, Command, Counters, Done, Queue, WriteStats, chain, deliver};
+use crate::chain::{ChainHead, GENESIS, Hash, PreparedEvent};
 use crate::{Acknowledgement, AuditError, Checkpoint, CheckpointPolicy, CheckpointSigner};
 
 use super::schema::sqlite_error;
@@ -204,48 +204,31 @@ impl Worker {
             .map_err(sqlite_error)?;
         let appended_at = crate::event::now_rfc3339();
         let first_seq = self.head.seq;
-        let (mut seq, mut hash) = (self.head.seq, self.head.hash);
-        let mut forced = false;
-        let mut results = Vec::with_capacity(batch.len());
-        for command in batch {
-            let result = match command {
-                Command::Append { events, .. } => {
-                    let mut seqs = Vec::with_capacity(events.len());
-                    for event in events {
-                        let next = seq + 1;
-                        let next_hash = record_hash(&hash, next, &appended_at, &event.json);
-                        insert_record(conn, next, &appended_at, event, &hash, &next_hash)?;
-                        (seq, hash) = (next, next_hash);
-                        seqs.push(next);
-                    }
-                    Ok(Done::Seqs(seqs))
-                }
-                Command::Acknowledge { seq, ack, .. } => {
-                    acknowledge(conn, *seq, ack)?.map(|()| Done::Unit)
-                }
-                Command::Checkpoint { .. } | Command::Tick => {
-                    forced = true;
-                    Ok(Done::Unit)
-                }
-            };
-            results.push(result);
+        let mut chained = chain(
+            batch,
+            (self.head.seq, self.head.hash),
+            &appended_at,
+            |seq, event, prev, hash| insert_record(conn, seq, &appended_at, event, prev, hash),
+        )?;
+        // After the records, so one may name a record of this very batch.
+        for (command, result) in batch.iter().zip(chained.results.iter_mut()) {
+            if let Command::Acknowledge { seq, ack, .. } = command {
+                *result = acknowledge(conn, *seq, ack)?.map(|()| Done::Unit);
+            }
         }
-        let mut head = ChainHead::new(seq, hash, self.head.checkpointed_seq);
+        let mut head = ChainHead::new(chained.seq, chained.hash, self.head.checkpointed_seq);
         head.checkpointed_at = self.head.checkpointed_at;
-        let checkpoint = if head.checkpoint_due(&self.policy, forced) {
-            let checkpoint = head.sign(&self.signer, &self.policy);
-            insert_checkpoint(conn, &checkpoint, false)?;
-            Some(checkpoint)
-        } else {
-            None
-        };
+        let checkpoint = head.sign_if_due(&self.signer, &self.policy, chained.forced);
+        if let Some(checkpoint) = &checkpoint {
+            insert_checkpoint(conn, checkpoint, false)?;
+        }
         conn.execute_batch("COMMIT").map_err(sqlite_error)?;
         Ok(BatchOutcome {
             first_seq,
-            seq,
-            hash,
+            seq: chained.seq,
+            hash: chained.hash,
             checkpoint,
-            results,
+            results: chained.results,
         })
     }
 }

@@ -25,8 +25,7 @@ use serde::{Deserialize, Serialize};
 use store::{SharedStore, StoreError};
 use tokio::sync::mpsc;
 
-use crate::commands::serve::ServeArgs;
-use crate::config::{Backend, Config};
+pub use super::store_args::StoreArgs;
 
 pub use line::{LineIssue, to_record};
 pub use progress::Progress;
@@ -35,56 +34,6 @@ pub use progress::Progress;
 /// 50 ms on the embedded store: big enough that commit cost vanishes, small
 /// enough that a server sharing the file waits little (docs/performance.md).
 pub const DEFAULT_BATCH: usize = 5_000;
-
-/// Which store to open: the same flags (and `NRLS_*` variables and config
-/// file) as `nrls serve`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct StoreArgs {
-    /// TOML configuration file (see docs/configuration.md).
-    #[arg(long, env = "NRLS_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Folder for the embedded store.
-    #[arg(long, env = "NRLS_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Storage backend.
-    #[arg(long, env = "NRLS_STORE", value_enum)]
-    pub store: Option<Backend>,
-    /// PostgreSQL URL, for `--store postgres`.
-    #[arg(long = "database", env = "NRLS_DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
-}
-
-impl StoreArgs {
-    /// The configuration `nrls serve` would run with, given these flags.
-    pub fn config(&self) -> Result<Config, String> {
-        use clap::{Args, FromArgMatches};
-        // Start from serve's own defaults so every store flag serve learns is
-        // applied the same way here.
-        let matches = ServeArgs::augment_args(clap::Command::new("serve"))
-            .try_get_matches_from(["serve"])
-            .map_err(|e| e.to_string())?;
-        let mut serve = ServeArgs::from_arg_matches(&matches).map_err(|e| e.to_string())?;
-        if self.config.is_some() {
-            serve.config.clone_from(&self.config);
-        }
-        if self.data_dir.is_some() {
-            serve.data_dir.clone_from(&self.data_dir);
-        }
-        if self.store.is_some() {
-            serve.store = self.store;
-        }
-        if self.database_url.is_some() {
-            serve.database_url.clone_from(&self.database_url);
-        }
-        serve.config()
-    }
-
-    /// Opens the configured store.
-    pub fn open(&self) -> Result<SharedStore, String> {
-        let config = self.config()?;
-        crate::app::open_store(&config).map_err(|e| e.to_string())
-    }
-}
 
 /// Arguments of `nrls import`.
 #[derive(Debug, clap::Args)]

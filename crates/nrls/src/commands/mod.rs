@@ -8,4 +8,5 @@ pub mod generate;
 pub mod import;
 pub mod probe;
 pub mod serve;
+pub mod store_args;
 pub mod token;

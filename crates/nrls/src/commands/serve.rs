@@ -1,18 +1,17 @@
 //! `nrls serve`: runs the service until SIGTERM or Ctrl-C.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
+use super::store_args::StoreArgs;
 use crate::app::Application;
-use crate::config::{Backend, Config};
+use crate::config::Config;
 use crate::demo;
 
 /// Arguments of `nrls serve`. Flags and `NRLS_*` variables override the file.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// TOML configuration file (see docs/configuration.md).
-    #[arg(long, env = "NRLS_CONFIG")]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Address to listen on.
     #[arg(long, env = "NRLS_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -22,15 +21,6 @@ pub struct ServeArgs {
     /// Base URL clients use to reach this server.
     #[arg(long, env = "NRLS_PUBLIC_URL")]
     pub public_url: Option<String>,
-    /// Folder for the embedded store and generated secrets.
-    #[arg(long, env = "NRLS_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Storage backend.
-    #[arg(long, env = "NRLS_STORE", value_enum)]
-    pub store: Option<Backend>,
-    /// PostgreSQL URL to store pointers in; implies `--store postgres`.
-    #[arg(long = "database", env = "NRLS_DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
     /// A hot standby of the database for consumer searches and reads.
     #[arg(
         long = "replica-database",
@@ -48,10 +38,7 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     pub fn config(&self) -> Result<Config, String> {
-        let mut config = match &self.config {
-            Some(path) => Config::load(path).map_err(|e| e.to_string())?,
-            None => Config::default(),
-        };
+        let mut config = self.store.config()?;
         if let Some(listen) = self.listen {
             config.server.listen = listen;
         }
@@ -61,18 +48,8 @@ impl ServeArgs {
         if let Some(url) = &self.public_url {
             config.server.public_url = Some(url.clone());
         }
-        if let Some(dir) = &self.data_dir {
-            config.store.data_dir = dir.clone();
-        }
-        if let Some(url) = &self.database_url {
-            config.store.database_url = Some(url.clone());
-            config.store.backend = Backend::Postgres;
-        }
         if let Some(url) = &self.replica_database_url {
             config.store.replica_database_url = Some(url.clone());
-        }
-        if let Some(backend) = self.store {
-            config.store.backend = backend;
         }
         if let Some(endpoint) = &self.otlp_endpoint {
             config.telemetry.otlp_endpoint = Some(endpoint.clone());
