@@ -84,6 +84,35 @@ pub struct Relationship {
     pub recorded_at: String,
 }
 
+/// A relationship's columns as a SQL backend stores them (`id`,
+/// `nhs_number`, `ods`, `kind`, `recorded_by`, `recorded_at`).
+pub(crate) struct RelationshipColumns {
+    pub id: i64,
+    pub nhs_number: i64,
+    pub ods: String,
+    pub kind: String,
+    pub recorded_by: String,
+    pub recorded_at: String,
+}
+
+impl RelationshipColumns {
+    /// The relationship, or what is wrong with a row nrls never writes (the
+    /// table was damaged): reported as a fault, never skipped.
+    pub(crate) fn decode(self) -> Result<Relationship, &'static str> {
+        Ok(Relationship {
+            id: u64::try_from(self.id).map_err(|_| "a negative id")?,
+            nhs_number: u64::try_from(self.nhs_number)
+                .ok()
+                .and_then(|n| NhsNumber::from_u64(n).ok())
+                .ok_or("a value that is not an NHS number")?,
+            ods: OdsCode::parse(&self.ods).ok_or("a value that is not an ODS code")?,
+            kind: RelationshipKind::parse(&self.kind).ok_or("an unknown relationship kind")?,
+            recorded_by: self.recorded_by,
+            recorded_at: self.recorded_at,
+        })
+    }
+}
+
 /// A patient's objection to sharing their pointers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Objection {

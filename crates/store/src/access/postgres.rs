@@ -13,7 +13,7 @@ use domain::{NhsNumber, OdsCode};
 use tokio_postgres::Row;
 
 use super::{
-    AccessStore, AccessStoreError, NewRelationship, Objection, Relationship, RelationshipKind,
+    AccessStore, AccessStoreError, NewRelationship, Objection, Relationship, RelationshipColumns,
 };
 use crate::StoreError;
 use crate::postgres::{Database, OpError};
@@ -49,30 +49,20 @@ fn access_error(error: StoreError) -> AccessStoreError {
     }
 }
 
-/// A row that nrls never writes (a bad NHS number, ODS code or kind) is a
-/// damaged table: reported as a fault, not skipped.
-fn damaged(what: &str) -> OpError {
-    OpError::Rejected(StoreError::Internal(format!(
-        "relationships row holds {what}"
-    )))
-}
-
 fn relationship(row: &Row) -> Result<Relationship, OpError> {
-    let id: i64 = row.try_get(0)?;
-    let nhs: i64 = row.try_get(1)?;
-    let ods: &str = row.try_get(2)?;
-    let kind: &str = row.try_get(3)?;
-    Ok(Relationship {
-        id: u64::try_from(id).map_err(|_| damaged("a negative id"))?,
-        nhs_number: u64::try_from(nhs)
-            .ok()
-            .and_then(|n| NhsNumber::from_u64(n).ok())
-            .ok_or_else(|| damaged("a value that is not an NHS number"))?,
-        ods: OdsCode::parse(ods).ok_or_else(|| damaged("a value that is not an ODS code"))?,
-        kind: RelationshipKind::parse(kind)
-            .ok_or_else(|| damaged("an unknown relationship kind"))?,
+    RelationshipColumns {
+        id: row.try_get(0)?,
+        nhs_number: row.try_get(1)?,
+        ods: row.try_get(2)?,
+        kind: row.try_get(3)?,
         recorded_by: row.try_get(4)?,
         recorded_at: row.try_get(5)?,
+    }
+    .decode()
+    .map_err(|what| {
+        OpError::Rejected(StoreError::Internal(format!(
+            "relationships row holds {what}"
+        )))
     })
 }
 

@@ -15,7 +15,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use crate::sqlite::setup::{self, SetupError};
 
 use super::{
-    AccessStore, AccessStoreError, NewRelationship, Objection, Relationship, RelationshipKind,
+    AccessStore, AccessStoreError, NewRelationship, Objection, Relationship, RelationshipColumns,
 };
 
 /// The file name inside the data directory.
@@ -68,26 +68,21 @@ fn nhs_sql(n: NhsNumber) -> i64 {
 }
 
 fn relationship(row: &Row<'_>) -> rusqlite::Result<Relationship> {
-    let bad = |what: &str| {
+    RelationshipColumns {
+        id: row.get(0)?,
+        nhs_number: row.get(1)?,
+        ods: row.get(2)?,
+        kind: row.get(3)?,
+        recorded_by: row.get(4)?,
+        recorded_at: row.get(5)?,
+    }
+    .decode()
+    .map_err(|what| {
         rusqlite::Error::FromSqlConversionFailure(
             0,
             rusqlite::types::Type::Text,
-            what.to_owned().into(),
+            format!("relationships row holds {what}").into(),
         )
-    };
-    let nhs: i64 = row.get(1)?;
-    let ods: String = row.get(2)?;
-    let kind: String = row.get(3)?;
-    Ok(Relationship {
-        id: u64::try_from(row.get::<_, i64>(0)?).map_err(|_| bad("negative id"))?,
-        nhs_number: u64::try_from(nhs)
-            .ok()
-            .and_then(|n| NhsNumber::from_u64(n).ok())
-            .ok_or_else(|| bad("not an NHS number"))?,
-        ods: OdsCode::parse(&ods).ok_or_else(|| bad("not an ODS code"))?,
-        kind: RelationshipKind::parse(&kind).ok_or_else(|| bad("unknown relationship kind"))?,
-        recorded_by: row.get(4)?,
-        recorded_at: row.get(5)?,
     })
 }
 
