@@ -4,10 +4,17 @@
 //! turns into a 503. Only a server failure's record is written after its
 //! (error) response, so an outage costs callers one deadline, not two.
 
-use audit::{AccessFacts, AuditFacts, AuditOutcome, AuditUser, Interaction, now_rfc3339};
+use std::sync::Arc;
+
+use audit::{
+    AccessFacts, AuditError, AuditFacts, AuditLog, AuditOutcome, AuditUser, Interaction,
+    now_rfc3339,
+};
 use axum::response::Response;
 use domain::NhsNumber;
+use fhir::AuditEvent;
 use store::StoreError;
+use telemetry::AuditMetrics;
 
 use crate::error::ApiError;
 use crate::extract::Caller;
@@ -79,31 +86,22 @@ pub async fn audited(
     };
     let services = state.access();
     let event = facts.to_event(&services.node);
-    let metrics = state.ops().metrics().audit().clone();
-    let log = std::sync::Arc::clone(&services.audit);
-    let append = async move {
-        let pending = metrics.pending();
-        let appended = log.append(vec![event]).await;
-        drop(pending);
-        if let Ok(seqs) = &appended {
-            metrics.written(seqs.len() as u64);
-        }
-        appended
-    };
+    let metrics = state.ops().metrics().audit();
     // A server failure discloses nothing, and usually means the database is
     // away: the audit trail, often in the same database, would make the
     // caller wait a second deadline for an append that fails too. Its record
     // is written in the background instead (or its failure logged).
     if matches!(&result, Err(e) if e.status().is_server_error()) {
+        let (log, metrics) = (Arc::clone(&services.audit), metrics.clone());
         tokio::spawn(async move {
-            if let Err(e) = append.await {
+            if let Err(e) = append(log.as_ref(), &metrics, event).await {
                 tracing::warn!(error = %e, "audit write of a failed request failed");
             }
         });
         return result;
     }
-    match append.await {
-        Ok(_) => result,
+    match append(services.audit.as_ref(), metrics, event).await {
+        Ok(()) => result,
         Err(e) => {
             tracing::error!(error = %e, "audit write failed: refusing the response");
             Err(ApiError::Store(StoreError::Unavailable(
@@ -111,4 +109,18 @@ pub async fn audited(
             )))
         }
     }
+}
+
+/// Appends one event, counted in the backlog while it waits and as written
+/// once durable.
+async fn append(
+    log: &dyn AuditLog,
+    metrics: &AuditMetrics,
+    event: AuditEvent,
+) -> Result<(), AuditError> {
+    let pending = metrics.pending();
+    let seqs = log.append(vec![event]).await?;
+    drop(pending);
+    metrics.written(seqs.len() as u64);
+    Ok(())
 }
