@@ -7,6 +7,7 @@ pub mod memory;
 pub mod postgres;
 pub mod sqlite;
 pub mod stats;
+mod write_op;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

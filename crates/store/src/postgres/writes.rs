@@ -20,22 +20,7 @@ use crate::StoreError;
 use super::error::OpError;
 use super::row::{Columns, column, nhs_to_sql, pointer_columns};
 
-/// One write.
-#[derive(Debug)]
-pub(super) enum WriteOp {
-    Create {
-        record: PointerRecord,
-        supersedes: Vec<Supersede>,
-    },
-    Update {
-        record: PointerRecord,
-        expected_version: u32,
-    },
-    Delete {
-        id: PointerId,
-        expected_version: Option<u32>,
-    },
-}
+pub(super) use crate::write_op::WriteOp;
 
 const INSERT: &str = concat!(
     "INSERT INTO pointers (",

@@ -12,22 +12,7 @@ use crate::StoreError;
 
 use super::row::{Columns, INSERT, nhs_to_sql};
 
-/// One write, as sent to the writer thread.
-#[derive(Debug)]
-pub(super) enum WriteOp {
-    Create {
-        record: PointerRecord,
-        supersedes: Vec<Supersede>,
-    },
-    Update {
-        record: PointerRecord,
-        expected_version: u32,
-    },
-    Delete {
-        id: PointerId,
-        expected_version: Option<u32>,
-    },
-}
+pub(super) use crate::write_op::WriteOp;
 
 /// Why a write did not happen.
 #[derive(Debug)]
