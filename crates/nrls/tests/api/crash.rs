@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Crashes and database faults, black-box.
 //!
 //! - Crash: for each durable backend, a real `nrls serve` process is killed
@@ -14,19 +13,18 @@
 //!   503 OperationOutcome within the time-out, never a 500 or a hang;
 //!   `/_status` says the store is unavailable; service resumes by itself.
 
-mod common;
-#[path = "support/node.rs"]
-mod node;
+use crate::support;
+use crate::support::node;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{CRISIS, Client, PRODUCER_DR, Reply, TestServer, pointer};
+use support::{CRISIS, Client, PRODUCER_DR, Reply, TestServer, pointer};
 use node::{Deployment, Storage};
 use nrls::config::Backend;
-use store::postgres::testing::{Link, Proxy, TestDatabase};
+use testkit::postgres::{Link, Proxy, TestDatabase};
 use tokio::sync::Mutex;
 
 /// Kill-and-restart cycles per backend.
@@ -120,7 +118,7 @@ async fn crash_trials(name: &str, deployment: &Deployment) -> BTreeSet<String> {
     let consumer = deployment.consumer(&node, &node).await;
     let mut searched = 0;
     for n in 0..97 {
-        let reply = consumer.consumer_search(&common::subject(n)).await;
+        let reply = consumer.consumer_search(&support::subject(n)).await;
         assert_eq!(reply.status, 200, "{}", reply.text);
         searched += reply.json()["total"].as_u64().unwrap_or(0);
     }
@@ -196,7 +194,7 @@ async fn status(server: &TestServer) -> (u16, String) {
 /// PostgreSQL behind a proxy: silent network, refused network, recovery.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_database_is_503_then_recovers() {
-    let (proxy, _) = Proxy::in_front_of(&store::postgres::testing::admin_url()).await;
+    let (proxy, _) = Proxy::in_front_of(&testkit::postgres::admin_url()).await;
     let server = TestServer::start_with(Backend::Postgres, |c| {
         let url = c.store.database_url.take().unwrap();
         c.store.database_url = Some(proxy.route(&url));
@@ -223,7 +221,7 @@ async fn lost_database_is_503_then_recovers() {
                             .post_json(PRODUCER_DR, &pointer("RR8", 1, CRISIS))
                             .await
                     }
-                    _ => consumer.consumer_search(&common::subject(0)).await,
+                    _ => consumer.consumer_search(&support::subject(0)).await,
                 }
             })
         })

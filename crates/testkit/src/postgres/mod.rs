@@ -10,8 +10,7 @@
 //!
 //! [`Proxy`] stands between nrls and the server for tests of network faults.
 //!
-//! Test support, compiled into the library so the black-box suites of the
-//! `nrls` crate can use it; nothing in the service calls it.
+//! A dev-dependency only: the release binary never links it.
 
 mod proxy;
 mod replica;
@@ -25,9 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::OnceCell;
 use tokio_postgres::{Client, NoTls};
 
-use super::PostgresOptions;
-use super::schema::{self, MIGRATIONS};
-use super::session;
+use store::postgres::PostgresOptions;
 
 /// The variable naming the test server.
 pub const URL_VARIABLE: &str = "NRLS_TEST_DATABASE_URL";
@@ -36,7 +33,7 @@ pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// Key of the advisory lock a node holds while it migrates: a test holding
 /// it keeps nodes in their "starting" phase.
-pub const MIGRATION_LOCK: i64 = schema::MIGRATION_LOCK;
+pub const MIGRATION_LOCK: i64 = store::postgres::MIGRATION_LOCK;
 
 /// Key of the advisory lock held while the template is built ("nrlstmpl").
 const TEMPLATE_LOCK: i64 = 0x6e72_6c73_746d_706c;
@@ -291,11 +288,7 @@ async fn build_template(admin_url: &str) -> String {
 }
 
 async fn migrate(url: &str) {
-    let options = PostgresOptions::new(url);
-    let config =
-        session::base_config(&options).unwrap_or_else(|e| panic!("test database URL {url}: {e}"));
-    let tls = session::tls(&options, &config).unwrap_or_else(|e| panic!("test database TLS: {e}"));
-    if let Err(e) = schema::migrate(&config, tls).await {
+    if let Err(e) = store::postgres::migrate(&PostgresOptions::new(url)).await {
         panic!("migrating the test template: {e}");
     }
 }
@@ -326,16 +319,7 @@ async fn drop_stale(admin: &Client) -> Result<(), tokio_postgres::Error> {
 /// Changes whenever a migration does, so a checkout with other migrations
 /// gets (and builds) a template of its own.
 fn migrations_fingerprint() -> u64 {
-    // FNV-1a: stable across builds and Rust versions, unlike `DefaultHasher`.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for step in MIGRATIONS {
-        let text = format!("{}|{}|{}", step.version, step.compatible_from, step.sql);
-        for byte in text.bytes() {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    hash
+    store::postgres::migrations_fingerprint()
 }
 
 /// The driver's message, with the server's error when there is one (the

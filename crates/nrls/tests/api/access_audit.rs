@@ -1,11 +1,10 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Access rules and the audit trail, black-box over real HTTP: an
 //! authorisation matrix (identity × endpoint) that also checks no hidden
 //! pointer leaks into any body or count, and one AuditEvent per request.
 
-mod common;
+use crate::support;
 
-use common::*;
+use support::*;
 use nrls::config::{Backend, Config};
 use reqwest::Method;
 use serde_json::{Value, json};

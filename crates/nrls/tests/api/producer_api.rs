@@ -1,10 +1,9 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Producer API, black-box: create, read, update, delete, supersede and search,
 //! against every backend.
 
-mod common;
+use crate::support;
 
-use common::*;
+use support::*;
 use serde_json::{Value, json};
 
 #[tokio::test]

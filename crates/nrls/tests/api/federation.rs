@@ -1,5 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 //! End to end: the shared care record over real HTTP, with three real demo
 //! sources (QWO, QE1, QRV) and a fourth, unregistered server, all in-process
 //! on port 0. Sources are switched between normal, slow, failing and

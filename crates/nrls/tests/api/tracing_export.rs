@@ -1,5 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 //! OTLP trace export, black-box: the real service in-process on port 0, a
 //! real HTTP receiver standing in for the OpenTelemetry Collector
 //! (`POST /v1/traces`), and real regional sources that record the
@@ -7,9 +5,8 @@
 //! attributes), that spans link across hops, that nothing identifying a
 //! patient leaves in a span, and that nothing is recorded when export is off.
 
-mod common;
-#[path = "support/ops.rs"]
-mod ops;
+use crate::support;
+use crate::support::ops;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,7 +15,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
-use common::{CONSUMER_DR, SUMMARY, TestServer};
+use support::{CONSUMER_DR, SUMMARY, TestServer};
 use nrls::config::{Backend, Config};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -146,9 +143,9 @@ async fn a_request_exports_its_server_span_under_the_callers_span() {
     let collector = Collector::start().await;
     let server = TestServer::start_with(Backend::Memory, exporting_to(&collector)).await;
     let producer = server.client("producer-a", "RR8").await;
-    producer.create(&common::pointer("RR8", 3, SUMMARY)).await;
+    producer.create(&support::pointer("RR8", 3, SUMMARY)).await;
     let consumer = server.client("consumer", "RX9").await;
-    let nhs_number = common::patient(3);
+    let nhs_number = support::patient(3);
     // Built by hand: `Client::request` sets a request id of its own.
     let search = |trace: String, request_id: &str| {
         server
@@ -156,7 +153,7 @@ async fn a_request_exports_its_server_span_under_the_callers_span() {
             .get(format!(
                 "{}{CONSUMER_DR}?{}",
                 server.url,
-                common::subject(3)
+                support::subject(3)
             ))
             .bearer_auth(consumer.token.as_deref().unwrap())
             .header("NHSD-End-User-Organisation-ODS", "RX9")
@@ -167,10 +164,10 @@ async fn a_request_exports_its_server_span_under_the_callers_span() {
     // A caller that does not sample its trace: nrls records nothing of it.
     let unsampled_trace = "0af7651916cd43dd8448eb211c80319c";
     let reply =
-        common::Client::send(search(traceparent(unsampled_trace, "00"), &ops::uuid())).await;
+        support::Client::send(search(traceparent(unsampled_trace, "00"), &ops::uuid())).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     let request_id = ops::uuid();
-    let reply = common::Client::send(search(traceparent(TRACE_ID, "01"), &request_id)).await;
+    let reply = support::Client::send(search(traceparent(TRACE_ID, "01"), &request_id)).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     // No traceparent: nrls starts a trace, and records it.
     let metadata = consumer.get("/consumer/FHIR/R4/metadata").await;
@@ -334,7 +331,7 @@ impl Federated {
         .await;
         for (app, ods) in [("producer-a", "RR8"), ("producer-ryj", "RYJ")] {
             let producer = server.client(app, ods).await;
-            producer.create(&common::pointer(ods, 4, SUMMARY)).await;
+            producer.create(&support::pointer(ods, 4, SUMMARY)).await;
         }
         Federated {
             server,
@@ -349,14 +346,14 @@ impl Federated {
             reqwest::Method::GET,
             &format!(
                 "/consumer/FHIR/R4/Patient/$shared-care-record?patient.identifier={}%7C{}",
-                common::NHS,
-                common::patient(4)
+                support::NHS,
+                support::patient(4)
             ),
         );
         if let Some(trace) = trace {
             request = request.header("traceparent", trace);
         }
-        let reply = common::Client::send(request).await;
+        let reply = support::Client::send(request).await;
         assert_eq!(reply.status, 200, "{}", reply.text);
     }
 }
@@ -407,7 +404,7 @@ async fn each_source_call_exports_a_client_span_that_the_source_sees_as_its_pare
     }
     let raw = collector.raw();
     assert!(
-        !raw.contains(&common::patient(4)),
+        !raw.contains(&support::patient(4)),
         "an NHS number was exported"
     );
     federated.server.stop().await;

@@ -1,12 +1,9 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 //! The real `nrls serve` binary as a child process: graceful shutdown on
 //! SIGTERM with a request in flight, SIGHUP reload, and what its JSON logs
 //! contain (and must never contain).
 
-mod common;
-#[path = "support/ops.rs"]
-mod ops;
+use crate::support;
+use crate::support::ops;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -149,7 +146,7 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
     let nrls = Nrls::start(&config, &data);
     let http = reqwest::Client::new();
     let token = ops::token(&http, &nrls.url, "ops-producer").await.unwrap();
-    let body = common::pointer("RR8", 4, ops::CRISIS).to_string();
+    let body = support::pointer("RR8", 4, ops::CRISIS).to_string();
     let (mut stream, sent) = start_slow_create(nrls.addr, &token, &body);
     std::thread::sleep(Duration::from_millis(300));
 
@@ -194,14 +191,14 @@ async fn logs_one_json_line_per_request_without_patient_data_or_tokens() {
     let mut nrls = Nrls::start(&config, &data);
     let http = reqwest::Client::new();
     let token = ops::token(&http, &nrls.url, "ops-consumer").await.unwrap();
-    let nhs_number = common::patient(5);
+    let nhs_number = support::patient(5);
     let request_id = ops::uuid();
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let response = http
         .get(format!(
             "{}/consumer/FHIR/R4/DocumentReference?subject:identifier={}%7C{nhs_number}",
             nrls.url,
-            common::NHS
+            support::NHS
         ))
         .bearer_auth(&token)
         .header("NHSD-End-User-Organisation-ODS", "RX9")

@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The deployment files in `deploy/` hold what they promise, checked with
 //! the real tools where this machine has them: `ldd` on the binary,
 //! `systemd-analyze verify` on the unit. No Docker engine runs here, so the

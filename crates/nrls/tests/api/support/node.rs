@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::common::Client;
+use super::Client;
 
 /// The URL every node of a deployment calls itself: token issuer and audience.
 pub const PUBLIC_URL: &str = "http://nrls.test";

@@ -1,7 +1,12 @@
 //! Black-box test harness: starts the real nrls service in-process on port 0
 //! (real TCP, real HTTP, real store) and talks to it with an HTTP client.
+//! `node` runs nrls as processes (several nodes, one database); `ops` writes
+//! their configuration and reads their metrics.
 
 #![allow(dead_code)]
+
+pub mod node;
+pub mod ops;
 
 use std::time::Duration;
 
@@ -18,7 +23,7 @@ pub const NHS: &str = "https://fhir.nhs.uk/Id/nhs-number";
 
 /// Every backend the black-box suites run against. A PostgreSQL server gets
 /// a database of its own, cloned from a migrated template and dropped with it
-/// (`store::postgres::testing`).
+/// (`testkit::postgres`).
 pub const BACKENDS: &[Backend] = &[Backend::Memory, Backend::Sqlite, Backend::Postgres];
 
 /// Test apps: (client id, [(ods, role, types)]).
@@ -73,7 +78,7 @@ pub struct TestServer {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     /// The server's own database, for [`Backend::Postgres`]; dropped last.
-    pub database: Option<store::postgres::testing::TestDatabase>,
+    pub database: Option<testkit::postgres::TestDatabase>,
 }
 
 impl TestServer {
@@ -90,7 +95,7 @@ impl TestServer {
         config.apps = test_apps();
         let database = match backend {
             Backend::Postgres => {
-                let database = store::postgres::testing::TestDatabase::create().await;
+                let database = testkit::postgres::TestDatabase::create().await;
                 config.store.database_url = Some(database.url().to_owned());
                 // Many servers run side by side: a few connections each.
                 config.store.pool_size = 4;

@@ -1,10 +1,9 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Consumer API, black-box: search (GET and POST), filters, counts, paging and
 //! read, with permissions enforced on type system and code.
 
-mod common;
+use crate::support;
 
-use common::*;
+use support::*;
 use serde_json::{Value, json};
 
 fn ids(bundle: &Value) -> Vec<String> {

@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! `nrls generate`, `import` and `export` on every backend: validation as the
 //! API does it, error file, idempotent re-runs, resume from a checkpoint,
 //! and an export that re-imports byte for byte.

@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The server loop, over real TCP: header-size and idle limits, TLS, and
 //! graceful shutdown that lets in-flight requests finish.
 

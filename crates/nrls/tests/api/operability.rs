@@ -1,12 +1,9 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 //! Operability, black-box against the real service in-process: metrics move
 //! with traffic, the OpenAPI document lists exactly what the router serves,
 //! probes and readiness during shutdown, registry reload good and bad.
 
-mod common;
-#[path = "support/ops.rs"]
-mod ops;
+use crate::support;
+use crate::support::ops;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -60,8 +57,8 @@ impl Server {
         }
     }
 
-    fn client(&self, token: String, ods: &str) -> common::Client {
-        common::Client {
+    fn client(&self, token: String, ods: &str) -> support::Client {
+        support::Client {
             http: self.http.clone(),
             url: self.url.clone(),
             token: Some(token),
@@ -107,15 +104,15 @@ async fn metrics_series_move_with_traffic() {
         "RX9",
     );
     let id = producer
-        .create(&common::pointer("RR8", 1, ops::CRISIS))
+        .create(&support::pointer("RR8", 1, ops::CRISIS))
         .await;
     assert_eq!(
-        consumer.consumer_search(&common::subject(1)).await.status,
+        consumer.consumer_search(&support::subject(1)).await.status,
         200
     );
     assert_eq!(
         consumer
-            .get(&format!("{}/{id}", common::CONSUMER_DR))
+            .get(&format!("{}/{id}", support::CONSUMER_DR))
             .await
             .status,
         200
@@ -135,7 +132,7 @@ async fn metrics_series_move_with_traffic() {
     );
     let mut statuses = Vec::new();
     for _ in 0..4 {
-        statuses.push(limited.consumer_search(&common::subject(1)).await.status);
+        statuses.push(limited.consumer_search(&support::subject(1)).await.status);
     }
     assert!(statuses.contains(&429), "{statuses:?}");
 
@@ -196,7 +193,7 @@ async fn metrics_series_move_with_traffic() {
     // Nothing is waiting to be written once the requests have been answered.
     assert_eq!(ops::series(&after, "nrls_audit_backlog_events"), 0.0);
     // No raw path or query string ever becomes a label.
-    assert!(!after.contains("no/such/path") && !after.contains(&common::patient(1)));
+    assert!(!after.contains("no/such/path") && !after.contains(&support::patient(1)));
     server.stop().await;
 }
 
@@ -358,7 +355,7 @@ async fn reload_with_a_good_config_adds_an_app() {
         .unwrap();
     let reply = server
         .client(token, "RX9")
-        .consumer_search(&common::subject(2))
+        .consumer_search(&support::subject(2))
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     let scrape = server.scrape(&admin).await;
@@ -403,7 +400,7 @@ async fn reload_with_a_bad_config_keeps_the_old_registry() {
         assert!(body["error"].as_str().unwrap().contains(why), "{body}");
         // The old registry is in force: existing tokens work, no new app.
         assert_eq!(
-            consumer.consumer_search(&common::subject(3)).await.status,
+            consumer.consumer_search(&support::subject(3)).await.status,
             200
         );
         assert!(

@@ -1,9 +1,8 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Known defects of NHS England's NRLF implementation, each proven absent here.
 
-mod common;
+use crate::support;
 
-use common::*;
+use support::*;
 use nrls::config::Backend;
 use serde_json::{Value, json};
 

@@ -1,5 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 //! The configuration reference stays true: the example file parses and its
 //! apps validate, every setting in `config.rs` is documented in
 //! docs/configuration.md and present in the example, and unknown keys are

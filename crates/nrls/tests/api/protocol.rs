@@ -1,10 +1,9 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! HTTP protocol behaviour, black-box: authentication, required headers, media
 //! types, malformed bodies, limits, discovery endpoints and unknown routes.
 
-mod common;
+use crate::support;
 
-use common::*;
+use support::*;
 use nrls::config::Backend;
 use reqwest::Method;
 use serde_json::{Value, json};

@@ -591,7 +591,7 @@ mod tests {
     use tokio_postgres::error::SqlState;
 
     use super::ReplicaPair;
-    use crate::postgres::testing::try_connect;
+    use crate::postgres::try_connect;
 
     async fn rows(client: &Client) -> i64 {
         client

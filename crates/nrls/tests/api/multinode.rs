@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Several app nodes on one PostgreSQL database: two real `nrls serve`
 //! processes, started at once on an empty database (so they also race to
 //! migrate it), take conflicting writes of the same pointers through both.
@@ -8,18 +7,17 @@
 //! Also here, ignored by default: the bytes-per-pointer measurement behind
 //! docs/scale-out.md.
 
-mod common;
-#[path = "support/node.rs"]
-mod node;
+use crate::support;
+use crate::support::node;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{CRISIS, Client, PRODUCER_DR, Reply, pointer, subject};
+use support::{CRISIS, Client, PRODUCER_DR, Reply, pointer, subject};
 use node::{Deployment, Node, Storage};
 use serde_json::{Value, json};
-use store::postgres::testing::TestDatabase;
+use testkit::postgres::TestDatabase;
 
 /// Rounds of each race. Each round is one pair of conflicting requests.
 const ROUNDS: usize = 12;
@@ -321,7 +319,7 @@ async fn nodes_share_access_facts_and_one_audit_trail() {
     };
     assert_eq!(total(consumer_b.consumer_search(&subject(0)).await), 1);
 
-    let objection = format!("/admin/patients/{}/objection", common::patient(0));
+    let objection = format!("/admin/patients/{}/objection", support::patient(0));
     let objected = admin_a
         .put_json(&objection, &json!({"note": "by letter"}))
         .await;
@@ -337,14 +335,14 @@ async fn nodes_share_access_facts_and_one_audit_trail() {
 
     // A read through A is found in the trail through B, with its request id.
     let read = consumer_a
-        .get(&format!("{}/{id}", common::CONSUMER_DR))
+        .get(&format!("{}/{id}", support::CONSUMER_DR))
         .await;
     assert_eq!(read.status, 200, "{}", read.text);
     let read_id = read.header("x-request-id").unwrap();
     let events = admin_b
         .get(&format!(
             "/admin/FHIR/R4/AuditEvent?patient={}&_count=100",
-            common::patient(0)
+            support::patient(0)
         ))
         .await;
     assert_eq!(events.status, 200, "{}", events.text);
@@ -409,7 +407,7 @@ async fn readiness_fails_while_migrations_run() {
     migrating
         .execute(
             "SELECT pg_advisory_lock($1)",
-            &[&store::postgres::testing::MIGRATION_LOCK],
+            &[&testkit::postgres::MIGRATION_LOCK],
         )
         .await
         .unwrap();
@@ -450,7 +448,7 @@ async fn readiness_fails_while_migrations_run() {
     migrating
         .execute(
             "SELECT pg_advisory_unlock($1)",
-            &[&store::postgres::testing::MIGRATION_LOCK],
+            &[&testkit::postgres::MIGRATION_LOCK],
         )
         .await
         .unwrap();
@@ -542,7 +540,7 @@ async fn readiness_fails_while_the_audit_trail_is_unavailable() {
 /// consumers' AuditEvents are written to the primary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_reads_go_to_the_replica() {
-    let pair = store::postgres::testing::ReplicaPair::start().await;
+    let pair = testkit::postgres::ReplicaPair::start().await;
     let (primary, replica) = (pair.primary_url(), pair.replica_url());
     let deployment = Deployment::new(Storage::Replicated {
         primary: &primary,
@@ -573,7 +571,7 @@ async fn consumer_reads_go_to_the_replica() {
         "consumers read the paused replica"
     );
     let read = consumer
-        .get(&format!("{}/{second}", common::CONSUMER_DR))
+        .get(&format!("{}/{second}", support::CONSUMER_DR))
         .await;
     assert_eq!(read.status, 404, "not replicated yet: {}", read.text);
 
@@ -584,7 +582,7 @@ async fn consumer_reads_go_to_the_replica() {
         BTreeSet::from([first, second.clone()])
     );
     let read = consumer
-        .get(&format!("{}/{second}", common::CONSUMER_DR))
+        .get(&format!("{}/{second}", support::CONSUMER_DR))
         .await;
     assert_eq!(read.status, 200, "{}", read.text);
 
@@ -680,8 +678,8 @@ mod measure {
     use nrls::dataset::Dataset;
     use store::PointerStore;
     use store::postgres::PostgresStore;
-    use store::postgres::testing::TestDatabase;
     use store::sqlite::{SqliteOptions, SqliteStore};
+    use testkit::postgres::TestDatabase;
 
     const BATCH: usize = 2000;
 
