@@ -169,10 +169,12 @@ impl Application {
         let access = access_services(&config, &public_url, database).await?;
         let audit_log = Arc::clone(&access.audit);
         let mut state = AppState::with_ops(store.clone(), authenticator, api_settings, ops, access);
+        let shared = |_| StartError::Store("the state was shared while being built".into());
         if let Some(replica) = replica {
-            state = state.with_consumer_store(replica).map_err(|_| {
-                StartError::Store("the state was shared before the replica was set".into())
-            })?;
+            state = state.with_consumer_store(replica).map_err(shared)?;
+        }
+        if let Some(federation) = shared_care_record {
+            state = state.with_shared_care_record(federation).map_err(shared)?;
         }
         let (listener, admin) = starting.finish().await?;
         let admin_port = admin
@@ -180,13 +182,7 @@ impl Application {
             .and_then(|l| l.local_addr().ok())
             .map(|a| a.port());
         let listeners = Listeners {
-            main: (
-                listener,
-                match shared_care_record {
-                    Some(scr) => api::router(state.clone()).layer(axum::Extension(scr)),
-                    None => api::router(state.clone()),
-                },
-            ),
+            main: (listener, api::router(state.clone())),
             limits,
             tls,
             admin: admin.map(|listener| (listener, api::admin_router(state))),
@@ -500,7 +496,7 @@ async fn access_services(
                 .await
                 .map_err(|e| fail(&e))?,
         );
-        services.access = Arc::new(store::access::postgres::PostgresAccessStore::new(database));
+        services.facts = Arc::new(store::access::postgres::PostgresAccessStore::new(database));
     } else if config.store.backend == Backend::Sqlite {
         std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
         let signer = audit::CheckpointSigner::load_or_create(&key_file).map_err(|e| fail(&e))?;
@@ -516,7 +512,7 @@ async fn access_services(
             )
             .map_err(|e| fail(&e))?,
         );
-        services.access = Arc::new(
+        services.facts = Arc::new(
             store::access::sqlite::SqliteAccessStore::open(
                 &dir.join(store::access::sqlite::FILE_NAME),
             )
@@ -536,7 +532,7 @@ async fn shared_care_record(
     config: &Config,
     demo_mode: bool,
     store: &dyn store::PointerStore,
-) -> Result<Option<api::routes::shared_care_record::SharedCareRecord>, StartError> {
+) -> Result<Option<api::operations::SharedCareRecord>, StartError> {
     use crate::commands::demo_source;
     let fail = |e: &dyn std::fmt::Display| StartError::Federation(e.to_string());
     let mut sources = config.sources.clone();
@@ -560,7 +556,7 @@ async fn shared_care_record(
     let registry = federation::SourceRegistry::from_configs(&sources).map_err(|e| fail(&e))?;
     let federator =
         federation::Federator::new(registry, &config.federation).map_err(|e| fail(&e))?;
-    Ok(Some(
-        api::routes::shared_care_record::SharedCareRecord::new(Arc::new(federator)),
-    ))
+    Ok(Some(api::operations::SharedCareRecord::new(Arc::new(
+        federator,
+    ))))
 }

@@ -17,6 +17,16 @@ impl SearchParams {
     pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
+
+    /// The parameters as received, cursor aside, form-encoded: for paging
+    /// links and the audit trail.
+    pub fn canonical(&self) -> String {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in self.pairs().filter(|(k, _)| *k != "_cursor") {
+            form.append_pair(k, v);
+        }
+        form.finish()
+    }
 }
 
 fn from_form(bytes: &[u8]) -> Vec<(String, String)> {

@@ -18,7 +18,7 @@ use telemetry::{Metrics, Tracer};
 pub use lifecycle::{Lifecycle, Phase};
 pub use reload::{ReloadError, Reloader};
 
-use crate::routes::table::{Doc, Routes, media};
+use crate::table::{Doc, Routes, media};
 
 const TAG: &str = "operations";
 

@@ -4,10 +4,10 @@
 
 use crate::support;
 
-use support::*;
 use nrls::config::{Backend, Config};
 use reqwest::Method;
 use serde_json::{Value, json};
+use support::*;
 
 const IDP: &str = "https://idp.test";
 const ACTIVITY: &str = "B0264";

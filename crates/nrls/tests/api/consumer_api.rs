@@ -3,8 +3,8 @@
 
 use crate::support;
 
-use support::*;
 use serde_json::{Value, json};
+use support::*;
 
 fn ids(bundle: &Value) -> Vec<String> {
     bundle["entry"]

@@ -21,9 +21,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use support::{CRISIS, Client, PRODUCER_DR, Reply, TestServer, pointer};
 use node::{Deployment, Storage};
 use nrls::config::Backend;
+use support::{CRISIS, Client, PRODUCER_DR, Reply, TestServer, pointer};
 use testkit::postgres::{Link, Proxy, TestDatabase};
 use tokio::sync::Mutex;
 

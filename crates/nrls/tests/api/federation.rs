@@ -3,8 +3,8 @@
 //! on port 0. Sources are switched between normal, slow, failing and
 //! malformed while the tests run.
 //!
-//! The route is merged here the way the lead wires it (`api::router` plus
-//! `routes::shared_care_record`), over the real access services (policy and
+//! The service is built the way `nrls serve` builds it (`api::router` over
+//! a state with the federator), over the real access services (policy and
 //! audit trail, in memory). Sensitive pointers are tested twice: hidden by
 //! the real access policy (default: fail closed), and by an extra closure
 //! hook under which only the app `consumer-sensitive` sees them.
@@ -13,11 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use api::access::AccessServices;
+use api::operations::SharedCareRecord;
 use api::ops::Ops;
-use api::routes::shared_care_record::SharedCareRecord;
 use api::{ApiSettings, AppState};
 use auth::{AppRegistry, Authenticator, TokenSettings};
-use axum::Extension;
 use domain::access::AccessPolicy;
 use domain::{OdsCode, PointerId};
 use federation::{FederationConfig, Federator, SourceRegistry};
@@ -149,17 +148,19 @@ impl Harness {
             policy,
             ..AccessServices::in_memory()
         };
-        let state = AppState::with_ops(store.clone(), auth, settings, Ops::default(), access);
         let shared = SharedCareRecord {
             federator: Arc::new(federator),
             visibility: Arc::new(|caller, pointer| {
                 pointer.security_labels.is_empty() || &*caller.client_id == "consumer-sensitive"
             }),
         };
+        // The route is part of the consumer API; the federator is part of
+        // the state, as `nrls serve` wires it.
+        let state = AppState::with_ops(store.clone(), auth, settings, Ops::default(), access)
+            .with_shared_care_record(shared)
+            .unwrap_or_else(|_| panic!("the state is not shared yet"));
         let state_handle = state.clone();
-        // The route is part of the consumer API; the federator arrives as an
-        // extension, as `nrls serve` wires it.
-        let app = api::router(state).layer(Extension(shared));
+        let app = api::router(state);
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });

@@ -14,9 +14,9 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use support::{CRISIS, Client, PRODUCER_DR, Reply, pointer, subject};
 use node::{Deployment, Node, Storage};
 use serde_json::{Value, json};
+use support::{CRISIS, Client, PRODUCER_DR, Reply, pointer, subject};
 use testkit::postgres::TestDatabase;
 
 /// Rounds of each race. Each round is one pair of conflicting requests.

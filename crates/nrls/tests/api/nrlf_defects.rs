@@ -2,9 +2,9 @@
 
 use crate::support;
 
-use support::*;
 use nrls::config::Backend;
 use serde_json::{Value, json};
+use support::*;
 
 /// NRLF: a bad NHS number on create gives a 500.
 #[tokio::test]

@@ -3,8 +3,8 @@
 
 use crate::support;
 
-use support::*;
 use serde_json::{Value, json};
+use support::*;
 
 #[tokio::test]
 async fn create_then_read_returns_the_stored_pointer() {
@@ -18,6 +18,11 @@ async fn create_then_read_returns_the_stored_pointer() {
         assert_eq!(
             reply.json()["issue"][0]["details"]["coding"][0]["code"],
             "RESOURCE_CREATED"
+        );
+        // One success code system for create, update and delete, as NRLF's own.
+        assert_eq!(
+            reply.json()["issue"][0]["details"]["coding"][0]["system"],
+            "https://fhir.nhs.uk/CodeSystem/NRLF-SuccessCode"
         );
         assert_eq!(reply.header("etag").as_deref(), Some("W/\"1\""));
         assert_eq!(

@@ -3,10 +3,10 @@
 
 use crate::support;
 
-use support::*;
 use nrls::config::Backend;
 use reqwest::Method;
 use serde_json::{Value, json};
+use support::*;
 
 #[tokio::test]
 async fn every_api_call_needs_a_valid_bearer_token() {

@@ -15,9 +15,9 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
-use support::{CONSUMER_DR, SUMMARY, TestServer};
 use nrls::config::{Backend, Config};
 use serde_json::{Value, json};
+use support::{CONSUMER_DR, SUMMARY, TestServer};
 use tokio::net::TcpListener;
 
 /// The caller's trace and span, as a gateway in front would send them.

@@ -29,7 +29,7 @@ fn options(database: &TestDatabase) -> PostgresOptions {
 }
 
 async fn open(database: &TestDatabase) -> PostgresStore {
-    PostgresStore::open(options(&database)).await.unwrap()
+    PostgresStore::open(options(database)).await.unwrap()
 }
 
 /// Options with a short statement time-out, for fault tests.

@@ -146,25 +146,6 @@ impl Routes {
         self
     }
 
-    /// Serves a router built elsewhere (e.g. with a state of its own) under
-    /// `prefix`, documented by `operations` (method, path under `prefix`,
-    /// doc). The OpenAPI coverage test holds it to that list.
-    pub fn nest_router(
-        mut self,
-        prefix: &str,
-        router: Router<AppState>,
-        operations: &[(Method, &str, Doc)],
-    ) -> Routes {
-        self.router = self.router.nest(prefix, router);
-        self.operations
-            .extend(operations.iter().map(|(method, path, doc)| Operation {
-                method: method.clone(),
-                path: format!("{prefix}{path}"),
-                doc: *doc,
-            }));
-        self
-    }
-
     /// Serves `other` alongside.
     pub fn merge(mut self, other: Routes) -> Routes {
         self.router = self.router.merge(other.router);

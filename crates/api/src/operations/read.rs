@@ -1,11 +1,12 @@
+use audit::Interaction;
 use domain::issue::ErrorCode;
 use domain::{PointerId, PointerRecord};
 
-use super::access_check::{decide, patient_access};
-use crate::audit_trail::AuditDraft;
+use super::Context;
+use super::policy::{decide, patient_access};
+use crate::audit_trail::{AuditDraft, audited};
+use crate::caller::Caller;
 use crate::error::ApiError;
-use crate::extract::Caller;
-use crate::state::AppState;
 
 pub(crate) fn parse_id(text: &str) -> Result<PointerId, ApiError> {
     PointerId::parse(text)
@@ -28,30 +29,35 @@ pub(crate) fn own_id(caller: &Caller, text: &str) -> Result<PointerId, ApiError>
     Ok(id)
 }
 
-fn type_permitted(state: &AppState, caller: &Caller, record: &PointerRecord) -> bool {
-    state
-        .catalogue()
-        .find_key(&record.type_key)
-        .is_some_and(|t| caller.types.contains(t.index))
+/// Reads one of the producer's own pointers, audited.
+pub async fn read_for_producer(
+    ctx: &Context<'_>,
+    caller: &Caller,
+    id: &str,
+) -> Result<PointerRecord, ApiError> {
+    let mut draft = AuditDraft::new(Interaction::Read);
+    let result = own_pointer(ctx, caller, id, &mut draft).await;
+    audited(ctx, caller.actor(), draft, result).await
 }
 
-/// Reads one of the producer's own pointers.
-pub async fn read_for_producer(
-    state: &AppState,
+/// One of the producer's own pointers, from the primary (a producer must see
+/// its own writes); updates and deletes start here too.
+pub(super) async fn own_pointer(
+    ctx: &Context<'_>,
     caller: &Caller,
     id: &str,
     draft: &mut AuditDraft,
 ) -> Result<PointerRecord, ApiError> {
     let id = own_id(caller, id)?;
-    let record = state
-        .store()
+    let record = ctx
+        .store
         .get(&id)
         .await?
         .filter(|r| r.custodian == caller.ods)
         .ok_or_else(|| ApiError::not_found(format!("pointer {id} does not exist")))?;
     draft.patient = Some(record.nhs_number);
     draft.resources.push(record.id.to_string());
-    if !type_permitted(state, caller, &record) {
+    if !caller.may_see(ctx.catalogue, &record) {
         return Err(ApiError::forbidden(
             ErrorCode::AccessDeniedLevel,
             format!(
@@ -63,29 +69,35 @@ pub async fn read_for_producer(
     Ok(record)
 }
 
-/// Reads any pointer the consumer may see. A pointer it may not see (type,
-/// sensitivity, objection) is reported exactly like one that does not exist,
-/// so a response never reveals it.
+/// Reads any pointer the consumer may see, audited. A pointer it may not see
+/// (type, sensitivity, objection) is reported exactly like one that does not
+/// exist, so a response never reveals it.
 pub async fn read_for_consumer(
-    state: &AppState,
+    ctx: &Context<'_>,
+    caller: &Caller,
+    id: &str,
+) -> Result<PointerRecord, ApiError> {
+    let mut draft = AuditDraft::new(Interaction::Read);
+    let result = visible_pointer(ctx, caller, id, &mut draft).await;
+    audited(ctx, caller.actor(), draft, result).await
+}
+
+async fn visible_pointer(
+    ctx: &Context<'_>,
     caller: &Caller,
     id: &str,
     draft: &mut AuditDraft,
 ) -> Result<PointerRecord, ApiError> {
     let id = parse_id(id)?;
     let not_found = || ApiError::not_found(format!("pointer {id} does not exist"));
-    let record = state
-        .consumer_store()
-        .get(&id)
-        .await?
-        .ok_or_else(not_found)?;
+    let record = ctx.consumer_store.get(&id).await?.ok_or_else(not_found)?;
     // An attempt on a real patient's pointer is audited even when refused.
     draft.patient = Some(record.nhs_number);
-    if !type_permitted(state, caller, &record) {
+    if !caller.may_see(ctx.catalogue, &record) {
         return Err(not_found());
     }
-    let patient = patient_access(state, record.nhs_number).await?;
-    let grant = decide(state, caller, &patient, draft)?;
+    let patient = patient_access(ctx, record.nhs_number).await?;
+    let grant = decide(ctx, caller, &patient, draft)?;
     if !grant.filter.visible(&record) {
         return Err(not_found());
     }

@@ -1,3 +1,4 @@
+use audit::Interaction;
 use domain::clock::now_instant;
 use domain::issue::Issue;
 use domain::validation::{ValidPointer, ValidationContext, check_immutable_fields, validate};
@@ -5,26 +6,26 @@ use domain::{PointerId, PointerRecord};
 use fhir::DocumentReference;
 use store::StoreError;
 
-use super::read::{own_id, read_for_producer};
-use crate::audit_trail::AuditDraft;
+use super::Context;
+use super::read::{own_id, own_pointer};
+use crate::audit_trail::{AuditDraft, audited};
+use crate::caller::Caller;
 use crate::error::ApiError;
-use crate::extract::Caller;
-use crate::state::AppState;
 
-/// A pointer that was written.
+/// A pointer that was written: its id and new version.
 #[derive(Debug, Clone)]
-pub struct Created {
+pub struct Written {
     pub id: PointerId,
     pub version: u32,
 }
 
 fn check(
-    state: &AppState,
+    ctx: &Context<'_>,
     caller: &Caller,
     doc: &DocumentReference,
 ) -> Result<ValidPointer, ApiError> {
     let ctx = ValidationContext {
-        catalogue: state.catalogue(),
+        catalogue: ctx.catalogue,
         caller: &caller.ods,
         permitted_types: caller.types,
     };
@@ -42,16 +43,27 @@ fn record(
         .map_err(|e| ApiError::Internal(format!("serialising a pointer: {e}")))
 }
 
-/// Creates a pointer, superseding (atomically deleting) any it `replaces`.
+/// Creates a pointer, superseding (atomically deleting) any it `replaces`;
+/// audited.
 pub async fn create(
-    state: &AppState,
+    ctx: &Context<'_>,
+    caller: &Caller,
+    doc: DocumentReference,
+) -> Result<Written, ApiError> {
+    let mut draft = AuditDraft::new(Interaction::Create);
+    let result = create_pointer(ctx, caller, doc, &mut draft).await;
+    audited(ctx, caller.actor(), draft, result).await
+}
+
+async fn create_pointer(
+    ctx: &Context<'_>,
     caller: &Caller,
     doc: DocumentReference,
     draft: &mut AuditDraft,
-) -> Result<Created, ApiError> {
+) -> Result<Written, ApiError> {
     // Named before validation so a refused create of a real patient is audited too.
     draft.patient = subject_of(&doc);
-    let mut valid = check(state, caller, &doc)?;
+    let mut valid = check(ctx, caller, &doc)?;
     let id = match valid.id.take() {
         Some(id) => id,
         None => PointerId::generate(&caller.ods, &uuid::Uuid::new_v4().to_string())
@@ -63,20 +75,33 @@ pub async fn create(
         .resources
         .extend(supersedes.iter().map(|s| s.target.to_string()));
     let record = record(doc, valid, id.clone(), 1)?;
-    state.store().create(record, supersedes).await?;
-    Ok(Created { id, version: 1 })
+    ctx.store.create(record, supersedes).await?;
+    Ok(Written { id, version: 1 })
 }
 
-/// Replaces one of the producer's pointers. Optimistic concurrency: the version
-/// the client read (`If-Match` or `meta.versionId`) must still be current.
+/// Replaces one of the producer's pointers, audited. Optimistic concurrency:
+/// the version the client read (`If-Match` or `meta.versionId`) must still
+/// be current.
 pub async fn update(
-    state: &AppState,
+    ctx: &Context<'_>,
+    caller: &Caller,
+    path_id: &str,
+    doc: DocumentReference,
+    if_match: Option<u32>,
+) -> Result<Written, ApiError> {
+    let mut draft = AuditDraft::new(Interaction::Update);
+    let result = update_pointer(ctx, caller, path_id, doc, if_match, &mut draft).await;
+    audited(ctx, caller.actor(), draft, result).await
+}
+
+async fn update_pointer(
+    ctx: &Context<'_>,
     caller: &Caller,
     path_id: &str,
     doc: DocumentReference,
     if_match: Option<u32>,
     draft: &mut AuditDraft,
-) -> Result<Created, ApiError> {
+) -> Result<Written, ApiError> {
     let id = own_id(caller, path_id)?;
     if doc.id.as_deref() != Some(id.as_str()) {
         return Err(ApiError::one(Issue::invalid(
@@ -93,10 +118,10 @@ pub async fn update(
             ))
         })?),
     };
-    let existing = read_for_producer(state, caller, id.as_str(), draft).await?;
+    let existing = own_pointer(ctx, caller, id.as_str(), draft).await?;
     let old: DocumentReference = serde_json::from_str(&existing.json)
         .map_err(|e| ApiError::Internal(format!("stored pointer {id}: {e}")))?;
-    let mut valid = check(state, caller, &doc)?;
+    let mut valid = check(ctx, caller, &doc)?;
     let immutable = check_immutable_fields(&doc, &old);
     if !immutable.is_empty() {
         return Err(ApiError::Rejected(immutable));
@@ -114,13 +139,13 @@ pub async fn update(
     valid.supersedes.clear();
     let version = existing.version + 1;
     let record = record(doc, valid, id.clone(), version)?;
-    match state.store().update(record, existing.version).await {
+    match ctx.store.update(record, existing.version).await {
         Err(StoreError::VersionConflict {
             expected, actual, ..
         }) if client_version.is_some() => Err(precondition_failed(&id, expected, actual)),
         other => other.map_err(ApiError::from),
     }?;
-    Ok(Created { id, version })
+    Ok(Written { id, version })
 }
 
 fn precondition_failed(id: &PointerId, expected: u32, actual: u32) -> ApiError {
@@ -134,16 +159,28 @@ fn precondition_failed(id: &PointerId, expected: u32, actual: u32) -> ApiError {
     ))
 }
 
-/// Deletes one of the producer's pointers (at `if_match` version, if given).
+/// Deletes one of the producer's pointers (at `if_match` version, if
+/// given), audited.
 pub async fn delete(
-    state: &AppState,
+    ctx: &Context<'_>,
+    caller: &Caller,
+    path_id: &str,
+    if_match: Option<u32>,
+) -> Result<(), ApiError> {
+    let mut draft = AuditDraft::new(Interaction::Delete);
+    let result = delete_pointer(ctx, caller, path_id, if_match, &mut draft).await;
+    audited(ctx, caller.actor(), draft, result).await
+}
+
+async fn delete_pointer(
+    ctx: &Context<'_>,
     caller: &Caller,
     path_id: &str,
     if_match: Option<u32>,
     draft: &mut AuditDraft,
 ) -> Result<(), ApiError> {
-    let existing = read_for_producer(state, caller, path_id, draft).await?;
-    match state.store().delete(&existing.id, if_match).await {
+    let existing = own_pointer(ctx, caller, path_id, draft).await?;
+    match ctx.store.delete(&existing.id, if_match).await {
         Err(StoreError::VersionConflict {
             expected,
             actual,

@@ -5,30 +5,24 @@ use audit::AccessFacts;
 use domain::NhsNumber;
 use domain::access::{AccessRequest, CallerApp, Grant, PatientAccess};
 use domain::issue::{ErrorCode, Issue, IssueType};
-use store::StoreError;
 
+use super::Context;
 use crate::audit_trail::AuditDraft;
+use crate::caller::Caller;
 use crate::error::ApiError;
-use crate::extract::Caller;
-use crate::state::AppState;
 
 /// The patient's recorded relationships and objection.
-pub(crate) async fn patient_access(
-    state: &AppState,
+pub async fn patient_access(
+    ctx: &Context<'_>,
     nhs_number: NhsNumber,
 ) -> Result<PatientAccess, ApiError> {
-    state
-        .access()
-        .access
-        .patient_access(nhs_number)
-        .await
-        .map_err(|e| ApiError::Store(StoreError::Unavailable(e.to_string())))
+    Ok(ctx.access.facts.patient_access(nhs_number).await?)
 }
 
 /// Decides the request; a denial is a 403 whose sentence starts with the
 /// policy's reason code.
-pub(crate) fn decide<'a>(
-    state: &'a AppState,
+pub fn decide<'a>(
+    ctx: &Context<'a>,
     caller: &'a Caller,
     patient: &'a PatientAccess,
     draft: &mut AuditDraft,
@@ -44,7 +38,7 @@ pub(crate) fn decide<'a>(
         basis: &caller.access.basis,
         patient,
     };
-    match state.access().policy.decide(&request) {
+    match ctx.access.policy.decide(&request) {
         Ok(grant) => {
             draft.access = Some(AccessFacts::granted(&caller.access.basis, &grant));
             Ok(grant)
