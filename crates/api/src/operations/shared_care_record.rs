@@ -65,13 +65,13 @@ pub async fn shared_care_record(
     request: SharedCareRecordQuery<'_>,
 ) -> Result<FederatedRecord, ApiError> {
     let mut draft = AuditDraft::new(Interaction::Search);
-    let result = assemble(ctx, caller, &request, &mut draft).await;
+    let result = federate(ctx, caller, &request, &mut draft).await;
     audited(ctx, caller.actor(), draft, result).await
 }
 
 /// Checks the request and the caller's access, then asks the federator. Every
 /// decision is noted in `draft` for the one AuditEvent of the request.
-async fn assemble(
+async fn federate(
     ctx: &Context<'_>,
     caller: &Caller,
     request: &SharedCareRecordQuery<'_>,

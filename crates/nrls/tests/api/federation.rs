@@ -20,7 +20,7 @@ use auth::{AppRegistry, Authenticator, TokenSettings};
 use domain::access::AccessPolicy;
 use domain::{OdsCode, PointerId};
 use federation::{FederationConfig, Federator, SourceRegistry};
-use nrls::commands::demo_source::{
+use nrls::demo::source::{
     Mode, Region, RunningSource, SourceState, seed_pointers, spawn, summary_pointer,
 };
 use serde_json::Value;

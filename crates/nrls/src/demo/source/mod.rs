@@ -1,4 +1,4 @@
-//! `nrls demo-source`: a small regional FHIR R4 source, as an ICB shared care
+//! Demo regional sources: small FHIR R4 servers, as an ICB shared care
 //! record would expose one, serving synthetic structured records
 //! (AllergyIntolerance, Condition, MedicationStatement, Immunization,
 //! Encounter) for the demo patients. Its mode can be switched while it runs
@@ -10,10 +10,11 @@
 //! - `malformed`: answers 200 with a body that is not JSON.
 //!
 //! Synthetic data only; no authentication (register it with `auth = none`).
+//! `nrls serve --demo` starts three in-process ([`start_demo_sources`]);
+//! `nrls demo-source` (commands/demo_source.rs) runs one on its own.
 
 mod records;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -106,7 +107,7 @@ pub enum Mode {
 impl Mode {
     const ALL: [Mode; 4] = [Mode::Normal, Mode::Slow, Mode::Failing, Mode::Malformed];
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Mode::Normal => "normal",
             Mode::Slow => "slow",
@@ -114,23 +115,6 @@ impl Mode {
             Mode::Malformed => "malformed",
         }
     }
-}
-
-/// Arguments of `nrls demo-source`.
-#[derive(Debug, clap::Args)]
-pub struct DemoSourceArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:9101")]
-    pub listen: SocketAddr,
-    /// Which demo region to serve: QWO, QE1 or QRV.
-    #[arg(long, value_parser = Region::parse)]
-    pub region: Region,
-    /// Starting mode (switch later with `PUT /_mode/{mode}`).
-    #[arg(long, value_enum, default_value = "normal")]
-    pub mode: Mode,
-    /// Delay of the slow mode, in milliseconds.
-    #[arg(long, default_value_t = 1_500)]
-    pub delay_ms: u64,
 }
 
 /// A running source's shared state: mode, delay and a request counter.
@@ -206,28 +190,6 @@ pub fn router(state: Arc<SourceState>) -> Router {
         .route("/_mode/{mode}", put(set_mode))
         .route("/_status", get(status))
         .with_state(state)
-}
-
-/// `nrls demo-source`: serves until Ctrl-C.
-pub async fn run(args: DemoSourceArgs) -> Result<(), String> {
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    let state = SourceState::new(args.region, args.mode, Duration::from_millis(args.delay_ms));
-    let running = spawn(listener, state).map_err(|e| e.to_string())?;
-    println!(
-        "demo source {} ({}) serving {} at {} — register it in nrls as:\n\n[[sources]]\nods = \"{}\"\nname = \"{}\"\nbase_url = \"{}\"\n",
-        args.region.ods(),
-        args.region.name(),
-        args.mode.name(),
-        running.base_url,
-        args.region.ods(),
-        args.region.name(),
-        running.base_url,
-    );
-    let _ = tokio::signal::ctrl_c().await;
-    running.task.abort();
-    Ok(())
 }
 
 fn fhir(status: StatusCode, body: Value) -> Response {
