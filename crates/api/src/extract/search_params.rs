@@ -10,24 +10,7 @@ use crate::error::ApiError;
 use crate::extract::body::{content_type_essence, parse_json, read_body};
 use crate::state::AppState;
 
-/// Name/value pairs in the order given.
-pub struct SearchParams(pub Vec<(String, String)>);
-
-impl SearchParams {
-    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
-    }
-
-    /// The parameters as received, cursor aside, form-encoded: for paging
-    /// links and the audit trail.
-    pub fn canonical(&self) -> String {
-        let mut form = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in self.pairs().filter(|(k, _)| *k != "_cursor") {
-            form.append_pair(k, v);
-        }
-        form.finish()
-    }
-}
+pub use crate::operations::SearchParams;
 
 fn from_form(bytes: &[u8]) -> Vec<(String, String)> {
     form_urlencoded::parse(bytes)

@@ -8,12 +8,14 @@
 //! routes (`routes/`), or a server-rendered front end with a caller of its
 //! own making, which then searches, reads and audits exactly as the API does.
 
+mod params;
 mod policy;
 mod read;
 mod search;
 pub mod shared_care_record;
 mod write;
 
+pub use params::SearchParams;
 pub use policy::{decide, patient_access};
 pub use read::{read_for_consumer, read_for_producer};
 pub use search::{SearchPage, search};

@@ -3,12 +3,11 @@ use domain::PointerRecord;
 use domain::access::PatientAccess;
 use domain::search::{self, Audience, paginate, require_permitted};
 
-use super::Context;
 use super::policy::{decide, patient_access};
+use super::{Context, SearchParams};
 use crate::audit_trail::{AuditDraft, audited};
 use crate::caller::Caller;
 use crate::error::ApiError;
-use crate::extract::SearchParams;
 
 /// One page of a search: what the caller may see, newest first.
 #[derive(Debug)]

@@ -16,12 +16,11 @@ use domain::issue::{ErrorCode, Issue, IssueType};
 use federation::{CLINICAL_SUMMARY, FederatedRecord, Federator, Retrieval, SourceStatus};
 use telemetry::{SourceOutcome, TraceContext};
 
-use super::Context;
 use super::policy::{decide, patient_access};
+use super::{Context, SearchParams};
 use crate::audit_trail::{AuditDraft, audited};
 use crate::caller::Caller;
 use crate::error::ApiError;
-use crate::extract::SearchParams;
 
 /// An extra rule on which pointers may lead to a source, on top of the
 /// caller's pointer-type permissions and the access policy's filter. A
