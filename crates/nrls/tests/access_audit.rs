@@ -478,7 +478,9 @@ async fn relationships_and_objections_are_managed_through_the_admin_api() {
     );
     let audited = audit_events(s, &patient(0)).await;
     assert!(
-        audited.iter().any(|e| e.to_string().contains("CLINICIAN_IDENTITY_REQUIRED")),
+        audited
+            .iter()
+            .any(|e| e.to_string().contains("CLINICIAN_IDENTITY_REQUIRED")),
         "the refusal is audited"
     );
     // ...unless break-glass with a reason, which raises an alert.
