@@ -29,7 +29,11 @@ pub fn head_bytes(request: &Request) -> usize {
 
 /// Refuses a request whose head exceeds `max` bytes with 431 and an
 /// OperationOutcome (the router behind may be the FHIR API).
-pub async fn refuse_large_heads(State(max): State<usize>, request: Request, next: Next) -> Response {
+pub async fn refuse_large_heads(
+    State(max): State<usize>,
+    request: Request,
+    next: Next,
+) -> Response {
     let size = head_bytes(&request);
     if size <= max {
         return next.run(request).await;
