@@ -476,7 +476,13 @@ async fn access_services(
         Some(
             auth::UserIdentityVerifier::new(
                 &config.trusted_issuers,
-                &auth::UserIdentityOptions::default(),
+                &auth::UserIdentityOptions {
+                    max_token_lifetime: Duration::from_secs(
+                        config.auth.max_identity_token_lifetime_seconds,
+                    ),
+                    max_token_age: Duration::from_secs(config.auth.max_identity_token_age_seconds),
+                    ..auth::UserIdentityOptions::default()
+                },
             )
             .map_err(|e| fail(&e))?,
         )

@@ -244,6 +244,38 @@ async fn authorisation_matrix_hides_what_must_be_hidden() {
                 sees_sensitive: true,
             },
         ),
+        // Issue 11, item 3: without a verified clinician, break-glass and
+        // self-claim are refused (the trusted app would otherwise see all).
+        (
+            Identity {
+                name: "app-only break-glass",
+                client: consumer.clone(),
+                headers: vec![
+                    ("NHSD-Access-Basis", "break-glass".into()),
+                    ("NHSD-Access-Reason", "collapsed".into()),
+                ],
+            },
+            Expect {
+                status: 403,
+                sees_open: false,
+                sees_sensitive: false,
+            },
+        ),
+        (
+            Identity {
+                name: "app-only self-claimed",
+                client: consumer.clone(),
+                headers: vec![
+                    ("NHSD-Access-Basis", "self-claimed".into()),
+                    ("NHSD-Access-Reason", "patient in ED".into()),
+                ],
+            },
+            Expect {
+                status: 403,
+                sees_open: false,
+                sees_sensitive: false,
+            },
+        ),
         (
             Identity {
                 name: "user, purpose not direct care",
@@ -265,6 +297,21 @@ async fn authorisation_matrix_hides_what_must_be_hidden() {
                 name: "expired user token",
                 client: consumer.clone(),
                 headers: vec![("NHSD-User-Identity", id_token("RX9", &[], "TREAT", -120))],
+            },
+            Expect {
+                status: 401,
+                sees_open: false,
+                sees_sensitive: false,
+            },
+        ),
+        (
+            Identity {
+                name: "user token valid for a century",
+                client: consumer.clone(),
+                headers: vec![(
+                    "NHSD-User-Identity",
+                    id_token("RX9", &[ACTIVITY], "TREAT", 100 * 365 * 86_400),
+                )],
             },
             Expect {
                 status: 401,
@@ -410,6 +457,30 @@ async fn relationships_and_objections_are_managed_through_the_admin_api() {
         consumer.consumer_search(&subject(0)).await.json()["total"],
         0,
         "app-only calls too"
+    );
+    // An app alone cannot lift the objection with break-glass: refused with
+    // its reason code, and the refusal is in the audit trail.
+    let app_only_glass = Identity {
+        name: "app-only bg",
+        client: consumer.clone(),
+        headers: vec![
+            ("NHSD-Access-Basis", "break-glass".into()),
+            ("NHSD-Access-Reason", "collapsed".into()),
+        ],
+    };
+    let refused = app_only_glass.send(Method::GET, &search).await;
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    assert!(
+        refused.text.contains("CLINICIAN_IDENTITY_REQUIRED") && !refused.text.contains(&w.open),
+        "{}",
+        refused.text
+    );
+    let audited = audit_events(s, &patient(0)).await;
+    assert!(
+        audited
+            .iter()
+            .any(|e| e.to_string().contains("CLINICIAN_IDENTITY_REQUIRED")),
+        "the refusal is audited"
     );
     // ...unless break-glass with a reason, which raises an alert.
     let glass = Identity {
