@@ -86,6 +86,7 @@ pub fn fhir_routes() -> Routes {
         .nest(ADMIN_BASE, routes::admin::routes())
         .add(get, "/_status", status("status"), routes::status)
         .merge(routes::oauth_router())
+        .refusing_head()
 }
 
 /// The whole service on the main listener, and the operations it serves
@@ -94,7 +95,11 @@ pub fn service(state: AppState) -> (Router, Vec<Operation>) {
     let (fhir, mut operations) = fhir_routes().into_parts();
     let (operational, more) = ops::routes(state.ops()).into_parts();
     operations.extend(more);
-    let document = ops::openapi::document(&operations, &state.settings().public_url);
+    let document = ops::openapi::document(
+        &operations,
+        &state.settings().public_url,
+        state.settings().search_limits,
+    );
     let observer = Observer::new(&operations, state.ops());
     // FHIR semantics (Accept negotiation, echoed ids, OperationOutcome 404s)
     // apply to the FHIR routes only; probes and scrapes answer plainly.

@@ -4,11 +4,16 @@
 //! [`Routes::add`], never with `Router::route` (a test compares the router's
 //! paths with the table).
 
+use std::collections::BTreeMap;
+
 use axum::Router;
 use axum::handler::Handler;
-use axum::http::Method;
+use axum::http::{HeaderValue, Method, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
+use domain::issue::{ErrorCode, Issue, IssueType};
 
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Media types named in the document.
@@ -153,6 +158,30 @@ impl Routes {
         self
     }
 
+    /// NRL v3 answers HEAD with 405: for every path served with GET, a HEAD
+    /// handler says so with the path's `Allow` (axum would otherwise answer
+    /// HEAD as GET). Not an operation, so not documented.
+    pub fn refusing_head(mut self) -> Routes {
+        let mut methods: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for op in &self.operations {
+            methods
+                .entry(op.path.clone())
+                .or_default()
+                .push(op.method.as_str().to_owned());
+        }
+        for (path, methods) in methods {
+            if !methods.iter().any(|m| m == "GET") {
+                continue;
+            }
+            let allow = methods.join(",");
+            self.router = self.router.route(
+                &path,
+                on(MethodFilter::HEAD, move || head_refused(allow.clone())),
+            );
+        }
+        self
+    }
+
     pub fn operations(&self) -> &[Operation] {
         &self.operations
     }
@@ -160,4 +189,17 @@ impl Routes {
     pub fn into_parts(self) -> (Router<AppState>, Vec<Operation>) {
         (self.router, self.operations)
     }
+}
+
+async fn head_refused(allow: String) -> Response {
+    let mut response = ApiError::one(Issue::general(
+        ErrorCode::MethodNotAllowed,
+        IssueType::NotSupported,
+        "HEAD is not supported; use GET",
+    ))
+    .into_response();
+    if let Ok(value) = HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
 }

@@ -86,6 +86,12 @@ pub struct UserIdentityOptions {
     pub jwks_refresh_interval: Duration,
     /// Default 5 s.
     pub jwks_fetch_timeout: Duration,
+    /// The longest a token may be valid for, from now (`exp`) and from its
+    /// issue (`exp - iat`). Default 12 h, a working shift: an identity token
+    /// minted for a century is a stolen credential waiting to happen.
+    pub max_token_lifetime: Duration,
+    /// The oldest a token may be (`now - iat`). Default 12 h.
+    pub max_token_age: Duration,
 }
 
 impl Default for UserIdentityOptions {
@@ -95,6 +101,8 @@ impl Default for UserIdentityOptions {
             cache_capacity: 16_384,
             jwks_refresh_interval: Duration::from_secs(60),
             jwks_fetch_timeout: Duration::from_secs(5),
+            max_token_lifetime: Duration::from_secs(12 * 3600),
+            max_token_age: Duration::from_secs(12 * 3600),
         }
     }
 }
@@ -171,6 +179,18 @@ pub enum UserIdentityError {
     /// The user identity token is not valid yet.
     #[error("the user identity token is not valid yet")]
     NotYetValid,
+    /// The user identity token is valid for longer than allowed.
+    #[error("the user identity token is valid for longer than {max_seconds} s")]
+    LifetimeTooLong {
+        /// The configured bound.
+        max_seconds: u64,
+    },
+    /// The user identity token was issued too long ago.
+    #[error("the user identity token was issued more than {max_seconds} s ago")]
+    TooOld {
+        /// The configured bound.
+        max_seconds: u64,
+    },
     /// The user identity token has no sub.
     #[error("the user identity token has no sub")]
     MissingSubject,
@@ -297,6 +317,8 @@ pub struct UserIdentityVerifier {
     issuers: HashMap<String, Issuer>,
     verified: ExpiringMap<Arc<VerifiedIdToken>>,
     skew: i64,
+    max_lifetime: i64,
+    max_age: i64,
     clock: Clock,
 }
 
@@ -340,6 +362,8 @@ impl UserIdentityVerifier {
             issuers,
             verified: ExpiringMap::new(options.cache_capacity),
             skew: i64::try_from(options.clock_skew.as_secs()).unwrap_or(i64::MAX),
+            max_lifetime: i64::try_from(options.max_token_lifetime.as_secs()).unwrap_or(i64::MAX),
+            max_age: i64::try_from(options.max_token_age.as_secs()).unwrap_or(i64::MAX),
             clock: Clock::system(),
         })
     }
@@ -433,6 +457,8 @@ impl UserIdentityVerifier {
         if future(claims.nbf) || future(claims.iat) {
             return Err(UserIdentityError::NotYetValid);
         }
+        let issued = seconds(claims.iat);
+        let expires_at = self.bound(now, exp, issued)?;
         let person_id = claims
             .sub
             .filter(|s| !s.is_empty())
@@ -449,8 +475,35 @@ impl UserIdentityVerifier {
             roles,
             selected_role_id: claims.selected_roleid,
             purpose_of_use: claims.purpose_of_use.filter(|p| !p.trim().is_empty()),
-            expires_at: exp,
+            expires_at,
         })
+    }
+
+    /// Refuses a token valid for too long or issued too long ago, and says
+    /// until when it may be cached: its expiry or the end of its allowed age,
+    /// whichever comes first.
+    fn bound(&self, now: i64, exp: i64, issued: Option<i64>) -> Result<i64, UserIdentityError> {
+        let secs = |v: i64| u64::try_from(v).unwrap_or(0);
+        let lifetime_limit = self.max_lifetime.saturating_add(self.skew);
+        let too_long = exp.saturating_sub(now) > lifetime_limit
+            || issued.is_some_and(|iat| exp.saturating_sub(iat) > lifetime_limit);
+        if too_long {
+            return Err(UserIdentityError::LifetimeTooLong {
+                max_seconds: secs(self.max_lifetime),
+            });
+        }
+        let Some(iat) = issued else {
+            return Ok(exp);
+        };
+        // Like `exp`, the age limit gets the clock skew once, where the
+        // cache entry ends (`verify` adds it).
+        let aged_out = iat.saturating_add(self.max_age);
+        if now > aged_out.saturating_add(self.skew) {
+            return Err(UserIdentityError::TooOld {
+                max_seconds: secs(self.max_age),
+            });
+        }
+        Ok(exp.min(aged_out))
     }
 }
 

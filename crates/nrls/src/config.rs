@@ -134,6 +134,11 @@ pub struct AuthConfig {
     /// File holding the secret that signs access tokens; every node of one
     /// deployment must share it. Created with random bytes if missing.
     pub signing_secret_file: Option<PathBuf>,
+    /// The longest an `NHSD-User-Identity` ID token may be valid for (from
+    /// now, and from its `iat`). Default 43 200 (12 h, a working shift).
+    pub max_identity_token_lifetime_seconds: u64,
+    /// The oldest an ID token may be (`now - iat`). Default 43 200.
+    pub max_identity_token_age_seconds: u64,
 }
 
 /// The audit trail. Where it is kept follows `[store]`: beside the pointers
@@ -231,6 +236,8 @@ impl Default for AuthConfig {
         AuthConfig {
             access_token_lifetime_seconds: 900,
             signing_secret_file: None,
+            max_identity_token_lifetime_seconds: 12 * 3600,
+            max_identity_token_age_seconds: 12 * 3600,
         }
     }
 }

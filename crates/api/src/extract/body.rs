@@ -41,7 +41,8 @@ pub fn content_type_essence(headers: &HeaderMap) -> Option<String> {
 pub fn check_json_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let essence = content_type_essence(headers);
     match essence.as_deref() {
-        Some("application/fhir+json" | "application/json") => Ok(()),
+        // `application/json+fhir` is the DSTU2 type some clients still send.
+        Some("application/fhir+json" | "application/json" | "application/json+fhir") => Ok(()),
         other => Err(ApiError::one(Issue::new(
             ErrorCode::UnsupportedMediaType,
             IssueType::NotSupported,
@@ -73,10 +74,18 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8], root: &str) -> Result<T, Ap
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_data() {
-            let expression = if path == "." || path.is_empty() {
-                root.to_owned()
-            } else {
-                format!("{root}.{path}")
+            let mut path = if path == "." { String::new() } else { path };
+            // serde reports a missing field at its parent: name the field.
+            if let Some(field) = missing_field(&inner.to_string()) {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(field);
+            }
+            let expression = match (root.is_empty(), path.is_empty()) {
+                (_, true) => root.to_owned(),
+                (true, false) => path,
+                (false, false) => format!("{root}.{path}"),
             };
             ApiError::one(Issue::new(
                 ErrorCode::InvalidResource,
@@ -90,6 +99,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8], root: &str) -> Result<T, Ap
     })?;
     de.end().map_err(|e| not_well_formed(&e))?;
     Ok(value)
+}
+
+/// The field named by serde's "missing field `x`" message.
+fn missing_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("missing field `")?;
+    rest.split('`').next().filter(|f| !f.is_empty())
 }
 
 fn not_well_formed(e: &serde_json::Error) -> ApiError {

@@ -34,21 +34,19 @@ fn is_uuid(text: &str) -> bool {
         })
 }
 
-/// A correlation id: visible ASCII, at most 200 characters.
+/// A correlation id: visible ASCII, at most 200 characters. An empty value
+/// counts as absent: some gateways forward the header empty.
 fn optional_id(headers: &HeaderMap, name: &HeaderName, issues: &mut Vec<Issue>) -> Option<String> {
     let value = headers.get(name)?;
     match value.to_str() {
-        Ok(text)
-            if !text.is_empty()
-                && text.len() <= 200
-                && text.bytes().all(|b| b.is_ascii_graphic()) =>
-        {
+        Ok("") => None,
+        Ok(text) if text.len() <= 200 && text.bytes().all(|b| b.is_ascii_graphic()) => {
             Some(text.to_owned())
         }
         _ => {
             issues.push(header_issue(
                 name.as_str(),
-                format!("{name} must be 1 to 200 visible ASCII characters"),
+                format!("{name} must be at most 200 visible ASCII characters"),
             ));
             None
         }
@@ -100,6 +98,7 @@ pub async fn echo_ids(request: Request, next: Next) -> Response {
     let echoed: Vec<(HeaderName, HeaderValue)> = [X_REQUEST_ID, X_CORRELATION_ID]
         .into_iter()
         .filter_map(|name| request.headers().get(&name).cloned().map(|v| (name, v)))
+        .filter(|(_, value)| !value.is_empty())
         .collect();
     let mut response = next.run(request).await;
     for (name, value) in echoed {

@@ -3,6 +3,8 @@
 mod body;
 mod caller;
 pub mod headers;
+mod json_body;
+mod path;
 mod search_params;
 
 use axum::extract::FromRequestParts;
@@ -13,6 +15,8 @@ pub use crate::caller::{Caller, RequestIds};
 pub use body::{FhirBody, FhirResource};
 pub use caller::{Admin, CallerNote, CallerSlot, Consumer, Producer};
 pub use headers::if_match_version;
+pub use json_body::JsonBody;
+pub use path::PathParam;
 pub use search_params::SearchParams;
 
 /// The request's W3C trace (joined or started by the observer), for

@@ -32,7 +32,7 @@ impl FromRequest<AppState> for SearchParams {
             Some("application/x-www-form-urlencoded") => {
                 pairs.extend(from_form(&read_body(request, limit).await?));
             }
-            Some("application/json" | "application/fhir+json") => {
+            Some("application/json" | "application/fhir+json" | "application/json+fhir") => {
                 let bytes = read_body(request, limit).await?;
                 let object: serde_json::Map<String, serde_json::Value> =
                     parse_json(&bytes, "Parameters")?;

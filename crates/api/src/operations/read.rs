@@ -1,4 +1,5 @@
 use audit::Interaction;
+use domain::access::PatientAccess;
 use domain::issue::ErrorCode;
 use domain::{PointerId, PointerRecord};
 
@@ -82,6 +83,11 @@ pub async fn read_for_consumer(
     audited(ctx, caller.actor(), draft, result).await
 }
 
+/// The request is decided before anything about the pointer is revealed: a
+/// missing id is decided as a pointer of a patient nrls knows nothing of (no
+/// relationship, no objection), so a refused caller gets the same 403
+/// whether or not the id exists, and an allowed one the same 404 for a
+/// missing pointer as for one it may not see.
 async fn visible_pointer(
     ctx: &Context<'_>,
     caller: &Caller,
@@ -90,17 +96,19 @@ async fn visible_pointer(
 ) -> Result<PointerRecord, ApiError> {
     let id = parse_id(id)?;
     let not_found = || ApiError::not_found(format!("pointer {id} does not exist"));
-    let record = ctx.consumer_store.get(&id).await?.ok_or_else(not_found)?;
-    // An attempt on a real patient's pointer is audited even when refused.
-    draft.patient = Some(record.nhs_number);
-    if !caller.may_see(ctx.catalogue, &record) {
-        return Err(not_found());
-    }
-    let patient = patient_access(ctx, record.nhs_number).await?;
+    let record = ctx.consumer_store.get(&id).await?;
+    let patient = match &record {
+        Some(record) => {
+            // An attempt on a real patient's pointer is audited even when refused.
+            draft.patient = Some(record.nhs_number);
+            patient_access(ctx, record.nhs_number).await?
+        }
+        None => PatientAccess::default(),
+    };
     let grant = decide(ctx, caller, &patient, draft)?;
-    if !grant.filter.visible(&record) {
-        return Err(not_found());
-    }
+    let record = record
+        .filter(|r| caller.may_see(ctx.catalogue, r) && grant.filter.visible(r))
+        .ok_or_else(not_found)?;
     draft.resources.push(record.id.to_string());
     Ok(record)
 }

@@ -9,6 +9,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use domain::search::{Audience, SearchLimits};
+
 use crate::table::{Operation, media};
 
 /// The rendered document, shared with the `/openapi.json` handler.
@@ -25,14 +27,15 @@ pub async fn serve(Extension(document): Extension<OpenApiDocument>) -> Response 
     response
 }
 
-/// Builds the document for `operations`, served at `public_url`.
-pub fn document(operations: &[Operation], public_url: &str) -> Value {
+/// Builds the document for `operations`, served at `public_url`, with the
+/// page-size bounds the server enforces.
+pub fn document(operations: &[Operation], public_url: &str, limits: SearchLimits) -> Value {
     let mut paths: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
     for op in operations {
-        paths
-            .entry(op.path.as_str())
-            .or_default()
-            .insert(op.method.as_str().to_ascii_lowercase(), operation(op));
+        paths.entry(op.path.as_str()).or_default().insert(
+            op.method.as_str().to_ascii_lowercase(),
+            operation(op, limits),
+        );
     }
     let token_url = format!("{public_url}{}", crate::routes::TOKEN_PATH);
     json!({
@@ -71,20 +74,23 @@ fn fhir_schema(resource_type: &str, description: &str) -> Value {
     })
 }
 
-fn operation(op: &Operation) -> Value {
+fn operation(op: &Operation, limits: SearchLimits) -> Value {
     let doc = &op.doc;
     let mut parameters: Vec<Value> = path_parameters(&op.path)
         .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
         .collect();
-    parameters.extend(doc.query.iter().map(|name| {
-        json!({
-            "name": name,
-            "in": "query",
-            // Both audiences must name the patient (domain::search::parse).
-            "required": *name == "subject:identifier",
-            "schema": {"type": "string"},
-        })
-    }));
+    // A POST `_search` takes its parameters in the body, not the query.
+    if !is_search_post(op) {
+        parameters.extend(doc.query.iter().map(|name| {
+            json!({
+                "name": name,
+                "in": "query",
+                // Both audiences must name the patient (domain::search::parse).
+                "required": *name == "subject:identifier",
+                "schema": parameter_schema(name, limits, false),
+            })
+        }));
+    }
     if doc.authenticated {
         parameters.push(header_parameter(
             "NHSD-End-User-Organisation-ODS",
@@ -111,7 +117,7 @@ fn operation(op: &Operation) -> Value {
             .map(|media_type| {
                 (
                     (*media_type).to_owned(),
-                    json!({"schema": body_schema(media_type)}),
+                    json!({"schema": body_schema(op, media_type, limits)}),
                 )
             })
             .collect();
@@ -132,10 +138,78 @@ fn path_parameters(path: &str) -> impl Iterator<Item = &str> {
         .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
 }
 
-fn body_schema(media_type: &str) -> Value {
-    match media_type {
-        media::FORM => json!({"type": "object", "additionalProperties": {"type": "string"}}),
-        _ => json!({"$ref": "#/components/schemas/DocumentReference"}),
+fn is_search_post(op: &Operation) -> bool {
+    op.doc.operation_id.ends_with("SearchPost")
+}
+
+/// What each search parameter accepts, as `domain::search::parse` checks it.
+/// In a `_search` body every value is a string, so `_count` is a pattern there.
+fn parameter_schema(name: &str, limits: SearchLimits, in_body: bool) -> Value {
+    match name {
+        "subject:identifier" => json!({
+            "type": "string",
+            "pattern": "^https://fhir\\.nhs\\.uk/Id/nhs-number\\|[0-9]{10}$",
+            "example": "https://fhir.nhs.uk/Id/nhs-number|9999999999",
+            "description": "The patient's NHS number (10 digits, Mod 11 checked) with its system",
+        }),
+        "custodian:identifier" => json!({
+            "type": "string",
+            "description": "ODS codes, comma-separated, each optionally as https://fhir.nhs.uk/Id/ods-organization-code|<code>",
+        }),
+        "type" | "category" => json!({
+            "type": "string",
+            "description": "system|code pairs from the pointer-type catalogue, comma-separated (OR)",
+        }),
+        "_count" if !in_body => json!({
+            "type": "integer",
+            "minimum": 1,
+            "maximum": limits.max_count,
+            "default": limits.default_count,
+        }),
+        "_count" => json!({
+            "type": "string",
+            "pattern": "^[0-9]+$",
+            "description": format!("A whole number from 1 to {} (default {})", limits.max_count, limits.default_count),
+        }),
+        "_summary" => json!({"type": "string", "enum": ["count"]}),
+        "_format" => json!({
+            "type": "string",
+            "enum": ["json", "application/json", "application/fhir+json", "application/json+fhir"],
+        }),
+        "_pretty" => json!({"type": "string", "enum": ["true", "false"]}),
+        "_cursor" => {
+            json!({"type": "string", "description": "The opaque cursor of a next link; bound to its query"})
+        }
+        _ => json!({"type": "string"}),
+    }
+}
+
+fn body_schema(op: &Operation, media_type: &str, limits: SearchLimits) -> Value {
+    if is_search_post(op) {
+        // The search parameters, as a JSON object of strings or as a form:
+        // either way every value is a string.
+        let audience = if op.doc.tag == "producer" {
+            Audience::Producer
+        } else {
+            Audience::Consumer
+        };
+        let properties: Map<String, Value> = audience
+            .parameters()
+            .iter()
+            .map(|name| ((*name).to_owned(), parameter_schema(name, limits, true)))
+            .collect();
+        return json!({
+            "type": "object",
+            "required": ["subject:identifier"],
+            "properties": properties,
+            "additionalProperties": false,
+        });
+    }
+    match (media_type, op.doc.tag) {
+        (media::FHIR_JSON | media::JSON, "producer") => {
+            json!({"$ref": "#/components/schemas/DocumentReference"})
+        }
+        _ => json!({"type": "object"}),
     }
 }
 

@@ -54,7 +54,7 @@ pub fn capability_statement(audience: Audience, public_url: &str, max_count: usi
         "software": {"name": "nrls", "version": env!("CARGO_PKG_VERSION")},
         "implementation": {"description": description, "url": format!("{public_url}{base}")},
         "fhirVersion": "4.0.1",
-        "format": ["application/fhir+json", "application/json"],
+        "format": ["application/fhir+json", "application/json", "json"],
         "rest": [{
             "mode": "server",
             "documentation": format!("Search pages hold at most {max_count} entries (_count); follow the next link for more."),
@@ -68,7 +68,8 @@ pub fn capability_statement(audience: Audience, public_url: &str, max_count: usi
                 "versioning": "versioned-update",
                 "conditionalCreate": false,
                 "interaction": interactions.iter().map(|i| json!({"code": i})).collect::<Vec<_>>(),
-                "searchParam": audience.parameters().iter().map(|p| search_param(p)).collect::<Vec<_>>(),
+                // `_format` and `_pretty` are FHIR's general parameters, not search parameters.
+                "searchParam": audience.parameters().iter().filter(|p| !matches!(**p, "_format" | "_pretty")).map(|p| search_param(p)).collect::<Vec<_>>(),
             }]
         }]
     })

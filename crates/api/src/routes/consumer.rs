@@ -1,11 +1,11 @@
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::Method;
 use axum::response::Response;
 use domain::search::Audience;
 
 use super::{CONSUMER_POINTERS, pointer_response, searchset};
 use crate::error::ApiError;
-use crate::extract::{Consumer, SearchParams};
+use crate::extract::{Consumer, PathParam, SearchParams};
 use crate::operations;
 use crate::state::AppState;
 use crate::table::{Doc, Routes, media};
@@ -54,7 +54,7 @@ async fn search(
 async fn read(
     State(state): State<AppState>,
     Consumer(caller): Consumer,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Response, ApiError> {
     operations::read_for_consumer(&state.context(), &caller, &id)
         .await

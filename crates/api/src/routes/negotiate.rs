@@ -14,6 +14,8 @@ const ACCEPTABLE: &[&str] = &[
     "application/*",
     "application/fhir+json",
     "application/json",
+    // The DSTU2 media type some FHIR clients still send.
+    "application/json+fhir",
 ];
 
 fn accepts_json(accept: &str) -> bool {
@@ -74,6 +76,7 @@ mod tests {
         assert!(accepts_json("application/fhir+json;version=1"));
         assert!(accepts_json("text/html, application/json;q=0.9"));
         assert!(accepts_json("*/*"));
+        assert!(accepts_json("application/json+fhir"));
         assert!(!accepts_json("application/xml"));
         assert!(!accepts_json("text/html"));
     }

@@ -1,4 +1,4 @@
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use domain::search::Audience;
@@ -6,7 +6,7 @@ use fhir::DocumentReference;
 
 use super::{PRODUCER_POINTERS, etag, pointer_response, searchset, success};
 use crate::error::ApiError;
-use crate::extract::{FhirBody, Producer, SearchParams, if_match_version};
+use crate::extract::{FhirBody, PathParam, Producer, SearchParams, if_match_version};
 use crate::operations;
 use crate::state::AppState;
 use crate::table::{Doc, Routes, media};
@@ -94,7 +94,7 @@ async fn create(
 async fn update(
     State(state): State<AppState>,
     Producer(caller): Producer,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     headers: HeaderMap,
     FhirBody(doc): FhirBody<DocumentReference>,
 ) -> Result<Response, ApiError> {
@@ -110,7 +110,7 @@ async fn update(
 async fn delete(
     State(state): State<AppState>,
     Producer(caller): Producer,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let if_match = if_match_version(&headers)?;
@@ -125,7 +125,7 @@ async fn delete(
 async fn read(
     State(state): State<AppState>,
     Producer(caller): Producer,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Response, ApiError> {
     operations::read_for_producer(&state.context(), &caller, &id)
         .await

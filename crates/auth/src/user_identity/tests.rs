@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -163,6 +164,32 @@ async fn every_bad_token_is_refused_with_its_reason() {
             NotYetValid,
         ),
         (
+            "valid for a century",
+            es384(&with(claims(), "exp", json!(NOW + 100 * 365 * 86_400))),
+            LifetimeTooLong {
+                max_seconds: 12 * 3600,
+            },
+        ),
+        (
+            "minted for longer than a shift",
+            es384(&with(
+                with(claims(), "iat", json!(NOW - 2 * 3600)),
+                "exp",
+                json!(NOW + 11 * 3600),
+            )),
+            LifetimeTooLong {
+                max_seconds: 12 * 3600,
+            },
+        ),
+        (
+            "issued ten years ago",
+            es384(&with(claims(), "iat", json!(NOW - 10 * 365 * 86_400))),
+            // Its exp - iat is ten years, so the lifetime bound names it first.
+            LifetimeTooLong {
+                max_seconds: 12 * 3600,
+            },
+        ),
+        (
             "wrong audience",
             es384(&with(claims(), "aud", json!("someone-else"))),
             WrongAudience,
@@ -312,6 +339,56 @@ async fn verified_tokens_are_cached_until_they_expire() {
     assert_eq!(
         v.verify(&token, None).await.unwrap_err(),
         UserIdentityError::Expired
+    );
+}
+
+#[tokio::test]
+async fn token_age_and_lifetime_are_bounded_by_the_options() {
+    let options = UserIdentityOptions {
+        max_token_lifetime: Duration::from_secs(3600),
+        max_token_age: Duration::from_secs(1800),
+        ..UserIdentityOptions::default()
+    };
+    let now = Arc::new(AtomicI64::new(NOW));
+    let clock_now = Arc::clone(&now);
+    let v = UserIdentityVerifier::new(&[config()], &options)
+        .unwrap()
+        .with_clock(Clock::from_fn(move || clock_now.load(Ordering::SeqCst)));
+    // Issued 40 minutes ago, still 10 minutes to run: too old for 30 minutes.
+    let old = es384(&with(
+        with(claims(), "iat", json!(NOW - 2400)),
+        "exp",
+        json!(NOW + 600),
+    ));
+    assert_eq!(
+        v.verify(&old, None).await.unwrap_err(),
+        UserIdentityError::TooOld { max_seconds: 1800 }
+    );
+    // Valid for 50 minutes from now, without iat: within the hour.
+    let no_iat = es384(&with(
+        with(claims(), "iat", Value::Null),
+        "exp",
+        json!(NOW + 3000),
+    ));
+    assert!(v.verify(&no_iat, None).await.is_ok());
+    // Two hours from now, without iat: refused.
+    let long = es384(&with(
+        with(claims(), "iat", Value::Null),
+        "exp",
+        json!(NOW + 7200),
+    ));
+    assert_eq!(
+        v.verify(&long, None).await.unwrap_err(),
+        UserIdentityError::LifetimeTooLong { max_seconds: 3600 }
+    );
+    // A fresh token is cached only until it ages out, not until its exp.
+    let fresh = es384(&with(claims(), "exp", json!(NOW + 3500)));
+    assert!(v.verify(&fresh, None).await.is_ok());
+    now.store(NOW - 10 + 1800 + 31, Ordering::SeqCst);
+    assert_eq!(
+        v.verify(&fresh, None).await.unwrap_err(),
+        UserIdentityError::Expired,
+        "the cache entry ends when the token ages out"
     );
 }
 

@@ -174,6 +174,11 @@ impl AccessPolicy {
         if !direct_care {
             return deny(ReasonCode::PurposeNotDirectCare);
         }
+        // Checked before the reason so an app-only caller learns the real
+        // obstacle: no reason it could add would make it a clinician.
+        if request.user.is_none() && *request.basis != AccessBasis::Recorded {
+            return deny(ReasonCode::ClinicianIdentityRequired);
+        }
         let (basis, alert) = match request.basis {
             AccessBasis::Recorded => {
                 if request.patient.related_organisations.contains(app.ods) {

@@ -32,6 +32,9 @@ pub enum ReasonCode {
     UserIdentityRequired,
     /// The user's organisation is not the organisation the app acts for.
     UserOrganisationMismatch,
+    /// Self-claim or break-glass without a verified end user: both are acts
+    /// of a named clinician, never of a calling system.
+    ClinicianIdentityRequired,
 
     // A pointer hidden from an allowed request.
     /// A security-labelled pointer and the user lacks the activity code.
@@ -44,7 +47,7 @@ pub enum ReasonCode {
 
 impl ReasonCode {
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ReasonCode; 14] = [
+    pub const ALL: [ReasonCode; 15] = [
         ReasonCode::ProducerOwn,
         ReasonCode::RecordedRelationship,
         ReasonCode::SelfClaimed,
@@ -56,6 +59,7 @@ impl ReasonCode {
         ReasonCode::BreakGlassReasonRequired,
         ReasonCode::UserIdentityRequired,
         ReasonCode::UserOrganisationMismatch,
+        ReasonCode::ClinicianIdentityRequired,
         ReasonCode::SensitiveHidden,
         ReasonCode::PatientObjection,
         ReasonCode::NotCustodian,
@@ -76,6 +80,7 @@ impl ReasonCode {
             BreakGlassReasonRequired => "BREAK_GLASS_REASON_REQUIRED",
             UserIdentityRequired => "USER_IDENTITY_REQUIRED",
             UserOrganisationMismatch => "USER_ORGANISATION_MISMATCH",
+            ClinicianIdentityRequired => "CLINICIAN_IDENTITY_REQUIRED",
             SensitiveHidden => "SENSITIVE_HIDDEN",
             PatientObjection => "PATIENT_OBJECTION",
             NotCustodian => "NOT_CUSTODIAN",
@@ -108,6 +113,10 @@ impl ReasonCode {
             UserOrganisationMismatch => {
                 "the user's organisation does not match NHSD-End-User-Organisation-ODS"
             }
+            ClinicianIdentityRequired => {
+                "self-claimed and break-glass access are acts of a named clinician: \
+                 send the user's verified identity (NHSD-User-Identity)"
+            }
             SensitiveHidden => {
                 "the pointer is security-labelled and the user lacks the activity code"
             }
@@ -129,6 +138,7 @@ impl ReasonCode {
                 | BreakGlassReasonRequired
                 | UserIdentityRequired
                 | UserOrganisationMismatch
+                | ClinicianIdentityRequired
         )
     }
 

@@ -297,6 +297,9 @@ fn request_decisions() {
             },
             Err(PurposeNotDirectCare),
         ),
+        // Issue 11, item 3: break-glass and self-claim are acts of a named
+        // clinician; an app alone can neither lift an objection nor get past
+        // `require-relationship` with them.
         (
             "app-only break-glass",
             Case {
@@ -306,7 +309,40 @@ fn request_decisions() {
                 app_only: AppOnlyAccess::RequireRelationship,
                 ..Case::default()
             },
-            Ok((BreakGlass, Some(AlertKind::BreakGlass))),
+            Err(ClinicianIdentityRequired),
+        ),
+        (
+            "app-only break-glass on a patient who objects",
+            Case {
+                user: None,
+                objection: true,
+                purpose: None,
+                basis: glass.clone(),
+                ..Case::default()
+            },
+            Err(ClinicianIdentityRequired),
+        ),
+        (
+            "app-only self-claim under require-relationship",
+            Case {
+                user: None,
+                related: false,
+                purpose: None,
+                basis: self_claim.clone(),
+                app_only: AppOnlyAccess::RequireRelationship,
+                ..Case::default()
+            },
+            Err(ClinicianIdentityRequired),
+        ),
+        (
+            "app-only self-claim without a reason",
+            Case {
+                user: None,
+                purpose: None,
+                basis: AccessBasis::SelfClaimed { reason: None },
+                ..Case::default()
+            },
+            Err(ClinicianIdentityRequired),
         ),
         (
             "producer, no user, no relationship",

@@ -40,6 +40,8 @@ const CONSUMER_PARAMS: &[&str] = &[
     "_summary",
     "_count",
     "_cursor",
+    "_format",
+    "_pretty",
 ];
 const PRODUCER_PARAMS: &[&str] = &[
     "subject:identifier",
@@ -48,6 +50,8 @@ const PRODUCER_PARAMS: &[&str] = &[
     "_summary",
     "_count",
     "_cursor",
+    "_format",
+    "_pretty",
 ];
 
 impl Audience {
@@ -110,6 +114,7 @@ pub fn parse<'p>(
     let types = get("type").and_then(|v| parse_types(v, catalogue, &mut issues));
     let categories = get("category").and_then(|v| parse_categories(v, catalogue, &mut issues));
     let custodians = get("custodian:identifier").and_then(|v| parse_custodians(v, &mut issues));
+    check_format(get("_format"), get("_pretty"), &mut issues);
     let summary_count = match get("_summary") {
         None => false,
         Some("count") => true,
@@ -177,6 +182,38 @@ pub fn parse<'p>(
         Ok(query)
     } else {
         Err(issues)
+    }
+}
+
+/// `_format` and `_pretty` are accepted as FHIR clients send them (HAPI's
+/// generic client always sends `_format`); the answer is FHIR JSON either way,
+/// so anything but a JSON format is refused rather than ignored.
+fn check_format(format: Option<&str>, pretty: Option<&str>, issues: &mut Vec<Issue>) {
+    const JSON_FORMATS: [&str; 4] = [
+        "json",
+        "application/json",
+        "application/fhir+json",
+        "application/json+fhir",
+    ];
+    if let Some(format) = format {
+        let essence = format.split(';').next().unwrap_or_default().trim();
+        if !JSON_FORMATS.iter().any(|f| f.eq_ignore_ascii_case(essence)) {
+            issues.push(param_issue(
+                ErrorCode::InvalidParameter,
+                "_format",
+                format!("nrls answers FHIR JSON only: _format must be json or application/fhir+json, not '{format}'"),
+            ));
+        }
+    }
+    if let Some(pretty) = pretty
+        && pretty != "true"
+        && pretty != "false"
+    {
+        issues.push(param_issue(
+            ErrorCode::InvalidParameter,
+            "_pretty",
+            format!("_pretty must be true or false, not '{pretty}'"),
+        ));
     }
 }
 

@@ -85,7 +85,7 @@ pub fn validate(
     content::check(doc, &mut issues);
     let supersedes = references::relates_to(doc, &mut issues);
     let master_identifier = references::master_identifier(doc, &mut issues);
-    let security_labels = terminology::security_labels(doc);
+    let security_labels = terminology::security_labels(doc, &mut issues);
 
     match (nhs_number, custodian, pointer_type) {
         (Some(nhs_number), Some(custodian), Some(pointer_type)) if issues.is_empty() => {

@@ -1,6 +1,6 @@
 //! Rules on coded elements: the pointer type, its category and security labels.
 
-use fhir::DocumentReference;
+use fhir::{Coding, DocumentReference};
 
 use crate::catalogue::PointerType;
 use crate::issue::{ErrorCode, Issue, IssueType};
@@ -107,20 +107,72 @@ pub(super) fn category(
     }
 }
 
-/// Confidentiality codes from `meta.security` and `securityLabel`, deduplicated.
-pub(super) fn security_labels(doc: &DocumentReference) -> Vec<String> {
+/// Other spellings of the confidentiality code system that mean the same:
+/// its OID, and the STU3 URL some producers still send.
+const CONFIDENTIALITY_ALIASES: [&str; 2] = [
+    "urn:oid:2.16.840.1.113883.5.25",
+    "http://hl7.org/fhir/v3/Confidentiality",
+];
+
+/// The HL7 v3 Confidentiality codes (case-sensitive).
+const CONFIDENTIALITY_CODES: [&str; 6] = ["U", "L", "M", "N", "R", "V"];
+
+/// Confidentiality codes from `meta.security` and `securityLabel`,
+/// deduplicated. A label the access policy could misread is an issue, never
+/// ignored: a pointer whose sensitivity is ambiguous would be shown to
+/// everyone (fail open).
+pub(super) fn security_labels(doc: &DocumentReference, issues: &mut Vec<Issue>) -> Vec<String> {
+    let mut labels = Vec::new();
     let from_meta = doc.meta.iter().flat_map(|m| m.security.iter().flatten());
-    let from_labels = doc
-        .security_label
-        .iter()
-        .flatten()
-        .flat_map(|c| c.codings().iter());
-    let mut labels: Vec<String> = from_meta
-        .chain(from_labels)
-        .filter(|c| c.system.as_deref() == Some(CONFIDENTIALITY))
-        .filter_map(|c| c.code.clone())
-        .collect();
+    for (i, coding) in from_meta.enumerate() {
+        let path = format!("DocumentReference.meta.security[{i}]");
+        read_label(coding, &path, &mut labels, issues);
+    }
+    for (i, concept) in doc.security_label.iter().flatten().enumerate() {
+        for (j, coding) in concept.codings().iter().enumerate() {
+            let path = format!("DocumentReference.securityLabel[{i}].coding[{j}]");
+            read_label(coding, &path, &mut labels, issues);
+        }
+    }
     labels.sort();
     labels.dedup();
     labels
+}
+
+fn read_label(coding: &Coding, path: &str, labels: &mut Vec<String>, issues: &mut Vec<Issue>) {
+    let Some(system) = coding.system.as_deref() else {
+        issues.push(Issue::new(
+            ErrorCode::InvalidCodeSystem,
+            IssueType::CodeInvalid,
+            format!("{path}.system"),
+            format!(
+                "a security label needs a system: without one nrls cannot tell whether it \
+                 restricts access (for confidentiality use {CONFIDENTIALITY})"
+            ),
+        ));
+        return;
+    };
+    if system != CONFIDENTIALITY && !CONFIDENTIALITY_ALIASES.contains(&system) {
+        // Another kind of label (purpose, handling caveat): not a sensitivity.
+        return;
+    }
+    let Some(code) = coding.code.as_deref() else {
+        issues.push(Issue::required(format!("{path}.code")));
+        return;
+    };
+    if CONFIDENTIALITY_CODES.contains(&code) {
+        labels.push(code.to_owned());
+        return;
+    }
+    let hint = CONFIDENTIALITY_CODES
+        .iter()
+        .find(|c| c.eq_ignore_ascii_case(code))
+        .map(|c| format!(" (codes are case-sensitive: did you mean '{c}'?)"))
+        .unwrap_or_default();
+    issues.push(Issue::new(
+        ErrorCode::InvalidCodeValue,
+        IssueType::CodeInvalid,
+        format!("{path}.code"),
+        format!("'{code}' is not a confidentiality code; use one of U, L, M, N, R, V{hint}"),
+    ));
 }

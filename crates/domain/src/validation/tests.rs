@@ -4,6 +4,7 @@ use super::*;
 use crate::catalogue::Catalogue;
 use crate::issue::ErrorCode;
 use crate::permissions::TypeSet;
+use crate::systems::CONFIDENTIALITY;
 
 /// A pointer that passes every rule, as the NRL v3 producer spec's example.
 pub(crate) fn valid_json() -> Value {
@@ -415,6 +416,79 @@ fn security_labels_are_read_from_both_places() {
     assert_eq!(
         run(&v).unwrap().security_labels,
         vec!["R".to_owned(), "V".to_owned()]
+    );
+}
+
+/// Issue 11, item 3: equivalent spellings of the confidentiality system are
+/// read as one; a label the policy could misread is refused, never ignored.
+#[test]
+fn security_labels_fail_closed() {
+    let label = |system: Option<&str>, code: &str| match system {
+        Some(system) => json!({"system": system, "code": code}),
+        None => json!({"code": code}),
+    };
+    let with_meta = |labels: Vec<Value>| {
+        let mut v = valid_json();
+        v["meta"] = json!({"security": labels});
+        v
+    };
+    let oid = "urn:oid:2.16.840.1.113883.5.25";
+    let stu3 = "http://hl7.org/fhir/v3/Confidentiality";
+    assert_eq!(
+        run(&with_meta(vec![
+            label(Some(oid), "V"),
+            label(Some(stu3), "R")
+        ]))
+        .unwrap()
+        .security_labels,
+        vec!["R".to_owned(), "V".to_owned()]
+    );
+    // Labels of other systems are not sensitivities.
+    let purpose = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
+    assert!(
+        run(&with_meta(vec![label(Some(purpose), "TREAT")]))
+            .unwrap()
+            .security_labels
+            .is_empty()
+    );
+    let refused = [
+        (
+            label(None, "V"),
+            "DocumentReference.meta.security[0].system",
+        ),
+        (
+            label(Some(CONFIDENTIALITY), "v"),
+            "DocumentReference.meta.security[0].code",
+        ),
+        (
+            label(Some(oid), "secret"),
+            "DocumentReference.meta.security[0].code",
+        ),
+        (
+            json!({"system": CONFIDENTIALITY}),
+            "DocumentReference.meta.security[0].code",
+        ),
+    ];
+    for (coding, expression) in refused {
+        let issues = run(&with_meta(vec![coding.clone()])).unwrap_err();
+        assert!(
+            issues
+                .iter()
+                .any(|i| i.expression.as_deref() == Some(expression)),
+            "{coding}: {issues:?}"
+        );
+    }
+    let mut v = valid_json();
+    v["securityLabel"] = json!([{"coding": [{"code": "R"}]}]);
+    let issues = run(&v).unwrap_err();
+    assert_eq!(
+        issues[0].expression.as_deref(),
+        Some("DocumentReference.securityLabel[0].coding[0].system")
+    );
+    let lower = run(&with_meta(vec![label(Some(CONFIDENTIALITY), "v")])).unwrap_err();
+    assert!(
+        lower[0].diagnostics.contains("did you mean 'V'"),
+        "{lower:?}"
     );
 }
 

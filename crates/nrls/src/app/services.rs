@@ -3,6 +3,7 @@
 //! care record's federator.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use store::postgres::Database;
 
@@ -26,7 +27,13 @@ pub(super) async fn access_services(
         Some(
             auth::UserIdentityVerifier::new(
                 &config.trusted_issuers,
-                &auth::UserIdentityOptions::default(),
+                &auth::UserIdentityOptions {
+                    max_token_lifetime: Duration::from_secs(
+                        config.auth.max_identity_token_lifetime_seconds,
+                    ),
+                    max_token_age: Duration::from_secs(config.auth.max_identity_token_age_seconds),
+                    ..auth::UserIdentityOptions::default()
+                },
             )
             .map_err(|e| fail(&e))?,
         )

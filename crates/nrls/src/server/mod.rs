@@ -5,6 +5,7 @@
 //! `axum::serve` has none of these knobs, so nrls drives hyper directly; the
 //! router itself is unchanged.
 
+mod head_limit;
 mod tls;
 
 use std::future::Future;
@@ -91,6 +92,11 @@ async fn accept_until(
 ) -> GracefulShutdown {
     let graceful = GracefulShutdown::new();
     let acceptor = tls.map(TlsAcceptor::from);
+    let router = router.clone().layer(axum::middleware::from_fn_with_state(
+        limits.max_header_bytes,
+        head_limit::refuse_large_heads,
+    ));
+    let router = &router;
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .max_buf_size(limits.max_header_bytes.max(8192))

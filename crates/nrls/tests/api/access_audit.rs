@@ -244,6 +244,38 @@ async fn authorisation_matrix_hides_what_must_be_hidden() {
                 sees_sensitive: true,
             },
         ),
+        // Issue 11, item 3: without a verified clinician, break-glass and
+        // self-claim are refused (the trusted app would otherwise see all).
+        (
+            Identity {
+                name: "app-only break-glass",
+                client: consumer.clone(),
+                headers: vec![
+                    ("NHSD-Access-Basis", "break-glass".into()),
+                    ("NHSD-Access-Reason", "collapsed".into()),
+                ],
+            },
+            Expect {
+                status: 403,
+                sees_open: false,
+                sees_sensitive: false,
+            },
+        ),
+        (
+            Identity {
+                name: "app-only self-claimed",
+                client: consumer.clone(),
+                headers: vec![
+                    ("NHSD-Access-Basis", "self-claimed".into()),
+                    ("NHSD-Access-Reason", "patient in ED".into()),
+                ],
+            },
+            Expect {
+                status: 403,
+                sees_open: false,
+                sees_sensitive: false,
+            },
+        ),
         (
             Identity {
                 name: "user, purpose not direct care",
@@ -265,6 +297,21 @@ async fn authorisation_matrix_hides_what_must_be_hidden() {
                 name: "expired user token",
                 client: consumer.clone(),
                 headers: vec![("NHSD-User-Identity", id_token("RX9", &[], "TREAT", -120))],
+            },
+            Expect {
+                status: 401,
+                sees_open: false,
+                sees_sensitive: false,
+            },
+        ),
+        (
+            Identity {
+                name: "user token valid for a century",
+                client: consumer.clone(),
+                headers: vec![(
+                    "NHSD-User-Identity",
+                    id_token("RX9", &[ACTIVITY], "TREAT", 100 * 365 * 86_400),
+                )],
             },
             Expect {
                 status: 401,
@@ -361,6 +408,142 @@ async fn authorisation_matrix_hides_what_must_be_hidden() {
     w.server.stop().await;
 }
 
+/// Issue 11, item 3: a read never tells whether an id exists. The request
+/// is decided first, so a refused caller gets the same answer for a hidden
+/// pointer and a missing one, and an allowed caller the same 404.
+#[tokio::test]
+async fn reads_do_not_reveal_whether_a_pointer_exists() {
+    let w = world().await;
+    let s = &w.server;
+    let missing = "RR8-00000000-0000-4000-8000-000000000000";
+    let consumer = s.client("consumer", "RX9").await;
+    let unrelated = Identity {
+        name: "user without relationship",
+        client: consumer.clone(),
+        headers: vec![("NHSD-User-Identity", id_token("RX9", &[], "TREAT", 600))],
+    };
+    let plain_app = Identity {
+        name: "trusted app without the activity code",
+        client: consumer.clone(),
+        headers: vec![],
+    };
+    let wrong_type = Identity {
+        name: "app not onboarded for the type",
+        client: s.client("consumer-news2", "RX9").await,
+        headers: vec![],
+    };
+    for (identity, status) in [(&unrelated, 403), (&plain_app, 404), (&wrong_type, 404)] {
+        let answer = |id: &str| {
+            let path = format!("{CONSUMER_DR}/{id}");
+            async move {
+                let reply = identity.send(Method::GET, &path).await;
+                (reply.status, reply.issue().0)
+            }
+        };
+        let hidden = answer(&w.sensitive).await;
+        let absent = answer(missing).await;
+        assert_eq!(hidden.0, status, "{}: {hidden:?}", identity.name);
+        assert_eq!(hidden, absent, "{}", identity.name);
+    }
+    // The refusal of an existing pointer is still audited against its patient.
+    let audited = audit_events(s, &patient(0)).await;
+    assert!(
+        audited
+            .iter()
+            .any(|e| e.to_string().contains("NO_LEGITIMATE_RELATIONSHIP")),
+        "the refused read is in the patient's trail"
+    );
+    w.server.stop().await;
+}
+
+/// Issue 11, item 4: the admin API's bad bodies and ids are OperationOutcomes
+/// naming what is wrong, as everywhere else.
+#[tokio::test]
+async fn admin_input_errors_are_operation_outcomes() {
+    let w = world().await;
+    let admin = admin(&w.server).await;
+    let send = |method: Method, path: &str, content_type: Option<&str>, body: &str| {
+        let mut r = admin.request(method, path).body(body.to_owned());
+        if let Some(ct) = content_type {
+            r = r.header("content-type", ct);
+        }
+        Client::send(r)
+    };
+    let json = Some("application/json");
+    let cases = [
+        (
+            send(Method::POST, "/admin/relationships", json, "{not json").await,
+            400,
+            "MESSAGE_NOT_WELL_FORMED",
+        ),
+        (
+            send(
+                Method::POST,
+                "/admin/relationships",
+                json,
+                r#"{"patient": "9999999999"}"#,
+            )
+            .await,
+            400,
+            "INVALID_RESOURCE",
+        ),
+        (
+            send(
+                Method::POST,
+                "/admin/relationships",
+                json,
+                r#"{"patient": 5, "ods": "RX9", "kind": "encounter"}"#,
+            )
+            .await,
+            400,
+            "INVALID_RESOURCE",
+        ),
+        (
+            send(
+                Method::POST,
+                "/admin/relationships",
+                Some("text/plain"),
+                "x",
+            )
+            .await,
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
+        (
+            send(
+                Method::POST,
+                "/admin/alerts/not-a-number/acknowledge",
+                None,
+                "",
+            )
+            .await,
+            404,
+            "RESOURCE_NOT_FOUND",
+        ),
+    ];
+    for (i, (reply, status, code)) in cases.into_iter().enumerate() {
+        assert_eq!(reply.status, status, "case {i}: {}", reply.text);
+        assert_eq!(reply.issue().0, code, "case {i}: {}", reply.text);
+    }
+    let typed = send(
+        Method::POST,
+        "/admin/relationships",
+        json,
+        r#"{"patient": 5, "ods": "RX9", "kind": "encounter"}"#,
+    )
+    .await;
+    assert_eq!(typed.issue().1, "patient", "{}", typed.text);
+    let missing = send(
+        Method::POST,
+        "/admin/relationships",
+        json,
+        r#"{"patient": "9999999999", "kind": "encounter"}"#,
+    )
+    .await;
+    assert_eq!(missing.issue().1, "ods", "{}", missing.text);
+    w.server.stop().await;
+}
+
 async fn admin(s: &TestServer) -> Client {
     s.client("admin-app", "X26").await
 }
@@ -410,6 +593,30 @@ async fn relationships_and_objections_are_managed_through_the_admin_api() {
         consumer.consumer_search(&subject(0)).await.json()["total"],
         0,
         "app-only calls too"
+    );
+    // An app alone cannot lift the objection with break-glass: refused with
+    // its reason code, and the refusal is in the audit trail.
+    let app_only_glass = Identity {
+        name: "app-only bg",
+        client: consumer.clone(),
+        headers: vec![
+            ("NHSD-Access-Basis", "break-glass".into()),
+            ("NHSD-Access-Reason", "collapsed".into()),
+        ],
+    };
+    let refused = app_only_glass.send(Method::GET, &search).await;
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    assert!(
+        refused.text.contains("CLINICIAN_IDENTITY_REQUIRED") && !refused.text.contains(&w.open),
+        "{}",
+        refused.text
+    );
+    let audited = audit_events(s, &patient(0)).await;
+    assert!(
+        audited
+            .iter()
+            .any(|e| e.to_string().contains("CLINICIAN_IDENTITY_REQUIRED")),
+        "the refusal is audited"
     );
     // ...unless break-glass with a reason, which raises an alert.
     let glass = Identity {

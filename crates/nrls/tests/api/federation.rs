@@ -99,15 +99,12 @@ impl Harness {
                 name: s.state.region.name().into(),
                 base_url: s.base_url.clone(),
                 timeout_ms: 400,
-                resource_types: [
-                    "AllergyIntolerance",
-                    "Condition",
-                    "MedicationStatement",
-                    "Immunization",
-                    "Encounter",
-                ]
-                .map(str::to_owned)
-                .to_vec(),
+                // The defaults, as an operator who names none gets them
+                // (issue 11, item 4: the demo sources must answer each).
+                resource_types: federation::registry::RESOURCE_TYPES
+                    .iter()
+                    .map(|t| (*t).to_owned())
+                    .collect(),
                 auth: federation::SourceAuthConfig::None {},
             })
             .collect();
@@ -299,6 +296,14 @@ async fn three_sources_converge_into_one_complete_record() {
     assert_eq!(
         bundle["entry"][0]["resource"]["resourceType"],
         "OperationOutcome"
+    );
+    assert!(
+        bundle["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["resource"]["resourceType"] == "MedicationRequest"),
+        "the demo's prescriptions are in the record"
     );
 
     // Penicillin: reported by all three regions, one entry, highest criticality.

@@ -272,6 +272,43 @@ async fn openapi_lists_exactly_the_served_routes() {
         search.to_string().contains("subject:identifier"),
         "{search}"
     );
+    // Issue 11, item 4: formats a generated client can rely on, and the
+    // `_search` bodies documented as the search parameters they are.
+    let param = |name: &str| {
+        search
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    let pattern = param("subject:identifier")["schema"]["pattern"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(pattern.contains("[0-9]{10}"), "{pattern}");
+    assert_eq!(param("_count")["schema"]["minimum"], 1);
+    assert_eq!(param("_count")["schema"]["maximum"], 500);
+    for base in ["/consumer/FHIR/R4", "/producer/FHIR/R4"] {
+        let post = &paths[&format!("{base}/DocumentReference/_search")]["post"];
+        assert!(
+            post.get("parameters")
+                .is_none_or(|p| !p.to_string().contains("_count"))
+        );
+        for media in ["application/json", "application/x-www-form-urlencoded"] {
+            let schema = &post["requestBody"]["content"][media]["schema"];
+            assert_eq!(
+                schema["required"][0], "subject:identifier",
+                "{base} {media}: {schema}"
+            );
+            assert!(schema["properties"]["_count"].is_object(), "{schema}");
+            assert!(
+                !schema.to_string().contains("DocumentReference"),
+                "{schema}"
+            );
+        }
+    }
     server.stop().await;
 }
 

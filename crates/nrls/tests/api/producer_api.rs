@@ -3,6 +3,7 @@
 
 use crate::support;
 
+use nrls::config::Backend;
 use serde_json::{Value, json};
 use support::*;
 
@@ -387,4 +388,42 @@ async fn producers_may_only_create_permitted_types_and_as_their_organisation() {
         );
         server.stop().await;
     }
+}
+
+/// Issue 11, item 3: a confidentiality label the policy cannot read is
+/// refused (it would otherwise be stored and shown to every consumer), and
+/// the OID spelling of the system is read as the URL.
+#[tokio::test]
+async fn ambiguous_security_labels_are_refused() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let producer = server.client("producer-a", "RR8").await;
+    let consumer = server.client("consumer", "RX9").await;
+    for (coding, expression) in [
+        (
+            json!({"code": "V"}),
+            "DocumentReference.meta.security[0].system",
+        ),
+        (
+            json!({"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "v"}),
+            "DocumentReference.meta.security[0].code",
+        ),
+    ] {
+        let mut body = pointer("RR8", 0, CRISIS);
+        body["meta"] = json!({"security": [coding]});
+        let reply = producer.post_json(PRODUCER_DR, &body).await;
+        assert_eq!(reply.status, 400, "{coding}: {}", reply.text);
+        assert_eq!(reply.issue().1, expression, "{coding}");
+    }
+    let mut oid = pointer("RR8", 0, CRISIS);
+    oid["meta"] = json!({"security": [{"system": "urn:oid:2.16.840.1.113883.5.25", "code": "V"}]});
+    let id = producer.create(&oid).await;
+    let plain = producer.create(&pointer("RR8", 0, CRISIS)).await;
+    let seen = consumer.consumer_search(&subject(0)).await;
+    assert_eq!(seen.status, 200, "{}", seen.text);
+    assert!(seen.text.contains(&plain), "{}", seen.text);
+    assert!(
+        !seen.text.contains(&id),
+        "a V label in its OID spelling hides the pointer"
+    );
+    server.stop().await;
 }

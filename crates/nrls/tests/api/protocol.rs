@@ -603,3 +603,75 @@ async fn apps_over_their_rate_limit_get_429_with_retry_after() {
     }
     server.stop().await;
 }
+
+/// Issue 11, item 4: the protocol edges FHIR clients and the NRL specs hit.
+#[tokio::test]
+async fn protocol_edges_are_fhir_answers() {
+    let server = TestServer::start(Backend::Memory).await;
+    let c = server.client("consumer", "RX9").await;
+    let producer = server.client("producer-a", "RR8").await;
+    let id = producer.create(&pointer("RR8", 0, CRISIS)).await;
+
+    // HEAD is not supported by NRL v3: 405 with the path's Allow, no HEAD in it.
+    let search = format!("{CONSUMER_DR}?{}", subject(0));
+    for path in [search.clone(), format!("{CONSUMER_DR}/{id}")] {
+        let head = Client::send(c.request(Method::HEAD, &path)).await;
+        assert_eq!(head.status, 405, "{path}");
+        let allow = head.header("allow").unwrap_or_default();
+        assert!(allow.contains("GET") && !allow.contains("HEAD"), "{allow}");
+    }
+    // ...while the operational probes still answer HEAD for load balancers.
+    let probe = server
+        .http
+        .head(format!("{}/livez", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(probe.status().as_u16(), 200);
+
+    // An id that is not UTF-8 is an unknown id, as FHIR JSON.
+    let bad = c.get(&format!("{CONSUMER_DR}/%00%ff")).await;
+    assert_eq!(bad.status, 404, "{}", bad.text);
+    assert_eq!(bad.issue().0, "RESOURCE_NOT_FOUND");
+
+    // _format and _pretty as HAPI's generic client sends them.
+    for query in [
+        "&_format=json",
+        "&_format=application/fhir%2Bjson",
+        "&_pretty=true",
+    ] {
+        let r = c.get(&format!("{search}{query}")).await;
+        assert_eq!(r.status, 200, "{query}: {}", r.text);
+        assert!(r.text.contains(&id), "{query}");
+    }
+    let read = c.get(&format!("{CONSUMER_DR}/{id}?_format=json")).await;
+    assert_eq!(read.status, 200, "{}", read.text);
+    let xml = c.get(&format!("{search}&_format=xml")).await;
+    assert_eq!((xml.status, xml.issue().1.as_str()), (400, "_format"));
+
+    // The DSTU2 media type in Accept and Content-Type.
+    let legacy = Client::send(
+        c.request(Method::GET, &search)
+            .header("accept", "application/json+fhir"),
+    )
+    .await;
+    assert_eq!(legacy.status, 200, "{}", legacy.text);
+    let created = Client::send(
+        producer
+            .request(Method::POST, PRODUCER_DR)
+            .header("content-type", "application/json+fhir")
+            .body(pointer("RR8", 1, CRISIS).to_string()),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+
+    // An empty X-Correlation-Id is treated as absent, not refused or echoed.
+    let empty = Client::send(
+        c.request(Method::GET, &search)
+            .header("x-correlation-id", ""),
+    )
+    .await;
+    assert_eq!(empty.status, 200, "{}", empty.text);
+    assert_eq!(empty.header("x-correlation-id"), None);
+    server.stop().await;
+}

@@ -74,6 +74,38 @@ async fn oversized_request_heads_are_refused() {
     server.task.await.unwrap().unwrap();
 }
 
+/// Issue 11, item 4: the limit holds exactly, whatever hyper's buffer did
+/// (a single 100 KB header passed the 64 KB default when it arrived whole).
+#[tokio::test]
+async fn the_default_header_limit_holds_exactly() {
+    let server = start(ConnectionLimits::default(), None).await;
+    let limit = ConnectionLimits::default().max_header_bytes;
+    // Sized so the head is exactly at the limit, then one byte over.
+    let head = |filler: usize| {
+        format!(
+            "GET / HTTP/1.1\r\nhost: x\r\nx-big: {}\r\nconnection: close\r\n\r\n",
+            "a".repeat(filler)
+        )
+    };
+    let overhead = head(0).len();
+    for (size, wanted) in [
+        (limit, "HTTP/1.1 200"),
+        (limit + 1, "HTTP/1.1 431"),
+        (100 * 1024, "HTTP/1.1 431"),
+    ] {
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        let request = head(size - overhead);
+        assert_eq!(request.len(), size);
+        let reply = exchange(&mut stream, request.as_bytes()).await;
+        assert!(reply.starts_with(wanted), "{size} bytes: {reply:.200}");
+        if wanted.ends_with("431") && size <= 2 * limit {
+            assert!(reply.contains("OperationOutcome"), "{reply:.400}");
+        }
+    }
+    let _ = server.stop.send(());
+    server.task.await.unwrap().unwrap();
+}
+
 #[tokio::test]
 async fn idle_connections_are_closed() {
     let limits = ConnectionLimits {

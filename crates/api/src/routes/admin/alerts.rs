@@ -2,8 +2,7 @@
 //! officer to review and acknowledge.
 
 use audit::{Acknowledgement, AlertQuery, Interaction, now_rfc3339};
-use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
@@ -11,7 +10,7 @@ use serde_json::{Value, json};
 use super::{MAX_COUNT, NoteBody, doc, invalid, param, query_params};
 use crate::audit_trail::{AuditDraft, audited};
 use crate::error::{ApiError, json_response};
-use crate::extract::Admin;
+use crate::extract::{Admin, JsonBody, PathParam};
 use crate::state::AppState;
 use crate::table::Routes;
 
@@ -86,15 +85,15 @@ async fn list(
 async fn acknowledge(
     State(state): State<AppState>,
     admin: Admin,
-    Path(seq): Path<u64>,
-    body: Option<Json<NoteBody>>,
+    PathParam(seq): PathParam<u64>,
+    body: Option<JsonBody<NoteBody>>,
 ) -> Result<Response, ApiError> {
     let mut draft = AuditDraft::always(Interaction::Update);
     draft.resources.push(format!("AuditEvent/{seq}"));
     let ack = Acknowledgement {
         by: admin.client_id.to_string(),
         at: now_rfc3339(),
-        note: body.and_then(|Json(b)| b.note),
+        note: body.and_then(|JsonBody(b)| b.note),
     };
     let result = state
         .access()

@@ -1,8 +1,7 @@
 //! `/admin/patients/{nhs}/objection`: a patient's objection to sharing.
 
 use audit::{Interaction, now_rfc3339};
-use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
@@ -11,7 +10,7 @@ use store::access::Objection;
 use super::{NoteBody, doc, nhs_number};
 use crate::audit_trail::{AuditDraft, audited};
 use crate::error::{ApiError, json_response};
-use crate::extract::Admin;
+use crate::extract::{Admin, JsonBody, PathParam};
 use crate::state::AppState;
 use crate::table::Routes;
 
@@ -58,7 +57,7 @@ fn none_recorded() -> ApiError {
 async fn read(
     State(state): State<AppState>,
     admin: Admin,
-    Path(nhs): Path<String>,
+    PathParam(nhs): PathParam<String>,
 ) -> Result<Response, ApiError> {
     let patient = nhs_number("nhs", &nhs);
     let mut draft = AuditDraft::always(Interaction::Read);
@@ -76,8 +75,8 @@ async fn read(
 async fn record(
     State(state): State<AppState>,
     admin: Admin,
-    Path(nhs): Path<String>,
-    body: Option<Json<NoteBody>>,
+    PathParam(nhs): PathParam<String>,
+    body: Option<JsonBody<NoteBody>>,
 ) -> Result<Response, ApiError> {
     let patient = nhs_number("nhs", &nhs);
     let mut draft = AuditDraft::always(Interaction::Update);
@@ -87,7 +86,7 @@ async fn record(
             nhs_number: patient?,
             recorded_by: admin.client_id.to_string(),
             recorded_at: now_rfc3339(),
-            note: body.and_then(|Json(b)| b.note),
+            note: body.and_then(|JsonBody(b)| b.note),
         };
         state
             .access()
@@ -103,7 +102,7 @@ async fn record(
 async fn withdraw(
     State(state): State<AppState>,
     admin: Admin,
-    Path(nhs): Path<String>,
+    PathParam(nhs): PathParam<String>,
 ) -> Result<Response, ApiError> {
     let patient = nhs_number("nhs", &nhs);
     let mut draft = AuditDraft::always(Interaction::Delete);

@@ -1,8 +1,7 @@
 //! `/admin/relationships`: the relationships the access policy reads.
 
 use audit::{Interaction, now_rfc3339};
-use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use domain::OdsCode;
@@ -13,7 +12,7 @@ use store::access::{NewRelationship, Relationship, RelationshipKind};
 use super::{doc, invalid, nhs_number, param, query_params};
 use crate::audit_trail::{AuditDraft, audited};
 use crate::error::{ApiError, json_response};
-use crate::extract::Admin;
+use crate::extract::{Admin, JsonBody, PathParam};
 use crate::state::AppState;
 use crate::table::Routes;
 
@@ -91,7 +90,7 @@ struct RelationshipBody {
 async fn add(
     State(state): State<AppState>,
     admin: Admin,
-    Json(body): Json<RelationshipBody>,
+    JsonBody(body): JsonBody<RelationshipBody>,
 ) -> Result<Response, ApiError> {
     let patient = nhs_number("patient", &body.patient);
     let mut draft = AuditDraft::always(Interaction::Create);
@@ -126,7 +125,7 @@ async fn add(
 async fn remove(
     State(state): State<AppState>,
     admin: Admin,
-    Path(id): Path<u64>,
+    PathParam(id): PathParam<u64>,
 ) -> Result<Response, ApiError> {
     let removed = state.access().facts.remove_relationship(id).await;
     let mut draft = AuditDraft::always(Interaction::Delete);

@@ -76,7 +76,18 @@ proptest! {
         if let Ok(grant) = fixture.decide(&case) {
             let visible = grant.filter.check(&fixture.other_ods, &[]) == Visibility::Visible;
             let glass = matches!(case.basis, AccessBasis::BreakGlass { reason: Some(_) });
-            prop_assert!(!visible || (case.role == Role::Consumer && glass));
+            prop_assert!(!visible || (case.role == Role::Consumer && glass && case.user.is_some()));
+        }
+    }
+
+    /// Self-claimed and break-glass grants always name a verified clinician.
+    #[test]
+    fn unrecorded_bases_need_a_named_clinician(case in arb_case()) {
+        let fixture = Fixture::new(&case);
+        if let Ok(grant) = fixture.decide(&case)
+            && matches!(grant.basis, ReasonCode::SelfClaimed | ReasonCode::BreakGlass)
+        {
+            prop_assert!(case.user.is_some());
         }
     }
 

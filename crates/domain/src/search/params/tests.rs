@@ -138,6 +138,35 @@ fn every_bad_parameter_is_named() {
     }
 }
 
+/// Issue 11, item 4: `_format` and `_pretty` as FHIR clients send them.
+#[test]
+fn format_parameters_are_accepted_when_json() {
+    let subject = (
+        "subject:identifier",
+        "https://fhir.nhs.uk/Id/nhs-number|9999999999",
+    );
+    for format in [
+        "json",
+        "application/fhir+json",
+        "application/json+fhir",
+        "application/json; charset=utf-8",
+    ] {
+        assert!(
+            consumer(&[subject, ("_format", format)]).is_ok(),
+            "{format}"
+        );
+    }
+    assert!(consumer(&[subject, ("_pretty", "true"), ("_format", "json")]).is_ok());
+    assert_eq!(
+        first_code(&[subject, ("_format", "xml")]),
+        (ErrorCode::InvalidParameter, "_format".to_owned())
+    );
+    assert_eq!(
+        first_code(&[subject, ("_pretty", "yes")]),
+        (ErrorCode::InvalidParameter, "_pretty".to_owned())
+    );
+}
+
 #[test]
 fn producers_cannot_filter_by_custodian() {
     let r = parse(

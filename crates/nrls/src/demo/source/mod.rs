@@ -208,13 +208,9 @@ fn outcome(status: StatusCode, code: &str, text: &str) -> Response {
     )
 }
 
-const SERVED: &[&str] = &[
-    "AllergyIntolerance",
-    "Condition",
-    "MedicationStatement",
-    "Immunization",
-    "Encounter",
-];
+/// Every type a source may be registered for, so a demo source registered
+/// with the default `resource_types` answers each and the record is complete.
+const SERVED: &[&str] = federation::registry::RESOURCE_TYPES;
 
 async fn search(
     State(state): State<Arc<SourceState>>,

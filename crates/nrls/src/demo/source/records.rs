@@ -122,6 +122,17 @@ impl Builder<'_> {
         self.push(r, "2025-09-01T08:00:00Z");
     }
 
+    fn prescription(&mut self, medication: (&str, &str), authored: &str, valid_until: &str) {
+        let r = json!({
+            "resourceType": "MedicationRequest", "id": self.id("prescription"),
+            "status": "active", "intent": "order",
+            "medicationCodeableConcept": cc(DMD, medication), "subject": self.patient(),
+            "authoredOn": authored,
+            "dispenseRequest": {"validityPeriod": {"start": authored, "end": valid_until}},
+        });
+        self.push(r, "2025-09-15T08:00:00Z");
+    }
+
     fn immunization(&mut self, vaccine: (&str, &str), date: &str) {
         let r = json!({
             "resourceType": "Immunization", "id": self.id("immunization"), "status": "completed",
@@ -222,6 +233,7 @@ fn showcase(b: &mut Builder<'_>) {
             b.allergy(*latex, "low", REACTIONS[0]);
             b.condition(hypertension, "2019-06-20", "active");
             b.immunization(COVID, "2023-10-15");
+            b.prescription(MEDICATIONS[2], "2025-09-15", "2026-09-15");
             b.encounter(
                 ("AMB", "ambulatory"),
                 "2024-03-03T10:00:00Z",
@@ -243,6 +255,11 @@ fn ordinary(b: &mut Builder<'_>) {
     b.condition(CONDITIONS[p % CONDITIONS.len()], &onset, "active");
     let start = format!("2024-{:02}-01", 1 + r);
     b.medication(MEDICATIONS[p % MEDICATIONS.len()], &start, "As directed");
+    if r == 0 {
+        let authored = format!("2025-{:02}-01", 1 + p % 12);
+        let until = format!("2026-{:02}-01", 1 + p % 12);
+        b.prescription(MEDICATIONS[(p + 1) % MEDICATIONS.len()], &authored, &until);
+    }
     b.immunization(FLU, &format!("2024-10-{:02}", 10 + p % 10));
     let day = format!("2025-{:02}-{:02}", 1 + (p + r) % 12, 1 + r * 7);
     b.encounter(
