@@ -112,6 +112,8 @@ pub enum IssueType {
     Invalid,
     Structure,
     Required,
+    /// A FHIR invariant (e.g. ext-1) is broken.
+    Invariant,
     Value,
     CodeInvalid,
     Security,
@@ -134,6 +136,7 @@ impl IssueType {
             Invalid => "invalid",
             Structure => "structure",
             Required => "required",
+            Invariant => "invariant",
             Value => "value",
             CodeInvalid => "code-invalid",
             Security => "security",
