@@ -90,6 +90,22 @@ fn not_well_formed(e: &serde_json::Error) -> ApiError {
     ))
 }
 
+/// A DocumentReference body, with the FHIR R4 issues of its JSON text (which
+/// see the `null`s and repeated keys a typed parse drops).
+pub struct PointerBody(pub domain::validation::Submission);
+
+impl FromRequest<AppState> for PointerBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        check_json_media_type(request.headers())?;
+        let bytes = read_body(request, state.settings().body_limit).await?;
+        domain::validation::Submission::parse(&bytes)
+            .map(PointerBody)
+            .map_err(ApiError::Rejected)
+    }
+}
+
 impl<T: DeserializeOwned> FromRequest<AppState> for FhirBody<T> {
     type Rejection = ApiError;
 

@@ -1,6 +1,8 @@
 use domain::clock::now_instant;
 use domain::issue::Issue;
-use domain::validation::{ValidPointer, ValidationContext, check_immutable_fields, validate};
+use domain::validation::{
+    Submission, ValidPointer, ValidationContext, check_immutable_fields, validate_submission,
+};
 use domain::{PointerId, PointerRecord};
 use fhir::DocumentReference;
 use store::StoreError;
@@ -21,14 +23,14 @@ pub struct Created {
 fn check(
     state: &AppState,
     caller: &Caller,
-    doc: &DocumentReference,
+    submission: &Submission,
 ) -> Result<ValidPointer, ApiError> {
     let ctx = ValidationContext {
         catalogue: state.catalogue(),
         caller: &caller.ods,
         permitted_types: caller.types,
     };
-    validate(doc, &ctx).map_err(ApiError::Rejected)
+    validate_submission(submission, &ctx).map_err(ApiError::Rejected)
 }
 
 fn record(
@@ -46,12 +48,13 @@ fn record(
 pub async fn create(
     state: &AppState,
     caller: &Caller,
-    doc: DocumentReference,
+    submission: Submission,
     draft: &mut AuditDraft,
 ) -> Result<Created, ApiError> {
     // Named before validation so a refused create of a real patient is audited too.
-    draft.patient = subject_of(&doc);
-    let mut valid = check(state, caller, &doc)?;
+    draft.patient = subject_of(&submission.doc);
+    let mut valid = check(state, caller, &submission)?;
+    let doc = submission.doc;
     let id = match valid.id.take() {
         Some(id) => id,
         None => PointerId::generate(&caller.ods, &uuid::Uuid::new_v4().to_string())
@@ -73,11 +76,12 @@ pub async fn update(
     state: &AppState,
     caller: &Caller,
     path_id: &str,
-    doc: DocumentReference,
+    submission: Submission,
     if_match: Option<u32>,
     draft: &mut AuditDraft,
 ) -> Result<Created, ApiError> {
     let id = own_id(caller, path_id)?;
+    let doc = &submission.doc;
     if doc.id.as_deref() != Some(id.as_str()) {
         return Err(ApiError::one(Issue::invalid(
             "DocumentReference.id",
@@ -96,8 +100,8 @@ pub async fn update(
     let existing = read_for_producer(state, caller, id.as_str(), draft).await?;
     let old: DocumentReference = serde_json::from_str(&existing.json)
         .map_err(|e| ApiError::Internal(format!("stored pointer {id}: {e}")))?;
-    let mut valid = check(state, caller, &doc)?;
-    let immutable = check_immutable_fields(&doc, &old);
+    let mut valid = check(state, caller, &submission)?;
+    let immutable = check_immutable_fields(&submission.doc, &old);
     if !immutable.is_empty() {
         return Err(ApiError::Rejected(immutable));
     }
@@ -107,7 +111,7 @@ pub async fn update(
     {
         return Err(precondition_failed(&id, v, existing.version));
     }
-    let mut doc = doc;
+    let mut doc = submission.doc;
     if doc.date.is_none() {
         doc.date = old.date.clone();
     }

@@ -3,13 +3,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use domain::search::Audience;
-use fhir::DocumentReference;
 
 use super::table::{Doc, Routes, media};
 use super::{PRODUCER_BASE, audited_search, etag, pointer_response, success, success_code};
 use crate::audit_trail::{AuditDraft, audited};
 use crate::error::ApiError;
-use crate::extract::{FhirBody, Producer, SearchParams, if_match_version};
+use crate::extract::{PointerBody, Producer, SearchParams, if_match_version};
 use crate::pointers;
 use crate::state::AppState;
 
@@ -76,7 +75,7 @@ pub fn router() -> Routes {
 async fn create(
     State(state): State<AppState>,
     Producer(caller): Producer,
-    FhirBody(doc): FhirBody<DocumentReference>,
+    PointerBody(doc): PointerBody,
 ) -> Result<Response, ApiError> {
     let mut draft = AuditDraft::new(Interaction::Create);
     let result = pointers::create(&state, &caller, doc, &mut draft)
@@ -108,7 +107,7 @@ async fn update(
     Producer(caller): Producer,
     Path(id): Path<String>,
     headers: HeaderMap,
-    FhirBody(doc): FhirBody<DocumentReference>,
+    PointerBody(doc): PointerBody,
 ) -> Result<Response, ApiError> {
     let if_match = if_match_version(&headers)?;
     let mut draft = AuditDraft::new(Interaction::Update);
