@@ -155,12 +155,7 @@ fn nrl_rules(
     let master_identifier = references::master_identifier(doc, &mut issues);
     let security_labels = terminology::security_labels(doc);
     if !r4_issues.is_empty() {
-        issues.retain(|i| {
-            !r4_issues
-                .iter()
-                .any(|r| r.expression.is_some() && r.expression == i.expression)
-        });
-        issues.splice(0..0, r4_issues);
+        merge(&mut issues, r4_issues);
     }
 
     match (nhs_number, custodian, pointer_type) {
@@ -177,6 +172,18 @@ fn nrl_rules(
         }
         _ => Err(issues),
     }
+}
+
+/// Puts the R4 issues first, with one issue per element: where an NRL rule
+/// names the same element, its issue wins when it carries a specific NRL code
+/// (`INVALID_NHS_NUMBER` tells a client more than "empty string"), the R4 one
+/// otherwise.
+fn merge(nrl: &mut Vec<Issue>, mut r4_issues: Vec<Issue>) {
+    let same = |a: &Issue, b: &Issue| a.expression.is_some() && a.expression == b.expression;
+    let generic = |i: &Issue| i.code == crate::ErrorCode::InvalidResource;
+    r4_issues.retain(|r| !nrl.iter().any(|n| same(n, r) && !generic(n)));
+    nrl.retain(|n| !(generic(n) && r4_issues.iter().any(|r| same(n, r))));
+    nrl.splice(0..0, r4_issues);
 }
 
 #[cfg(test)]

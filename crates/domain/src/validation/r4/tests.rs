@@ -360,6 +360,21 @@ fn submissions_report_r4_and_nrl_issues_together_once_per_element() {
         ],
         "{issues:#?}"
     );
+    // The specific NRL code wins over the R4 one on the same element.
+    let nhs = issues.iter().find(|i| i.expression.as_deref() == Some("DocumentReference.subject.identifier.value"));
+    assert_eq!(nhs.map(|i| i.code), Some(ErrorCode::InvalidNhsNumber));
+    let mut blank = with("/subject/identifier/value", json!(""));
+    blank["description"] = json!("");
+    let submission = Submission::parse(blank.to_string().as_bytes()).unwrap();
+    let issues = validate_submission(&submission, &ctx).unwrap_err();
+    let codes: Vec<_> = issues.iter().map(|i| (i.code, i.expression.as_deref().unwrap())).collect();
+    assert_eq!(
+        codes,
+        [
+            (ErrorCode::InvalidResource, "DocumentReference.description"),
+            (ErrorCode::InvalidNhsNumber, "DocumentReference.subject.identifier.value"),
+        ]
+    );
     // The typed path sees what will be stored (the null is dropped, the rest refused).
     let doc: fhir::DocumentReference = serde_json::from_value(v).unwrap();
     assert!(validate(&doc, &ctx).is_err());
