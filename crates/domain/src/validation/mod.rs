@@ -90,6 +90,9 @@ impl Submission {
         }
         match serde_json::from_slice::<DocumentReference>(json) {
             Ok(doc) => Ok(Submission { doc, r4_issues }),
+            // The R4 walk skips what it refuses unread; the typed parse reads
+            // all, and finds the nesting past serde_json's limit in there.
+            Err(e) if e.is_syntax() || e.is_eof() => Err(vec![not_well_formed(&e)]),
             Err(_) if !r4_issues.is_empty() => Err(r4_issues),
             Err(e) => Err(vec![Issue::new(
                 crate::ErrorCode::InvalidResource,

@@ -562,3 +562,39 @@ proptest! {
         let _ = Submission::parse(&bytes);
     }
 }
+
+/// The cost of validation per pointer, for callgrind (see docs/performance.md):
+/// `NRLS_COST_CASE` is `r4` (the R4 walk of the text), `body` (what a create
+/// does: `Submission::parse` + `validate_submission`) or `typed` (`validate`
+/// of a parsed pointer, which serialises it for the R4 walk);
+/// `NRLS_COST_ITERATIONS` how many times.
+#[test]
+#[ignore = "a measurement, run under callgrind"]
+fn cost_per_pointer() {
+    let n: u64 = std::env::var("NRLS_COST_ITERATIONS").map_or(1, |v| v.parse().unwrap());
+    let case = std::env::var("NRLS_COST_CASE").unwrap_or_else(|_| "body".to_owned());
+    let text = valid_json().to_string();
+    let (caller, catalogue) = context();
+    let ctx = ValidationContext {
+        catalogue,
+        caller: &caller,
+        permitted_types: crate::permissions::TypeSet::all(catalogue),
+    };
+    let doc: fhir::DocumentReference = serde_json::from_str(&text).unwrap();
+    let mut issues = Vec::new();
+    for _ in 0..n {
+        match case.as_str() {
+            "r4" => {
+                check_json(std::hint::black_box(text.as_bytes()), &mut issues).unwrap();
+                assert!(issues.is_empty());
+            }
+            "typed" => {
+                std::hint::black_box(validate(std::hint::black_box(&doc), &ctx)).unwrap();
+            }
+            _ => {
+                let s = Submission::parse(std::hint::black_box(text.as_bytes())).unwrap();
+                std::hint::black_box(validate_submission(&s, &ctx)).unwrap();
+            }
+        }
+    }
+}
