@@ -24,6 +24,8 @@ mod table;
 mod walk;
 
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod tests;
 
 use fhir::DocumentReference;

@@ -197,7 +197,7 @@ fn base64(s: &str) -> bool {
     let mut count = 0usize;
     for c in s.chars() {
         if is_regex_space(c) {
-            if count % 4 != 0 {
+            if !count.is_multiple_of(4) {
                 return false;
             }
         } else if c.is_ascii_alphanumeric() || c == '+' || c == '/' || c == '=' {
@@ -206,7 +206,7 @@ fn base64(s: &str) -> bool {
             return false;
         }
     }
-    count > 0 && count % 4 == 0
+    count > 0 && count.is_multiple_of(4)
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -256,7 +256,7 @@ fn date_time(s: &str, need: Need) -> bool {
     // (Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00))
     match &b[i..] {
         b"Z" => true,
-        [sign, h1, h2, b':', m1, m2] if matches!(sign, b'+' | b'-') => {
+        [b'+' | b'-', h1, h2, b':', m1, m2] => {
             let hm = [*h1, *h2, b':', *m1, *m2];
             &hm == b"14:00" || (two_digits_in(&hm, 0, 0, 13) && two_digits_in(&hm, 3, 0, 59))
         }
