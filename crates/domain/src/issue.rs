@@ -112,6 +112,8 @@ pub enum IssueType {
     Invalid,
     Structure,
     Required,
+    /// A FHIR invariant (e.g. ext-1) is broken.
+    Invariant,
     Value,
     CodeInvalid,
     Security,
@@ -134,6 +136,7 @@ impl IssueType {
             Invalid => "invalid",
             Structure => "structure",
             Required => "required",
+            Invariant => "invariant",
             Value => "value",
             CodeInvalid => "code-invalid",
             Security => "security",
@@ -162,16 +165,20 @@ pub struct Issue {
 }
 
 impl Issue {
+    /// An issue about the element at `expression`. An empty expression (a
+    /// query parameter with no name, say) is no FHIRPath: the issue then names
+    /// no element rather than carry `""`, which strict clients refuse.
     pub fn new(
         code: ErrorCode,
         issue_type: IssueType,
         expression: impl Into<String>,
         diagnostics: impl Into<String>,
     ) -> Self {
+        let expression: String = expression.into();
         Issue {
             code,
             issue_type,
-            expression: Some(expression.into()),
+            expression: (!expression.trim().is_empty()).then_some(expression),
             diagnostics: diagnostics.into(),
         }
     }
@@ -206,5 +213,23 @@ impl Issue {
             expression,
             diagnostics,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_expression_names_no_element() {
+        let issue = Issue::new(ErrorCode::InvalidParameter, IssueType::Invalid, "", "x");
+        assert_eq!(issue.expression, None);
+        let issue = Issue::new(
+            ErrorCode::InvalidParameter,
+            IssueType::Invalid,
+            "_count",
+            "x",
+        );
+        assert_eq!(issue.expression.as_deref(), Some("_count"));
     }
 }

@@ -8,7 +8,7 @@
 use domain::catalogue::Catalogue;
 use domain::permissions::TypeSet;
 use domain::search::{Audience, Cursor, SearchLimits, parse};
-use domain::validation::{ValidationContext, validate};
+use domain::validation::{Submission, ValidationContext, r4, validate, validate_submission};
 use domain::{OdsCode, PointerId};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -31,11 +31,10 @@ fn valid_pointer() -> Value {
     })
 }
 
-/// The DocumentReference target: parse, validate, and a valid pointer serialises.
+/// The DocumentReference target: the API's parse (R4 check of the text, then
+/// typed), every rule, and a valid pointer serialises into a record that is
+/// itself FHIR R4 valid. Also the typed path (`validate`) never panics.
 fn parse_and_validate(bytes: &[u8]) {
-    let Ok(doc) = serde_json::from_slice::<fhir::DocumentReference>(bytes) else {
-        return;
-    };
     let caller = OdsCode::parse("Y05868").unwrap();
     let catalogue = Catalogue::nrl_v3();
     let ctx = ValidationContext {
@@ -43,14 +42,23 @@ fn parse_and_validate(bytes: &[u8]) {
         caller: &caller,
         permitted_types: TypeSet::all(catalogue),
     };
-    if let Ok(valid) = validate(&doc, &ctx) {
+    if let Ok(doc) = serde_json::from_slice::<fhir::DocumentReference>(bytes) {
+        let _ = validate(&doc, &ctx);
+    }
+    let Ok(submission) = Submission::parse(bytes) else {
+        return;
+    };
+    if let Ok(valid) = validate_submission(&submission, &ctx) {
         let id = valid
             .id
             .clone()
             .unwrap_or_else(|| PointerId::parse("Y05868-x").unwrap());
-        valid
-            .into_record(doc, id, 1, "2026-01-01T00:00:00Z")
+        let record = valid
+            .into_record(submission.doc, id, 1, "2026-01-01T00:00:00Z")
             .unwrap();
+        let mut issues = Vec::new();
+        r4::check_json(record.json.as_bytes(), &mut issues).unwrap();
+        assert_eq!(issues, [], "{}", record.json);
     }
 }
 

@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use nrls::commands::{audit, bench, demo_source, export, generate, import, probe, serve, token};
+use nrls::commands::{
+    audit, bench, check, demo_source, export, generate, import, probe, serve, token,
+};
 
 #[derive(Parser)]
 #[command(
@@ -27,6 +29,9 @@ enum Command {
     Import(import::ImportArgs),
     /// Write stored pointers as NDJSON.
     Export(export::ExportArgs),
+    /// Report every stored pointer that fails the current validation rules
+    /// (FHIR R4 and NRL); changes nothing, exits non-zero if any fail.
+    Check(check::CheckArgs),
     /// Generate a deterministic synthetic dataset.
     Generate(generate::GenerateArgs),
     /// Benchmarks: the load generator, its scenarios and micro-benchmarks.
@@ -60,6 +65,7 @@ fn main() -> ExitCode {
             Command::Token(args) => token::run(args).await,
             Command::Import(args) => import::run(args).await,
             Command::Export(args) => export::run(args).await,
+            Command::Check(args) => check::run(args).await,
             Command::Generate(args) => generate::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Audit(args) => audit::run(args).await,

@@ -10,19 +10,6 @@ use serde::de::DeserializeOwned;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// A JSON body parsed into the resource `T`.
-pub struct FhirBody<T>(pub T);
-
-/// A resource a body may hold: its type names the body's elements in
-/// issues (`DocumentReference.subject`).
-pub trait FhirResource: DeserializeOwned {
-    const RESOURCE_TYPE: &'static str;
-}
-
-impl FhirResource for fhir::DocumentReference {
-    const RESOURCE_TYPE: &'static str = "DocumentReference";
-}
-
 /// The media type of the body without its parameters, lower-cased.
 pub fn content_type_essence(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
@@ -115,13 +102,19 @@ fn not_well_formed(e: &serde_json::Error) -> ApiError {
     ))
 }
 
-impl<T: FhirResource> FromRequest<AppState> for FhirBody<T> {
+/// A DocumentReference body, with the FHIR R4 issues of its JSON text (which
+/// see the `null`s and repeated keys a typed parse drops).
+pub struct PointerBody(pub domain::validation::Submission);
+
+impl FromRequest<AppState> for PointerBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
         check_json_media_type(request.headers())?;
         let bytes = read_body(request, state.settings().body_limit).await?;
-        parse_json(&bytes, T::RESOURCE_TYPE).map(FhirBody)
+        domain::validation::Submission::parse(&bytes)
+            .map(PointerBody)
+            .map_err(ApiError::Rejected)
     }
 }
 

@@ -12,7 +12,7 @@ use axum::http::request::Parts;
 use telemetry::TraceContext;
 
 pub use crate::caller::{Caller, RequestIds};
-pub use body::{FhirBody, FhirResource};
+pub use body::PointerBody;
 pub use caller::{Admin, CallerNote, CallerSlot, Consumer, Producer};
 pub use headers::if_match_version;
 pub use json_body::JsonBody;

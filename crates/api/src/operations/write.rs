@@ -1,7 +1,9 @@
 use audit::Interaction;
 use domain::clock::now_instant;
 use domain::issue::Issue;
-use domain::validation::{ValidPointer, ValidationContext, check_immutable_fields, validate};
+use domain::validation::{
+    Submission, ValidPointer, ValidationContext, check_immutable_fields, validate_submission,
+};
 use domain::{PointerId, PointerRecord};
 use fhir::DocumentReference;
 use store::StoreError;
@@ -22,14 +24,14 @@ pub struct Written {
 fn check(
     ctx: &Context<'_>,
     caller: &Caller,
-    doc: &DocumentReference,
+    submission: &Submission,
 ) -> Result<ValidPointer, ApiError> {
     let ctx = ValidationContext {
         catalogue: ctx.catalogue,
         caller: &caller.ods,
         permitted_types: caller.types,
     };
-    validate(doc, &ctx).map_err(ApiError::Rejected)
+    validate_submission(submission, &ctx).map_err(ApiError::Rejected)
 }
 
 fn record(
@@ -48,22 +50,23 @@ fn record(
 pub async fn create(
     ctx: &Context<'_>,
     caller: &Caller,
-    doc: DocumentReference,
+    submission: Submission,
 ) -> Result<Written, ApiError> {
     let mut draft = AuditDraft::new(Interaction::Create);
-    let result = create_pointer(ctx, caller, doc, &mut draft).await;
+    let result = create_pointer(ctx, caller, submission, &mut draft).await;
     audited(ctx, caller.actor(), draft, result).await
 }
 
 async fn create_pointer(
     ctx: &Context<'_>,
     caller: &Caller,
-    doc: DocumentReference,
+    submission: Submission,
     draft: &mut AuditDraft,
 ) -> Result<Written, ApiError> {
     // Named before validation so a refused create of a real patient is audited too.
-    draft.patient = subject_of(&doc);
-    let mut valid = check(ctx, caller, &doc)?;
+    draft.patient = subject_of(&submission.doc);
+    let mut valid = check(ctx, caller, &submission)?;
+    let doc = submission.doc;
     let id = match valid.id.take() {
         Some(id) => id,
         None => PointerId::generate(&caller.ods, &uuid::Uuid::new_v4().to_string())
@@ -86,11 +89,11 @@ pub async fn update(
     ctx: &Context<'_>,
     caller: &Caller,
     path_id: &str,
-    doc: DocumentReference,
+    submission: Submission,
     if_match: Option<u32>,
 ) -> Result<Written, ApiError> {
     let mut draft = AuditDraft::new(Interaction::Update);
-    let result = update_pointer(ctx, caller, path_id, doc, if_match, &mut draft).await;
+    let result = update_pointer(ctx, caller, path_id, submission, if_match, &mut draft).await;
     audited(ctx, caller.actor(), draft, result).await
 }
 
@@ -98,11 +101,12 @@ async fn update_pointer(
     ctx: &Context<'_>,
     caller: &Caller,
     path_id: &str,
-    doc: DocumentReference,
+    submission: Submission,
     if_match: Option<u32>,
     draft: &mut AuditDraft,
 ) -> Result<Written, ApiError> {
     let id = own_id(caller, path_id)?;
+    let doc = &submission.doc;
     if doc.id.as_deref() != Some(id.as_str()) {
         return Err(ApiError::one(Issue::invalid(
             "DocumentReference.id",
@@ -121,8 +125,8 @@ async fn update_pointer(
     let existing = own_pointer(ctx, caller, id.as_str(), draft).await?;
     let old: DocumentReference = serde_json::from_str(&existing.json)
         .map_err(|e| ApiError::Internal(format!("stored pointer {id}: {e}")))?;
-    let mut valid = check(ctx, caller, &doc)?;
-    let immutable = check_immutable_fields(&doc, &old);
+    let mut valid = check(ctx, caller, &submission)?;
+    let immutable = check_immutable_fields(&submission.doc, &old);
     if !immutable.is_empty() {
         return Err(ApiError::Rejected(immutable));
     }
@@ -132,7 +136,7 @@ async fn update_pointer(
     {
         return Err(precondition_failed(&id, v, existing.version));
     }
-    let mut doc = doc;
+    let mut doc = submission.doc;
     if doc.date.is_none() {
         doc.date = old.date.clone();
     }

@@ -2,11 +2,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use domain::search::Audience;
-use fhir::DocumentReference;
 
 use super::{PRODUCER_POINTERS, etag, pointer_response, searchset, success};
 use crate::error::ApiError;
-use crate::extract::{FhirBody, PathParam, Producer, SearchParams, if_match_version};
+use crate::extract::{PathParam, PointerBody, Producer, SearchParams, if_match_version};
 use crate::operations;
 use crate::state::AppState;
 use crate::table::{Doc, Routes, media};
@@ -74,7 +73,7 @@ pub fn router() -> Routes {
 async fn create(
     State(state): State<AppState>,
     Producer(caller): Producer,
-    FhirBody(doc): FhirBody<DocumentReference>,
+    PointerBody(doc): PointerBody,
 ) -> Result<Response, ApiError> {
     let created = operations::create(&state.context(), &caller, doc).await?;
     let mut response = success(StatusCode::CREATED, "RESOURCE_CREATED", "Resource created");
@@ -96,7 +95,7 @@ async fn update(
     Producer(caller): Producer,
     PathParam(id): PathParam<String>,
     headers: HeaderMap,
-    FhirBody(doc): FhirBody<DocumentReference>,
+    PointerBody(doc): PointerBody,
 ) -> Result<Response, ApiError> {
     let if_match = if_match_version(&headers)?;
     let updated = operations::update(&state.context(), &caller, &id, doc, if_match).await?;

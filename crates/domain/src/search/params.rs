@@ -79,7 +79,17 @@ pub fn parse<'p>(
     let mut issues = Vec::new();
     let mut seen: Vec<(&str, &str)> = Vec::new();
     for (name, value) in pairs {
-        if !allowed.contains(&name) {
+        if name.is_empty() {
+            // `?=x` or `?&`: nothing to name as the expression.
+            issues.push(Issue::general(
+                ErrorCode::InvalidParameter,
+                IssueType::Invalid,
+                format!(
+                    "a search parameter has no name (value '{value}'); use {}",
+                    allowed.join(", ")
+                ),
+            ));
+        } else if !allowed.contains(&name) {
             issues.push(param_issue(
                 ErrorCode::InvalidParameter,
                 name,

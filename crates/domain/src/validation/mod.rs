@@ -3,6 +3,7 @@
 //! FHIRPath expression rooted at `DocumentReference`.
 
 mod content;
+pub mod r4;
 mod references;
 mod resource;
 mod terminology;
@@ -69,10 +70,80 @@ impl ValidPointer {
     }
 }
 
-/// Checks `doc` against every NRL v3 rule (and nrls's stricter ones).
+/// A DocumentReference as a client sent it: parsed, with the FHIR R4 issues
+/// of its JSON text (which sees what the typed parse drops: `null`s, repeated
+/// keys). Validate it with [`validate_submission`].
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub doc: DocumentReference,
+    r4_issues: Vec<Issue>,
+}
+
+impl Submission {
+    /// Parses JSON text. `Err` holds every issue when it cannot be read as a
+    /// DocumentReference at all: not JSON (`MESSAGE_NOT_WELL_FORMED`), or an
+    /// element of the wrong JSON type (each one, from the R4 check).
+    pub fn parse(json: &[u8]) -> Result<Submission, Vec<Issue>> {
+        let mut r4_issues = Vec::new();
+        if let Err(e) = r4::check_json(json, &mut r4_issues) {
+            return Err(vec![not_well_formed(&e)]);
+        }
+        match serde_json::from_slice::<DocumentReference>(json) {
+            Ok(doc) => Ok(Submission { doc, r4_issues }),
+            // The R4 walk skips what it refuses unread; the typed parse reads
+            // all, and finds the nesting past serde_json's limit in there.
+            Err(e) if e.is_syntax() || e.is_eof() => Err(vec![not_well_formed(&e)]),
+            Err(_) if !r4_issues.is_empty() => Err(r4_issues),
+            Err(e) => Err(vec![Issue::new(
+                crate::ErrorCode::InvalidResource,
+                crate::IssueType::Structure,
+                "DocumentReference",
+                format!("the body is not a DocumentReference: {e}"),
+            )]),
+        }
+    }
+
+    /// The FHIR R4 issues found in the text.
+    pub fn r4_issues(&self) -> &[Issue] {
+        &self.r4_issues
+    }
+}
+
+fn not_well_formed(e: &serde_json::Error) -> Issue {
+    Issue::general(
+        crate::ErrorCode::MessageNotWellFormed,
+        crate::IssueType::Structure,
+        format!("the body is not well-formed JSON: {e}"),
+    )
+}
+
+/// Checks `doc` against FHIR R4 (as it will be serialised) and every NRL v3
+/// rule (and nrls's stricter ones). For a body a client sent, prefer
+/// [`Submission::parse`] and [`validate_submission`], which also see the
+/// `null`s and repeated keys a typed parse drops and do not serialise again.
 pub fn validate(
     doc: &DocumentReference,
     ctx: &ValidationContext<'_>,
+) -> Result<ValidPointer, Vec<Issue>> {
+    let mut issues = Vec::new();
+    r4::check_document(doc, &mut issues);
+    nrl_rules(doc, ctx, issues)
+}
+
+/// Checks a parsed body: its FHIR R4 issues, then every NRL v3 rule, all
+/// reported together (an NRL issue on an element the R4 check already named
+/// is left out: one element, one complaint).
+pub fn validate_submission(
+    submission: &Submission,
+    ctx: &ValidationContext<'_>,
+) -> Result<ValidPointer, Vec<Issue>> {
+    nrl_rules(&submission.doc, ctx, submission.r4_issues.clone())
+}
+
+fn nrl_rules(
+    doc: &DocumentReference,
+    ctx: &ValidationContext<'_>,
+    r4_issues: Vec<Issue>,
 ) -> Result<ValidPointer, Vec<Issue>> {
     let mut issues = Vec::new();
     resource::check(doc, &mut issues);
@@ -86,6 +157,9 @@ pub fn validate(
     let supersedes = references::relates_to(doc, &mut issues);
     let master_identifier = references::master_identifier(doc, &mut issues);
     let security_labels = terminology::security_labels(doc, &mut issues);
+    if !r4_issues.is_empty() {
+        merge(&mut issues, r4_issues);
+    }
 
     match (nhs_number, custodian, pointer_type) {
         (Some(nhs_number), Some(custodian), Some(pointer_type)) if issues.is_empty() => {
@@ -103,5 +177,17 @@ pub fn validate(
     }
 }
 
+/// Puts the R4 issues first, with one issue per element: where an NRL rule
+/// names the same element, its issue wins when it carries a specific NRL code
+/// (`INVALID_NHS_NUMBER` tells a client more than "empty string"), the R4 one
+/// otherwise.
+fn merge(nrl: &mut Vec<Issue>, mut r4_issues: Vec<Issue>) {
+    let same = |a: &Issue, b: &Issue| a.expression.is_some() && a.expression == b.expression;
+    let generic = |i: &Issue| i.code == crate::ErrorCode::InvalidResource;
+    r4_issues.retain(|r| !nrl.iter().any(|n| same(n, r) && !generic(n)));
+    nrl.retain(|n| !(generic(n) && r4_issues.iter().any(|r| same(n, r))));
+    nrl.splice(0..0, r4_issues);
+}
+
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

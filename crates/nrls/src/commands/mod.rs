@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod check;
 pub mod demo_source;
 pub mod export;
 pub mod generate;

@@ -14,6 +14,7 @@ mod configuration;
 mod consumer_api;
 mod crash;
 mod federation;
+mod fhir_validity;
 mod import_export;
 mod multinode;
 mod nrlf_defects;

@@ -300,3 +300,14 @@ proptest! {
         }
     }
 }
+
+/// Issue 11: `?=x` gave an issue whose expression was `[""]`, which strict
+/// FHIR clients refuse; now it names no element and says what is wrong.
+#[test]
+fn a_parameter_without_a_name_has_no_empty_expression() {
+    let issues = consumer(&[("subject:identifier", SUBJECT), ("", "x")]).unwrap_err();
+    assert_eq!(issues.len(), 1, "{issues:?}");
+    assert_eq!(issues[0].code, ErrorCode::InvalidParameter);
+    assert_eq!(issues[0].expression, None);
+    assert!(issues[0].diagnostics.contains("no name"), "{issues:?}");
+}

@@ -12,7 +12,7 @@ use api::{ApiSettings, AppState};
 use domain::catalogue::Catalogue;
 use domain::permissions::TypeSet;
 use domain::search::Audience;
-use domain::validation::{ValidationContext, validate};
+use domain::validation::{Submission, ValidationContext, validate, validate_submission};
 use domain::{NhsNumber, OdsCode, Role};
 
 use crate::dataset::Dataset;
@@ -20,8 +20,8 @@ use crate::dataset::Dataset;
 /// Arguments of `nrls bench micro`.
 #[derive(Debug, clap::Args)]
 pub struct MicroArgs {
-    /// nhs-parse, validate, import-line, bundle, search, search-sqlite,
-    /// auth-hit or auth-miss.
+    /// nhs-parse, validate, r4-check, validate-body, import-line, bundle,
+    /// search, search-sqlite, auth-hit or auth-miss.
     pub case: String,
     #[arg(long, default_value_t = 1_000)]
     pub iterations: u64,
@@ -51,6 +51,36 @@ pub async fn run(args: MicroArgs) -> Result<(), String> {
                     permitted_types: TypeSet::all(catalogue),
                 };
                 let _ = black_box(validate(black_box(doc), &ctx));
+            }
+        }
+        "r4-check" => {
+            // FHIR R4 validity of the JSON text alone (the walk over the table).
+            let lines = sample_lines(10);
+            let mut issues = Vec::new();
+            for i in 0..n {
+                let line = &lines[(i % 10) as usize];
+                let _ = black_box(domain::validation::r4::check_json(
+                    black_box(line.as_bytes()),
+                    &mut issues,
+                ));
+                issues.clear();
+            }
+        }
+        "validate-body" => {
+            // What a create does with a body: R4 check and parse, then the NRL rules.
+            let lines = sample_lines(10);
+            let catalogue = Catalogue::nrl_v3();
+            let (_, ods) = sample_docs()?;
+            for i in 0..n {
+                let (line, ods) = (&lines[(i % 10) as usize], &ods[(i % 10) as usize]);
+                let ctx = ValidationContext {
+                    catalogue,
+                    caller: ods,
+                    permitted_types: TypeSet::all(catalogue),
+                };
+                if let Ok(submission) = Submission::parse(black_box(line.as_bytes())) {
+                    let _ = black_box(validate_submission(&submission, &ctx));
+                }
             }
         }
         "import-line" => {

@@ -3,9 +3,8 @@
 use domain::catalogue::Catalogue;
 use domain::clock::is_date_time;
 use domain::permissions::TypeSet;
-use domain::validation::{ValidationContext, validate};
+use domain::validation::{Submission, ValidationContext, validate_submission};
 use domain::{OdsCode, PointerId, PointerRecord};
-use fhir::DocumentReference;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -40,13 +39,21 @@ pub fn to_record(
         code: code.to_owned(),
         reason,
     };
-    let doc: DocumentReference = serde_json::from_str(line).map_err(|e| {
-        vec![issue(
-            "DocumentReference",
-            "MESSAGE_NOT_WELL_FORMED",
-            format!("not a JSON DocumentReference: {e}"),
-        )]
-    })?;
+    let to_line_issues = |issues: Vec<domain::Issue>| {
+        issues
+            .into_iter()
+            .map(|i| LineIssue {
+                line: line_number,
+                expression: i
+                    .expression
+                    .unwrap_or_else(|| "DocumentReference".to_owned()),
+                code: i.code.as_str().to_owned(),
+                reason: i.diagnostics,
+            })
+            .collect::<Vec<_>>()
+    };
+    let submission = Submission::parse(line.as_bytes()).map_err(to_line_issues)?;
+    let doc = &submission.doc;
     let custodian = doc
         .custodian
         .as_ref()
@@ -66,19 +73,7 @@ pub fn to_record(
         caller: &custodian,
         permitted_types: TypeSet::all(catalogue),
     };
-    let mut valid = validate(&doc, &ctx).map_err(|issues| {
-        issues
-            .into_iter()
-            .map(|i| LineIssue {
-                line: line_number,
-                expression: i
-                    .expression
-                    .unwrap_or_else(|| "DocumentReference".to_owned()),
-                code: i.code.as_str().to_owned(),
-                reason: i.diagnostics,
-            })
-            .collect::<Vec<_>>()
-    })?;
+    let mut valid = validate_submission(&submission, &ctx).map_err(to_line_issues)?;
     let id = match valid.id.take() {
         Some(id) => id,
         None => derived_id(&custodian, line).ok_or_else(|| {
@@ -104,13 +99,15 @@ pub fn to_record(
     // Supersedes are producer requests ("delete that one as you create this"),
     // not part of a pointer at rest: an import loads pointers as they are.
     valid.supersedes.clear();
-    valid.into_record(doc, id, version, &stamp).map_err(|e| {
-        vec![issue(
-            "DocumentReference",
-            "INTERNAL_SERVER_ERROR",
-            format!("cannot serialise the pointer: {e}"),
-        )]
-    })
+    valid
+        .into_record(submission.doc, id, version, &stamp)
+        .map_err(|e| {
+            vec![issue(
+                "DocumentReference",
+                "INTERNAL_SERVER_ERROR",
+                format!("cannot serialise the pointer: {e}"),
+            )]
+        })
 }
 
 /// `<ODS>-i<first 128 bits of SHA-256 of the line, hex>`: the same line always
