@@ -46,6 +46,8 @@ pub enum StartError {
     Telemetry(String),
     #[error("listener: {0}")]
     Listener(String),
+    #[error("viewer: {0}")]
+    Viewer(String),
 }
 
 /// A bound, ready-to-run service.
@@ -121,8 +123,22 @@ impl Application {
         if demo_mode {
             config.apps.extend(demo::apps());
             let created = demo::seed(store.as_ref()).await.map_err(StartError::Demo)?;
-            tracing::info!(created, "demo data seeded");
+            let sensitive = demo::seed_sensitive(store.as_ref())
+                .await
+                .map_err(StartError::Demo)?;
+            tracing::info!(created = created + sensitive, "demo data seeded");
+            // The viewer's demo psychiatrist holds this activity code, so the
+            // demo shows a sensitive pointer to her and to nobody else.
+            let code = web::viewer::demo::DEMO_SENSITIVE_ACTIVITY.to_owned();
+            if !config.access.sensitive_activity_codes.contains(&code) {
+                config.access.sensitive_activity_codes.push(code);
+            }
         }
+        // Checked before anything else is built: an incomplete [viewer] stops the start.
+        let viewer_sign_in = config
+            .viewer
+            .relying_party(&public_url)
+            .map_err(|e| StartError::Viewer(e.to_string()))?;
         let shared_care_record = shared_care_record(&config, demo_mode, store.as_ref()).await?;
         let registry =
             AppRegistry::from_configs(&config.apps).map_err(|e| StartError::Apps(e.to_string()))?;
@@ -166,7 +182,14 @@ impl Application {
         )
         .with_reloader(Arc::clone(&reloader))
         .with_tracer(tracer);
+        let session_store = session_store(&config, database.clone())?;
         let access = access_services(&config, &public_url, database).await?;
+        if demo_mode {
+            let patients = demo::patients(demo::PATIENTS);
+            web::viewer::demo::seed_access(access.access.as_ref(), &patients)
+                .await
+                .map_err(StartError::Demo)?;
+        }
         let audit_log = Arc::clone(&access.audit);
         let mut state = AppState::with_ops(store.clone(), authenticator, api_settings, ops, access);
         if let Some(replica) = replica {
@@ -174,19 +197,28 @@ impl Application {
                 StartError::Store("the state was shared before the replica was set".into())
             })?;
         }
+        let web = web_state(
+            &config,
+            state.clone(),
+            session_store,
+            viewer_sign_in,
+            demo_mode,
+            shared_care_record.clone(),
+            &public_url,
+        );
         let (listener, admin) = starting.finish().await?;
         let admin_port = admin
             .as_ref()
             .and_then(|l| l.local_addr().ok())
             .map(|a| a.port());
         let listeners = Listeners {
-            main: (
-                listener,
+            main: (listener, {
+                let main = api::router(state.clone()).merge(web::router(web));
                 match shared_care_record {
-                    Some(scr) => api::router(state.clone()).layer(axum::Extension(scr)),
-                    None => api::router(state.clone()),
-                },
-            ),
+                    Some(scr) => main.layer(axum::Extension(scr)),
+                    None => main,
+                }
+            }),
             limits,
             tls,
             admin: admin.map(|listener| (listener, api::admin_router(state))),
@@ -529,6 +561,71 @@ async fn access_services(
     Ok(services)
 }
 
+/// Where the web pages keep sessions: beside the access facts, so every
+/// node of a PostgreSQL deployment shares them.
+fn session_store(
+    config: &Config,
+    database: Option<Database>,
+) -> Result<Arc<dyn web::session::store::SessionStore>, StartError> {
+    use web::session::store::{memory, postgres, sqlite};
+    Ok(match (database, config.store.backend) {
+        (Some(database), _) => Arc::new(postgres::PostgresSessionStore::new(database)),
+        (None, Backend::Sqlite) => Arc::new(
+            sqlite::SqliteSessionStore::open(&config.store.data_dir.join(sqlite::FILE_NAME))
+                .map_err(|e| StartError::Viewer(e.to_string()))?,
+        ),
+        (None, _) => Arc::new(memory::MemorySessionStore::new()),
+    })
+}
+
+/// The web pages' state; also starts the hourly purge of expired sessions.
+fn web_state(
+    config: &Config,
+    api: AppState,
+    store: Arc<dyn web::session::store::SessionStore>,
+    cis2: Option<web::oidc::RelyingParty>,
+    demo_mode: bool,
+    shared_care_record: Option<api::routes::shared_care_record::SharedCareRecord>,
+    public_url: &str,
+) -> web::WebState {
+    let sessions = web::session::Sessions::new(store, config.viewer.sessions(public_url));
+    let purging = sessions.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            if let Err(e) = purging.purge().await {
+                tracing::warn!(error = %e, "purging expired web sessions failed");
+            }
+        }
+    });
+    let mut organisations: std::collections::HashMap<String, String> = demo::CUSTODIANS
+        .iter()
+        .chain(web::viewer::demo::ORGANISATIONS)
+        .map(|(ods, name)| ((*ods).to_owned(), (*name).to_owned()))
+        .collect();
+    for source in &config.sources {
+        organisations
+            .entry(source.ods.clone())
+            .or_insert_with(|| source.name.clone());
+    }
+    tracing::info!(
+        sessions = sessions.backend(),
+        cis2 = cis2.is_some(),
+        demo_sign_in = demo_mode,
+        "viewer at /viewer/"
+    );
+    web::WebState(Arc::new(web::WebInner {
+        api,
+        sessions,
+        cis2,
+        demo: demo_mode,
+        shared_care_record,
+        organisations,
+        https: public_url.starts_with("https://"),
+    }))
+}
+
 /// The shared care record: the configured sources, plus (with `--demo` and no
 /// sources configured) three in-process demo regional sources whose Clinical
 /// summary pointers are seeded, so a newcomer sees a converged record.
@@ -553,6 +650,11 @@ async fn shared_care_record(
             .map_err(StartError::Demo)?;
         // The source tasks keep running for the life of the process.
         sources.extend(demo.into_iter().map(|(_, c)| c));
+        sources.push(
+            demo_source::unreachable_source(store)
+                .await
+                .map_err(StartError::Demo)?,
+        );
     }
     if sources.is_empty() {
         return Ok(None);

@@ -183,19 +183,31 @@ async fn shared_care_record(
     params: SearchParams,
 ) -> Result<Response, ApiError> {
     let mut draft = AuditDraft::new(Interaction::Search);
-    let result = assemble(&state, &caller, &federation, &params, &mut draft).await;
+    let result = assemble(
+        &state,
+        &caller,
+        &federation.shared,
+        federation.trace.as_ref(),
+        &params,
+        &mut draft,
+    )
+    .await
+    .map(|record| fhir_response(StatusCode::OK, record.bundle.to_string()));
     audited(&state, &caller, draft, result).await
 }
 
 /// Checks the request and the caller's access, then asks the federator. Every
-/// decision is noted in `draft` for the one AuditEvent of the request.
-async fn assemble(
+/// decision is noted in `draft` for the one AuditEvent of the request (write
+/// it with `audit_trail::audited`). HTTP-independent: the web viewer calls it
+/// too, with a caller built from its session.
+pub async fn assemble(
     state: &AppState,
     caller: &Caller,
-    federation: &Federation,
+    shared: &SharedCareRecord,
+    trace: Option<&telemetry::TraceContext>,
     params: &SearchParams,
     draft: &mut AuditDraft,
-) -> Result<Response, ApiError> {
+) -> Result<federation::FederatedRecord, ApiError> {
     let query = query::parse(params.pairs()).map_err(ApiError::Rejected)?;
     draft.patient = Some(query.subject);
     draft.query = Some(
@@ -228,16 +240,15 @@ async fn assemble(
         "{}{CONSUMER_BASE}/DocumentReference",
         state.settings().public_url
     );
-    let visibility = &federation.shared.visibility;
-    let record = federation
-        .shared
+    let visibility = &shared.visibility;
+    let record = shared
         .federator
         .retrieve(
             Retrieval {
                 query: &query,
                 pointers: &pointers,
                 correlation_id: Some(&caller.ids.request_id),
-                trace: federation.trace.as_ref(),
+                trace,
                 tracer: state.ops().tracer(),
                 pointer_url_base: &pointer_url_base,
             },
@@ -274,7 +285,7 @@ async fn assemble(
         entries = record.entries,
         "shared care record assembled"
     );
-    Ok(fhir_response(StatusCode::OK, record.bundle.to_string()))
+    Ok(record)
 }
 
 /// One observation per source called, on the metrics the operations guide lists.
