@@ -187,6 +187,7 @@ pub struct RecordsPage {
     pub broke_glass: bool,
 }
 
+#[derive(Debug)]
 pub struct FieldError {
     pub field: &'static str,
     pub message: &'static str,

@@ -36,7 +36,17 @@ impl SessionStore for MemorySessionStore {
         record: &SessionRecord,
     ) -> Result<(), SessionStoreError> {
         let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-        sessions.insert(key.clone(), record.clone());
+        // As the SQL backends: a save never moves the session's start.
+        let created_at = sessions
+            .get(key)
+            .map_or(record.created_at, |r| r.created_at);
+        sessions.insert(
+            key.clone(),
+            SessionRecord {
+                created_at,
+                ..record.clone()
+            },
+        );
         Ok(())
     }
 
