@@ -162,12 +162,15 @@ export function screenshotDir() {
   return resolve(root, process.env.NRLS_SCREENSHOTS ?? 'target/screenshots');
 }
 
-/** Saves a full-page PNG as `<dir>/<name>.png` and returns its path. */
-export async function screenshot(page, name) {
+/**
+ * Saves a PNG as `<dir>/<name>.png` (the whole page unless `fullPage` is
+ * false) and returns its path.
+ */
+export async function screenshot(page, name, { fullPage = true } = {}) {
   const dir = screenshotDir();
   mkdirSync(dir, { recursive: true });
   const path = join(dir, `${name.replace(/[^A-Za-z0-9._-]+/g, '-')}.png`);
-  await page.screenshot({ path, fullPage: true });
+  await page.screenshot({ path, fullPage });
   return path;
 }
 
@@ -203,20 +206,52 @@ export async function tabTo(page, selector, { max = 40, shift = false } = {}) {
   throw new Error(`no element matching ${selector} reached by Tab at ${page.url()}; focus went:\n  ${seen.join('\n  ')}`);
 }
 
-/** Presses Enter on the focused element, waiting for a navigation it starts. */
-export async function pressEnter(page) {
-  return pressAndSettle(page, 'Enter');
+/**
+ * Presses Enter on the focused element and, by default, waits for the page
+ * load it starts (a link or a submit button); `{ navigation: false }` when it
+ * starts none (JavaScript enhancement). Resolves to the navigation's response.
+ */
+export async function pressEnter(page, { navigation = true } = {}) {
+  return pressKey(page, 'Enter', navigation);
 }
 
-/** Presses Space on the focused element, waiting for a navigation it starts. */
-export async function pressSpace(page) {
-  return pressAndSettle(page, 'Space');
+/**
+ * Presses Space on the focused element (ticks a radio or checkbox, presses a
+ * button); `{ navigation: true }` waits for the page load it starts.
+ */
+export async function pressSpace(page, { navigation = false } = {}) {
+  return pressKey(page, 'Space', navigation);
 }
 
-async function pressAndSettle(page, key) {
-  const navigation = page.waitForNavigation({ timeout: 2_000 }).catch(() => null);
-  await page.keyboard.press(key);
-  return navigation;
+async function pressKey(page, key, navigation) {
+  if (!navigation) {
+    await page.keyboard.press(key);
+    return null;
+  }
+  const [response] = await Promise.all([page.waitForNavigation({ timeout: 15_000 }), page.keyboard.press(key)]);
+  return response;
+}
+
+/**
+ * Completes sign-in at the test OpenID provider (testing/oidc/provider.mjs) in
+ * the browser: fills its own sign-in form as `accountId`, confirms its consent
+ * form, and waits until the browser has left the provider's origin (back at
+ * the relying party). The page must be showing the provider when called.
+ */
+export async function signInAtOp(page, accountId, { maxSteps = 6 } = {}) {
+  const op = new URL(page.url()).origin;
+  for (let step = 0; step < maxSteps && new URL(page.url()).origin === op; step += 1) {
+    const prompt = await page.$eval('input[name="prompt"]', (e) => e.value).catch(() => null);
+    if (prompt === 'login') {
+      await page.type('input[name="login"]', accountId);
+      await page.type('input[name="password"]', 'any');
+    } else if (prompt !== 'consent') {
+      throw new Error(`no sign-in or consent form at ${page.url()}:\n${(await page.content()).slice(0, 2000)}`);
+    }
+    await Promise.all([page.waitForNavigation(), page.click('button[type="submit"]')]);
+  }
+  if (new URL(page.url()).origin === op) throw new Error(`still at the provider after ${maxSteps} steps: ${page.url()}`);
+  return page.url();
 }
 
 async function freePort() {

@@ -106,3 +106,33 @@ test('startNrls runs the real binary until it answers', async () => {
     /nrls .* exited/,
   );
 });
+
+test('signInAtOp signs in at the real OpenID provider and returns to the relying party', async () => {
+  const { createHash, randomBytes } = await import('node:crypto');
+  const redirect = `${base}/clean.html`;
+  const client = b.rsaKey('rp-1');
+  const op = await b.startOpenIdProvider({
+    profile: 'cis2',
+    clients: [{ client_id: 'journey-rp', jwks: { keys: [client.public_jwk] }, redirect_uris: [redirect] }],
+    accounts: { 555000000001: { name: 'Alex Carter', nhsid_useruid: '555000000001' } },
+  });
+  try {
+    const verifier = randomBytes(32).toString('base64url');
+    const authorize = new URL(`${op.issuer}/auth`);
+    for (const [k, v] of Object.entries({
+      response_type: 'code', client_id: 'journey-rp', redirect_uri: redirect, scope: 'openid profile',
+      state: 'journey-state', nonce: 'n-1', code_challenge_method: 'S256',
+      code_challenge: createHash('sha256').update(verifier).digest('base64url'),
+    })) authorize.searchParams.set(k, v);
+    const page = await b.newPage(browser, { javaScript: false });
+    await page.goto(authorize.href);
+    const back = new URL(await b.signInAtOp(page, '555000000001'));
+    assert.equal(back.origin + back.pathname, redirect);
+    assert.equal(back.searchParams.get('state'), 'journey-state');
+    assert.match(back.searchParams.get('code') ?? '', /^[\w-]{20,}$/);
+    assert.equal(back.searchParams.get('iss'), op.issuer);
+    await page.close();
+  } finally {
+    await op.stop();
+  }
+});
