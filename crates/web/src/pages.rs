@@ -209,13 +209,9 @@ pub struct RelationshipPage {
 impl RelationshipPage {
     /// The message for a field, if it has one.
     pub fn error_for(&self, field: &str) -> Option<&'static str> {
-        let wanted = match field {
-            "basis" => "basis",
-            other => other,
-        };
         self.errors
             .iter()
-            .find(|e| e.field == wanted)
+            .find(|e| e.field == field)
             .map(|e| e.message)
     }
 }

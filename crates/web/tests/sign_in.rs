@@ -3,6 +3,8 @@
 //! through nrls's own routes, and every bad ID token refused. Needs node and
 //! `testing/node_modules` (`scripts/test-deps`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 // The harness exports more than this file uses.
 #[allow(unused_imports)]
 mod support;

@@ -131,19 +131,18 @@ impl Sessions {
     /// The request's session, or a new empty one (not stored until committed).
     pub async fn load(&self, headers: &HeaderMap) -> Result<Session, SessionStoreError> {
         let now = now();
-        if let Some(id) = cookie(headers, self.cookie_name()) {
-            if let Some(record) = self.store.load(&SessionKey::of(id), now).await? {
-                // Unreadable contents (written by another version) start over.
-                if let Ok(data) = serde_json::from_str::<SessionData>(&record.data) {
-                    return Ok(Session {
-                        id: id.to_owned(),
-                        replaced: None,
-                        fresh: false,
-                        created_at: record.created_at,
-                        data,
-                    });
-                }
-            }
+        if let Some(id) = cookie(headers, self.cookie_name())
+            && let Some(record) = self.store.load(&SessionKey::of(id), now).await?
+            // Unreadable contents (written by another version) start over.
+            && let Ok(data) = serde_json::from_str::<SessionData>(&record.data)
+        {
+            return Ok(Session {
+                id: id.to_owned(),
+                replaced: None,
+                fresh: false,
+                created_at: record.created_at,
+                data,
+            });
         }
         Ok(Session {
             id: random_token(),

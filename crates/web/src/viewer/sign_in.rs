@@ -176,10 +176,11 @@ pub(super) async fn sign_out(
         .is_some_and(|(u, rp)| u.issuer == rp.config().issuer);
     let clear = state.sessions.end(session).await?;
     let mut to = "/viewer/signed-out".to_owned();
-    if was_cis2 && let Some(rp) = state.cis2.as_ref() {
-        if let Some(url) = rp.end_session_url(id_token.as_deref()).await {
-            to = url;
-        }
+    if was_cis2
+        && let Some(rp) = state.cis2.as_ref()
+        && let Some(url) = rp.end_session_url(id_token.as_deref()).await
+    {
+        to = url;
     }
     let mut response = see_other(&to);
     response
