@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use audit::SharedAuditLog;
 use auth::UserIdentityVerifier;
-use auth::user_identity::UserIdentity;
-use domain::access::{AccessBasis, AccessPolicy, PurposeOfUse};
+use domain::access::AccessPolicy;
 use store::access::AccessStore;
 
 /// Access decisions and their record, shared by all requests.
@@ -15,7 +14,7 @@ pub struct AccessServices {
     pub policy: AccessPolicy,
     /// Verifies `NHSD-User-Identity`; `None` when no issuer is trusted.
     pub users: Option<UserIdentityVerifier>,
-    pub access: Arc<dyn AccessStore>,
+    pub facts: Arc<dyn AccessStore>,
     pub audit: SharedAuditLog,
     /// Names this node in AuditEvents (`source.observer`).
     pub node: String,
@@ -29,7 +28,7 @@ impl AccessServices {
         AccessServices {
             policy: AccessPolicy::default(),
             users: None,
-            access: Arc::new(store::access::memory::MemoryAccessStore::new()),
+            facts: Arc::new(store::access::memory::MemoryAccessStore::new()),
             audit: Arc::new(audit::memory::MemoryAuditLog::new(
                 signer,
                 Default::default(),
@@ -37,12 +36,4 @@ impl AccessServices {
             node: "nrls".to_owned(),
         }
     }
-}
-
-/// What a request declares about the person behind it and why they look.
-#[derive(Debug, Clone, Default)]
-pub struct RequestAccess {
-    pub user: Option<UserIdentity>,
-    pub purpose: Option<PurposeOfUse>,
-    pub basis: AccessBasis,
 }

@@ -10,15 +10,13 @@ use audit::{
     AccessFacts, AuditError, AuditFacts, AuditLog, AuditOutcome, AuditUser, Interaction,
     now_rfc3339,
 };
-use axum::response::Response;
 use domain::NhsNumber;
 use fhir::AuditEvent;
-use store::StoreError;
 use telemetry::AuditMetrics;
 
-use crate::error::ApiError;
-use crate::extract::Caller;
-use crate::state::AppState;
+use crate::caller::Actor;
+use crate::error::{ApiError, Dependency};
+use crate::operations::Context;
 
 /// What a request touched, filled in by the operation as it learns it.
 #[derive(Debug)]
@@ -31,6 +29,9 @@ pub struct AuditDraft {
     pub query: Option<String>,
     /// How access was decided, for consumer requests.
     pub access: Option<AccessFacts>,
+    /// Recorded even when no patient data was touched: admin calls, which
+    /// change access facts or read the audit trail itself.
+    pub always: bool,
 }
 
 impl AuditDraft {
@@ -41,52 +42,66 @@ impl AuditDraft {
             resources: Vec::new(),
             query: None,
             access: None,
+            always: false,
         }
     }
 
-    /// True once the request has reached patient data (a patient or a pointer).
-    fn touched_patient_data(&self) -> bool {
-        self.patient.is_some() || !self.resources.is_empty()
+    /// A draft recorded whatever the request touched (admin calls).
+    pub fn always(interaction: Interaction) -> AuditDraft {
+        AuditDraft {
+            always: true,
+            ..AuditDraft::new(interaction)
+        }
+    }
+
+    /// True once the request has reached patient data (a patient or a
+    /// pointer), or is recorded regardless.
+    fn is_recorded(&self) -> bool {
+        self.always || self.patient.is_some() || !self.resources.is_empty()
     }
 }
 
 /// Records `result` in the audit trail and returns it; if the record cannot be
-/// written the caller gets a 503 instead.
-pub async fn audited(
-    state: &AppState,
-    caller: &Caller,
+/// written the caller gets a 503 instead. Every operation ends here, so a
+/// web front end calling the operations audits exactly as the API does.
+pub async fn audited<T>(
+    ctx: &Context<'_>,
+    actor: Actor<'_>,
     draft: AuditDraft,
-    result: Result<Response, ApiError>,
-) -> Result<Response, ApiError> {
-    if !draft.touched_patient_data() {
+    result: Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    if !draft.is_recorded() {
         return result;
     }
+    // Operations answer Ok only with success; the status is the error's.
     let (status, outcome_desc) = match &result {
-        Ok(response) => (response.status().as_u16(), None),
+        Ok(_) => (200, None),
         Err(e) => (e.status().as_u16(), Some(e.summary())),
     };
-    let access = &caller.access;
+    let access = actor.access;
     let facts = AuditFacts {
         interaction: draft.interaction,
         outcome: AuditOutcome::of_status(status),
         outcome_desc,
         recorded: now_rfc3339(),
-        request_id: Some(caller.ids.request_id.clone()),
-        client_id: caller.client_id.to_string(),
-        organisation: Some(caller.ods.to_string()),
-        user: access.user.as_ref().map(|u| AuditUser {
+        request_id: Some(actor.request_id.to_owned()),
+        client_id: actor.client_id.to_owned(),
+        organisation: actor.organisation.map(ToString::to_string),
+        user: access.and_then(|a| a.user.as_ref()).map(|u| AuditUser {
             person_id: u.person_id().to_owned(),
             role_code: u.role().role_code.clone(),
         }),
-        purpose_of_use: access.purpose.as_ref().map(|p| p.code().to_owned()),
+        purpose_of_use: access
+            .and_then(|a| a.purpose.as_ref())
+            .map(|p| p.code().to_owned()),
         patient: draft.patient,
         resources: draft.resources,
         query: draft.query,
         access: draft.access,
     };
-    let services = state.access();
+    let services = ctx.access;
     let event = facts.to_event(&services.node);
-    let metrics = state.ops().metrics().audit();
+    let metrics = ctx.metrics.audit();
     // A server failure discloses nothing, and usually means the database is
     // away: the audit trail, often in the same database, would make the
     // caller wait a second deadline for an append that fails too. Its record
@@ -104,9 +119,8 @@ pub async fn audited(
         Ok(()) => result,
         Err(e) => {
             tracing::error!(error = %e, "audit write failed: refusing the response");
-            Err(ApiError::Store(StoreError::Unavailable(
-                "audit trail unavailable".into(),
-            )))
+            // Whatever the cause, the answer cannot go out unrecorded.
+            Err(ApiError::Unavailable(Dependency::AuditTrail))
         }
     }
 }

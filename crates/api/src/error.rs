@@ -2,12 +2,34 @@
 //! HTTP status. Handlers return `Result<_, ApiError>` and never build error
 //! bodies themselves.
 
+use audit::AuditError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::issue::{ErrorCode, Issue, IssueType};
 use domain::systems::SPINE_ERROR_CODES;
 use fhir::{Coding, OperationOutcome, OutcomeIssue};
 use store::StoreError;
+use store::access::AccessStoreError;
+
+/// A service a request depends on, named when it fails so that the caller
+/// (and the operator reading the log) knows which one is away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dependency {
+    PointerStore,
+    /// Relationships and objections (the access store).
+    AccessFacts,
+    AuditTrail,
+}
+
+impl Dependency {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dependency::PointerStore => "the pointer store",
+            Dependency::AccessFacts => "the access store",
+            Dependency::AuditTrail => "the audit trail",
+        }
+    }
+}
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -17,8 +39,12 @@ pub enum ApiError {
     Rejected(Vec<Issue>),
     #[error("authentication failed: {0}")]
     Unauthenticated(String),
+    /// A pointer-store rule broke (not found, duplicate, conflict...).
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
+    /// A dependency cannot be reached now: 503, naming which.
+    #[error("{} is unavailable", .0.name())]
+    Unavailable(Dependency),
     /// The app exceeded its rate limit; retry after this many seconds.
     #[error("rate limit exceeded")]
     RateLimited { retry_after_seconds: u64 },
@@ -79,6 +105,10 @@ impl ApiError {
                 )],
             ),
             ApiError::Store(e) => store_issue(e),
+            ApiError::Unavailable(dependency) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                vec![unavailable_issue(*dependency)],
+            ),
             ApiError::RateLimited {
                 retry_after_seconds,
             } => (
@@ -176,11 +206,7 @@ fn store_issue(e: &StoreError) -> (StatusCode, Vec<Issue>) {
                 target.target
             ),
         ),
-        StoreError::Unavailable(_) => Issue::general(
-            ServiceUnavailable,
-            IssueType::Transient,
-            "the pointer store is unavailable; retry shortly",
-        ),
+        StoreError::Unavailable(_) => unavailable_issue(Dependency::PointerStore),
         StoreError::Internal(_) => Issue::general(
             InternalServerError,
             IssueType::Exception,
@@ -188,6 +214,72 @@ fn store_issue(e: &StoreError) -> (StatusCode, Vec<Issue>) {
         ),
     };
     (status_of(issue.code), vec![issue])
+}
+
+fn unavailable_issue(dependency: Dependency) -> Issue {
+    Issue::general(
+        ErrorCode::ServiceUnavailable,
+        IssueType::Transient,
+        format!("{} is unavailable; retry shortly", dependency.name()),
+    )
+}
+
+/// A pointer store's failure: its outages and faults become ours, its rule
+/// breaks are answered by `store_issue`.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(why) => {
+                tracing::error!(error = %why, "pointer store unavailable");
+                ApiError::Unavailable(Dependency::PointerStore)
+            }
+            StoreError::Internal(why) => ApiError::Internal(format!("pointer store: {why}")),
+            rule => ApiError::Store(rule),
+        }
+    }
+}
+
+/// An access store's failure (relationships and objections).
+impl From<AccessStoreError> for ApiError {
+    fn from(e: AccessStoreError) -> Self {
+        match e {
+            AccessStoreError::RelationshipNotFound(id) => {
+                ApiError::not_found(format!("relationship {id} does not exist"))
+            }
+            AccessStoreError::DuplicateRelationship(id) => ApiError::one(Issue::general(
+                ErrorCode::DuplicateRejected,
+                IssueType::Duplicate,
+                format!("this relationship is already recorded as {id}"),
+            )),
+            AccessStoreError::Unavailable(why) => {
+                tracing::error!(error = %why, "access store unavailable");
+                ApiError::Unavailable(Dependency::AccessFacts)
+            }
+            AccessStoreError::Internal(why) => ApiError::Internal(format!("access store: {why}")),
+        }
+    }
+}
+
+/// An audit trail's failure on a read or an alert acknowledgement (a failed
+/// append is always a 503: see `audit_trail::audited`).
+impl From<AuditError> for ApiError {
+    fn from(e: AuditError) -> Self {
+        match e {
+            AuditError::AlertNotFound(seq) => {
+                ApiError::not_found(format!("alert {seq} does not exist"))
+            }
+            AuditError::AlreadyAcknowledged(seq) => ApiError::one(Issue::general(
+                ErrorCode::Conflict,
+                IssueType::Conflict,
+                format!("alert {seq} is already acknowledged"),
+            )),
+            AuditError::Unavailable(why) => {
+                tracing::error!(error = %why, "audit trail unavailable");
+                ApiError::Unavailable(Dependency::AuditTrail)
+            }
+            other => ApiError::Internal(format!("audit trail: {other}")),
+        }
+    }
 }
 
 /// Renders issues as an OperationOutcome body.

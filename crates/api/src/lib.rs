@@ -1,32 +1,47 @@
-//! The HTTP adapter of nrls: routers by audience, extractors that check every
-//! input, and the one place errors become OperationOutcomes (`error`).
+//! The HTTP adapter of nrls, in dependency order (each layer uses only the
+//! ones above it):
+//!
+//! - `caller`, `error`, `access`: who is calling, why a request failed, the
+//!   access services (policy, access facts, audit trail). No HTTP.
+//! - `audit_trail`, `operations`: the one AuditEvent of a request, and the
+//!   operations (search, read, write, shared care record) that take a
+//!   `Caller` and a `Context` and return typed results. No HTTP: a web
+//!   front end calls the same operations.
+//! - `state`: what handlers share; `AppState::context()` lends operations
+//!   their `Context`.
+//! - `extract`, `routes`: HTTP in (checked extractors) and out (handlers by
+//!   audience that call one operation and shape its response).
+//! - `table` and this file: the route table every router and the OpenAPI
+//!   document are built from; `ops`: probes, metrics, the access log.
 
 pub mod access;
 pub mod audit_trail;
+pub mod caller;
 pub mod error;
 pub mod extract;
+pub mod operations;
 pub mod ops;
-pub mod pointers;
 pub mod rate_limit;
 pub mod routes;
 pub mod state;
-
-use std::sync::Arc;
+pub mod table;
 
 use axum::http::Method;
 use axum::{Extension, Router, middleware};
 
+pub use caller::Caller;
 pub use error::ApiError;
+pub use operations::Context;
 pub use state::{ApiSettings, AppState};
 
 use ops::observe::Observer;
 use ops::openapi::OpenApiDocument;
-use routes::table::{Doc, Operation, Routes};
-use routes::{CONSUMER_BASE, PRODUCER_BASE};
+use routes::{ADMIN_BASE, CONSUMER_BASE, PRODUCER_BASE};
+use table::{Doc, Operation, Routes};
 
-/// Every operation clients call: producer, consumer, OAuth and status.
-/// Add routes here (or in the routers it nests) through the route table, so
-/// they reach the OpenAPI document and the per-route metrics.
+/// Every operation clients call: producer, consumer, admin, OAuth and
+/// status. Add routes here (or in the routers it nests) through the route
+/// table, so they reach the OpenAPI document and the per-route metrics.
 pub fn fhir_routes() -> Routes {
     let get = Method::GET;
     let status = |id| Doc::new(id, "NRL status: whether this node can serve", "status");
@@ -68,6 +83,7 @@ pub fn fhir_routes() -> Routes {
     Routes::new()
         .nest(PRODUCER_BASE, producer)
         .nest(CONSUMER_BASE, consumer)
+        .nest(ADMIN_BASE, routes::admin::routes())
         .add(get, "/_status", status("status"), routes::status)
         .merge(routes::oauth_router())
 }
@@ -75,9 +91,7 @@ pub fn fhir_routes() -> Routes {
 /// The whole service on the main listener, and the operations it serves
 /// (what `/openapi.json` documents).
 pub fn service(state: AppState) -> (Router, Vec<Operation>) {
-    let (fhir, mut operations) = fhir_routes()
-        .nest_router("/admin", admin_api(&state), &routes::admin::OPERATIONS)
-        .into_parts();
+    let (fhir, mut operations) = fhir_routes().into_parts();
     let (operational, more) = ops::routes(state.ops()).into_parts();
     operations.extend(more);
     let document = ops::openapi::document(&operations, &state.settings().public_url);
@@ -101,21 +115,6 @@ pub fn service(state: AppState) -> (Router, Vec<Operation>) {
         ))
         .with_state(state);
     (router, operations)
-}
-
-/// The admin API (relationships, objections, alerts, AuditEvent search),
-/// open to the apps listed in `ApiSettings::admin_clients`.
-fn admin_api(state: &AppState) -> Router<AppState> {
-    let access = state.access();
-    let admin = routes::admin::AdminState::new(
-        state.auth_handle(),
-        Arc::clone(&access.access),
-        Arc::clone(&access.audit),
-        state.settings().admin_clients.iter().cloned(),
-        format!("{}/admin", state.settings().public_url),
-        access.node.clone(),
-    );
-    routes::admin::router(admin)
 }
 
 /// The whole service on the main listener.

@@ -9,6 +9,7 @@ use domain::search::SearchLimits;
 use store::SharedStore;
 
 use crate::access::AccessServices;
+use crate::operations::{Context, SharedCareRecord};
 use crate::ops::Ops;
 use crate::rate_limit::RateLimiter;
 
@@ -52,6 +53,8 @@ struct Inner {
     rate_limiter: RateLimiter,
     ops: Ops,
     access: AccessServices,
+    /// The federator, when regional sources are configured.
+    shared_care_record: Option<SharedCareRecord>,
     started: Instant,
 }
 
@@ -94,6 +97,7 @@ impl AppState {
             rate_limiter: RateLimiter::default(),
             ops,
             access,
+            shared_care_record: None,
             started: Instant::now(),
         }))
     }
@@ -106,12 +110,44 @@ impl AppState {
     /// Gives the state back unchanged if it is already shared (a clone
     /// exists): call it while building, before the state is handed out.
     pub fn with_consumer_store(self, replica: SharedStore) -> Result<AppState, AppState> {
+        self.building(|inner| inner.consumer_store = replica)
+    }
+
+    /// Serves `$shared-care-record` through `federation` (without it the
+    /// operation answers 503: no sources are configured).
+    ///
+    /// # Errors
+    /// As [`AppState::with_consumer_store`].
+    pub fn with_shared_care_record(
+        self,
+        federation: SharedCareRecord,
+    ) -> Result<AppState, AppState> {
+        self.building(|inner| inner.shared_care_record = Some(federation))
+    }
+
+    fn building(self, change: impl FnOnce(&mut Inner)) -> Result<AppState, AppState> {
         match Arc::try_unwrap(self.0) {
             Ok(mut inner) => {
-                inner.consumer_store = replica;
+                change(&mut inner);
                 Ok(AppState(Arc::new(inner)))
             }
             Err(shared) => Err(AppState(shared)),
+        }
+    }
+
+    /// What the operations (`crate::operations`) may use, borrowed from this
+    /// state.
+    pub fn context(&self) -> Context<'_> {
+        let inner = &*self.0;
+        Context {
+            store: &inner.store,
+            consumer_store: &inner.consumer_store,
+            access: &inner.access,
+            metrics: inner.ops.metrics(),
+            tracer: inner.ops.tracer(),
+            catalogue: Catalogue::nrl_v3(),
+            search_limits: inner.settings.search_limits,
+            shared_care_record: inner.shared_care_record.as_ref(),
         }
     }
 

@@ -1,9 +1,8 @@
 //! Audit searches (by patient, agent, date and outcome, newest first, paged
 //! by sequence) and privacy-officer alerts.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use domain::NhsNumber;
+use domain::search::{decode_position, encode_position};
 use sha2::{Digest, Sha256};
 
 use crate::chain::AuditRecord;
@@ -101,28 +100,15 @@ pub struct AuditCursor {
 impl AuditCursor {
     /// Opaque base64url text.
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("a1.{}.{:016x}", self.before_seq, self.fingerprint))
+        encode_position("a1", self.before_seq, self.fingerprint)
     }
 
     /// `None` for anything this server did not issue.
     pub fn decode(text: &str) -> Option<AuditCursor> {
-        if text.len() > 128 {
-            return None;
-        }
-        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
-        let plain = std::str::from_utf8(&bytes).ok()?;
-        let mut parts = plain.split('.');
-        if parts.next()? != "a1" {
-            return None;
-        }
-        let before_seq = parts.next()?.parse().ok()?;
-        let fp = parts.next()?;
-        if fp.len() != 16 || parts.next().is_some() {
-            return None;
-        }
+        let (before_seq, fingerprint) = decode_position("a1", text)?;
         Some(AuditCursor {
             before_seq,
-            fingerprint: u64::from_str_radix(fp, 16).ok()?,
+            fingerprint,
         })
     }
 }

@@ -292,7 +292,7 @@ fn events_follow_balp() {
 
 #[tokio::test]
 async fn postgres_backend_behaviour() {
-    let db = store::postgres::testing::TestDatabase::create().await;
+    let db = testkit::postgres::TestDatabase::create().await;
     let pointers = store::postgres::PostgresStore::open(db.options())
         .await
         .unwrap();

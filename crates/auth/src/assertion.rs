@@ -7,8 +7,6 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -177,53 +175,22 @@ pub(crate) struct Unverified {
     pub issuer: String,
 }
 
-#[derive(Deserialize)]
-struct PeekHeader {
-    alg: Option<String>,
-    kid: Option<String>,
-    crit: Option<serde::de::IgnoredAny>,
-}
-
-#[derive(Deserialize)]
-struct PeekClaims {
-    iss: Option<serde_json::Value>,
-}
-
-/// Reads header and issuer without trusting them. Decoded by hand rather
-/// than by the JWT library so that `alg: none` or HS256 is reported as an
-/// unsupported algorithm, not as a malformed token.
+/// Reads header and issuer without trusting them (`jws::peek`): an
+/// unsupported `alg` is reported as such, not as a malformed token.
 pub(crate) fn peek(assertion: &str) -> Result<Unverified, TokenError> {
     let malformed = TokenError::InvalidRequest(RequestProblem::MalformedAssertion);
-    let mut parts = assertion.split('.');
-    let (Some(header), Some(payload), Some(_signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(malformed);
-    };
-    let header: PeekHeader = decode_segment(header).ok_or(malformed.clone())?;
-    let claims: PeekClaims = decode_segment(payload).ok_or(malformed.clone())?;
-    // We understand no JWS extensions, and RFC 7515 §4.1.11 says to refuse.
-    if header.crit.is_some() {
-        return Err(malformed);
-    }
-    let alg = header.alg.ok_or(malformed)?;
+    let peeked = crate::jws::peek(assertion).ok_or(malformed.clone())?;
+    let alg = peeked.alg.ok_or(malformed)?;
     let alg = AssertionAlg::from_name(&alg).ok_or(TokenError::InvalidClient(
         ClientRejection::UnsupportedAlgorithm,
     ))?;
-    let kid = header
+    let kid = peeked
         .kid
-        .filter(|k| !k.is_empty())
         .ok_or(TokenError::InvalidRequest(RequestProblem::MissingKid))?;
-    let issuer = match claims.iss {
-        Some(serde_json::Value::String(iss)) if !iss.is_empty() => iss,
-        _ => return Err(TokenError::InvalidRequest(RequestProblem::MissingIssuer)),
-    };
+    let issuer = peeked
+        .issuer
+        .ok_or(TokenError::InvalidRequest(RequestProblem::MissingIssuer))?;
     Ok(Unverified { alg, kid, issuer })
-}
-
-fn decode_segment<T: serde::de::DeserializeOwned>(segment: &str) -> Option<T> {
-    let bytes = URL_SAFE_NO_PAD.decode(segment).ok()?;
-    serde_json::from_slice(&bytes).ok()
 }
 
 /// The limits a verified assertion's claims must respect.
@@ -344,6 +311,9 @@ fn seconds(value: Option<f64>) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jws::decode_segment;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     fn rsa_key() -> SigningKeyPem {
         SigningKeyPem::new(

@@ -17,6 +17,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 mod expiring_map;
+mod jws;
 mod keys;
 pub mod registry;
 mod remote_keys;

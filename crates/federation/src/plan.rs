@@ -49,8 +49,8 @@ struct Candidate {
 }
 
 /// Plans one request. `visible` is the caller's access rules (pointer type
-/// permissions and, when it lands, the access policy's sensitive-pointer and
-/// objection rules); a pointer it rejects is treated exactly like no pointer.
+/// permissions and the access policy's sensitive-pointer and objection
+/// rules); a pointer it rejects is treated exactly like no pointer.
 pub fn plan(
     pointers: &[PointerRecord],
     registry: &SourceRegistry,

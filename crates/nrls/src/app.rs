@@ -14,11 +14,17 @@ use store::postgres::{Database, PostgresOptions, PostgresStore};
 use store::sqlite::{SqliteOptions, SqliteStore};
 use store::{InstrumentedStore, SharedStore};
 use tokio::net::TcpListener;
+use tokio_rustls::rustls::ServerConfig;
 
 use crate::config::{Backend, Config};
 use crate::lifecycle::{Listeners, ShutdownTiming};
 use crate::server::ConnectionLimits;
 use crate::{demo, reload};
+
+mod services;
+mod web_pages;
+
+use services::{access_services, shared_care_record};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -69,141 +75,77 @@ pub struct Application {
 
 impl Application {
     /// Builds everything; with `demo`, adds the demo apps and seeds demo data.
+    /// Each step is a function below, in the order they run.
     pub async fn build(mut config: Config, demo_mode: bool) -> Result<Application, StartError> {
-        let listener = TcpListener::bind(config.server.listen)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: config.server.listen,
-                source,
-            })?;
-        let local = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: config.server.listen,
-            source,
-        })?;
-        let tls = match (&config.server.tls_cert, &config.server.tls_key) {
-            (Some(cert), Some(key)) => Some(
-                crate::server::load_tls(cert, key).map_err(|e| StartError::Tls(e.to_string()))?,
-            ),
-            _ => None,
-        };
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        if config.server.public_url.is_none() {
-            let addr = if config.server.listen.port() == 0 {
-                local
-            } else {
-                config.server.listen
-            };
-            config.server.public_url = Some(format!("{scheme}://{addr}"));
-        }
+        let (listener, local) = bind_main(&config).await?;
+        let tls = tls(&config)?;
+        settle_public_url(&mut config, local, tls.is_some());
         let public_url = config.public_url();
         let admin = match config.server.admin_listen {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
-        let limits = ConnectionLimits {
-            max_header_bytes: config.server.max_header_bytes,
-            header_read_timeout: Duration::from_secs(config.server.header_read_timeout_seconds),
-            shutdown_grace: Duration::from_secs(config.server.shutdown_grace_seconds),
-            ..ConnectionLimits::default()
-        };
+        let limits = connection_limits(&config);
         // Until everything below is built (the store opened, migrations
         // applied, which may wait on another node), the listeners answer
         // "alive, starting" rather than refusing connections.
         let starting = Starting::serve(listener, admin, limits, tls.clone());
         let metrics = Arc::new(::telemetry::Metrics::new());
-        let (store, database) = connect_store(&config).await?;
-        let store: SharedStore = Arc::new(InstrumentedStore::new(store, metrics.store().clone()));
-        let replica: Option<SharedStore> = match connect_replica(&config).await? {
-            Some(replica) => Some(Arc::new(InstrumentedStore::new(
-                replica,
-                metrics.store().clone(),
-            ))),
-            None => None,
-        };
+        let stores = open_stores(&config, &metrics).await?;
         if demo_mode {
             config.apps.extend(demo::apps());
-            let created = demo::seed(store.as_ref()).await.map_err(StartError::Demo)?;
-            let sensitive = demo::seed_sensitive(store.as_ref())
+            let created = demo::seed(stores.primary.as_ref())
+                .await
+                .map_err(StartError::Demo)?;
+            let sensitive = demo::seed_sensitive(stores.primary.as_ref())
                 .await
                 .map_err(StartError::Demo)?;
             tracing::info!(created = created + sensitive, "demo data seeded");
-            // The viewer's demo psychiatrist holds this activity code, so the
-            // demo shows a sensitive pointer to her and to nobody else.
-            let code = web::viewer::demo::DEMO_SENSITIVE_ACTIVITY.to_owned();
-            if !config.access.sensitive_activity_codes.contains(&code) {
-                config.access.sensitive_activity_codes.push(code);
-            }
+            web_pages::demo_access_policy(&mut config);
         }
         // Checked before anything else is built: an incomplete [viewer] stops the start.
         let viewer_sign_in = config
             .viewer
             .relying_party(&public_url)
             .map_err(|e| StartError::Viewer(e.to_string()))?;
-        let shared_care_record = shared_care_record(&config, demo_mode, store.as_ref()).await?;
-        let registry =
-            AppRegistry::from_configs(&config.apps).map_err(|e| StartError::Apps(e.to_string()))?;
-        let mut settings = TokenSettings::new(
-            public_url.clone(),
-            format!("{public_url}/oauth2/token"),
-            signing_secret(&config)?,
-        );
-        settings.access_token_lifetime =
-            Duration::from_secs(config.auth.access_token_lifetime_seconds);
-        let authenticator = Arc::new(
-            Authenticator::new(Arc::new(registry), settings)
-                .map_err(|e| StartError::Apps(e.to_string()))?,
-        );
-        let api_settings = ApiSettings {
-            public_url: public_url.clone(),
-            search_limits: SearchLimits {
-                default_count: config.search.default_count,
-                max_count: config.search.max_count,
-            },
-            body_limit: config.server.body_limit_bytes,
-            gateway_mode: config.server.gateway_mode,
-            request_timeout: Duration::from_secs(config.server.request_timeout_seconds),
-            admin_clients: config.admin.clients.clone(),
-        };
-        metrics.reloads().set_apps(authenticator.registry().len());
+        let shared_care_record =
+            shared_care_record(&config, demo_mode, stores.primary.as_ref()).await?;
+        let authenticator = authenticator(&config, &public_url)?;
+        let lifecycle = Lifecycle::default();
         let reloader = reload::reloader(
             config.source.clone(),
             demo_mode,
             Arc::clone(&authenticator),
             Arc::clone(&metrics),
         );
-        let lifecycle = Lifecycle::default();
-        let instance = crate::otlp::instance_id(local.port());
-        let (tracer, trace_export) = crate::otlp::start(&config.telemetry, &metrics, instance)
-            .map_err(StartError::Telemetry)?;
-        let ops = Ops::new(
-            metrics,
-            lifecycle.clone(),
-            config.server.admin_listen.is_some(),
-        )
-        .with_reloader(Arc::clone(&reloader))
-        .with_tracer(tracer);
-        let session_store = session_store(&config, database.clone())?;
-        let access = access_services(&config, &public_url, database).await?;
+        let (ops, trace_export) = operability(&config, metrics, &lifecycle, &reloader, local)?;
+        metrics_apps(&ops, &authenticator);
+        let session_store = web_pages::session_store(&config, stores.database.clone())?;
+        let access = access_services(&config, &public_url, stores.database).await?;
         if demo_mode {
-            let patients = demo::patients(demo::PATIENTS);
-            web::viewer::demo::seed_access(access.access.as_ref(), &patients)
-                .await
-                .map_err(StartError::Demo)?;
+            web_pages::seed_demo_access(&access).await?;
         }
         let audit_log = Arc::clone(&access.audit);
-        let mut state = AppState::with_ops(store.clone(), authenticator, api_settings, ops, access);
-        if let Some(replica) = replica {
-            state = state.with_consumer_store(replica).map_err(|_| {
-                StartError::Store("the state was shared before the replica was set".into())
-            })?;
+        let mut state = AppState::with_ops(
+            stores.primary.clone(),
+            authenticator,
+            api_settings(&config, &public_url),
+            ops,
+            access,
+        );
+        let shared = |_| StartError::Store("the state was shared while being built".into());
+        if let Some(replica) = stores.replica {
+            state = state.with_consumer_store(replica).map_err(shared)?;
         }
-        let web = web_state(
+        if let Some(federation) = shared_care_record {
+            state = state.with_shared_care_record(federation).map_err(shared)?;
+        }
+        let web = web_pages::web_state(
             &config,
             state.clone(),
             session_store,
             viewer_sign_in,
             demo_mode,
-            shared_care_record.clone(),
             &public_url,
         );
         let (listener, admin) = starting.finish().await?;
@@ -212,13 +154,7 @@ impl Application {
             .and_then(|l| l.local_addr().ok())
             .map(|a| a.port());
         let listeners = Listeners {
-            main: (listener, {
-                let main = api::router(state.clone()).merge(web::router(web));
-                match shared_care_record {
-                    Some(scr) => main.layer(axum::Extension(scr)),
-                    None => main,
-                }
-            }),
+            main: (listener, api::router(state.clone()).merge(web::router(web))),
             limits,
             tls,
             admin: admin.map(|listener| (listener, api::admin_router(state))),
@@ -231,7 +167,7 @@ impl Application {
             port: local.port(),
             admin_port,
             public_url,
-            store,
+            store: stores.primary,
             audit: audit_log,
             trace_export,
         })
@@ -267,6 +203,136 @@ impl Application {
         }
         result
     }
+}
+
+/// Binds the main listener; its address, for a port-0 listener.
+async fn bind_main(config: &Config) -> Result<(TcpListener, std::net::SocketAddr), StartError> {
+    let bind_error = |source| StartError::Bind {
+        addr: config.server.listen,
+        source,
+    };
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, local))
+}
+
+/// The TLS configuration, when a certificate and key are configured.
+fn tls(config: &Config) -> Result<Option<Arc<ServerConfig>>, StartError> {
+    match (&config.server.tls_cert, &config.server.tls_key) {
+        (Some(cert), Some(key)) => crate::server::load_tls(cert, key)
+            .map(Some)
+            .map_err(|e| StartError::Tls(e.to_string())),
+        _ => Ok(None),
+    }
+}
+
+/// Without `[server] public_url`, the URL clients reach: the listener's
+/// address (the bound one for port 0), with the scheme TLS implies.
+fn settle_public_url(config: &mut Config, local: std::net::SocketAddr, tls: bool) {
+    if config.server.public_url.is_none() {
+        let scheme = if tls { "https" } else { "http" };
+        let addr = if config.server.listen.port() == 0 {
+            local
+        } else {
+            config.server.listen
+        };
+        config.server.public_url = Some(format!("{scheme}://{addr}"));
+    }
+}
+
+fn connection_limits(config: &Config) -> ConnectionLimits {
+    ConnectionLimits {
+        max_header_bytes: config.server.max_header_bytes,
+        header_read_timeout: Duration::from_secs(config.server.header_read_timeout_seconds),
+        shutdown_grace: Duration::from_secs(config.server.shutdown_grace_seconds),
+        ..ConnectionLimits::default()
+    }
+}
+
+/// The pointer stores, instrumented: the primary, its database (PostgreSQL,
+/// shared with the access facts and the audit trail) and any read replica.
+struct Stores {
+    primary: SharedStore,
+    database: Option<Database>,
+    replica: Option<SharedStore>,
+}
+
+async fn open_stores(
+    config: &Config,
+    metrics: &::telemetry::Metrics,
+) -> Result<Stores, StartError> {
+    let (store, database) = connect_store(config).await?;
+    let primary: SharedStore = Arc::new(InstrumentedStore::new(store, metrics.store().clone()));
+    let replica: Option<SharedStore> = match connect_replica(config).await? {
+        Some(replica) => Some(Arc::new(InstrumentedStore::new(
+            replica,
+            metrics.store().clone(),
+        ))),
+        None => None,
+    };
+    Ok(Stores {
+        primary,
+        database,
+        replica,
+    })
+}
+
+/// The app registry and the token service.
+fn authenticator(config: &Config, public_url: &str) -> Result<Arc<Authenticator>, StartError> {
+    let registry =
+        AppRegistry::from_configs(&config.apps).map_err(|e| StartError::Apps(e.to_string()))?;
+    let mut settings = TokenSettings::new(
+        public_url.to_owned(),
+        format!("{public_url}/oauth2/token"),
+        signing_secret(config)?,
+    );
+    settings.access_token_lifetime = Duration::from_secs(config.auth.access_token_lifetime_seconds);
+    Authenticator::new(Arc::new(registry), settings)
+        .map(Arc::new)
+        .map_err(|e| StartError::Apps(e.to_string()))
+}
+
+fn api_settings(config: &Config, public_url: &str) -> ApiSettings {
+    ApiSettings {
+        public_url: public_url.to_owned(),
+        search_limits: SearchLimits {
+            default_count: config.search.default_count,
+            max_count: config.search.max_count,
+        },
+        body_limit: config.server.body_limit_bytes,
+        gateway_mode: config.server.gateway_mode,
+        request_timeout: Duration::from_secs(config.server.request_timeout_seconds),
+        admin_clients: config.admin.clients.clone(),
+    }
+}
+
+/// Metrics, lifecycle, reload and span export.
+fn operability(
+    config: &Config,
+    metrics: Arc<::telemetry::Metrics>,
+    lifecycle: &Lifecycle,
+    reloader: &Reloader,
+    local: std::net::SocketAddr,
+) -> Result<(Ops, Option<crate::otlp::TraceExport>), StartError> {
+    let instance = crate::otlp::instance_id(local.port());
+    let (tracer, trace_export) =
+        crate::otlp::start(&config.telemetry, &metrics, instance).map_err(StartError::Telemetry)?;
+    let ops = Ops::new(
+        metrics,
+        lifecycle.clone(),
+        config.server.admin_listen.is_some(),
+    )
+    .with_reloader(Arc::clone(reloader))
+    .with_tracer(tracer);
+    Ok((ops, trace_export))
+}
+
+fn metrics_apps(ops: &Ops, authenticator: &Authenticator) {
+    ops.metrics()
+        .reloads()
+        .set_apps(authenticator.registry().len());
 }
 
 /// The listeners while the service is being built: each serves the
@@ -493,176 +559,4 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, bytes)
-}
-
-/// The access policy, end-user identity, relationship store and audit trail.
-/// They are kept where the pointers are: in the shared PostgreSQL database
-/// (so every node sees one set of relationships and objections and extends
-/// one audit chain), in `access.db` and `audit.db` beside the embedded store,
-/// or in memory.
-async fn access_services(
-    config: &Config,
-    node: &str,
-    database: Option<Database>,
-) -> Result<api::access::AccessServices, StartError> {
-    let fail = |e: &dyn std::fmt::Display| StartError::Access(e.to_string());
-    let users = if config.trusted_issuers.is_empty() {
-        None
-    } else {
-        Some(
-            auth::UserIdentityVerifier::new(
-                &config.trusted_issuers,
-                &auth::UserIdentityOptions::default(),
-            )
-            .map_err(|e| fail(&e))?,
-        )
-    };
-    let mut services = api::access::AccessServices::in_memory();
-    let checkpoints = config.audit.policy();
-    let dir = &config.store.data_dir;
-    let key_file = config.audit.key_file(dir);
-    if let Some(database) = database {
-        let signer = audit::CheckpointSigner::load_or_create(&key_file).map_err(|e| fail(&e))?;
-        let options = audit::postgres::PostgresAuditOptions {
-            checkpoints,
-            ..Default::default()
-        };
-        services.audit = Arc::new(
-            audit::postgres::PostgresAuditLog::open(database.clone(), signer, options)
-                .await
-                .map_err(|e| fail(&e))?,
-        );
-        services.access = Arc::new(store::access::postgres::PostgresAccessStore::new(database));
-    } else if config.store.backend == Backend::Sqlite {
-        std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
-        let signer = audit::CheckpointSigner::load_or_create(&key_file).map_err(|e| fail(&e))?;
-        let options = audit::sqlite::SqliteAuditOptions {
-            checkpoints,
-            ..Default::default()
-        };
-        services.audit = Arc::new(
-            audit::sqlite::SqliteAuditLog::open(
-                &dir.join(audit::sqlite::FILE_NAME),
-                signer,
-                options,
-            )
-            .map_err(|e| fail(&e))?,
-        );
-        services.access = Arc::new(
-            store::access::sqlite::SqliteAccessStore::open(
-                &dir.join(store::access::sqlite::FILE_NAME),
-            )
-            .map_err(|e| fail(&e))?,
-        );
-    }
-    services.policy = config.access.clone();
-    services.users = users;
-    services.node = node.to_owned();
-    Ok(services)
-}
-
-/// Where the web pages keep sessions: beside the access facts, so every
-/// node of a PostgreSQL deployment shares them.
-fn session_store(
-    config: &Config,
-    database: Option<Database>,
-) -> Result<Arc<dyn web::session::store::SessionStore>, StartError> {
-    use web::session::store::{memory, postgres, sqlite};
-    Ok(match (database, config.store.backend) {
-        (Some(database), _) => Arc::new(postgres::PostgresSessionStore::new(database)),
-        (None, Backend::Sqlite) => Arc::new(
-            sqlite::SqliteSessionStore::open(&config.store.data_dir.join(sqlite::FILE_NAME))
-                .map_err(|e| StartError::Viewer(e.to_string()))?,
-        ),
-        (None, _) => Arc::new(memory::MemorySessionStore::new()),
-    })
-}
-
-/// The web pages' state; also starts the hourly purge of expired sessions.
-fn web_state(
-    config: &Config,
-    api: AppState,
-    store: Arc<dyn web::session::store::SessionStore>,
-    cis2: Option<web::oidc::RelyingParty>,
-    demo_mode: bool,
-    shared_care_record: Option<api::routes::shared_care_record::SharedCareRecord>,
-    public_url: &str,
-) -> web::WebState {
-    let sessions = web::session::Sessions::new(store, config.viewer.sessions(public_url));
-    let purging = sessions.clone();
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(3600));
-        loop {
-            every.tick().await;
-            if let Err(e) = purging.purge().await {
-                tracing::warn!(error = %e, "purging expired web sessions failed");
-            }
-        }
-    });
-    let mut organisations: std::collections::HashMap<String, String> = demo::CUSTODIANS
-        .iter()
-        .chain(web::viewer::demo::ORGANISATIONS)
-        .map(|(ods, name)| ((*ods).to_owned(), (*name).to_owned()))
-        .collect();
-    for source in &config.sources {
-        organisations
-            .entry(source.ods.clone())
-            .or_insert_with(|| source.name.clone());
-    }
-    tracing::info!(
-        sessions = sessions.backend(),
-        cis2 = cis2.is_some(),
-        demo_sign_in = demo_mode,
-        "viewer at /viewer/"
-    );
-    web::WebState(Arc::new(web::WebInner {
-        api,
-        sessions,
-        cis2,
-        demo: demo_mode,
-        shared_care_record,
-        organisations,
-        https: public_url.starts_with("https://"),
-    }))
-}
-
-/// The shared care record: the configured sources, plus (with `--demo` and no
-/// sources configured) three in-process demo regional sources whose Clinical
-/// summary pointers are seeded, so a newcomer sees a converged record.
-async fn shared_care_record(
-    config: &Config,
-    demo_mode: bool,
-    store: &dyn store::PointerStore,
-) -> Result<Option<api::routes::shared_care_record::SharedCareRecord>, StartError> {
-    use crate::commands::demo_source;
-    let fail = |e: &dyn std::fmt::Display| StartError::Federation(e.to_string());
-    let mut sources = config.sources.clone();
-    if demo_mode && sources.is_empty() {
-        let demo = demo_source::start_demo_sources()
-            .await
-            .map_err(|e| fail(&e))?;
-        let bases: Vec<_> = demo
-            .iter()
-            .map(|(r, _)| (r.state.region, r.base_url.clone()))
-            .collect();
-        demo_source::seed_pointers(store, &bases)
-            .await
-            .map_err(StartError::Demo)?;
-        // The source tasks keep running for the life of the process.
-        sources.extend(demo.into_iter().map(|(_, c)| c));
-        sources.push(
-            demo_source::unreachable_source(store)
-                .await
-                .map_err(StartError::Demo)?,
-        );
-    }
-    if sources.is_empty() {
-        return Ok(None);
-    }
-    let registry = federation::SourceRegistry::from_configs(&sources).map_err(|e| fail(&e))?;
-    let federator =
-        federation::Federator::new(registry, &config.federation).map_err(|e| fail(&e))?;
-    Ok(Some(
-        api::routes::shared_care_record::SharedCareRecord::new(Arc::new(federator)),
-    ))
 }

@@ -7,7 +7,7 @@ pub mod config;
 pub mod dataset;
 pub mod demo;
 pub mod lifecycle;
+pub mod logging;
 pub mod otlp;
 pub mod reload;
 pub mod server;
-pub mod telemetry;

@@ -54,7 +54,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => {
-                nrls::telemetry::init();
+                nrls::logging::init();
                 serve::run(args).await
             }
             Command::Token(args) => token::run(args).await,

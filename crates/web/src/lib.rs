@@ -10,9 +10,9 @@
 //! - [`oidc`]: the OpenID Connect relying party (CIS2 now, NHS login next);
 //! - [`error`]: the one place an error becomes an HTML page.
 //!
-//! Handlers call the same operations as the API (`api::pointers::search`,
-//! `api::routes::shared_care_record::assemble`, `api::audit_trail::audited`)
-//! with a caller built from the session: no second search, policy or audit.
+//! Handlers call the same operations as the API (`api::operations::search`,
+//! `api::operations::shared_care_record`, which audit as they answer) with a
+//! caller built from the session: no second search, policy or audit.
 
 pub mod assets;
 pub mod config;
@@ -27,7 +27,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use api::AppState;
-use api::routes::shared_care_record::SharedCareRecord;
 use axum::Router;
 use axum::routing::get;
 
@@ -44,7 +43,6 @@ pub struct WebInner {
     pub cis2: Option<RelyingParty>,
     /// `serve --demo`: the demo sign-in exists. Never true otherwise.
     pub demo: bool,
-    pub shared_care_record: Option<SharedCareRecord>,
     /// Organisation names by ODS code, for custodians and roles.
     pub organisations: HashMap<String, String>,
     /// The public URL is https: `Strict-Transport-Security` is sent.

@@ -101,7 +101,6 @@ fn viewer(issuer: &str, rp_key: &RsaKey) -> axum::Router {
         ),
         cis2: Some(rp),
         demo: false,
-        shared_care_record: None,
         organisations: HashMap::new(),
         https: false,
     })))

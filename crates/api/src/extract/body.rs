@@ -10,8 +10,18 @@ use serde::de::DeserializeOwned;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// A JSON body parsed into `T`.
+/// A JSON body parsed into the resource `T`.
 pub struct FhirBody<T>(pub T);
+
+/// A resource a body may hold: its type names the body's elements in
+/// issues (`DocumentReference.subject`).
+pub trait FhirResource: DeserializeOwned {
+    const RESOURCE_TYPE: &'static str;
+}
+
+impl FhirResource for fhir::DocumentReference {
+    const RESOURCE_TYPE: &'static str = "DocumentReference";
+}
 
 /// The media type of the body without its parameters, lower-cased.
 pub fn content_type_essence(headers: &HeaderMap) -> Option<String> {
@@ -90,13 +100,13 @@ fn not_well_formed(e: &serde_json::Error) -> ApiError {
     ))
 }
 
-impl<T: DeserializeOwned> FromRequest<AppState> for FhirBody<T> {
+impl<T: FhirResource> FromRequest<AppState> for FhirBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
         check_json_media_type(request.headers())?;
         let bytes = read_body(request, state.settings().body_limit).await?;
-        parse_json(&bytes, "DocumentReference").map(FhirBody)
+        parse_json(&bytes, T::RESOURCE_TYPE).map(FhirBody)
     }
 }
 

@@ -1,39 +1,26 @@
-//! Who is calling: an authenticated app acting for one of its organisations in
-//! one role, with the pointer types it may use. Checked before any handler runs.
+//! The caller extractors: `Producer`, `Consumer` and `Admin` authenticate
+//! the bearer token (or trust an API gateway's metadata), check the app's
+//! grant and read what the request declares about its end user. All three
+//! share one authentication path; the first two one extractor body.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, header};
 use domain::catalogue::Catalogue;
 use domain::issue::{ErrorCode, Issue, IssueType};
-use domain::permissions::{Permissions, TypeSet};
+use domain::permissions::Permissions;
 use domain::{OdsCode, Role};
 use serde::Deserialize;
 
-use crate::access::RequestAccess;
+use crate::caller::{Actor, Caller, RequestAccess};
 use crate::error::ApiError;
 use crate::extract::RequestIds;
 use crate::state::AppState;
 
 pub const ODS_HEADER: HeaderName = HeaderName::from_static("nhsd-end-user-organisation-ods");
 pub const CONNECTION_METADATA: HeaderName = HeaderName::from_static("nhsd-connection-metadata");
-
-/// An authorised caller.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub client_id: Arc<str>,
-    pub ods: OdsCode,
-    pub role: Role,
-    /// Pointer types this caller may use in its role.
-    pub types: TypeSet,
-    pub ids: RequestIds,
-    /// The end user, purpose of use and access basis the request declares.
-    pub access: RequestAccess,
-    /// The app must name an end user on every consumer call.
-    pub requires_user: bool,
-}
 
 /// A caller acting as a producer.
 pub struct Producer(pub Caller);
@@ -44,11 +31,9 @@ impl FromRequestParts<AppState> for Producer {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let mut caller = authorise(&parts.headers, state, Role::Producer)?;
-        caller.access = request_access(&parts.headers, state).await?;
-        // Lets the access log (ops::observe) name the app and ODS code.
-        crate::ops::observe::note_caller(parts, &caller);
-        Ok(Producer(caller))
+        caller_in_role(parts, state, Role::Producer)
+            .await
+            .map(Producer)
     }
 }
 
@@ -56,12 +41,116 @@ impl FromRequestParts<AppState> for Consumer {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let mut caller = authorise(&parts.headers, state, Role::Consumer)?;
-        caller.access = request_access(&parts.headers, state).await?;
-        // Lets the access log (ops::observe) name the app and ODS code.
-        crate::ops::observe::note_caller(parts, &caller);
-        Ok(Consumer(caller))
+        caller_in_role(parts, state, Role::Consumer)
+            .await
+            .map(Consumer)
     }
+}
+
+/// The one extractor body of `Producer` and `Consumer`.
+async fn caller_in_role(parts: &Parts, state: &AppState, role: Role) -> Result<Caller, ApiError> {
+    let mut caller = authorise(&parts.headers, state, role)?;
+    caller.access = request_access(&parts.headers, state).await?;
+    if let Some(slot) = parts.extensions.get::<CallerSlot>() {
+        // Only the first caller of a request is noted.
+        let _ = slot.0.set(CallerNote {
+            client_id: Arc::clone(&caller.client_id),
+            ods: caller.ods.clone(),
+        });
+    }
+    Ok(caller)
+}
+
+/// Who called, once an extractor has authorised them: the app and ODS code
+/// the access log and the request span name.
+#[derive(Debug, Clone)]
+pub struct CallerNote {
+    pub client_id: Arc<str>,
+    pub ods: OdsCode,
+}
+
+/// A request extension the observer (`ops::observe`) puts in every request
+/// and reads after the response; the caller extractors fill it.
+#[derive(Clone, Default)]
+pub struct CallerSlot(Arc<OnceLock<CallerNote>>);
+
+impl CallerSlot {
+    pub fn get(&self) -> Option<&CallerNote> {
+        self.0.get()
+    }
+}
+
+/// An app allowed to call the admin API (`ApiSettings::admin_clients`).
+pub struct Admin {
+    pub client_id: Arc<str>,
+    pub ids: RequestIds,
+}
+
+impl Admin {
+    /// Who this admin app is in the audit trail.
+    pub fn actor(&self) -> Actor<'_> {
+        Actor {
+            client_id: &self.client_id,
+            organisation: None,
+            request_id: &self.ids.request_id,
+            access: None,
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let (_, client_id) = authenticate(&parts.headers, state)?;
+        let ids = RequestIds::from_headers(&parts.headers)?;
+        if !state
+            .settings()
+            .admin_clients
+            .iter()
+            .any(|c| **c == *client_id)
+        {
+            return Err(ApiError::forbidden(
+                ErrorCode::AccessDeniedLevel,
+                format!("app {client_id} is not an admin app"),
+            ));
+        }
+        Ok(Admin { client_id, ids })
+    }
+}
+
+/// The bearer token's app, within its rate limit: the authentication every
+/// caller extractor shares.
+fn authenticate(
+    headers: &HeaderMap,
+    state: &AppState,
+) -> Result<(auth::Principal, Arc<str>), ApiError> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .ok_or_else(|| {
+            ApiError::Unauthenticated(
+                "an Authorization: Bearer <access token> header is required".into(),
+            )
+        })?;
+    let principal = state
+        .auth()
+        .authenticate(bearer.trim())
+        .map_err(|e| ApiError::Unauthenticated(e.to_string()))?;
+    let client_id: Arc<str> = Arc::from(principal.app.client_id.as_str());
+    if let Some(limit) = principal.app.rate_limit_per_second {
+        state
+            .rate_limiter()
+            .check(&client_id, limit)
+            .map_err(|retry_after_seconds| ApiError::RateLimited {
+                retry_after_seconds,
+            })?;
+    }
+    Ok((principal, client_id))
 }
 
 fn ods_header(headers: &HeaderMap) -> Result<OdsCode, ApiError> {
@@ -89,32 +178,8 @@ fn authorise(headers: &HeaderMap, state: &AppState, role: Role) -> Result<Caller
     {
         return gateway_caller(meta.as_bytes(), headers, role);
     }
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .ok_or_else(|| {
-            ApiError::Unauthenticated(
-                "an Authorization: Bearer <access token> header is required".into(),
-            )
-        })?;
-    let principal = state
-        .auth()
-        .authenticate(bearer.trim())
-        .map_err(|e| ApiError::Unauthenticated(e.to_string()))?;
+    let (principal, client_id) = authenticate(headers, state)?;
     let app = &principal.app;
-    let client_id: Arc<str> = Arc::from(app.client_id.as_str());
-    if let Some(limit) = app.rate_limit_per_second {
-        state
-            .rate_limiter()
-            .check(&client_id, limit)
-            .map_err(|retry_after_seconds| ApiError::RateLimited {
-                retry_after_seconds,
-            })?;
-    }
     let ods = ods_header(headers)?;
     let ids = RequestIds::from_headers(headers)?;
     let grant = app.grant(&ods).ok_or_else(|| {

@@ -14,12 +14,7 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
 pub const NHSD_CORRELATION_ID: HeaderName = HeaderName::from_static("nhsd-correlation-id");
 
-/// The ids a request carries, checked.
-#[derive(Debug, Clone)]
-pub struct RequestIds {
-    pub request_id: String,
-    pub correlation_id: Option<String>,
-}
+pub use crate::caller::RequestIds;
 
 fn header_issue(name: &str, diagnostics: String) -> Issue {
     Issue::new(

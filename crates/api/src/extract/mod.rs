@@ -5,7 +5,26 @@ mod caller;
 pub mod headers;
 mod search_params;
 
-pub use body::FhirBody;
-pub use caller::{Caller, Consumer, Producer};
-pub use headers::{RequestIds, if_match_version};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use telemetry::TraceContext;
+
+pub use crate::caller::{Caller, RequestIds};
+pub use body::{FhirBody, FhirResource};
+pub use caller::{Admin, CallerNote, CallerSlot, Consumer, Producer};
+pub use headers::if_match_version;
 pub use search_params::SearchParams;
+
+/// The request's W3C trace (joined or started by the observer), for
+/// handlers that call out: each outgoing call becomes a span of it.
+pub struct RequestTrace(pub Option<TraceContext>);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestTrace {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(RequestTrace(
+            parts.extensions.get::<TraceContext>().copied(),
+        ))
+    }
+}

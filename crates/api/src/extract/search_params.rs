@@ -10,14 +10,7 @@ use crate::error::ApiError;
 use crate::extract::body::{content_type_essence, parse_json, read_body};
 use crate::state::AppState;
 
-/// Name/value pairs in the order given.
-pub struct SearchParams(pub Vec<(String, String)>);
-
-impl SearchParams {
-    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
-    }
-}
+pub use crate::operations::SearchParams;
 
 fn from_form(bytes: &[u8]) -> Vec<(String, String)> {
     form_urlencoded::parse(bytes)

@@ -15,23 +15,21 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
-use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
-use domain::OdsCode;
 use telemetry::otlp::{Span, SpanKind, keys};
 use telemetry::{Metrics, RouteLabel, TRACEPARENT, TraceContext, Tracer};
 use tracing::Instrument;
 
-use crate::extract::Caller;
 use crate::extract::headers::{X_CORRELATION_ID, X_REQUEST_ID};
+use crate::extract::{CallerNote, CallerSlot};
 use crate::ops::Ops;
-use crate::routes::table::Operation;
+use crate::table::Operation;
 
 /// The route label of requests no route matched (404s).
 const UNMATCHED: &str = "unmatched";
@@ -71,28 +69,6 @@ impl Observer {
             .and_then(|matched| self.routes.get(matched.as_str()))
             .cloned()
             .unwrap_or_else(|| (self.unmatched.clone(), false))
-    }
-}
-
-/// Who called, once the `Caller` extractor has authorised them.
-#[derive(Debug, Clone)]
-struct CallerNote {
-    client_id: Arc<str>,
-    ods: OdsCode,
-}
-
-/// A slot the middleware puts in the request and the `Caller` extractor
-/// fills, because only the extractor knows the app and organisation.
-#[derive(Clone, Default)]
-struct CallerSlot(Arc<OnceLock<CallerNote>>);
-
-/// Lets the access log name the app and ODS code of an authorised caller.
-pub fn note_caller(parts: &Parts, caller: &Caller) {
-    if let Some(slot) = parts.extensions.get::<CallerSlot>() {
-        let _ = slot.0.set(CallerNote {
-            client_id: Arc::clone(&caller.client_id),
-            ods: caller.ods.clone(),
-        });
     }
 }
 
@@ -136,7 +112,7 @@ pub async fn observe(
         .metrics
         .http()
         .record(method, &route, status, elapsed);
-    let caller = slot.0.get();
+    let caller = slot.get();
     // Probes and scrapes (quiet routes) would drown the traces that matter.
     if let Some(started_at) = started_at
         && !quiet

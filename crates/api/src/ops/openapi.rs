@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use crate::routes::table::{Operation, media};
+use crate::table::{Operation, media};
 
 /// The rendered document, shared with the `/openapi.json` handler.
 #[derive(Clone)]

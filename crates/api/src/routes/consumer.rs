@@ -1,16 +1,14 @@
-use audit::Interaction;
 use axum::extract::{Path, State};
 use axum::http::Method;
 use axum::response::Response;
 use domain::search::Audience;
 
-use super::table::{Doc, Routes, media};
-use super::{audited_search, pointer_response};
-use crate::audit_trail::{AuditDraft, audited};
+use super::{CONSUMER_POINTERS, pointer_response, searchset};
 use crate::error::ApiError;
 use crate::extract::{Consumer, SearchParams};
-use crate::pointers;
+use crate::operations;
 use crate::state::AppState;
+use crate::table::{Doc, Routes, media};
 
 const TAG: &str = "consumer";
 
@@ -48,7 +46,9 @@ async fn search(
     Consumer(caller): Consumer,
     params: SearchParams,
 ) -> Result<Response, ApiError> {
-    audited_search(&state, &caller, Audience::Consumer, &params).await
+    let page = operations::search(&state.context(), &caller, Audience::Consumer, &params).await?;
+    let public_url = &state.settings().public_url;
+    Ok(searchset(&page, &params, public_url, CONSUMER_POINTERS))
 }
 
 async fn read(
@@ -56,9 +56,7 @@ async fn read(
     Consumer(caller): Consumer,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let mut draft = AuditDraft::new(Interaction::Read);
-    let result = pointers::read_for_consumer(&state, &caller, &id, &mut draft)
+    operations::read_for_consumer(&state.context(), &caller, &id)
         .await
-        .map(pointer_response);
-    audited(&state, &caller, draft, result).await
+        .map(pointer_response)
 }

@@ -1,5 +1,5 @@
-//! Routers by audience. Each handler extracts checked input, calls one pointer
-//! operation and shapes the response; nothing else.
+//! Routers by audience. Each handler extracts checked input, calls one
+//! operation (`operations`) and shapes the response: status, headers, URLs.
 
 pub mod admin;
 pub mod capability;
@@ -9,7 +9,7 @@ mod oauth;
 mod producer;
 pub mod shared_care_record;
 mod status;
-pub mod table;
+
 mod timeout;
 
 pub use capability::capability_statement;
@@ -24,37 +24,33 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use domain::PointerRecord;
 use domain::systems::NRLF_SUCCESS_CODES;
-use fhir::{Coding, OperationOutcome, OutcomeIssue};
+use fhir::{BundleEntry, Coding, OperationOutcome, OutcomeIssue, SearchsetBuilder};
 
-use audit::Interaction;
-use domain::search::Audience;
-
-use crate::audit_trail::{AuditDraft, audited};
-use crate::error::{ApiError, fhir_response};
-use crate::extract::{Caller, SearchParams};
-use crate::state::AppState;
+use crate::error::fhir_response;
+use crate::extract::SearchParams;
+use crate::operations::SearchPage;
 
 pub const PRODUCER_BASE: &str = "/producer/FHIR/R4";
 pub const CONSUMER_BASE: &str = "/consumer/FHIR/R4";
+pub const ADMIN_BASE: &str = "/admin";
 /// Where each API's pointers live; the base of `fullUrl` and paging links.
-const PRODUCER_POINTERS: &str = "/producer/FHIR/R4/DocumentReference";
-const CONSUMER_POINTERS: &str = "/consumer/FHIR/R4/DocumentReference";
+pub const PRODUCER_POINTERS: &str = "/producer/FHIR/R4/DocumentReference";
+pub const CONSUMER_POINTERS: &str = "/consumer/FHIR/R4/DocumentReference";
 
-/// A 2xx OperationOutcome such as NRL returns for writes.
-pub(crate) fn success(status: StatusCode, system: &str, code: &str, display: &str) -> Response {
+/// A 2xx OperationOutcome such as NRL returns for writes. One code system
+/// for create, update and delete: `NRLF-SuccessCode`, as NRLF answers (its
+/// OpenAPI example for create names `NRLF-ResponseCode`, its service and
+/// its own feature tests do not).
+pub(crate) fn success(status: StatusCode, code: &str, display: &str) -> Response {
     let issue = OutcomeIssue::coded(
         "information",
         "informational",
-        Coding::new(system, code, display),
+        Coding::new(NRLF_SUCCESS_CODES, code, display),
         display,
         vec![],
     );
     let body = serde_json::to_string(&OperationOutcome::new(None, vec![issue])).unwrap_or_default();
     fhir_response(status, body)
-}
-
-pub(crate) fn success_code(status: StatusCode, code: &str, display: &str) -> Response {
-    success(status, NRLF_SUCCESS_CODES, code, display)
 }
 
 /// `W/"<version>"`.
@@ -71,21 +67,45 @@ pub(crate) fn pointer_response(record: PointerRecord) -> Response {
     response
 }
 
-/// A search for either audience, audited: GET and POST `_search` of both
-/// APIs land here.
-pub(crate) async fn audited_search(
-    state: &AppState,
-    caller: &Caller,
-    audience: Audience,
+/// A search page as a searchset Bundle: `fullUrl`s and paging links under
+/// `public_url` + `pointers` (the API's DocumentReference path). Pointers
+/// are stored as the JSON that is served, never re-serialised.
+pub fn searchset(
+    page: &SearchPage,
     params: &SearchParams,
-) -> Result<Response, ApiError> {
-    let base = match audience {
-        Audience::Producer => PRODUCER_POINTERS,
-        Audience::Consumer => CONSUMER_POINTERS,
+    public_url: &str,
+    pointers: &str,
+) -> Response {
+    let link = |cursor: Option<&str>| {
+        let mut url = String::with_capacity(256);
+        url.push_str(public_url);
+        url.push_str(pointers);
+        url.push('?');
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in params.pairs().filter(|(k, _)| *k != "_cursor") {
+            form.append_pair(k, v);
+        }
+        if let Some(c) = cursor {
+            form.append_pair("_cursor", c);
+        }
+        url.push_str(&form.finish());
+        url
     };
-    let mut draft = AuditDraft::new(Interaction::Search);
-    let result = crate::pointers::search(state, caller, audience, params, base, &mut draft)
-        .await
-        .map(|outcome| fhir_response(StatusCode::OK, outcome.bundle));
-    audited(state, caller, draft, result).await
+    let self_url = link(page.cursor.as_deref());
+    let next_url = page.next_cursor.as_deref().map(|c| link(Some(c)));
+    let size: usize = page.entries.iter().map(|r| r.json.len() + 160).sum();
+    let mut bundle = SearchsetBuilder::new(page.total, &self_url, next_url.as_deref(), size);
+    let mut full_url = String::with_capacity(public_url.len() + pointers.len() + 72);
+    for record in &page.entries {
+        full_url.clear();
+        full_url.push_str(public_url);
+        full_url.push_str(pointers);
+        full_url.push('/');
+        full_url.push_str(record.id.as_str());
+        bundle.push(BundleEntry {
+            full_url: &full_url,
+            resource_json: &record.json,
+        });
+    }
+    fhir_response(StatusCode::OK, bundle.finish())
 }

@@ -8,9 +8,9 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
 use serde_json::json;
 
-use super::table::{Doc, Routes, media};
 use crate::error::json_response;
 use crate::state::AppState;
+use crate::table::{Doc, Routes, media};
 
 pub const TOKEN_PATH: &str = "/oauth2/token";
 

@@ -1,17 +1,15 @@
-use audit::Interaction;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use domain::search::Audience;
 use fhir::DocumentReference;
 
-use super::table::{Doc, Routes, media};
-use super::{PRODUCER_BASE, audited_search, etag, pointer_response, success, success_code};
-use crate::audit_trail::{AuditDraft, audited};
+use super::{PRODUCER_POINTERS, etag, pointer_response, searchset, success};
 use crate::error::ApiError;
 use crate::extract::{FhirBody, Producer, SearchParams, if_match_version};
-use crate::pointers;
+use crate::operations;
 use crate::state::AppState;
+use crate::table::{Doc, Routes, media};
 
 const TAG: &str = "producer";
 const FHIR_BODY: &[&str] = &[media::FHIR_JSON, media::JSON];
@@ -78,29 +76,19 @@ async fn create(
     Producer(caller): Producer,
     FhirBody(doc): FhirBody<DocumentReference>,
 ) -> Result<Response, ApiError> {
-    let mut draft = AuditDraft::new(Interaction::Create);
-    let result = pointers::create(&state, &caller, doc, &mut draft)
-        .await
-        .map(|created| {
-            let mut response = success(
-                StatusCode::CREATED,
-                "https://fhir.nhs.uk/CodeSystem/NRLF-ResponseCode",
-                "RESOURCE_CREATED",
-                "Resource created",
-            );
-            let location = format!(
-                "{}{PRODUCER_BASE}/DocumentReference/{}",
-                state.settings().public_url,
-                created.id
-            );
-            let headers = response.headers_mut();
-            if let Ok(value) = HeaderValue::from_str(&location) {
-                headers.insert(header::LOCATION, value);
-            }
-            headers.insert(header::ETAG, etag(created.version));
-            response
-        });
-    audited(&state, &caller, draft, result).await
+    let created = operations::create(&state.context(), &caller, doc).await?;
+    let mut response = success(StatusCode::CREATED, "RESOURCE_CREATED", "Resource created");
+    let location = format!(
+        "{}{PRODUCER_POINTERS}/{}",
+        state.settings().public_url,
+        created.id
+    );
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        headers.insert(header::LOCATION, value);
+    }
+    headers.insert(header::ETAG, etag(created.version));
+    Ok(response)
 }
 
 async fn update(
@@ -111,17 +99,12 @@ async fn update(
     FhirBody(doc): FhirBody<DocumentReference>,
 ) -> Result<Response, ApiError> {
     let if_match = if_match_version(&headers)?;
-    let mut draft = AuditDraft::new(Interaction::Update);
-    let result = pointers::update(&state, &caller, &id, doc, if_match, &mut draft)
-        .await
-        .map(|updated| {
-            let mut response = success_code(StatusCode::OK, "RESOURCE_UPDATED", "Resource updated");
-            response
-                .headers_mut()
-                .insert(header::ETAG, etag(updated.version));
-            response
-        });
-    audited(&state, &caller, draft, result).await
+    let updated = operations::update(&state.context(), &caller, &id, doc, if_match).await?;
+    let mut response = success(StatusCode::OK, "RESOURCE_UPDATED", "Resource updated");
+    response
+        .headers_mut()
+        .insert(header::ETAG, etag(updated.version));
+    Ok(response)
 }
 
 async fn delete(
@@ -131,11 +114,12 @@ async fn delete(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let if_match = if_match_version(&headers)?;
-    let mut draft = AuditDraft::new(Interaction::Delete);
-    let result = pointers::delete(&state, &caller, &id, if_match, &mut draft)
-        .await
-        .map(|()| success_code(StatusCode::OK, "RESOURCE_REMOVED", "Resource removed"));
-    audited(&state, &caller, draft, result).await
+    operations::delete(&state.context(), &caller, &id, if_match).await?;
+    Ok(success(
+        StatusCode::OK,
+        "RESOURCE_REMOVED",
+        "Resource removed",
+    ))
 }
 
 async fn read(
@@ -143,11 +127,9 @@ async fn read(
     Producer(caller): Producer,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let mut draft = AuditDraft::new(Interaction::Read);
-    let result = pointers::read_for_producer(&state, &caller, &id, &mut draft)
+    operations::read_for_producer(&state.context(), &caller, &id)
         .await
-        .map(pointer_response);
-    audited(&state, &caller, draft, result).await
+        .map(pointer_response)
 }
 
 async fn search(
@@ -155,5 +137,7 @@ async fn search(
     Producer(caller): Producer,
     params: SearchParams,
 ) -> Result<Response, ApiError> {
-    audited_search(&state, &caller, Audience::Producer, &params).await
+    let page = operations::search(&state.context(), &caller, Audience::Producer, &params).await?;
+    let public_url = &state.settings().public_url;
+    Ok(searchset(&page, &params, public_url, PRODUCER_POINTERS))
 }

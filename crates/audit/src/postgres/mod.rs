@@ -63,6 +63,8 @@ pub struct PostgresAuditLog {
     writer: Writer,
 }
 
+/// The pool's answer in the audit trail's terms: the one place a store error
+/// becomes an [`AuditError`] (this crate never raises a store error itself).
 pub(crate) fn audit_error(error: StoreError) -> AuditError {
     match error {
         StoreError::Unavailable(m) => AuditError::Unavailable(m),

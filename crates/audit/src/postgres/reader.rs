@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use deadpool_postgres::Object;
-use store::StoreError;
 use store::postgres::{Database, OpError, settle};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -22,7 +21,7 @@ const RECORD_COLUMNS: &str = "r.seq, r.appended_at, r.event, r.prev_hash, r.hash
 const VERIFY_CHUNK: i32 = 2000;
 
 fn damaged(what: &str) -> OpError {
-    OpError::Rejected(StoreError::Internal(format!("audit table holds {what}")))
+    OpError::Corrupt(format!("audit table holds {what}"))
 }
 
 fn hash(bytes: &[u8]) -> Result<Hash, OpError> {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use store::postgres::PostgresStore;
-use store::postgres::testing::TestDatabase;
+use testkit::postgres::TestDatabase;
 
 use super::*;
 use crate::TamperKind;
@@ -186,7 +186,7 @@ async fn two_nodes_extend_one_chain() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_network_fails_appends_on_time_and_recovers() {
     use std::time::{Duration, Instant};
-    use store::postgres::testing::{Link, Proxy};
+    use testkit::postgres::{Link, Proxy};
 
     let db = TestDatabase::create().await;
     let (proxy, url) = Proxy::in_front_of(db.url()).await;

@@ -195,8 +195,7 @@ fn seq_of(value: i64) -> u64 {
 }
 
 fn sql_seq(seq: u64) -> Result<i64, OpError> {
-    i64::try_from(seq)
-        .map_err(|_| OpError::Rejected(store::StoreError::Internal("audit seq overflow".into())))
+    i64::try_from(seq).map_err(|_| OpError::Corrupt("audit seq overflow".into()))
 }
 
 /// `(seq, hash, last checkpointed seq)` of the chain, locked until commit.
@@ -204,11 +203,8 @@ async fn lock_head(tx: &Transaction<'_>) -> Result<(u64, Hash, u64), OpError> {
     let statement = tx.prepare_cached(LOCK_HEAD).await?;
     let row = tx.query_one(&statement, &[]).await?;
     let hash: Vec<u8> = row.try_get(1)?;
-    let hash = Hash::try_from(hash.as_slice()).map_err(|_| {
-        OpError::Rejected(store::StoreError::Internal(
-            "the audit head hash is not 32 bytes".into(),
-        ))
-    })?;
+    let hash = Hash::try_from(hash.as_slice())
+        .map_err(|_| OpError::Corrupt("the audit head hash is not 32 bytes".into()))?;
     Ok((seq_of(row.try_get(0)?), hash, seq_of(row.try_get(2)?)))
 }
 

@@ -2,8 +2,6 @@
 //! checked: the unverified header and issuer (to find the key), and the
 //! claims nrls understands.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use domain::OdsCode;
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
@@ -17,50 +15,16 @@ pub(super) struct Peeked {
     pub issuer: String,
 }
 
-#[derive(Deserialize)]
-struct PeekHeader {
-    alg: Option<String>,
-    kid: Option<String>,
-    crit: Option<serde::de::IgnoredAny>,
-}
-
-#[derive(Deserialize)]
-struct PeekClaims {
-    iss: Option<serde_json::Value>,
-}
-
-/// Header and issuer, read without trusting them, to find the key.
+/// Header and issuer, read without trusting them (`jws::peek`), to find the key.
 pub(super) fn peek(token: &str) -> Result<Peeked, UserIdentityError> {
-    let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(_), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(UserIdentityError::Malformed);
-    };
-    let header: PeekHeader = decode_segment(header).ok_or(UserIdentityError::Malformed)?;
-    let claims: PeekClaims = decode_segment(payload).ok_or(UserIdentityError::Malformed)?;
-    if header.crit.is_some() {
-        return Err(UserIdentityError::Malformed);
-    }
-    let alg = header.alg.ok_or(UserIdentityError::Malformed)?;
+    let peeked = crate::jws::peek(token).ok_or(UserIdentityError::Malformed)?;
+    let alg = peeked.alg.ok_or(UserIdentityError::Malformed)?;
     let alg = ID_TOKEN_ALGS
         .find(&alg)
         .ok_or(UserIdentityError::UnsupportedAlgorithm)?;
-    let kid = header
-        .kid
-        .filter(|k| !k.is_empty())
-        .ok_or(UserIdentityError::Malformed)?;
-    match claims.iss {
-        Some(serde_json::Value::String(issuer)) if !issuer.is_empty() => {
-            Ok(Peeked { alg, kid, issuer })
-        }
-        _ => Err(UserIdentityError::UnknownIssuer),
-    }
-}
-
-fn decode_segment<T: serde::de::DeserializeOwned>(segment: &str) -> Option<T> {
-    let bytes = URL_SAFE_NO_PAD.decode(segment).ok()?;
-    serde_json::from_slice(&bytes).ok()
+    let kid = peeked.kid.ok_or(UserIdentityError::Malformed)?;
+    let issuer = peeked.issuer.ok_or(UserIdentityError::UnknownIssuer)?;
+    Ok(Peeked { alg, kid, issuer })
 }
 
 #[derive(Deserialize)]

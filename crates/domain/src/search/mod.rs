@@ -5,7 +5,7 @@ mod cursor;
 mod page;
 mod params;
 
-pub use cursor::Cursor;
+pub use cursor::{Cursor, decode_position, encode_position};
 pub use page::{Page, paginate};
 pub use params::{Audience, SearchLimits, parse, require_permitted};
 

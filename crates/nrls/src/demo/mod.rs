@@ -2,6 +2,8 @@
 //! several ICBs, and demo apps whose keys anyone can derive (`nrls token`).
 //! Never enable `--demo` on a server holding real data.
 
+pub mod source;
+
 use domain::catalogue::Catalogue;
 use domain::clock::now_instant;
 use domain::permissions::TypeSet;

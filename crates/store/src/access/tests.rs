@@ -106,12 +106,22 @@ async fn sqlite_store_and_reopen() {
 #[tokio::test]
 async fn postgres_store_shared_by_two_handles() {
     use crate::postgres::PostgresStore;
-    use crate::postgres::testing::TestDatabase;
+    use testkit::postgres::TestDatabase;
     let db = TestDatabase::create().await;
-    let first = PostgresStore::open(db.options()).await.unwrap();
+    let first = PostgresStore::open(crate::postgres::PostgresOptions {
+        pool_size: 4,
+        ..crate::postgres::PostgresOptions::new(db.url())
+    })
+    .await
+    .unwrap();
     behaviour(&postgres::PostgresAccessStore::new(first.database())).await;
     // A second node on the same database sees what the first recorded.
-    let second = PostgresStore::open(db.options()).await.unwrap();
+    let second = PostgresStore::open(crate::postgres::PostgresOptions {
+        pool_size: 4,
+        ..crate::postgres::PostgresOptions::new(db.url())
+    })
+    .await
+    .unwrap();
     let other = postgres::PostgresAccessStore::new(second.database());
     assert_eq!(
         other.relationships(nhs(999_000_001)).await.unwrap().len(),

@@ -13,6 +13,11 @@ pub enum OpError {
     Postgres(tokio_postgres::Error),
     /// The operation's deadline passed first.
     TimedOut,
+    /// What was read back cannot be what was written (a bug, or tables
+    /// changed behind our back): a fault, answered 500. Lets the other
+    /// components on this pool (the audit trail) report damage in their
+    /// own words without raising a pointer-store error.
+    Corrupt(String),
 }
 
 impl From<tokio_postgres::Error> for OpError {

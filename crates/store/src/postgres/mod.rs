@@ -44,7 +44,6 @@ mod reads;
 mod row;
 mod schema;
 mod session;
-pub mod testing;
 mod tls;
 mod writes;
 
@@ -57,7 +56,20 @@ use domain::{NhsNumber, OdsCode, PointerId, PointerRecord, Supersede};
 use crate::{ImportOutcome, PointerStore, PoolStats, StoreError, StoredPointer};
 
 pub use error::OpError;
+pub use schema::{MIGRATION_LOCK, migrations_fingerprint};
 pub use session::{Deadline, settle};
+
+/// Applies the migrations `options`' database lacks and returns: for the
+/// scratch-database templates of tests (crate `testkit`), which need the
+/// schema without a store.
+///
+/// # Errors
+/// The URL is invalid, the server unreachable, or a step failed.
+pub async fn migrate(options: &PostgresOptions) -> Result<(), StoreError> {
+    let config = session::base_config(options)?;
+    let tls = session::tls(options, &config)?;
+    schema::migrate(&config, tls).await.map(|_| ())
+}
 use writes::WriteOp;
 
 /// How a [`PostgresStore`] connects.

@@ -218,7 +218,22 @@ CREATE INDEX web_sessions_by_expiry ON web_sessions (expires_at);
 "#;
 
 /// Key of the session advisory lock held while migrating ("nrlsmigr").
-pub(crate) const MIGRATION_LOCK: i64 = 0x6e72_6c73_6d69_6772;
+pub const MIGRATION_LOCK: i64 = 0x6e72_6c73_6d69_6772;
+
+/// Changes whenever a migration does: test templates (crate `testkit`) are
+/// keyed by it, so a checkout with other migrations builds its own.
+pub fn migrations_fingerprint() -> u64 {
+    // FNV-1a: stable across builds and Rust versions, unlike `DefaultHasher`.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for step in MIGRATIONS {
+        let text = format!("{}|{}|{}", step.version, step.compatible_from, step.sql);
+        for byte in text.bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    hash
+}
 
 /// Server settings that matter to durability, read while migrating.
 pub(super) struct ServerSettings {

@@ -137,6 +137,7 @@ pub fn settle<T>(conn: Object, outcome: Result<T, OpError>) -> Result<T, StoreEr
     match outcome {
         Ok(value) => Ok(value),
         Err(OpError::Rejected(error)) => Err(error),
+        Err(OpError::Corrupt(what)) => Err(StoreError::Internal(what)),
         Err(OpError::TimedOut) => {
             drop(Object::take(conn));
             Err(StoreError::Unavailable(

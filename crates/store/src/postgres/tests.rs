@@ -8,19 +8,28 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::testing::{Link, Proxy, TestDatabase};
 use super::{PostgresOptions, PostgresStore, schema};
 use crate::conformance::{CUSTODIAN, Fixture, next_version, pointer, supersede};
 use crate::{PointerStore, StoreError};
+use testkit::postgres::{Link, Proxy, TestDatabase};
 
 crate::conformance_tests!(|| async {
     let database = TestDatabase::create().await;
-    let store = PostgresStore::open(database.options()).await.unwrap();
+    let store = PostgresStore::open(options(&database)).await.unwrap();
     Fixture::with_guard(store, database)
 });
 
+/// Options for a scratch database, as `TestDatabase::options` makes them
+/// (that one returns the options type of testkit's own build of this crate).
+fn options(database: &TestDatabase) -> PostgresOptions {
+    PostgresOptions {
+        pool_size: 4,
+        ..PostgresOptions::new(database.url())
+    }
+}
+
 async fn open(database: &TestDatabase) -> PostgresStore {
-    PostgresStore::open(database.options()).await.unwrap()
+    PostgresStore::open(options(database)).await.unwrap()
 }
 
 /// Options with a short statement time-out, for fault tests.
@@ -45,7 +54,7 @@ async fn nodes_starting_together_migrate_once() {
     let database = TestDatabase::create_empty().await;
     let opens: Vec<_> = (0..4)
         .map(|_| {
-            let options = database.options();
+            let options = options(&database);
             tokio::spawn(async move { PostgresStore::open(options).await })
         })
         .collect();
@@ -84,7 +93,7 @@ async fn schema_needing_a_newer_node_is_refused() {
              VALUES ({future}, 'from the future', {future})"
         ))
         .await;
-    match PostgresStore::open(database.options()).await {
+    match PostgresStore::open(options(&database)).await {
         Err(StoreError::Internal(message)) => {
             assert!(message.contains("upgrade nrls"), "{message}")
         }
@@ -340,7 +349,7 @@ async fn lost_network_fails_fast_and_recovers() {
 
 #[tokio::test]
 async fn unreachable_database_is_unavailable_at_open() {
-    let (proxy, url) = Proxy::in_front_of(super::testing::DEFAULT_URL).await;
+    let (proxy, url) = Proxy::in_front_of(testkit::postgres::DEFAULT_URL).await;
     proxy.set(Link::Down);
     expect_unavailable(PostgresStore::open(impatient(&url)).await.map(drop), "open");
 }
@@ -516,7 +525,7 @@ async fn pool_size_throughput() {
         let store = Arc::new(
             PostgresStore::open(PostgresOptions {
                 pool_size,
-                ..database.options()
+                ..options(&database)
             })
             .await
             .unwrap(),

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use api::access::RequestAccess;
-use api::extract::{Caller, RequestIds};
+use api::Caller;
+use api::caller::{RequestAccess, RequestIds};
 use auth::{NrbacRole, UserIdentity};
 use domain::access::{AccessBasis, PurposeOfUse};
 use domain::catalogue::Catalogue;

@@ -1,11 +1,8 @@
 //! Where the patient's records are: the API's consumer search, as pointers
 //! grouped by category then type, emergency care plans first.
 
-use api::AppState;
-use api::audit_trail::{AuditDraft, audited};
-use api::extract::{Caller, SearchParams};
-use audit::Interaction;
-use axum::body::Body;
+use api::operations::{SearchParams, search};
+use api::{AppState, Caller};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -26,8 +23,6 @@ use crate::pages::{
 };
 
 const NHS_NUMBER_SYSTEM: &str = "https://fhir.nhs.uk/Id/nhs-number";
-/// Where consumers read pointers: the base of the search's links.
-const CONSUMER_POINTERS: &str = "/consumer/FHIR/R4/DocumentReference";
 
 /// Types shown first, in this order: what an emergency needs first.
 const PRIORITY_TYPES: &[&str] = &[
@@ -36,14 +31,14 @@ const PRIORITY_TYPES: &[&str] = &[
     "1382601000000107", // ReSPECT form
 ];
 
-/// The API's consumer search for one patient, audited as the API audits it
-/// (one AuditEvent, written before the page is sent). The only place the
-/// viewer searches; returns the search-set Bundle.
+/// The API's consumer search for one patient (`api::operations::search`,
+/// which writes the one AuditEvent before answering). The only place the
+/// viewer searches; returns each visible pointer as stored.
 pub(super) async fn search_pointers(
     api: &AppState,
     caller: &Caller,
     nhs: NhsNumber,
-) -> Result<String, api::ApiError> {
+) -> Result<Vec<Value>, api::ApiError> {
     let params = SearchParams(vec![
         (
             "subject:identifier".to_owned(),
@@ -54,23 +49,14 @@ pub(super) async fn search_pointers(
             api.settings().search_limits.max_count.to_string(),
         ),
     ]);
-    let mut draft = AuditDraft::new(Interaction::Search);
-    let searched = api::pointers::search(
-        api,
-        caller,
-        Audience::Consumer,
-        &params,
-        CONSUMER_POINTERS,
-        &mut draft,
-    )
-    .await;
-    // `audited` records an HTTP-shaped result; the bundle waits beside it.
-    let (result, bundle) = match searched {
-        Ok(outcome) => (Ok(Response::new(Body::empty())), Some(outcome.bundle)),
-        Err(e) => (Err(e), None),
-    };
-    audited(api, caller, draft, result).await?;
-    bundle.ok_or_else(|| api::ApiError::Internal("search returned no bundle".into()))
+    let page = search(&api.context(), caller, Audience::Consumer, &params).await?;
+    page.entries
+        .iter()
+        .map(|record| {
+            serde_json::from_str(&record.json)
+                .map_err(|e| api::ApiError::Internal(format!("stored pointer {}: {e}", record.id)))
+        })
+        .collect()
 }
 
 /// Whether the API refused for lack of a legitimate relationship: the page
@@ -99,8 +85,8 @@ pub(super) async fn page(
     let caller = caller(&user, basis.as_ref())?;
     let searched = search_pointers(&state.api, &caller, nhs).await;
     session.data.remember(&digits);
-    let bundle = match searched {
-        Ok(bundle) => bundle,
+    let pointers = match searched {
+        Ok(pointers) => pointers,
         Err(e) if needs_relationship(&e) => {
             let page = relationship_page(&state, &session, nhs, Vec::new(), Default::default());
             let html = render(&page)?;
@@ -108,18 +94,13 @@ pub(super) async fn page(
         }
         Err(e) => return Err(e.into()),
     };
-    let bundle: Value = serde_json::from_str(&bundle)
-        .map_err(|e| WebError::Internal(format!("search bundle: {e}")))?;
-    let pointers: Vec<&Value> = bundle["entry"]
-        .as_array()
-        .map(|entries| entries.iter().map(|e| &e["resource"]).collect())
-        .unwrap_or_default();
+    let pointers: Vec<&Value> = pointers.iter().collect();
     // Shown so the page explains fewer records; read from the same facts the
     // policy read (the audit record of this view already notes the decision).
     let objection = state
         .api
         .access()
-        .access
+        .facts
         .patient_access(nhs)
         .await
         .map(|a| a.objection)

@@ -2,11 +2,8 @@
 //! operation, as sections with their sources and conflicts, under a
 //! completeness banner naming every source that did not contribute.
 
-use api::audit_trail::{AuditDraft, audited};
-use api::extract::{Caller, SearchParams};
-use api::routes::shared_care_record::{SharedCareRecord, assemble};
-use audit::Interaction;
-use axum::body::Body;
+use api::Caller;
+use api::operations::{SearchParams, SharedCareRecordQuery, shared_care_record};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -26,11 +23,11 @@ use crate::pages::{
     Chrome, EntryRow, PatientRef, SectionView, SharedRecordPage, SourceRow, render,
 };
 
-/// The API's operation for one patient, audited as the API audits it. The
-/// only place the viewer asks for the shared care record.
+/// The API's operation for one patient (`api::operations::shared_care_record`,
+/// which writes the one AuditEvent before answering). The only place the
+/// viewer asks for the shared care record.
 async fn shared_record(
     state: &WebState,
-    shared: &SharedCareRecord,
     caller: &Caller,
     nhs: NhsNumber,
 ) -> Result<FederatedRecord, api::ApiError> {
@@ -38,14 +35,16 @@ async fn shared_record(
         "patient.identifier".to_owned(),
         format!("https://fhir.nhs.uk/Id/nhs-number|{nhs}"),
     )]);
-    let mut draft = AuditDraft::new(Interaction::Search);
-    let assembled = assemble(&state.api, caller, shared, None, &params, &mut draft).await;
-    let (result, record) = match assembled {
-        Ok(record) => (Ok(Response::new(Body::empty())), Some(record)),
-        Err(e) => (Err(e), None),
+    let pointer_url_base = format!(
+        "{}/consumer/FHIR/R4/DocumentReference",
+        state.api.settings().public_url
+    );
+    let query = SharedCareRecordQuery {
+        params: &params,
+        trace: None,
+        pointer_url_base: &pointer_url_base,
     };
-    audited(&state.api, caller, draft, result).await?;
-    record.ok_or_else(|| api::ApiError::Internal("no record assembled".into()))
+    shared_care_record(&state.api.context(), caller, query).await
 }
 
 pub(super) async fn page(
@@ -56,11 +55,10 @@ pub(super) async fn page(
     let mut session = state.sessions.load(&headers).await?;
     let user = signed_in(&session)?.clone();
     let nhs = from_path(&nhs)?;
-    let shared = state.shared_care_record.clone().ok_or(WebError::NotFound)?;
     let digits = nhs.to_string();
     let basis = session.data.basis_for(&digits).cloned();
     let caller = caller(&user, basis.as_ref())?;
-    let assembled = shared_record(&state, &shared, &caller, nhs).await;
+    let assembled = shared_record(&state, &caller, nhs).await;
     session.data.remember(&digits);
     let record = match assembled {
         Ok(record) => record,

@@ -142,7 +142,7 @@ async fn fixture(demo_mode: bool) -> Fixture {
     .await;
     let mut access = AccessServices::in_memory();
     access.policy.sensitive_activity_codes = vec![DEMO_SENSITIVE_ACTIVITY.to_owned()];
-    demo::seed_access(access.access.as_ref(), &patients())
+    demo::seed_access(access.facts.as_ref(), &patients())
         .await
         .unwrap();
     let auth = Authenticator::new(
@@ -165,7 +165,6 @@ async fn fixture(demo_mode: bool) -> Fixture {
         ),
         cis2: None,
         demo: demo_mode,
-        shared_care_record: None,
         organisations: HashMap::from([("RR8".to_owned(), "Leeds Teaching Hospitals".to_owned())]),
         https: false,
     }));

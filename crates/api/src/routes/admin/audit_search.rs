@@ -4,7 +4,8 @@
 use audit::{AuditCursor, AuditOutcome, AuditPage, AuditQuery};
 use serde_json::{Value, json};
 
-use super::{MAX_COUNT, invalid, next_cursor, nhs_number};
+use super::audit_events::next_cursor;
+use super::{MAX_COUNT, invalid, nhs_number};
 use crate::error::ApiError;
 
 const DEFAULT_COUNT: usize = 20;

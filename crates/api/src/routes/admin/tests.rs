@@ -1,17 +1,27 @@
 //! The admin router end to end, through tower, on the in-memory backends.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use audit::memory::MemoryAuditLog;
-use audit::{AccessFacts, AuditLog, CheckpointPolicy, CheckpointSigner};
+use audit::{
+    AccessFacts, AuditFacts, AuditLog, AuditOutcome, AuditQuery, CheckpointPolicy,
+    CheckpointSigner, Interaction, now_rfc3339,
+};
 use auth::config::OrganisationConfig;
-use auth::{AppRegistry, TokenSettings};
+use auth::{AppRegistry, Authenticator, TokenSettings};
+use axum::Router;
 use axum::body::Body;
-use axum::http::{Method, Request};
+use axum::http::{Method, Request, StatusCode};
+use domain::NhsNumber;
+use serde_json::{Value, json};
 use store::access::memory::MemoryAccessStore;
 use tower::ServiceExt;
 
-use super::*;
+use super::routes;
+use crate::access::AccessServices;
+use crate::ops::Ops;
+use crate::{ApiSettings, AppState};
 
 const ISSUER: &str = "http://nrls.test";
 const ENDPOINT: &str = "http://nrls.test/oauth2/token";
@@ -65,16 +75,23 @@ async fn fixture() -> Fixture {
         CheckpointSigner::from_seed([5; 32]),
         CheckpointPolicy::default(),
     ));
-    let state = AdminState::new(
-        Arc::clone(&auth),
-        Arc::new(MemoryAccessStore::new()),
-        audit.clone(),
-        ["privacy-office".to_owned()],
-        "http://nrls.test/admin",
-        "node-1",
-    );
+    let access = AccessServices {
+        facts: Arc::new(MemoryAccessStore::new()),
+        audit: audit.clone(),
+        node: "node-1".to_owned(),
+        ..AccessServices::in_memory()
+    };
+    let settings = ApiSettings {
+        public_url: "http://nrls.test".to_owned(),
+        admin_clients: vec!["privacy-office".to_owned()],
+        ..ApiSettings::default()
+    };
+    let store = Arc::new(store::memory::MemoryStore::new());
+    let state = AppState::with_ops(store, Arc::clone(&auth), settings, Ops::default(), access);
+    // The admin routes as `/admin` serves them, without the prefix.
+    let router = routes().into_parts().0.with_state(state);
     Fixture {
-        router: router(state),
+        router,
         admin_token: token(&auth, "privacy-office").await,
         other_token: token(&auth, "ambulance").await,
         audit,

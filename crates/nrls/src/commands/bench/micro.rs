@@ -94,17 +94,18 @@ pub async fn run(args: MicroArgs) -> Result<(), String> {
             };
             let (state, caller, params) = search_setup(store).await?;
             for _ in 0..n {
-                let outcome = api::pointers::search(
-                    &state,
-                    &caller,
-                    Audience::Consumer,
+                // The operation as served, its (in-memory) audit append
+                // included, then the Bundle the route writes.
+                let page =
+                    api::operations::search(&state.context(), &caller, Audience::Consumer, &params)
+                        .await
+                        .map_err(|e| format!("{e:?}"))?;
+                black_box(api::routes::searchset(
+                    &page,
                     &params,
-                    "/consumer/FHIR/R4/DocumentReference",
-                    &mut api::audit_trail::AuditDraft::new(audit::Interaction::Search),
-                )
-                .await
-                .map_err(|e| format!("{e:?}"))?;
-                black_box(outcome.bundle);
+                    &state.settings().public_url,
+                    api::routes::CONSUMER_POINTERS,
+                ));
             }
             drop(state);
             let _ = std::fs::remove_dir_all(&dir);

@@ -64,7 +64,7 @@ async fn sqlite_store_and_reopen() {
 #[tokio::test]
 async fn postgres_store_shared_by_two_nodes() {
     use store::postgres::PostgresStore;
-    use store::postgres::testing::TestDatabase;
+    use testkit::postgres::TestDatabase;
     let db = TestDatabase::create().await;
     let first = PostgresStore::open(db.options()).await.unwrap();
     behaviour(&postgres::PostgresSessionStore::new(first.database())).await;

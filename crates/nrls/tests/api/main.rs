@@ -1,0 +1,25 @@
+//! The black-box suites of nrls, as ONE test binary: each binary links the
+//! whole service, so one binary instead of fifteen saves minutes of linking
+//! on a two-core CI machine. Each module is one former suite; `support` is
+//! the harness they share. Run one suite with `cargo test -p nrls --test api
+//! <module>::`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod access_audit;
+mod configuration;
+mod consumer_api;
+mod crash;
+mod federation;
+mod import_export;
+mod multinode;
+mod nrlf_defects;
+mod operability;
+mod packaging;
+mod process;
+mod producer_api;
+mod protocol;
+mod server_hardening;
+mod tracing_export;
