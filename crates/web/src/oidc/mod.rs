@@ -125,7 +125,7 @@ impl RelyingParty {
             .build()
             .map_err(|e| OidcError::Discovery(e.to_string()))?;
         Ok(RelyingParty {
-            jwks: Jwks::new(http.clone()),
+            jwks: Jwks::new(http.clone(), keys::REFETCH_INTERVAL),
             config,
             http,
             discovery: RwLock::new(None),
