@@ -294,6 +294,32 @@ impl UserIdentity {
         }
     }
 
+    /// A user whose ID token a relying party of nrls (the web viewer) has
+    /// already verified at sign-in, acting in the role they chose there: the
+    /// same identity the access policy and the audit trail see for a
+    /// verified `NHSD-User-Identity`. `selected_role_id` must be one of
+    /// `roles` (or be `None` with exactly one role).
+    pub fn signed_in(
+        issuer: &str,
+        person_id: &str,
+        roles: Vec<NrbacRole>,
+        selected_role_id: Option<&str>,
+        expires_at: i64,
+    ) -> Result<UserIdentity, UserIdentityError> {
+        if person_id.is_empty() {
+            return Err(UserIdentityError::MissingSubject);
+        }
+        let token = Arc::new(VerifiedIdToken {
+            issuer: issuer.to_owned(),
+            person_id: person_id.to_owned(),
+            roles,
+            selected_role_id: None,
+            purpose_of_use: None,
+            expires_at,
+        });
+        select_role(token, selected_role_id)
+    }
+
     /// The user as the access policy sees them.
     pub fn end_user(&self) -> EndUser<'_> {
         let role = self.role();

@@ -22,6 +22,7 @@ use crate::server::ConnectionLimits;
 use crate::{demo, reload};
 
 mod services;
+mod web_pages;
 
 use services::{access_services, shared_care_record};
 
@@ -51,6 +52,8 @@ pub enum StartError {
     Telemetry(String),
     #[error("listener: {0}")]
     Listener(String),
+    #[error("viewer: {0}")]
+    Viewer(String),
 }
 
 /// A bound, ready-to-run service.
@@ -94,8 +97,17 @@ impl Application {
             let created = demo::seed(stores.primary.as_ref())
                 .await
                 .map_err(StartError::Demo)?;
-            tracing::info!(created, "demo data seeded");
+            let sensitive = demo::seed_sensitive(stores.primary.as_ref())
+                .await
+                .map_err(StartError::Demo)?;
+            tracing::info!(created = created + sensitive, "demo data seeded");
+            web_pages::demo_access_policy(&mut config);
         }
+        // Checked before anything else is built: an incomplete [viewer] stops the start.
+        let viewer_sign_in = config
+            .viewer
+            .relying_party(&public_url)
+            .map_err(|e| StartError::Viewer(e.to_string()))?;
         let shared_care_record =
             shared_care_record(&config, demo_mode, stores.primary.as_ref()).await?;
         let authenticator = authenticator(&config, &public_url)?;
@@ -108,7 +120,11 @@ impl Application {
         );
         let (ops, trace_export) = operability(&config, metrics, &lifecycle, &reloader, local)?;
         metrics_apps(&ops, &authenticator);
+        let session_store = web_pages::session_store(&config, stores.database.clone())?;
         let access = access_services(&config, &public_url, stores.database).await?;
+        if demo_mode {
+            web_pages::seed_demo_access(&access).await?;
+        }
         let audit_log = Arc::clone(&access.audit);
         let mut state = AppState::with_ops(
             stores.primary.clone(),
@@ -124,13 +140,21 @@ impl Application {
         if let Some(federation) = shared_care_record {
             state = state.with_shared_care_record(federation).map_err(shared)?;
         }
+        let web = web_pages::web_state(
+            &config,
+            state.clone(),
+            session_store,
+            viewer_sign_in,
+            demo_mode,
+            &public_url,
+        );
         let (listener, admin) = starting.finish().await?;
         let admin_port = admin
             .as_ref()
             .and_then(|l| l.local_addr().ok())
             .map(|a| a.port());
         let listeners = Listeners {
-            main: (listener, api::router(state.clone())),
+            main: (listener, api::router(state.clone()).merge(web::router(web))),
             limits,
             tls,
             admin: admin.map(|listener| (listener, api::admin_router(state))),

@@ -34,6 +34,9 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// `[audit]`: the audit trail's checkpoint key and interval.
     pub audit: AuditConfig,
+    /// `[viewer]`: the clinician viewer's NHS CIS2 sign-in and sessions
+    /// (docs/viewer.md). Incomplete sign-in settings are refused at start.
+    pub viewer: web::ViewerConfig,
     /// The file this configuration was read from, if any: what a reload
     /// (SIGHUP, `POST /-/reload`) reads again.
     #[serde(skip)]

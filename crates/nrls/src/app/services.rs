@@ -106,6 +106,11 @@ pub(super) async fn shared_care_record(
             .map_err(StartError::Demo)?;
         // The source tasks keep running for the life of the process.
         sources.extend(demo.into_iter().map(|(_, c)| c));
+        sources.push(
+            demo_source::unreachable_source(store)
+                .await
+                .map_err(StartError::Demo)?,
+        );
     }
     if sources.is_empty() {
         return Ok(None);

@@ -136,6 +136,50 @@ pub async fn seed(store: &dyn PointerStore) -> Result<usize, String> {
     Ok(created)
 }
 
+/// The type of the demo's one sensitive pointer: a mental health crisis plan.
+const SENSITIVE_TYPE: &str = "http://snomed.info/sct|736253002";
+
+/// Seeds one security-labelled (`R`, restricted) mental health crisis plan
+/// for the first demo patient, held by RW5: only a user whose role has a
+/// sensitive-records activity code sees it (the viewer's demo psychiatrist).
+/// Returns how many were created (0 when already there).
+pub async fn seed_sensitive(store: &dyn PointerStore) -> Result<usize, String> {
+    let catalogue = Catalogue::nrl_v3();
+    let pointer_type = catalogue
+        .find_key(SENSITIVE_TYPE)
+        .ok_or("crisis plans are not in the catalogue")?;
+    let custodian = OdsCode::parse("RW5").ok_or("bad demo ODS code")?;
+    let nhs_number = *patients(1).first().ok_or("no demo patient")?;
+    let local_id = "demo-sensitive-00";
+    let mut json = document_reference(&PointerSpec {
+        nhs_number,
+        custodian: &custodian,
+        pointer_type,
+        local_id,
+        created_offset: 3_600,
+    });
+    json["meta"] = serde_json::json!({"security": [
+        {"system": domain::systems::CONFIDENTIALITY, "code": "R"}
+    ]});
+    let doc: fhir::DocumentReference = serde_json::from_value(json).map_err(|e| e.to_string())?;
+    let ctx = ValidationContext {
+        catalogue,
+        caller: &custodian,
+        permitted_types: TypeSet::all(catalogue),
+    };
+    let valid =
+        validate(&doc, &ctx).map_err(|issues| format!("demo pointer invalid: {issues:?}"))?;
+    let id = PointerId::generate(&custodian, local_id).ok_or("bad demo id")?;
+    let record = valid
+        .into_record(doc, id, 1, &now_instant())
+        .map_err(|e| e.to_string())?;
+    match store.create(record, Vec::new()).await {
+        Ok(()) => Ok(1),
+        Err(StoreError::DuplicateId(_) | StoreError::DuplicateMasterIdentifier(_)) => Ok(0),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

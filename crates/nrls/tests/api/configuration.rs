@@ -52,6 +52,7 @@ fn settings_in_source() -> BTreeSet<String> {
         "federation::FederationConfig" => {
             Some(("crates/federation/src/fanout.rs", "FederationConfig"))
         }
+        "web::ViewerConfig" => Some(("crates/web/src/config.rs", "ViewerConfig")),
         _ => None,
     };
     let block = |ty: &str| -> Vec<(String, String)> {

@@ -43,6 +43,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         compatible_from: 2,
         sql: AUDIT_V3,
     },
+    Migration {
+        version: 4,
+        name: "web sessions",
+        compatible_from: 3,
+        sql: WEB_SESSIONS_V4,
+    },
 ];
 
 /// Step 1.
@@ -194,6 +200,21 @@ CREATE TABLE alert_acks (
     acknowledged_at text NOT NULL,
     note text
 );
+"#;
+
+/// Step 4: server-side sessions of the web pages (`web::session::store`),
+/// shared by every node so a user signed in through one is signed in on all.
+/// Expand-only: older nodes never read it. `key` is the SHA-256 of the
+/// session id (a copy of the table hands out no live cookies); the expiry
+/// index serves the purge.
+const WEB_SESSIONS_V4: &str = r#"
+CREATE TABLE web_sessions (
+    key bytea PRIMARY KEY,
+    data text NOT NULL,
+    created_at bigint NOT NULL,
+    expires_at bigint NOT NULL
+);
+CREATE INDEX web_sessions_by_expiry ON web_sessions (expires_at);
 "#;
 
 /// Key of the session advisory lock held while migrating ("nrlsmigr").

@@ -414,6 +414,35 @@ pub fn summary_pointer(
         .map_err(|e| e.to_string())
 }
 
+/// The demo patient whose shared care record is always partial.
+pub const PARTIAL_PATIENT: usize = 2;
+
+/// A fourth demo source that never answers (a closed port), holding part of
+/// one demo patient's record ([`PARTIAL_PATIENT`], at Leeds Teaching
+/// Hospitals, RR8): that patient's shared care record is always partial, so
+/// the viewer's completeness banner can be seen without switching modes.
+pub async fn unreachable_source(
+    store: &dyn PointerStore,
+) -> Result<federation::SourceConfig, String> {
+    // Port 9 (discard) on loopback: nothing listens there, the connection is refused.
+    let base_url = "http://127.0.0.1:9/fhir".to_owned();
+    let custodian = OdsCode::parse("RR8").ok_or("bad demo ODS code")?;
+    let url = format!("{base_url}/Patient/rr8-{PARTIAL_PATIENT}");
+    let record = summary_pointer(&custodian, PARTIAL_PATIENT, &url, &[])?;
+    match store.create(record, Vec::new()).await {
+        Ok(()) | Err(StoreError::DuplicateId(_) | StoreError::DuplicateMasterIdentifier(_)) => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    Ok(federation::SourceConfig {
+        ods: custodian.as_str().to_owned(),
+        name: "Leeds Teaching Hospitals (demo: never answers)".to_owned(),
+        base_url,
+        timeout_ms: 1_000,
+        resource_types: SERVED.iter().map(|t| (*t).to_owned()).collect(),
+        auth: federation::SourceAuthConfig::None {},
+    })
+}
+
 /// Starts the three demo sources on `127.0.0.1:0` and returns them with the
 /// `[[sources]]` configuration that registers them.
 pub async fn start_demo_sources() -> std::io::Result<Vec<(RunningSource, federation::SourceConfig)>>
