@@ -86,6 +86,8 @@ pub struct UserIdentityOptions {
     pub jwks_refresh_interval: Duration,
     /// Default 5 s.
     pub jwks_fetch_timeout: Duration,
+    /// Which servers an `https` JWKS URL may be served by.
+    pub tls: crate::OutboundTls,
 }
 
 impl Default for UserIdentityOptions {
@@ -95,6 +97,7 @@ impl Default for UserIdentityOptions {
             cache_capacity: 16_384,
             jwks_refresh_interval: Duration::from_secs(60),
             jwks_fetch_timeout: Duration::from_secs(5),
+            tls: crate::OutboundTls::default(),
         }
     }
 }
@@ -318,7 +321,9 @@ impl UserIdentityVerifier {
     ) -> Result<UserIdentityVerifier, IssuerConfigError> {
         let http = if configs.iter().any(|c| c.jwks_url.is_some()) {
             Some(
-                reqwest::Client::builder()
+                options
+                    .tls
+                    .client_builder()
                     .timeout(options.jwks_fetch_timeout)
                     .build()
                     .map_err(|e| IssuerConfigError::JwksUrl {
@@ -508,9 +513,13 @@ fn build_issuer(
                 problem,
             };
             let url = reqwest::Url::parse(text).map_err(|e| problem(e.to_string()))?;
-            if url.scheme() != "http" {
+            if !matches!(url.scheme(), "https" | "http")
+                || url.host_str().is_none_or(str::is_empty)
+                || !url.username().is_empty()
+                || url.password().is_some()
+            {
                 return Err(problem(
-                    "must be an http URL (this build has no TLS; use a trusted proxy)".into(),
+                    "must be an https (or http) URL with a host and no credentials".into(),
                 ));
             }
             Some(RemoteKeys::for_algs(

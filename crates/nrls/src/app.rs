@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use api::ops::{Lifecycle, Ops, Reloader};
 use api::{ApiSettings, AppState};
-use auth::{AppRegistry, Authenticator, TokenSettings};
+use auth::{Authenticator, TokenSettings};
 use domain::search::SearchLimits;
 use store::memory::MemoryStore;
 use store::postgres::{Database, PostgresOptions, PostgresStore};
@@ -125,7 +125,7 @@ impl Application {
         }
         let shared_care_record = shared_care_record(&config, demo_mode, store.as_ref()).await?;
         let registry =
-            AppRegistry::from_configs(&config.apps).map_err(|e| StartError::Apps(e.to_string()))?;
+            crate::reload::app_registry(&config).map_err(|e| StartError::Apps(e.to_string()))?;
         let mut settings = TokenSettings::new(
             public_url.clone(),
             format!("{public_url}/oauth2/token"),
@@ -157,8 +157,12 @@ impl Application {
         );
         let lifecycle = Lifecycle::default();
         let instance = crate::otlp::instance_id(local.port());
-        let (tracer, trace_export) = crate::otlp::start(&config.telemetry, &metrics, instance)
-            .map_err(StartError::Telemetry)?;
+        let outbound_tls = config
+            .outbound_tls()
+            .map_err(|e| StartError::Telemetry(e.to_string()))?;
+        let (tracer, trace_export) =
+            crate::otlp::start(&config.telemetry, &outbound_tls, &metrics, instance)
+                .map_err(StartError::Telemetry)?;
         let ops = Ops::new(
             metrics,
             lifecycle.clone(),
@@ -480,7 +484,10 @@ async fn access_services(
         Some(
             auth::UserIdentityVerifier::new(
                 &config.trusted_issuers,
-                &auth::UserIdentityOptions::default(),
+                &auth::UserIdentityOptions {
+                    tls: config.outbound_tls().map_err(|e| fail(&e))?,
+                    ..auth::UserIdentityOptions::default()
+                },
             )
             .map_err(|e| fail(&e))?,
         )
@@ -558,8 +565,9 @@ async fn shared_care_record(
         return Ok(None);
     }
     let registry = federation::SourceRegistry::from_configs(&sources).map_err(|e| fail(&e))?;
-    let federator =
-        federation::Federator::new(registry, &config.federation).map_err(|e| fail(&e))?;
+    let tls = config.outbound_tls().map_err(|e| fail(&e))?;
+    let federator = federation::Federator::with_tls(registry, &config.federation, &tls)
+        .map_err(|e| fail(&e))?;
     Ok(Some(
         api::routes::shared_care_record::SharedCareRecord::new(Arc::new(federator)),
     ))

@@ -77,7 +77,7 @@ pub async fn update(
     if_match: Option<u32>,
     draft: &mut AuditDraft,
 ) -> Result<Created, ApiError> {
-    let id = own_id(caller, path_id)?;
+    let id = own_id(caller, path_id, draft)?;
     if doc.id.as_deref() != Some(id.as_str()) {
         return Err(ApiError::one(Issue::invalid(
             "DocumentReference.id",
