@@ -105,15 +105,17 @@ pub fn transport_problem(error: &reqwest::Error) -> &'static str {
 fn tls_refused(error: &reqwest::Error) -> bool {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = cause {
-        // An io::Error hides its inner error from `source()`; look inside.
-        let inner = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .map(|inner| inner as &(dyn std::error::Error + 'static));
-        if e.is::<rustls::Error>() || inner.is_some_and(|i| i.is::<rustls::Error>()) {
+        if e.is::<rustls::Error>() {
             return true;
         }
-        cause = e.source();
+        // hyper wraps rustls's error in io::Errors, whose `source()` skips
+        // the error they wrap: step into it instead.
+        cause = match e.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
     }
     false
 }
