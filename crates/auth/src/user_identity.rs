@@ -69,8 +69,8 @@ pub struct TrustedIssuerConfig {
     /// An inline JWK set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks: Option<serde_json::Value>,
-    /// Where the provider publishes its JWK set. Plain `http://` only in this
-    /// build (no TLS in the workspace's reqwest): use a trusted proxy.
+    /// Where the provider publishes its JWK set: `https://` (trusted as
+    /// `[outbound_tls]` says) or `http://`; no credentials in the URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_url: Option<String>,
 }
