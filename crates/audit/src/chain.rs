@@ -136,6 +136,23 @@ impl ChainHead {
         )
     }
 
+    /// The checkpoint a writer signs at start over the tail a previous run
+    /// left unsigned (after a crash its records waited longer than
+    /// `seconds`; verify holds them to the record interval only).
+    pub(crate) fn sign_recovered(
+        &self,
+        signer: &CheckpointSigner,
+        policy: &CheckpointPolicy,
+    ) -> Checkpoint {
+        signer.sign_as(
+            crate::CheckpointVersion::Recovered,
+            self.seq,
+            self.hash,
+            policy.records,
+            crate::event::now_rfc3339(),
+        )
+    }
+
     /// A cursor that extends the chain from this head.
     pub(crate) fn links(&self, policy: &CheckpointPolicy) -> Links {
         Links {

@@ -17,6 +17,9 @@ const SIGNED_TAG_V1: &[u8] = b"nrls-audit-checkpoint-v1\0";
 /// Checkpoints of writers that sign at exactly every `interval` records, so
 /// `verify` may hold every run of unsigned records to the interval.
 const SIGNED_TAG_V2: &[u8] = b"nrls-audit-checkpoint-v2\0";
+/// Checkpoints signed at start for records a previous run left unsigned (a
+/// crash): held to the record interval, not to `seconds`.
+const SIGNED_TAG_RECOVERED: &[u8] = b"nrls-audit-checkpoint-v2-recovered\0";
 
 /// Which promise a checkpoint's signer made about the run it closes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +28,9 @@ pub enum CheckpointVersion {
     V1,
     /// No run of unsigned records before this checkpoint exceeds `interval`.
     V2,
+    /// As `V2`, signed at start for the tail a previous run left unsigned:
+    /// its records may have waited longer than `seconds`.
+    Recovered,
 }
 
 /// One signed checkpoint, as stored.
@@ -57,6 +63,7 @@ impl Checkpoint {
         let tag = match version {
             CheckpointVersion::V1 => SIGNED_TAG_V1,
             CheckpointVersion::V2 => SIGNED_TAG_V2,
+            CheckpointVersion::Recovered => SIGNED_TAG_RECOVERED,
         };
         let mut out = Vec::with_capacity(tag.len() + 56 + created_at.len());
         out.extend_from_slice(tag);
@@ -112,18 +119,22 @@ impl CheckpointKey {
             return None;
         }
         let signature = Signature::from_bytes(&checkpoint.signature);
-        [CheckpointVersion::V2, CheckpointVersion::V1]
-            .into_iter()
-            .find(|&version| {
-                let message = Checkpoint::signed_bytes(
-                    version,
-                    checkpoint.seq,
-                    &checkpoint.hash,
-                    checkpoint.interval,
-                    &checkpoint.created_at,
-                );
-                self.0.verify_strict(&message, &signature).is_ok()
-            })
+        [
+            CheckpointVersion::V2,
+            CheckpointVersion::Recovered,
+            CheckpointVersion::V1,
+        ]
+        .into_iter()
+        .find(|&version| {
+            let message = Checkpoint::signed_bytes(
+                version,
+                checkpoint.seq,
+                &checkpoint.hash,
+                checkpoint.interval,
+                &checkpoint.created_at,
+            );
+            self.0.verify_strict(&message, &signature).is_ok()
+        })
     }
 }
 
@@ -194,8 +205,19 @@ impl CheckpointSigner {
     /// writers of this version never leave more than `interval` records
     /// unsigned).
     pub fn sign(&self, seq: u64, hash: Hash, interval: u64, created_at: String) -> Checkpoint {
-        let message =
-            Checkpoint::signed_bytes(CheckpointVersion::V2, seq, &hash, interval, &created_at);
+        self.sign_as(CheckpointVersion::V2, seq, hash, interval, created_at)
+    }
+
+    /// Signs a checkpoint as `version`.
+    pub fn sign_as(
+        &self,
+        version: CheckpointVersion,
+        seq: u64,
+        hash: Hash,
+        interval: u64,
+        created_at: String,
+    ) -> Checkpoint {
+        let message = Checkpoint::signed_bytes(version, seq, &hash, interval, &created_at);
         Checkpoint {
             seq,
             hash,

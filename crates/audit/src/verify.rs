@@ -219,11 +219,14 @@ impl<'o> Verifier<'o> {
         // A version-2 signer never lets a run exceed the interval it signs,
         // so a longer run means checkpoints inside it were deleted.
         let run = r.seq + 1 - run_start;
-        if version == CheckpointVersion::V2 && run > checkpoint.interval.max(1) {
+        if version != CheckpointVersion::V1 && run > checkpoint.interval.max(1) {
             return bad(run_start, TamperKind::CheckpointMissing);
         }
         let signed_at = parse_instant_ms(&checkpoint.created_at);
-        if let (Some(since), Some(signed_at)) = (self.unsigned_since_ms, signed_at)
+        // A checkpoint signed at start closes what a crashed run left
+        // unsigned: late by nature, so only the record interval holds.
+        if version != CheckpointVersion::Recovered
+            && let (Some(since), Some(signed_at)) = (self.unsigned_since_ms, signed_at)
             && let Some(kind) = self.overdue(since, signed_at)
         {
             return bad(run_start, kind);
@@ -307,5 +310,61 @@ impl<'o> Verifier<'o> {
             return bad(alert_seq, TamperKind::AcknowledgementMissing { alert_seq });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::CheckpointPolicy;
+    use crate::checkpoint::CheckpointSigner;
+    use crate::tests::{event, options_for, signer};
+
+    /// Two records appended at 10:00 and a checkpoint over them signed at
+    /// 12:00 (a node that crashed at 10:00 and started again at 12:00).
+    fn late_checkpoint(version: CheckpointVersion) -> Result<VerifyReport, Tamper> {
+        let signer: CheckpointSigner = signer();
+        let mut rows = Vec::new();
+        let mut prev = GENESIS;
+        for seq in 1..=2u64 {
+            let json = serde_json::to_string(&event("a", 0, seq as u32)).unwrap();
+            let appended_at = "2026-03-01T10:00:00.000Z".to_owned();
+            let hash = record_hash(&prev, seq, &appended_at, &json);
+            let record = AuditRecord {
+                seq,
+                appended_at,
+                event_json: json,
+                prev_hash: prev,
+                hash,
+            };
+            let fields = SearchFields::of(&record.event().unwrap());
+            rows.push(StoredRow { record, fields });
+            prev = hash;
+        }
+        let checkpoint = signer.sign_as(version, 2, prev, 10, "2026-03-01T12:00:00.000Z".into());
+        let options = VerifyOptions {
+            now_ms: parse_instant_ms("2026-03-01T12:00:01Z"),
+            ..options_for(CheckpointPolicy {
+                records: 10,
+                seconds: 60,
+            })
+        };
+        let mut verifier = Verifier::new(&options, vec![checkpoint], Vec::new());
+        for row in &rows {
+            verifier.push(row)?;
+        }
+        verifier.finish()
+    }
+
+    #[test]
+    fn a_late_checkpoint_is_overdue_unless_signed_at_start_after_a_crash() {
+        let late = late_checkpoint(CheckpointVersion::V2).unwrap_err();
+        assert_eq!(late.first_bad_seq, 1);
+        assert!(
+            matches!(late.kind, TamperKind::CheckpointOverdue { .. }),
+            "{late:?}"
+        );
+        let recovered = late_checkpoint(CheckpointVersion::Recovered).unwrap();
+        assert_eq!(recovered.last_checkpoint_seq, Some(2));
     }
 }

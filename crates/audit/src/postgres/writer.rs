@@ -143,7 +143,8 @@ impl Worker {
                 if seq == 0 || (seq == checkpointed && interval == Some(policy.records)) {
                     return Ok(None);
                 }
-                let checkpoint = ChainHead::new(seq, hash, checkpointed).sign(signer, policy);
+                let checkpoint =
+                    ChainHead::new(seq, hash, checkpointed).sign_recovered(signer, policy);
                 insert_checkpoint(&tx, &checkpoint).await?;
                 tx.commit().await?;
                 Ok(Some(checkpoint))

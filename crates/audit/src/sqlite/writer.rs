@@ -160,7 +160,7 @@ impl Worker {
         let same_interval =
             interval.and_then(|i| u64::try_from(i).ok()) == Some(self.policy.records);
         if self.head.seq > self.head.checkpointed_seq || !same_interval {
-            let checkpoint = self.head.sign(&self.signer, &self.policy);
+            let checkpoint = self.head.sign_recovered(&self.signer, &self.policy);
             insert_checkpoint(&self.conn, &checkpoint, true)?;
             self.head.checkpointed(checkpoint.seq);
             crate::batch::log_checkpoint(&checkpoint);

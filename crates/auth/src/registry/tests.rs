@@ -206,6 +206,7 @@ fn registry(configs: &[AppConfig], refresh: Duration) -> AppRegistry {
     let options = RegistryOptions {
         jwks_refresh_interval: refresh,
         jwks_fetch_timeout: Duration::from_secs(5),
+        tls: crate::OutboundTls::default(),
     };
     AppRegistry::from_configs_with(configs, &options).unwrap()
 }
