@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use fhir::AuditEvent;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::chain::{Hash, PreparedEvent, record_hash};
+use crate::chain::{Hash, Links, PreparedEvent};
 use crate::{Acknowledgement, AuditError, Checkpoint};
 
 /// Transactions run and commands they carried since open.
@@ -54,6 +54,8 @@ pub(crate) enum Command {
     Acknowledge {
         seq: u64,
         ack: Acknowledgement,
+        /// `ack.to_event(seq)`, prepared on the caller's thread.
+        event: PreparedEvent,
         reply: Reply<()>,
     },
     Checkpoint {
@@ -100,6 +102,23 @@ impl Queue {
         self.send(|reply| Command::Append { events, reply }).await
     }
 
+    /// Queues an acknowledgement (with its chain record) and waits.
+    pub(crate) async fn acknowledge(
+        &self,
+        seq: u64,
+        ack: Acknowledgement,
+    ) -> Result<(), AuditError> {
+        let event = PreparedEvent::new(&ack.to_event(seq))
+            .map_err(|e| AuditError::Serialise(e.to_string()))?;
+        self.send(|reply| Command::Acknowledge {
+            seq,
+            ack,
+            event,
+            reply,
+        })
+        .await
+    }
+
     /// A handle that does not keep the writer alive (for its ticker).
     pub(crate) fn downgrade(&self) -> Option<mpsc::WeakSender<Command>> {
         self.commands.as_ref().map(mpsc::Sender::downgrade)
@@ -118,9 +137,9 @@ pub(crate) enum Done {
 
 /// A batch's appends, chained onto the head in queue order.
 pub(crate) struct Chained {
-    /// The chain head after the batch.
-    pub seq: u64,
-    pub hash: Hash,
+    /// The chain after the batch's appends; acknowledgement records are
+    /// chained onto it next.
+    pub links: Links,
     /// A command asked for a checkpoint (a caller's, or the ticker's).
     pub forced: bool,
     /// One per command. Acknowledgements are `Unit` here: the backend
@@ -129,12 +148,12 @@ pub(crate) struct Chained {
 }
 
 /// Gives every event of every append in `batch` the next seq and its chain
-/// hash, starting from the head `(seq, hash)`, and hands each new record to
-/// `store` (seq, event, previous hash, hash). The one place a batch extends
-/// the chain, whichever backend stores it.
+/// hash, extending `links`, and hands each new record to `store` (seq,
+/// event, previous hash, hash). The one place a batch extends the chain,
+/// whichever backend stores it.
 pub(crate) fn chain<'b, E>(
     batch: &'b [Command],
-    (mut seq, mut hash): (u64, Hash),
+    mut links: Links,
     appended_at: &str,
     mut store: impl FnMut(u64, &'b PreparedEvent, &Hash, &Hash) -> Result<(), E>,
 ) -> Result<Chained, E> {
@@ -145,11 +164,9 @@ pub(crate) fn chain<'b, E>(
             Command::Append { events, .. } => {
                 let mut seqs = Vec::with_capacity(events.len());
                 for event in events {
-                    let next = seq + 1;
-                    let next_hash = record_hash(&hash, next, appended_at, &event.json);
-                    store(next, event, &hash, &next_hash)?;
-                    (seq, hash) = (next, next_hash);
-                    seqs.push(next);
+                    let (seq, prev, hash) = links.push(appended_at, &event.json);
+                    store(seq, event, &prev, &hash)?;
+                    seqs.push(seq);
                 }
                 Ok(Done::Seqs(seqs))
             }
@@ -161,8 +178,7 @@ pub(crate) fn chain<'b, E>(
         });
     }
     Ok(Chained {
-        seq,
-        hash,
+        links,
         forced,
         results,
     })
@@ -175,7 +191,8 @@ pub(crate) struct BatchOutcome {
     /// The chain head after it.
     pub seq: u64,
     pub hash: Hash,
-    pub checkpoint: Option<Checkpoint>,
+    /// Signed in the batch, in seq order.
+    pub checkpoints: Vec<Checkpoint>,
     /// One per command, in order.
     pub results: Vec<Result<Done, AuditError>>,
 }
@@ -190,14 +207,12 @@ pub(crate) fn deliver(
 ) {
     match outcome {
         Ok(outcome) => {
-            if let Some(checkpoint) = &outcome.checkpoint {
-                log_checkpoint(checkpoint);
-            }
+            outcome.checkpoints.iter().for_each(log_checkpoint);
             counters
                 .records
                 .fetch_add(outcome.seq - outcome.first_seq, Ordering::Relaxed);
             for (command, result) in batch.drain(..).zip(outcome.results.drain(..)) {
-                answer(command, result, outcome.checkpoint.as_ref());
+                answer(command, result, outcome.checkpoints.last());
             }
         }
         Err(error) => {

@@ -6,7 +6,6 @@
 //! with `hash(0)` = 32 zero bytes. The JSON is hashed exactly as stored:
 //! it is serialised once at append and never re-serialised.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use fhir::AuditEvent;
@@ -137,6 +136,62 @@ impl ChainHead {
         )
     }
 
+    /// The checkpoint a writer signs at start over the tail a previous run
+    /// left unsigned (after a crash its records waited longer than
+    /// `seconds`; verify holds them to the record interval only).
+    pub(crate) fn sign_recovered(
+        &self,
+        signer: &CheckpointSigner,
+        policy: &CheckpointPolicy,
+    ) -> Checkpoint {
+        signer.sign_as(
+            crate::CheckpointVersion::Recovered,
+            self.seq,
+            self.hash,
+            policy.records,
+            crate::event::now_rfc3339(),
+        )
+    }
+
+    /// A cursor that extends the chain from this head.
+    pub(crate) fn links(&self, policy: &CheckpointPolicy) -> Links {
+        Links {
+            seq: self.seq,
+            hash: self.hash,
+            unsigned: self.seq - self.checkpointed_seq.min(self.seq),
+            records: policy.records.max(1),
+            due: Vec::new(),
+        }
+    }
+
+    /// The checkpoints to store with a batch that extended this head by
+    /// `links`: one at each record that completed an interval (so no run of
+    /// unsigned records is ever longer than `policy.records`, which verify
+    /// holds the chain to), then one at the new head when time or a command
+    /// (`forced`) asks for it.
+    pub(crate) fn checkpoints_for(
+        &self,
+        links: &Links,
+        signer: &CheckpointSigner,
+        policy: &CheckpointPolicy,
+        forced: bool,
+    ) -> Vec<Checkpoint> {
+        let created_at = crate::event::now_rfc3339();
+        let mut checkpoints: Vec<Checkpoint> = links
+            .due
+            .iter()
+            .map(|&(seq, hash)| signer.sign(seq, hash, policy.records, created_at.clone()))
+            .collect();
+        let head = ChainHead {
+            seq: links.seq,
+            hash: links.hash,
+            checkpointed_seq: checkpoints.last().map_or(self.checkpointed_seq, |c| c.seq),
+            checkpointed_at: self.checkpointed_at,
+        };
+        checkpoints.extend(head.sign_if_due(signer, policy, forced));
+        checkpoints
+    }
+
     /// The checkpoint to store with a batch that leaves the chain at this
     /// head, when one is due (`forced`: a command asked for one).
     pub(crate) fn sign_if_due(
@@ -152,6 +207,35 @@ impl ChainHead {
     pub(crate) fn checkpointed(&mut self, seq: u64) {
         self.checkpointed_seq = seq;
         self.checkpointed_at = Instant::now();
+    }
+}
+
+/// Extends the chain record by record, noting each record that completes
+/// an interval of `records` unsigned records: a checkpoint is due there.
+#[derive(Debug)]
+pub(crate) struct Links {
+    /// The last record chained.
+    pub seq: u64,
+    /// Its hash.
+    pub hash: Hash,
+    unsigned: u64,
+    records: u64,
+    /// `(seq, hash)` of each record that completed an interval.
+    pub due: Vec<(u64, Hash)>,
+}
+
+impl Links {
+    /// Chains one more record; returns its seq, previous hash and hash.
+    pub(crate) fn push(&mut self, appended_at: &str, json: &str) -> (u64, Hash, Hash) {
+        let prev = self.hash;
+        self.seq += 1;
+        self.hash = record_hash(&prev, self.seq, appended_at, json);
+        self.unsigned += 1;
+        if self.unsigned >= self.records {
+            self.due.push((self.seq, self.hash));
+            self.unsigned = 0;
+        }
+        (self.seq, prev, self.hash)
     }
 }
 
@@ -184,9 +268,31 @@ pub struct VerifyOptions {
     pub keys: Vec<CheckpointKey>,
     /// An externally kept checkpoint; see [`Anchor`].
     pub anchor: Option<Anchor>,
-    /// With no checkpoint at all, more records than this is tampering
-    /// (someone removed every checkpoint). Default: the policy's `records`.
-    pub max_unsigned: Option<u64>,
+    /// The deployment's checkpoint interval (`[audit] checkpoint_records`
+    /// and `checkpoint_seconds`). `records` bounds the unsigned records
+    /// before the first checkpoint; after one, the interval it signed holds.
+    /// `seconds` bounds how long any record may stay unsigned.
+    pub policy: CheckpointPolicy,
+    /// Slack on every time comparison: clocks of nodes sharing a database
+    /// differ, and a tick waits for the batch in flight. Default 0 means
+    /// [`DEFAULT_TOLERANCE_SECONDS`].
+    pub tolerance_seconds: u64,
+    /// "Now" in Unix milliseconds, for the age of the unsigned tail (tests);
+    /// `None`: the current time.
+    pub now_ms: Option<i64>,
+}
+
+/// Default slack of the time rules, in seconds.
+pub const DEFAULT_TOLERANCE_SECONDS: u64 = 30;
+
+impl VerifyOptions {
+    pub(crate) fn tolerance_ms(&self) -> i64 {
+        let seconds = match self.tolerance_seconds {
+            0 => DEFAULT_TOLERANCE_SECONDS,
+            s => s,
+        };
+        i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
 }
 
 /// A sound log, summarised.
@@ -251,6 +357,28 @@ pub enum TamperKind {
     },
     /// More unsigned records than the interval allows: checkpoints removed.
     CheckpointMissing,
+    /// Records stayed unsigned longer than `checkpoint_seconds` (plus the
+    /// tolerance): checkpoints removed, or (the tail only) a node that
+    /// stopped without its final checkpoint and has not been started since.
+    CheckpointOverdue {
+        /// Seconds the first such record stayed (or has been) unsigned.
+        unsigned_for_seconds: u64,
+    },
+    /// A record's `appended_at` runs backwards, into the future, or before
+    /// the checkpoint that precedes it: the record was rewritten.
+    TimeOutOfOrder,
+    /// An `alert_acks` row without its acknowledgement record in the chain
+    /// (inserted to hide an open alert), or one that differs from it.
+    AcknowledgementNotInChain {
+        /// The alert the row claims to acknowledge.
+        alert_seq: u64,
+    },
+    /// An acknowledgement record in the chain whose `alert_acks` row is
+    /// gone or names something that is not an open alert.
+    AcknowledgementMissing {
+        /// The alert the chain says was acknowledged.
+        alert_seq: u64,
+    },
     /// The anchor's hash differs from the record at its seq.
     AnchorMismatch,
 }
@@ -263,176 +391,4 @@ pub struct Tamper {
     pub first_bad_seq: u64,
     /// What was found there.
     pub kind: TamperKind,
-}
-
-/// A record as read back for verification, with its stored search fields.
-#[derive(Debug, Clone)]
-pub(crate) struct StoredRow {
-    pub record: AuditRecord,
-    pub fields: SearchFields,
-}
-
-/// Walks records in ascending seq order and stops at the first problem.
-pub(crate) struct Verifier<'o> {
-    options: &'o VerifyOptions,
-    checkpoints: BTreeMap<u64, Checkpoint>,
-    expected: u64,
-    last: Hash,
-    before_last: Hash,
-    last_good_checkpoint: Option<Checkpoint>,
-    checkpoints_seen: u64,
-}
-
-impl<'o> Verifier<'o> {
-    pub(crate) fn new(options: &'o VerifyOptions, checkpoints: Vec<Checkpoint>) -> Verifier<'o> {
-        Verifier {
-            options,
-            checkpoints: checkpoints.into_iter().map(|c| (c.seq, c)).collect(),
-            expected: 1,
-            last: GENESIS,
-            before_last: GENESIS,
-            last_good_checkpoint: None,
-            checkpoints_seen: 0,
-        }
-    }
-
-    fn trusted(&self, checkpoint: &Checkpoint) -> bool {
-        self.options.keys.iter().any(|k| k.verifies(checkpoint))
-    }
-
-    fn since_last_checkpoint(&self) -> u64 {
-        self.last_good_checkpoint.as_ref().map_or(1, |c| c.seq + 1)
-    }
-
-    pub(crate) fn push(&mut self, row: &StoredRow) -> Result<(), Tamper> {
-        let r = &row.record;
-        let bad = |first_bad_seq, kind| {
-            Err(Tamper {
-                first_bad_seq,
-                kind,
-            })
-        };
-        if r.seq != self.expected {
-            // Rows come in seq order and seq is unique, so a different seq is
-            // always a gap: the expected record is gone.
-            return bad(self.expected, TamperKind::Missing);
-        }
-        let self_consistent =
-            record_hash(&r.prev_hash, r.seq, &r.appended_at, &r.event_json) == r.hash;
-        let linked = r.prev_hash == self.last;
-        match (self_consistent, linked) {
-            (true, true) => {}
-            (true, false) if r.seq > 1 && r.prev_hash == self.before_last => {
-                return bad(r.seq - 1, TamperKind::Inserted);
-            }
-            (true, false) if r.seq > 1 => return bad(r.seq - 1, TamperKind::RewrittenPredecessor),
-            (true, false) => return bad(r.seq, TamperKind::ContentMismatch),
-            (false, _) => {
-                let was =
-                    |seq| record_hash(&r.prev_hash, seq, &r.appended_at, &r.event_json) == r.hash;
-                // Renumbered up by one: something was inserted before it.
-                if r.seq > 1 && was(r.seq - 1) && r.prev_hash == self.before_last {
-                    return bad(r.seq - 1, TamperKind::Inserted);
-                }
-                // Moved down: a deletion before it, or a swap with its neighbour.
-                if was(r.seq + 1) {
-                    return bad(r.seq, TamperKind::Reordered);
-                }
-                return bad(r.seq, TamperKind::ContentMismatch);
-            }
-        }
-        let derived = r
-            .event()
-            .map(|event| SearchFields::of(&event))
-            .map_err(|_| Tamper {
-                first_bad_seq: r.seq,
-                kind: TamperKind::ContentMismatch,
-            })?;
-        if derived != row.fields {
-            return bad(r.seq, TamperKind::IndexMismatch);
-        }
-        if let Some(checkpoint) = self.checkpoints.remove(&r.seq) {
-            if !self.trusted(&checkpoint) {
-                return bad(
-                    r.seq,
-                    TamperKind::BadCheckpointSignature {
-                        checkpoint_seq: r.seq,
-                    },
-                );
-            }
-            if checkpoint.hash != r.hash {
-                return bad(
-                    self.since_last_checkpoint(),
-                    TamperKind::CheckpointMismatch {
-                        checkpoint_seq: r.seq,
-                    },
-                );
-            }
-            self.checkpoints_seen += 1;
-            self.last_good_checkpoint = Some(checkpoint);
-        }
-        if let Some(anchor) = &self.options.anchor
-            && anchor.seq == r.seq
-            && anchor.hash != r.hash
-        {
-            return bad(self.since_last_checkpoint(), TamperKind::AnchorMismatch);
-        }
-        self.before_last = self.last;
-        self.last = r.hash;
-        self.expected += 1;
-        Ok(())
-    }
-
-    pub(crate) fn finish(self) -> Result<VerifyReport, Tamper> {
-        let last_seq = self.expected - 1;
-        // Checkpoints beyond the end: trusted ones prove records were cut off.
-        if let Some(beyond) = self.checkpoints.values().next() {
-            let kind = if self.trusted(beyond) {
-                TamperKind::Truncated {
-                    covered_up_to: beyond.seq,
-                }
-            } else {
-                TamperKind::BadCheckpointSignature {
-                    checkpoint_seq: beyond.seq,
-                }
-            };
-            return Err(Tamper {
-                first_bad_seq: last_seq + 1,
-                kind,
-            });
-        }
-        if let Some(anchor) = &self.options.anchor
-            && anchor.seq > last_seq
-        {
-            return Err(Tamper {
-                first_bad_seq: last_seq + 1,
-                kind: TamperKind::Truncated {
-                    covered_up_to: anchor.seq,
-                },
-            });
-        }
-        let signed_up_to = self.last_good_checkpoint.as_ref().map_or(0, |c| c.seq);
-        let unsigned_tail = last_seq - signed_up_to;
-        let allowed = match &self.last_good_checkpoint {
-            Some(c) => c.interval,
-            None => self
-                .options
-                .max_unsigned
-                .unwrap_or(CheckpointPolicy::default().records),
-        };
-        if unsigned_tail >= allowed.max(1) {
-            return Err(Tamper {
-                first_bad_seq: signed_up_to + 1,
-                kind: TamperKind::CheckpointMissing,
-            });
-        }
-        Ok(VerifyReport {
-            records: last_seq,
-            checkpoints: self.checkpoints_seen,
-            last_seq,
-            last_hash: self.last,
-            last_checkpoint_seq: self.last_good_checkpoint.map(|c| c.seq),
-            unsigned_tail,
-        })
-    }
 }

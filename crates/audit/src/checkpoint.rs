@@ -12,7 +12,26 @@ use sha2::{Digest, Sha256};
 use crate::AuditError;
 use crate::chain::Hash;
 
-const SIGNED_TAG: &[u8] = b"nrls-audit-checkpoint-v1\0";
+/// Checkpoints of writers that let a batch overshoot the record interval.
+const SIGNED_TAG_V1: &[u8] = b"nrls-audit-checkpoint-v1\0";
+/// Checkpoints of writers that sign at exactly every `interval` records, so
+/// `verify` may hold every run of unsigned records to the interval.
+const SIGNED_TAG_V2: &[u8] = b"nrls-audit-checkpoint-v2\0";
+/// Checkpoints signed at start for records a previous run left unsigned (a
+/// crash): held to the record interval, not to `seconds`.
+const SIGNED_TAG_RECOVERED: &[u8] = b"nrls-audit-checkpoint-v2-recovered\0";
+
+/// Which promise a checkpoint's signer made about the run it closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointVersion {
+    /// Older writers: a run may exceed `interval` by up to one batch.
+    V1,
+    /// No run of unsigned records before this checkpoint exceeds `interval`.
+    V2,
+    /// As `V2`, signed at start for the tail a previous run left unsigned:
+    /// its records may have waited longer than `seconds`.
+    Recovered,
+}
 
 /// One signed checkpoint, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,9 +53,20 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     /// The bytes signed: a tag, then seq, hash, interval and time.
-    pub fn signed_bytes(seq: u64, hash: &Hash, interval: u64, created_at: &str) -> Vec<u8> {
-        let mut out = Vec::with_capacity(SIGNED_TAG.len() + 56 + created_at.len());
-        out.extend_from_slice(SIGNED_TAG);
+    pub fn signed_bytes(
+        version: CheckpointVersion,
+        seq: u64,
+        hash: &Hash,
+        interval: u64,
+        created_at: &str,
+    ) -> Vec<u8> {
+        let tag = match version {
+            CheckpointVersion::V1 => SIGNED_TAG_V1,
+            CheckpointVersion::V2 => SIGNED_TAG_V2,
+            CheckpointVersion::Recovered => SIGNED_TAG_RECOVERED,
+        };
+        let mut out = Vec::with_capacity(tag.len() + 56 + created_at.len());
+        out.extend_from_slice(tag);
         out.extend_from_slice(&seq.to_be_bytes());
         out.extend_from_slice(hash);
         out.extend_from_slice(&interval.to_be_bytes());
@@ -79,17 +109,32 @@ impl CheckpointKey {
 
     /// Whether `checkpoint` was signed by this key.
     pub fn verifies(&self, checkpoint: &Checkpoint) -> bool {
-        let message = Checkpoint::signed_bytes(
-            checkpoint.seq,
-            &checkpoint.hash,
-            checkpoint.interval,
-            &checkpoint.created_at,
-        );
-        checkpoint.key_id == self.id()
-            && self
-                .0
-                .verify_strict(&message, &Signature::from_bytes(&checkpoint.signature))
-                .is_ok()
+        self.version_of(checkpoint).is_some()
+    }
+
+    /// The version `checkpoint` was signed as by this key; `None` if this
+    /// key did not sign it.
+    pub fn version_of(&self, checkpoint: &Checkpoint) -> Option<CheckpointVersion> {
+        if checkpoint.key_id != self.id() {
+            return None;
+        }
+        let signature = Signature::from_bytes(&checkpoint.signature);
+        [
+            CheckpointVersion::V2,
+            CheckpointVersion::Recovered,
+            CheckpointVersion::V1,
+        ]
+        .into_iter()
+        .find(|&version| {
+            let message = Checkpoint::signed_bytes(
+                version,
+                checkpoint.seq,
+                &checkpoint.hash,
+                checkpoint.interval,
+                &checkpoint.created_at,
+            );
+            self.0.verify_strict(&message, &signature).is_ok()
+        })
     }
 }
 
@@ -156,9 +201,23 @@ impl CheckpointSigner {
         CheckpointKey(self.0.verifying_key())
     }
 
-    /// Signs a checkpoint at `seq` with chain hash `hash`.
+    /// Signs a checkpoint at `seq` with chain hash `hash` (version 2: the
+    /// writers of this version never leave more than `interval` records
+    /// unsigned).
     pub fn sign(&self, seq: u64, hash: Hash, interval: u64, created_at: String) -> Checkpoint {
-        let message = Checkpoint::signed_bytes(seq, &hash, interval, &created_at);
+        self.sign_as(CheckpointVersion::V2, seq, hash, interval, created_at)
+    }
+
+    /// Signs a checkpoint as `version`.
+    pub fn sign_as(
+        &self,
+        version: CheckpointVersion,
+        seq: u64,
+        hash: Hash,
+        interval: u64,
+        created_at: String,
+    ) -> Checkpoint {
+        let message = Checkpoint::signed_bytes(version, seq, &hash, interval, &created_at);
         Checkpoint {
             seq,
             hash,
@@ -221,6 +280,30 @@ mod tests {
         let key = CheckpointKey::from_hex(&signer.public().to_hex()).unwrap();
         assert_eq!(key, signer.public());
         assert!(!format!("{signer:?}").contains("07070707"));
+    }
+
+    #[test]
+    fn checkpoints_of_older_writers_still_verify_as_version_1() {
+        let signer = CheckpointSigner::from_seed([7; 32]);
+        let created_at = "2026-01-01T00:00:00Z";
+        let message = Checkpoint::signed_bytes(CheckpointVersion::V1, 5, &[2; 32], 10, created_at);
+        let old = Checkpoint {
+            seq: 5,
+            hash: [2; 32],
+            interval: 10,
+            created_at: created_at.into(),
+            key_id: signer.public().id(),
+            signature: signer.0.sign(&message).to_bytes(),
+        };
+        assert_eq!(
+            signer.public().version_of(&old),
+            Some(CheckpointVersion::V1)
+        );
+        let new = signer.sign(5, [2; 32], 10, created_at.into());
+        assert_eq!(
+            signer.public().version_of(&new),
+            Some(CheckpointVersion::V2)
+        );
     }
 
     #[test]

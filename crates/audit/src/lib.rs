@@ -13,9 +13,11 @@
 //!
 //! Privacy-officer alerts are not stored separately: an event whose access
 //! decision raised an alert (self-claimed, break-glass) *is* the alert, so an
-//! alert exists exactly when its audit record does. Acknowledgements are kept
-//! beside the chain (they are themselves audited by the admin API).
+//! alert exists exactly when its audit record does. An acknowledgement is a
+//! record of the chain too ([`acknowledgement`]); the `alert_acks` table is
+//! its index, which `verify` holds to the chain.
 
+pub mod acknowledgement;
 mod batch;
 pub mod chain;
 pub mod checkpoint;
@@ -25,6 +27,7 @@ pub mod memory;
 pub mod postgres;
 mod query;
 pub mod sqlite;
+mod verify;
 
 use std::sync::Arc;
 
@@ -33,9 +36,10 @@ use fhir::AuditEvent;
 
 pub use batch::WriteStats;
 pub use chain::{
-    Anchor, AuditRecord, CheckpointPolicy, Hash, Tamper, TamperKind, VerifyOptions, VerifyReport,
+    Anchor, AuditRecord, CheckpointPolicy, DEFAULT_TOLERANCE_SECONDS, Hash, Tamper, TamperKind,
+    VerifyOptions, VerifyReport,
 };
-pub use checkpoint::{Checkpoint, CheckpointKey, CheckpointSigner};
+pub use checkpoint::{Checkpoint, CheckpointKey, CheckpointSigner, CheckpointVersion};
 pub use event::{AccessFacts, AuditFacts, AuditOutcome, AuditUser, Interaction, now_rfc3339};
 pub use query::{Acknowledgement, Alert, AlertQuery, AuditCursor, AuditPage, AuditQuery};
 
@@ -91,7 +95,9 @@ pub trait AuditLog: Send + Sync + 'static {
     /// Alerts (events that raised one), newest first.
     async fn alerts(&self, query: &AlertQuery) -> Result<Vec<Alert>, AuditError>;
 
-    /// Marks an alert as reviewed. Each alert is acknowledged once.
+    /// Marks an alert as reviewed. Each alert is acknowledged once. The
+    /// acknowledgement is appended to the chain as its own record
+    /// ([`Acknowledgement::to_event`]) in the same transaction.
     async fn acknowledge(&self, seq: u64, ack: Acknowledgement) -> Result<(), AuditError>;
 
     /// Signs a checkpoint now if any record is unsigned (e.g. at shutdown).

@@ -7,7 +7,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use fhir::AuditEvent;
 
-use crate::chain::{ChainHead, GENESIS, PreparedEvent, StoredRow, Verifier, record_hash};
+use crate::chain::{ChainHead, GENESIS, PreparedEvent};
+use crate::verify::{StoredRow, Verifier};
 use crate::{
     Acknowledgement, Alert, AlertQuery, AuditError, AuditLog, AuditPage, AuditQuery, AuditRecord,
     Checkpoint, CheckpointPolicy, CheckpointSigner, VerifyError, VerifyOptions, VerifyReport,
@@ -48,11 +49,35 @@ impl MemoryAuditLog {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn sign_if_due(&self, state: &mut State, tick: bool) -> Option<Checkpoint> {
-        let checkpoint = state.head.sign_if_due(&self.signer, &self.policy, tick)?;
-        state.head.checkpointed(checkpoint.seq);
-        state.checkpoints.push(checkpoint.clone());
-        Some(checkpoint)
+    /// Chains `events` onto the head, then stores the checkpoints due:
+    /// the same rules as the writers of the other backends.
+    fn chain(&self, state: &mut State, events: Vec<PreparedEvent>, forced: bool) -> Vec<u64> {
+        let appended_at = crate::event::now_rfc3339();
+        let mut links = state.head.links(&self.policy);
+        let mut seqs = Vec::with_capacity(events.len());
+        for event in events {
+            let (seq, prev_hash, hash) = links.push(&appended_at, &event.json);
+            state.rows.push(StoredRow {
+                record: AuditRecord {
+                    seq,
+                    appended_at: appended_at.clone(),
+                    event_json: event.json,
+                    prev_hash,
+                    hash,
+                },
+                fields: event.fields,
+            });
+            seqs.push(seq);
+        }
+        let checkpoints = state
+            .head
+            .checkpoints_for(&links, &self.signer, &self.policy, forced);
+        state.head.advance(links.seq, links.hash);
+        if let Some(last) = checkpoints.last() {
+            state.head.checkpointed(last.seq);
+        }
+        state.checkpoints.extend(checkpoints);
+        seqs
     }
 }
 
@@ -64,28 +89,8 @@ impl AuditLog for MemoryAuditLog {
             .map(PreparedEvent::new)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| AuditError::Serialise(e.to_string()))?;
-        let appended_at = crate::event::now_rfc3339();
         let mut state = self.lock();
-        let mut seqs = Vec::with_capacity(prepared.len());
-        for event in prepared {
-            let prev = state.head.hash;
-            let seq = state.head.seq + 1;
-            let hash = record_hash(&prev, seq, &appended_at, &event.json);
-            state.rows.push(StoredRow {
-                record: AuditRecord {
-                    seq,
-                    appended_at: appended_at.clone(),
-                    event_json: event.json,
-                    prev_hash: prev,
-                    hash,
-                },
-                fields: event.fields,
-            });
-            state.head.advance(seq, hash);
-            seqs.push(seq);
-        }
-        self.sign_if_due(&mut state, false);
-        Ok(seqs)
+        Ok(self.chain(&mut state, prepared, false))
     }
 
     async fn search(&self, query: &AuditQuery) -> Result<AuditPage, AuditError> {
@@ -151,18 +156,27 @@ impl AuditLog for MemoryAuditLog {
         if state.acks.contains_key(&seq) {
             return Err(AuditError::AlreadyAcknowledged(seq));
         }
+        let event = PreparedEvent::new(&ack.to_event(seq))
+            .map_err(|e| AuditError::Serialise(e.to_string()))?;
+        self.chain(&mut state, vec![event], false);
         state.acks.insert(seq, ack);
         Ok(())
     }
 
     async fn checkpoint(&self) -> Result<Option<Checkpoint>, AuditError> {
         let mut state = self.lock();
-        Ok(self.sign_if_due(&mut state, true))
+        let before = state.checkpoints.len();
+        self.chain(&mut state, Vec::new(), true);
+        Ok(state
+            .checkpoints
+            .get(before..)
+            .and_then(|new| new.last().cloned()))
     }
 
     async fn verify(&self, options: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
         let state = self.lock();
-        let mut verifier = Verifier::new(options, state.checkpoints.clone());
+        let acks = state.acks.iter().map(|(s, a)| (*s, a.clone())).collect();
+        let mut verifier = Verifier::new(options, state.checkpoints.clone(), acks);
         for row in &state.rows {
             verifier.push(row)?;
         }

@@ -51,11 +51,25 @@ pub(crate) fn event(client: &str, patient_n: u32, minute: u32) -> fhir::AuditEve
     facts(client, patient_n, minute).to_event(NODE)
 }
 
+/// Verify options holding the trail to `policy`, as the deployment's
+/// `[audit]` settings would.
+pub(crate) fn options_for(policy: CheckpointPolicy) -> VerifyOptions {
+    VerifyOptions {
+        policy,
+        ..options()
+    }
+}
+
 fn break_glass(minute: u32) -> fhir::AuditEvent {
+    break_glass_because("unconscious", minute)
+}
+
+/// A break-glass search with `reason`: it raises an alert.
+pub(crate) fn break_glass_because(reason: &str, minute: u32) -> fhir::AuditEvent {
     let mut f = facts("glass-app", 1, minute);
     f.access = Some(AccessFacts {
         basis: "break-glass",
-        reason: Some("unconscious".to_owned()),
+        reason: Some(reason.to_owned()),
         decision: "BREAK_GLASS",
         alert: true,
         objection_overridden: true,
@@ -174,17 +188,24 @@ async fn all_behaviour(log: &dyn AuditLog) {
         .await
         .unwrap();
     assert_eq!(every[1].acknowledgement.as_ref(), Some(&ack));
+    // The acknowledgement is a record of the chain, after the alert.
+    let record = log.get(9).await.unwrap().unwrap();
+    assert_eq!(
+        acknowledgement::acknowledgement_of(&record.event().unwrap()),
+        Some((7, ack.clone()))
+    );
+    assert!(log.get(10).await.unwrap().is_none(), "refusals add nothing");
 
     // A checkpoint now covers everything, and verify is clean.
     let checkpoint = log.checkpoint().await.unwrap().unwrap();
-    assert_eq!(checkpoint.seq, 8);
+    assert_eq!(checkpoint.seq, 9);
     assert!(
         log.checkpoint().await.unwrap().is_none(),
         "nothing new to sign"
     );
     let report = log.verify(&options()).await.unwrap();
-    assert_eq!((report.records, report.unsigned_tail), (8, 0));
-    assert_eq!(report.last_checkpoint_seq, Some(8));
+    assert_eq!((report.records, report.unsigned_tail), (9, 0));
+    assert_eq!(report.last_checkpoint_seq, Some(9));
 
     // A checkpoint from an untrusted key is tampering.
     let stranger = VerifyOptions {
@@ -236,6 +257,54 @@ async fn checkpoints_follow_the_record_interval() {
     assert_eq!(report.last_checkpoint_seq, Some(20));
     assert_eq!(report.unsigned_tail, 5);
     assert_eq!(report.checkpoints, 2);
+}
+
+#[tokio::test]
+async fn a_batch_is_signed_at_every_interval_so_no_run_is_longer() {
+    let policy = CheckpointPolicy {
+        records: 10,
+        seconds: 3600,
+    };
+    let log = memory::MemoryAuditLog::new(signer(), policy);
+    // One append of 25 events: checkpoints fall at 10 and 20, inside it.
+    log.append((0..25).map(|m| event("a", 0, m)).collect())
+        .await
+        .unwrap();
+    let report = log.verify(&options_for(policy)).await.unwrap();
+    assert_eq!(report.checkpoints, 2);
+    assert_eq!(report.last_checkpoint_seq, Some(20));
+    assert_eq!(report.unsigned_tail, 5);
+}
+
+#[tokio::test]
+async fn an_unsigned_tail_older_than_the_interval_fails() {
+    let policy = CheckpointPolicy {
+        records: 1000,
+        seconds: 60,
+    };
+    let log = memory::MemoryAuditLog::new(signer(), policy);
+    log.append(vec![event("a", 0, 1)]).await.unwrap();
+    let now = fields::parse_instant_ms(&now_rfc3339()).unwrap();
+    let at = |seconds: i64| VerifyOptions {
+        now_ms: Some(now + seconds * 1000),
+        ..options_for(policy)
+    };
+    // Within the interval plus the tolerance: a live node's tail.
+    log.verify(&at(60 + 20)).await.unwrap();
+    let late = log.verify(&at(60 + 120)).await.unwrap_err();
+    assert!(
+        matches!(
+            late,
+            VerifyError::Tampered(Tamper {
+                first_bad_seq: 1,
+                kind: TamperKind::CheckpointOverdue { .. },
+            })
+        ),
+        "{late:?}"
+    );
+    // The final checkpoint of a graceful shutdown covers it.
+    log.checkpoint().await.unwrap().unwrap();
+    log.verify(&at(3600)).await.unwrap();
 }
 
 #[test]

@@ -28,8 +28,8 @@ pub struct AppConfig {
     /// An inline JWK set (`{ keys = [...] }`) of the app's public keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks: Option<serde_json::Value>,
-    /// Where the app publishes its JWK set. Plain `http://` only in this
-    /// build: the workspace's reqwest has no TLS feature.
+    /// Where the app publishes its JWK set: `https://` (trusted as
+    /// `[outbound_tls]` says) or `http://`; no credentials in the URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_url: Option<String>,
     #[serde(default)]

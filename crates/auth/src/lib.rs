@@ -19,6 +19,7 @@ pub mod error;
 mod expiring_map;
 mod jws;
 mod keys;
+pub mod outbound;
 pub mod registry;
 mod remote_keys;
 mod token_request;
@@ -32,6 +33,7 @@ pub use authenticator::{Authenticator, Principal, TokenResponse, TokenSettings};
 pub use clock::Clock;
 pub use config::{AppConfig, OrganisationConfig};
 pub use error::{AssertionError, AuthError, ConfigError, KeyError, TokenError};
+pub use outbound::{OutboundTls, OutboundTlsError};
 pub use registry::{App, AppRegistry, OrganisationGrant, RegistryOptions};
 pub use user_identity::{
     NrbacRole, TrustedIssuerConfig, UserIdentity, UserIdentityError, UserIdentityOptions,

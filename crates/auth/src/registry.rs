@@ -27,6 +27,8 @@ pub struct RegistryOptions {
     pub jwks_refresh_interval: Duration,
     /// Default 5 s: a token request waits this long at worst.
     pub jwks_fetch_timeout: Duration,
+    /// Which servers an `https` JWKS URL may be served by.
+    pub tls: crate::OutboundTls,
 }
 
 impl Default for RegistryOptions {
@@ -34,6 +36,7 @@ impl Default for RegistryOptions {
         RegistryOptions {
             jwks_refresh_interval: Duration::from_secs(60),
             jwks_fetch_timeout: Duration::from_secs(5),
+            tls: crate::OutboundTls::default(),
         }
     }
 }
@@ -124,7 +127,9 @@ impl AppRegistry {
         options: &RegistryOptions,
     ) -> Result<AppRegistry, ConfigError> {
         let http = if configs.iter().any(|c| c.jwks_url.is_some()) {
-            let client = reqwest::Client::builder()
+            let client = options
+                .tls
+                .client_builder()
                 .timeout(options.jwks_fetch_timeout)
                 .build()
                 .map_err(|e| ConfigError::HttpClient(e.to_string()))?;
@@ -243,14 +248,13 @@ fn jwks_url(client_id: &str, text: &str) -> Result<reqwest::Url, ConfigError> {
         problem: problem.to_owned(),
     };
     let url = reqwest::Url::parse(text).map_err(|e| problem(&e.to_string()))?;
+    // Refused here rather than failing every token request later.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(problem("must not carry credentials"));
+    }
     match url.scheme() {
-        "http" => Ok(url),
-        // Refused here rather than failing every token request later.
-        "https" => Err(problem(
-            "https is not supported by this build (reqwest without TLS); \
-             inline the JWKS or serve it over http on a trusted network",
-        )),
-        _ => Err(problem("must be an http URL")),
+        "https" | "http" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(url),
+        _ => Err(problem("must be an https (or http) URL with a host")),
     }
 }
 

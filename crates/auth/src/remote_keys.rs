@@ -3,7 +3,7 @@
 //! rotated its keys), at most once per refresh interval per app so that a
 //! stream of bad assertions cannot turn us into a load generator.
 //!
-//! Plain `http://` only: the workspace builds reqwest without a TLS feature.
+//! `https://` (rustls, trusted as `auth::outbound` says) or `http://`.
 
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};

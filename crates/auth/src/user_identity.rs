@@ -69,8 +69,8 @@ pub struct TrustedIssuerConfig {
     /// An inline JWK set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks: Option<serde_json::Value>,
-    /// Where the provider publishes its JWK set. Plain `http://` only in this
-    /// build (no TLS in the workspace's reqwest): use a trusted proxy.
+    /// Where the provider publishes its JWK set: `https://` (trusted as
+    /// `[outbound_tls]` says) or `http://`; no credentials in the URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_url: Option<String>,
 }
@@ -92,6 +92,8 @@ pub struct UserIdentityOptions {
     pub max_token_lifetime: Duration,
     /// The oldest a token may be (`now - iat`). Default 12 h.
     pub max_token_age: Duration,
+    /// Which servers an `https` JWKS URL may be served by.
+    pub tls: crate::OutboundTls,
 }
 
 impl Default for UserIdentityOptions {
@@ -103,6 +105,7 @@ impl Default for UserIdentityOptions {
             jwks_fetch_timeout: Duration::from_secs(5),
             max_token_lifetime: Duration::from_secs(12 * 3600),
             max_token_age: Duration::from_secs(12 * 3600),
+            tls: crate::OutboundTls::default(),
         }
     }
 }
@@ -366,7 +369,9 @@ impl UserIdentityVerifier {
     ) -> Result<UserIdentityVerifier, IssuerConfigError> {
         let http = if configs.iter().any(|c| c.jwks_url.is_some()) {
             Some(
-                reqwest::Client::builder()
+                options
+                    .tls
+                    .client_builder()
                     .timeout(options.jwks_fetch_timeout)
                     .build()
                     .map_err(|e| IssuerConfigError::JwksUrl {
@@ -587,9 +592,13 @@ fn build_issuer(
                 problem,
             };
             let url = reqwest::Url::parse(text).map_err(|e| problem(e.to_string()))?;
-            if url.scheme() != "http" {
+            if !matches!(url.scheme(), "https" | "http")
+                || url.host_str().is_none_or(str::is_empty)
+                || !url.username().is_empty()
+                || url.password().is_some()
+            {
                 return Err(problem(
-                    "must be an http URL (this build has no TLS; use a trusted proxy)".into(),
+                    "must be an https (or http) URL with a host and no credentials".into(),
                 ));
             }
             Some(RemoteKeys::for_algs(

@@ -233,13 +233,7 @@ async fn get_bundle(
 
 pub(crate) fn transport(error: &reqwest::Error) -> FetchError {
     tracing::warn!(error = %error, "federation: source request failed");
-    if error.is_connect() {
-        FetchError::Transport("connection failed")
-    } else if error.is_body() || error.is_decode() {
-        FetchError::Transport("the answer was cut off")
-    } else {
-        FetchError::Transport("request failed")
-    }
+    FetchError::Transport(auth::outbound::transport_problem(error))
 }
 
 fn entries(bundle: &Value) -> Result<Vec<&Value>, FetchError> {

@@ -118,9 +118,19 @@ pub struct Federator {
 }
 
 impl Federator {
+    /// A federator whose https trusts only the built-in roots.
     pub fn new(
         registry: SourceRegistry,
         config: &FederationConfig,
+    ) -> Result<Self, FederationError> {
+        Federator::with_tls(registry, config, &auth::OutboundTls::default())
+    }
+
+    /// A federator whose https trusts the built-in roots and `tls`'s extra CA.
+    pub fn with_tls(
+        registry: SourceRegistry,
+        config: &FederationConfig,
+        tls: &auth::OutboundTls,
     ) -> Result<Self, FederationError> {
         for (value, name) in [
             (config.overall_deadline_ms, "overall_deadline_ms"),
@@ -135,8 +145,8 @@ impl Federator {
         // One client for every source: keep-alive connections are reused
         // across requests. Redirects are never followed: a source must not be
         // able to send nrls to a URL that is not registered.
-        let http = Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
+        let http = tls
+            .client_builder()
             .pool_max_idle_per_host(config.max_idle_connections_per_source)
             .pool_idle_timeout(Duration::from_secs(60))
             .connect_timeout(Duration::from_millis(config.overall_deadline_ms))

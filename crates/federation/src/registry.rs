@@ -23,12 +23,6 @@ pub const RESOURCE_TYPES: &[&str] = &[
     "Encounter",
 ];
 
-/// This build's outbound client has no TLS backend (the workspace builds
-/// reqwest without one), so only `http` base URLs are accepted: run sources
-/// on a private network or behind a TLS-originating egress proxy. Enabling a
-/// reqwest TLS feature is the one change needed to allow `https`.
-pub const TLS_SUPPORTED: bool = false;
-
 fn default_timeout_ms() -> u64 {
     2_000
 }
@@ -180,14 +174,10 @@ pub fn is_within(base: &Url, url: &Url) -> bool {
 pub fn parse_outbound_url(text: &str) -> Result<Url, String> {
     let url = Url::parse(text.trim()).map_err(|e| format!("'{text}' is not a URL: {e}"))?;
     match url.scheme() {
-        "http" => {}
-        "https" if TLS_SUPPORTED => {}
-        "https" => {
-            return Err(format!(
-                "'{text}': this build has no TLS client; use http on a private network or via a TLS-originating proxy"
-            ));
-        }
-        other => return Err(format!("'{text}': scheme '{other}' is not http")),
+        // https is verified against the built-in roots and
+        // `[outbound_tls] extra_ca_file` (auth::outbound).
+        "https" | "http" => {}
+        other => return Err(format!("'{text}': scheme '{other}' is not https or http")),
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(format!("'{text}' has no host"));
@@ -403,7 +393,7 @@ mod tests {
         let cases: &[(SourceConfig, &str)] = &[
             (config("not ods", "http://a"), "ODS"),
             (config("QWO", "ftp://a/fhir"), "scheme"),
-            (config("QWO", "https://a/fhir"), "TLS"),
+            (config("QWO", "https://user:pw@a/fhir"), "credentials"),
             (config("QWO", "http://user:pw@a/fhir"), "credentials"),
             (config("QWO", "http://a/fhir?x=1"), "query"),
             (config("QWO", "not a url"), "not a URL"),
@@ -422,6 +412,7 @@ mod tests {
                 "Observation",
             ),
         ];
+        assert!(SourceRegistry::from_configs(&[config("QWO", "https://a/fhir")]).is_ok());
         for (c, expected) in cases {
             let err = SourceRegistry::from_configs(std::slice::from_ref(c))
                 .unwrap_err()

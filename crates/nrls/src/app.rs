@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use api::ops::{Lifecycle, Ops, Reloader};
 use api::{ApiSettings, AppState};
-use auth::{AppRegistry, Authenticator, TokenSettings};
+use auth::{Authenticator, TokenSettings};
 use domain::search::SearchLimits;
 use store::memory::MemoryStore;
 use store::postgres::{Database, PostgresOptions, PostgresStore};
@@ -282,7 +282,7 @@ async fn open_stores(
 /// The app registry and the token service.
 fn authenticator(config: &Config, public_url: &str) -> Result<Arc<Authenticator>, StartError> {
     let registry =
-        AppRegistry::from_configs(&config.apps).map_err(|e| StartError::Apps(e.to_string()))?;
+        crate::reload::app_registry(config).map_err(|e| StartError::Apps(e.to_string()))?;
     let mut settings = TokenSettings::new(
         public_url.to_owned(),
         format!("{public_url}/oauth2/token"),
@@ -317,8 +317,12 @@ fn operability(
     local: std::net::SocketAddr,
 ) -> Result<(Ops, Option<crate::otlp::TraceExport>), StartError> {
     let instance = crate::otlp::instance_id(local.port());
+    let outbound_tls = config
+        .outbound_tls()
+        .map_err(|e| StartError::Telemetry(e.to_string()))?;
     let (tracer, trace_export) =
-        crate::otlp::start(&config.telemetry, &metrics, instance).map_err(StartError::Telemetry)?;
+        crate::otlp::start(&config.telemetry, &outbound_tls, &metrics, instance)
+            .map_err(StartError::Telemetry)?;
     let ops = Ops::new(
         metrics,
         lifecycle.clone(),

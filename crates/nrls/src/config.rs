@@ -37,6 +37,9 @@ pub struct Config {
     /// `[viewer]`: the clinician viewer's NHS CIS2 sign-in and sessions
     /// (docs/viewer.md). Incomplete sign-in settings are refused at start.
     pub viewer: web::ViewerConfig,
+    /// `[outbound_tls]`: which servers nrls's own HTTPS calls trust (JWKS,
+    /// federated sources, the OTLP collector).
+    pub outbound_tls: OutboundTlsConfig,
     /// The file this configuration was read from, if any: what a reload
     /// (SIGHUP, `POST /-/reload`) reads again.
     #[serde(skip)]
@@ -142,6 +145,24 @@ pub struct AuthConfig {
     pub max_identity_token_lifetime_seconds: u64,
     /// The oldest an ID token may be (`now - iat`). Default 43 200.
     pub max_identity_token_age_seconds: u64,
+}
+
+/// Trust for every outbound HTTPS call: the built-in Mozilla roots, plus
+/// the certificates of `extra_ca_file` (a private CA of a regional network,
+/// an identity provider or a collector).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundTlsConfig {
+    /// PEM CA certificate(s) trusted besides the built-in roots.
+    pub extra_ca_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// The trust of outbound HTTPS, with the extra CA file read and parsed.
+    pub fn outbound_tls(&self) -> Result<auth::OutboundTls, ConfigError> {
+        auth::OutboundTls::load(self.outbound_tls.extra_ca_file.as_deref())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
 }
 
 /// The audit trail. Where it is kept follows `[store]`: beside the pointers
@@ -325,16 +346,19 @@ impl TelemetryConfig {
         let invalid = |message: String| Err(ConfigError::Invalid(message));
         if let Some(endpoint) = &self.otlp_endpoint {
             match reqwest::Url::parse(endpoint) {
-                // nrls's HTTP client is built without TLS (docs/federation.md).
-                Ok(url) if url.scheme() == "https" => {
-                    return invalid(format!(
-                        "telemetry.otlp_endpoint: https is not supported ({endpoint}); nrls sends OTLP over http only: send to an OpenTelemetry Collector or agent on the same host or network (http://127.0.0.1:4318) and let it forward over TLS"
-                    ));
+                // A collector's key goes in otlp_headers, never in the URL
+                // (which is logged).
+                Ok(url) if !url.username().is_empty() || url.password().is_some() => {
+                    return invalid(
+                        "telemetry.otlp_endpoint must not carry credentials; put a collector's key in otlp_headers".into(),
+                    );
                 }
-                Ok(url) if url.scheme() == "http" && url.host_str().is_some() => {}
+                Ok(url)
+                    if matches!(url.scheme(), "https" | "http")
+                        && url.host_str().is_some_and(|h| !h.is_empty()) => {}
                 _ => {
                     return invalid(format!(
-                        "telemetry.otlp_endpoint must be an http:// URL such as http://127.0.0.1:4318, not {endpoint:?}"
+                        "telemetry.otlp_endpoint must be an https:// or http:// URL such as https://collector.example:4318, not {endpoint:?}"
                     ));
                 }
             }
@@ -499,10 +523,11 @@ mod tests {
             c.telemetry.otlp_endpoint.as_deref(),
             Some("http://collector:4318")
         );
-        let https =
-            Config::parse("[telemetry]\notlp_endpoint = \"https://collector:4318\"\n").unwrap_err();
-        assert!(https.contains("telemetry.otlp_endpoint"), "{https}");
-        assert!(https.contains("https is not supported"), "{https}");
+        let https = Config::parse("[telemetry]\notlp_endpoint = \"https://collector:4318\"\n");
+        assert!(https.is_ok(), "{:?}", https.err());
+        let secret = Config::parse("[telemetry]\notlp_endpoint = \"https://k:s@collector:4318\"\n")
+            .unwrap_err();
+        assert!(secret.contains("credentials"), "{secret}");
         for bad in [
             "otlp_endpoint = \"collector:4318\"",
             "otlp_headers = { \"bad header\" = \"x\" }",

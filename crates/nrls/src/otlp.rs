@@ -36,6 +36,7 @@ pub struct TraceExport {
 /// the running export. `instance_id` names this node (`service.instance.id`).
 pub fn start(
     config: &TelemetryConfig,
+    tls: &auth::OutboundTls,
     metrics: &Metrics,
     instance_id: String,
 ) -> Result<(Tracer, Option<TraceExport>), String> {
@@ -46,9 +47,9 @@ pub fn start(
         return Ok((Tracer::OFF, None));
     };
     let timeout = Duration::from_millis(config.otlp_timeout_ms);
-    let http = reqwest::Client::builder()
+    let http = tls
+        .client_builder()
         .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("nrls-otlp/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| format!("cannot build the OTLP HTTP client: {e}"))?;

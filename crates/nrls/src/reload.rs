@@ -55,5 +55,15 @@ fn load_registry(source: Option<&Path>, demo: bool) -> Result<AppRegistry, Reloa
     if demo {
         config.apps.extend(demo::apps());
     }
-    AppRegistry::from_configs(&config.apps).map_err(|e| ReloadError(format!("apps: {e}")))
+    app_registry(&config).map_err(|e| ReloadError(format!("apps: {e}")))
+}
+
+/// The apps of `config`, their `jwks_url` key sets fetched over the
+/// configuration's outbound TLS.
+pub(crate) fn app_registry(config: &Config) -> Result<AppRegistry, String> {
+    let options = auth::RegistryOptions {
+        tls: config.outbound_tls().map_err(|e| e.to_string())?,
+        ..auth::RegistryOptions::default()
+    };
+    AppRegistry::from_configs_with(&config.apps, &options).map_err(|e| e.to_string())
 }

@@ -16,9 +16,16 @@ pub(crate) fn parse_id(text: &str) -> Result<PointerId, ApiError> {
 
 /// Producers act only on their own pointers. The id's prefix names the
 /// custodian, so another organisation's pointer is refused without a lookup.
-pub(crate) fn own_id(caller: &Caller, text: &str) -> Result<PointerId, ApiError> {
+/// The refusal names the id in `draft`: a denied attempt on another
+/// custodian's pointer is audited like any other denial.
+pub(crate) fn own_id(
+    caller: &Caller,
+    text: &str,
+    draft: &mut AuditDraft,
+) -> Result<PointerId, ApiError> {
     let id = parse_id(text)?;
     if id.custodian_prefix().as_ref() != Some(&caller.ods) {
+        draft.resources.push(id.to_string());
         return Err(ApiError::forbidden(
             ErrorCode::AuthorCredentialsError,
             format!(
@@ -49,7 +56,7 @@ pub(super) async fn own_pointer(
     id: &str,
     draft: &mut AuditDraft,
 ) -> Result<PointerRecord, ApiError> {
-    let id = own_id(caller, id)?;
+    let id = own_id(caller, id, draft)?;
     let record = ctx
         .store
         .get(&id)

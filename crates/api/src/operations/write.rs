@@ -105,7 +105,7 @@ async fn update_pointer(
     if_match: Option<u32>,
     draft: &mut AuditDraft,
 ) -> Result<Written, ApiError> {
-    let id = own_id(caller, path_id)?;
+    let id = own_id(caller, path_id, draft)?;
     let doc = &submission.doc;
     if doc.id.as_deref() != Some(id.as_str()) {
         return Err(ApiError::one(Issue::invalid(

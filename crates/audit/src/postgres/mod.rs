@@ -122,10 +122,7 @@ impl AuditLog for PostgresAuditLog {
     }
 
     async fn acknowledge(&self, seq: u64, ack: Acknowledgement) -> Result<(), AuditError> {
-        self.writer
-            .queue()
-            .send(|reply| Command::Acknowledge { seq, ack, reply })
-            .await
+        self.writer.queue().acknowledge(seq, ack).await
     }
 
     async fn checkpoint(&self) -> Result<Option<Checkpoint>, AuditError> {

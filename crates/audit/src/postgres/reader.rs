@@ -7,8 +7,9 @@ use store::postgres::{Database, OpError, settle};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use crate::chain::{Anchor, AuditRecord, Hash, StoredRow, Verifier};
+use crate::chain::{Anchor, AuditRecord, Hash};
 use crate::fields::SearchFields;
+use crate::verify::{StoredRow, Verifier};
 use crate::{
     Acknowledgement, Alert, AlertQuery, AuditError, AuditPage, AuditQuery, Checkpoint, VerifyError,
     VerifyOptions, VerifyReport,
@@ -195,6 +196,30 @@ async fn checkpoints(
         .collect()
 }
 
+/// Every row of `alert_acks`, for verify to hold to the chain.
+async fn acknowledgements(
+    conn: &deadpool_postgres::Transaction<'_>,
+) -> Result<Vec<(u64, Acknowledgement)>, OpError> {
+    let rows = conn
+        .query(
+            "SELECT seq, acknowledged_by, acknowledged_at, note FROM alert_acks ORDER BY seq",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                seq_of(row.try_get(0)?),
+                Acknowledgement {
+                    by: row.try_get(1)?,
+                    at: row.try_get(2)?,
+                    note: row.try_get(3)?,
+                },
+            ))
+        })
+        .collect()
+}
+
 fn stored_row(row: &Row) -> Result<StoredRow, OpError> {
     let mut agents: Vec<String> = row.try_get(9)?;
     agents.sort_unstable();
@@ -249,7 +274,8 @@ async fn walk(
             hash: hash(head.try_get(1)?)?,
         });
     }
-    let mut verifier = Verifier::new(&options, checkpoints(&tx).await?);
+    let acks = acknowledgements(&tx).await?;
+    let mut verifier = Verifier::new(&options, checkpoints(&tx).await?, acks);
     let statement = tx
         .prepare(&format!(
             "SELECT {RECORD_COLUMNS}, r.patient, r.outcome, r.recorded_ms, r.alert,

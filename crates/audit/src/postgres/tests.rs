@@ -226,3 +226,95 @@ async fn a_lost_network_fails_appends_on_time_and_recovers() {
     }
     log.verify(&options()).await.unwrap();
 }
+
+/// Recomputes every record's hashes and the head from the content, as an
+/// attacker with write access but without the key would after an edit.
+async fn rechain(db: &TestDatabase) {
+    let client = db.session().await;
+    let rows = client
+        .query(
+            "SELECT seq, appended_at, event FROM audit_records ORDER BY seq",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut prev = crate::chain::GENESIS;
+    let mut last = 0i64;
+    for row in rows {
+        let (seq, appended_at, event): (i64, String, String) = (row.get(0), row.get(1), row.get(2));
+        let hash = crate::chain::record_hash(&prev, seq as u64, &appended_at, &event);
+        client
+            .execute(
+                "UPDATE audit_records SET prev_hash = $1, hash = $2 WHERE seq = $3",
+                &[&prev.as_slice(), &hash.as_slice(), &seq],
+            )
+            .await
+            .unwrap();
+        prev = hash;
+        last = seq;
+    }
+    client
+        .execute(
+            "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
+            &[&last, &prev.as_slice()],
+        )
+        .await
+        .unwrap();
+}
+
+/// The attack of issue 11 on PostgreSQL: checkpoints deleted, a
+/// break-glass reason changed from "collapsed" to "routine", the chain and
+/// its head re-computed. Verify fails; an `alert_acks` row inserted to hide
+/// the open alert fails too.
+#[tokio::test]
+async fn a_rewritten_and_rechained_trail_and_a_forged_acknowledgement_fail() {
+    let db = TestDatabase::create().await;
+    let log = open_node(&db, signer()).await;
+    for i in 0..35u32 {
+        let event = if i == 4 {
+            crate::tests::break_glass_because("collapsed", i)
+        } else {
+            event("app-a", i % 3, i)
+        };
+        log.append(vec![event]).await.unwrap();
+    }
+    let policy = crate::tests::options_for(POLICY);
+    log.verify(&policy).await.unwrap();
+    db.execute(
+        "INSERT INTO alert_acks (seq, acknowledged_by, acknowledged_at, note) VALUES (5, 'po', '2026-03-01T10:00:00Z', 'fine')",
+    )
+    .await;
+    assert_eq!(
+        first_bad(log.verify(&policy).await),
+        (5, TamperKind::AcknowledgementNotInChain { alert_seq: 5 })
+    );
+    db.execute("DELETE FROM alert_acks").await;
+
+    db.execute("DELETE FROM audit_checkpoints").await;
+    db.execute(
+        "UPDATE audit_records SET event = replace(event, '\"collapsed\"', '\"routine\"') WHERE seq = 5",
+    )
+    .await;
+    rechain(&db).await;
+    assert_eq!(
+        first_bad(log.verify(&policy).await),
+        (1, TamperKind::CheckpointMissing)
+    );
+    // With the default 1,000 records, the age of the unsigned records
+    // gives it away once checkpoint_seconds has passed.
+    let now = crate::fields::parse_instant_ms(&crate::event::now_rfc3339()).unwrap();
+    let later = VerifyOptions {
+        now_ms: Some(now + 2 * 3600 * 1000),
+        policy: CheckpointPolicy {
+            records: 1000,
+            ..POLICY
+        },
+        ..policy
+    };
+    let (seq, kind) = first_bad(log.verify(&later).await);
+    assert_eq!(seq, 1);
+    assert!(
+        matches!(kind, TamperKind::CheckpointOverdue { .. }),
+        "{kind:?}"
+    );
+}

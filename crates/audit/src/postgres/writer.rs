@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::types::ToSql;
 
 use crate::batch::{BatchOutcome, Command, Counters, Done, Queue, WriteStats, chain, deliver};
-use crate::chain::{ChainHead, Hash, PreparedEvent};
+use crate::chain::{ChainHead, Hash, Links, PreparedEvent};
 use crate::{Acknowledgement, AuditError, Checkpoint, CheckpointPolicy, CheckpointSigner};
 
 use super::{PostgresAuditOptions, audit_error};
@@ -143,7 +143,8 @@ impl Worker {
                 if seq == 0 || (seq == checkpointed && interval == Some(policy.records)) {
                     return Ok(None);
                 }
-                let checkpoint = ChainHead::new(seq, hash, checkpointed).sign(signer, policy);
+                let checkpoint =
+                    ChainHead::new(seq, hash, checkpointed).sign_recovered(signer, policy);
                 insert_checkpoint(&tx, &checkpoint).await?;
                 tx.commit().await?;
                 Ok(Some(checkpoint))
@@ -175,7 +176,7 @@ impl Worker {
                 .map_err(audit_error);
             match outcome {
                 Ok(mut outcome) => {
-                    if outcome.checkpoint.is_some() {
+                    if !outcome.checkpoints.is_empty() {
                         self.checkpointed_at = Instant::now();
                     }
                     deliver(&mut batch, Ok(&mut outcome), &counters);
@@ -250,71 +251,96 @@ async fn commit(
 ) -> Result<BatchOutcome, OpError> {
     let tx = conn.transaction().await?;
     let (first_seq, first_hash, checkpointed) = lock_head(&tx).await?;
+    let mut head = ChainHead::new(first_seq, first_hash, checkpointed);
+    head.checkpointed_at = checkpointed_at;
     let appended_at = crate::event::now_rfc3339();
     let mut columns = Columns::default();
     let mut chained = chain(
         batch,
-        (first_seq, first_hash),
+        head.links(policy),
         &appended_at,
         |seq, event, prev, hash| {
             columns.push(sql_seq(seq)?, event, prev, hash);
             Ok::<(), OpError>(())
         },
     )?;
-    let (seq, hash) = (chained.seq, chained.hash);
-    if seq > first_seq {
-        // Prepared once per connection and sent together: one round trip
-        // for the three writes (tokio-postgres pipelines concurrent queries).
-        let (records, agents, head) = tokio::try_join!(
-            tx.prepare_cached(INSERT_RECORDS),
-            tx.prepare_cached(INSERT_AGENTS),
-            tx.prepare_cached(MOVE_HEAD),
-        )?;
-        let head_seq = sql_seq(seq)?;
-        let head_hash = hash.as_slice();
-        let record_params: [&(dyn ToSql + Sync); 9] = [
-            &columns.seq,
-            &appended_at,
-            &columns.event,
-            &columns.prev_hash,
-            &columns.hash,
-            &columns.patient,
-            &columns.outcome,
-            &columns.recorded_ms,
-            &columns.alert,
-        ];
-        let head_params: [&(dyn ToSql + Sync); 2] = [&head_seq, &head_hash];
-        let insert_records = tx.execute(&records, &record_params);
-        let insert_agents = async {
-            if columns.agent.is_empty() {
-                return Ok(0);
-            }
-            tx.execute(&agents, &[&columns.agent, &columns.agent_seq])
-                .await
-        };
-        let move_head = tx.execute(&head, &head_params);
-        tokio::try_join!(insert_records, insert_agents, move_head)?;
+    if chained.links.seq > first_seq {
+        insert(&tx, &columns, &appended_at, &chained.links).await?;
     }
-    // After the records, so one may name a record of this very batch.
+    // After the records, so one may name a record of this very batch;
+    // each accepted acknowledgement is chained as a record of its own.
+    let mut acks = Columns::default();
     for (command, result) in batch.iter().zip(chained.results.iter_mut()) {
-        if let Command::Acknowledge { seq, ack, .. } = command {
-            *result = acknowledge(&tx, *seq, ack).await?.map(|()| Done::Unit);
+        if let Command::Acknowledge {
+            seq, ack, event, ..
+        } = command
+        {
+            *result = match acknowledge(&tx, *seq, ack).await? {
+                Ok(()) => {
+                    let (ack_seq, prev, hash) = chained.links.push(&appended_at, &event.json);
+                    acks.push(sql_seq(ack_seq)?, event, &prev, &hash);
+                    Ok(Done::Unit)
+                }
+                Err(refused) => Err(refused),
+            };
         }
     }
-    let mut head = ChainHead::new(seq, hash, checkpointed);
-    head.checkpointed_at = checkpointed_at;
-    let checkpoint = head.sign_if_due(signer, policy, chained.forced);
-    if let Some(checkpoint) = &checkpoint {
+    if !acks.seq.is_empty() {
+        insert(&tx, &acks, &appended_at, &chained.links).await?;
+    }
+    let checkpoints = head.checkpoints_for(&chained.links, signer, policy, chained.forced);
+    for checkpoint in &checkpoints {
         insert_checkpoint(&tx, checkpoint).await?;
     }
     tx.commit().await?;
     Ok(BatchOutcome {
         first_seq,
-        seq,
-        hash,
-        checkpoint,
+        seq: chained.links.seq,
+        hash: chained.links.hash,
+        checkpoints,
         results: chained.results,
     })
+}
+
+/// Inserts `columns` and moves the head to `links`: prepared once per
+/// connection and sent together, one round trip for the three writes
+/// (tokio-postgres pipelines concurrent queries).
+async fn insert(
+    tx: &Transaction<'_>,
+    columns: &Columns<'_>,
+    appended_at: &str,
+    links: &Links,
+) -> Result<(), OpError> {
+    let (records, agents, head) = tokio::try_join!(
+        tx.prepare_cached(INSERT_RECORDS),
+        tx.prepare_cached(INSERT_AGENTS),
+        tx.prepare_cached(MOVE_HEAD),
+    )?;
+    let head_seq = sql_seq(links.seq)?;
+    let head_hash = links.hash.as_slice();
+    let record_params: [&(dyn ToSql + Sync); 9] = [
+        &columns.seq,
+        &appended_at,
+        &columns.event,
+        &columns.prev_hash,
+        &columns.hash,
+        &columns.patient,
+        &columns.outcome,
+        &columns.recorded_ms,
+        &columns.alert,
+    ];
+    let head_params: [&(dyn ToSql + Sync); 2] = [&head_seq, &head_hash];
+    let insert_records = tx.execute(&records, &record_params);
+    let insert_agents = async {
+        if columns.agent.is_empty() {
+            return Ok(0);
+        }
+        tx.execute(&agents, &[&columns.agent, &columns.agent_seq])
+            .await
+    };
+    let move_head = tx.execute(&head, &head_params);
+    tokio::try_join!(insert_records, insert_agents, move_head)?;
+    Ok(())
 }
 
 async fn insert_checkpoint(tx: &Transaction<'_>, checkpoint: &Checkpoint) -> Result<(), OpError> {

@@ -2,8 +2,9 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter, types::Value};
 
-use crate::chain::{AuditRecord, Hash, StoredRow, Verifier};
+use crate::chain::{AuditRecord, Hash};
 use crate::fields::SearchFields;
+use crate::verify::{StoredRow, Verifier};
 use crate::{
     Acknowledgement, Alert, AlertQuery, AuditError, AuditPage, AuditQuery, Checkpoint, VerifyError,
     VerifyOptions, VerifyReport,
@@ -152,6 +153,25 @@ fn checkpoints(conn: &Connection) -> Result<Vec<Checkpoint>, AuditError> {
         .map_err(sqlite_error)
 }
 
+/// Every row of `alert_acks`, for verify to hold to the chain.
+fn acknowledgements(conn: &Connection) -> Result<Vec<(u64, Acknowledgement)>, AuditError> {
+    conn.prepare("SELECT seq, acknowledged_by, acknowledged_at, note FROM alert_acks ORDER BY seq")
+        .and_then(|mut s| {
+            s.query_map([], |row| {
+                Ok((
+                    seq_of(row.get(0)?),
+                    Acknowledgement {
+                        by: row.get(1)?,
+                        at: row.get(2)?,
+                        note: row.get(3)?,
+                    },
+                ))
+            })?
+            .collect()
+        })
+        .map_err(sqlite_error)
+}
+
 /// Streams every record in seq order through the verifier. Runs inside one
 /// read transaction, so appends made meanwhile are not half-seen.
 pub(super) fn verify(
@@ -159,7 +179,7 @@ pub(super) fn verify(
     options: &VerifyOptions,
 ) -> Result<VerifyReport, VerifyError> {
     let tx = conn.transaction().map_err(sqlite_error)?;
-    let mut verifier = Verifier::new(options, checkpoints(&tx)?);
+    let mut verifier = Verifier::new(options, checkpoints(&tx)?, acknowledgements(&tx)?);
     let mut statement = tx
         .prepare(&format!(
             "SELECT {RECORD_COLUMNS}, r.patient, r.outcome, r.recorded_ms, r.alert,

@@ -363,3 +363,141 @@ async fn concurrent_appends_share_transactions() {
     let report = log.verify(&options()).await.unwrap();
     assert_eq!(report.records, 1000);
 }
+
+/// Recomputes every record's `prev_hash` and `hash` from its content, as an
+/// attacker with write access but without the key would after an edit.
+fn rechain(conn: &Connection) {
+    let rows: Vec<(i64, String, String)> = conn
+        .prepare("SELECT seq, appended_at, event FROM audit_records ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut prev = crate::chain::GENESIS;
+    for (seq, appended_at, event) in rows {
+        let hash = record_hash(&prev, seq as u64, &appended_at, &event);
+        conn.execute(
+            "UPDATE audit_records SET prev_hash = ?1, hash = ?2 WHERE seq = ?3",
+            params![prev.as_slice(), hash.as_slice(), seq],
+        )
+        .unwrap();
+        prev = hash;
+    }
+}
+
+/// 35 records as in `written_log`, the 5th a break-glass search whose
+/// reason is "collapsed", and the alert left open.
+async fn log_with_break_glass() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(FILE_NAME);
+    let log = open(&path);
+    for i in 0..35u32 {
+        let event = if i == 4 {
+            crate::tests::break_glass_because("collapsed", i)
+        } else {
+            event("app-a", i % 3, i)
+        };
+        log.append(vec![event]).await.unwrap();
+    }
+    drop(log);
+    (dir, path)
+}
+
+/// The attack of issue 11: every checkpoint deleted, a break-glass reason
+/// changed from "collapsed" to "routine", the hashes re-chained. Verify
+/// holds the trail to the deployment's interval and fails.
+#[tokio::test]
+async fn a_rewritten_and_rechained_trail_without_checkpoints_fails() {
+    let (_dir, path) = log_with_break_glass().await;
+    let conn = Connection::open(&path).unwrap();
+    conn.execute("DELETE FROM audit_checkpoints", []).unwrap();
+    let edited = conn
+        .execute(
+            "UPDATE audit_records SET event = replace(event, '\"collapsed\"', '\"routine\"') WHERE seq = 5",
+            [],
+        )
+        .unwrap();
+    assert_eq!(edited, 1);
+    rechain(&conn);
+    drop(conn);
+    // Held to the records interval: 35 unsigned records, 10 allowed.
+    let result = verify_file(&path, &crate::tests::options_for(POLICY));
+    assert_eq!(first_bad(result), (1, TamperKind::CheckpointMissing));
+    // A verifier told only the default 1,000 records still sees records
+    // left unsigned longer than checkpoint_seconds once that has passed.
+    let now = crate::fields::parse_instant_ms(&crate::event::now_rfc3339()).unwrap();
+    let later = VerifyOptions {
+        now_ms: Some(now + 2 * 3600 * 1000),
+        ..crate::tests::options_for(POLICY)
+    };
+    let default_records = VerifyOptions {
+        policy: CheckpointPolicy {
+            records: 1000,
+            ..POLICY
+        },
+        ..later
+    };
+    let (seq, kind) = first_bad(verify_file(&path, &default_records));
+    assert_eq!(seq, 1);
+    assert!(
+        matches!(kind, TamperKind::CheckpointOverdue { .. }),
+        "{kind:?}"
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_checkpoint_inside_the_trail_is_named() {
+    let (_dir, path) = written_log().await;
+    let result = tamper(&path, |c| {
+        c.execute("DELETE FROM audit_checkpoints WHERE seq = 20", [])
+            .unwrap();
+    });
+    // 11..30 is one run of 20 under a checkpoint that promises 10.
+    assert_eq!(first_bad(result), (11, TamperKind::CheckpointMissing));
+}
+
+#[tokio::test]
+async fn alert_acknowledgements_are_held_to_the_chain() {
+    let (_dir, path) = log_with_break_glass().await;
+    // An inserted row that would hide the open alert.
+    let result = tamper(&path, |c| {
+        c.execute(
+            "INSERT INTO alert_acks (seq, acknowledged_by, acknowledged_at, note) VALUES (5, 'po', '2026-03-01T10:00:00Z', 'fine')",
+            [],
+        )
+        .unwrap();
+    });
+    assert_eq!(
+        first_bad(result),
+        (5, TamperKind::AcknowledgementNotInChain { alert_seq: 5 })
+    );
+
+    // A real acknowledgement verifies; editing or deleting its row fails.
+    let (_dir, path) = log_with_break_glass().await;
+    let log = open(&path);
+    let ack = Acknowledgement {
+        by: "po".into(),
+        at: crate::event::now_rfc3339(),
+        note: Some("justified".into()),
+    };
+    log.acknowledge(5, ack).await.unwrap();
+    log.verify(&options()).await.unwrap();
+    drop(log);
+    let edited = tamper(&path, |c| {
+        c.execute("UPDATE alert_acks SET note = 'other' WHERE seq = 5", [])
+            .unwrap();
+    });
+    assert_eq!(
+        first_bad(edited),
+        (5, TamperKind::AcknowledgementNotInChain { alert_seq: 5 })
+    );
+    let removed = tamper(&path, |c| {
+        c.execute("DELETE FROM alert_acks WHERE seq = 5", [])
+            .unwrap();
+    });
+    assert_eq!(
+        first_bad(removed),
+        (5, TamperKind::AcknowledgementMissing { alert_seq: 5 })
+    );
+}

@@ -160,7 +160,7 @@ impl Worker {
         let same_interval =
             interval.and_then(|i| u64::try_from(i).ok()) == Some(self.policy.records);
         if self.head.seq > self.head.checkpointed_seq || !same_interval {
-            let checkpoint = self.head.sign(&self.signer, &self.policy);
+            let checkpoint = self.head.sign_recovered(&self.signer, &self.policy);
             insert_checkpoint(&self.conn, &checkpoint, true)?;
             self.head.checkpointed(checkpoint.seq);
             crate::batch::log_checkpoint(&checkpoint);
@@ -182,7 +182,7 @@ impl Worker {
         match self.try_commit(batch) {
             Ok(mut outcome) => {
                 self.head.advance(outcome.seq, outcome.hash);
-                if let Some(checkpoint) = &outcome.checkpoint {
+                if let Some(checkpoint) = outcome.checkpoints.last() {
                     self.head.checkpointed(checkpoint.seq);
                 }
                 deliver(batch, Ok(&mut outcome), counters);
@@ -206,28 +206,39 @@ impl Worker {
         let first_seq = self.head.seq;
         let mut chained = chain(
             batch,
-            (self.head.seq, self.head.hash),
+            self.head.links(&self.policy),
             &appended_at,
             |seq, event, prev, hash| insert_record(conn, seq, &appended_at, event, prev, hash),
         )?;
-        // After the records, so one may name a record of this very batch.
+        // After the records, so one may name a record of this very batch;
+        // each accepted acknowledgement is chained as a record of its own.
         for (command, result) in batch.iter().zip(chained.results.iter_mut()) {
-            if let Command::Acknowledge { seq, ack, .. } = command {
-                *result = acknowledge(conn, *seq, ack)?.map(|()| Done::Unit);
+            if let Command::Acknowledge {
+                seq, ack, event, ..
+            } = command
+            {
+                *result = match acknowledge(conn, *seq, ack)? {
+                    Ok(()) => {
+                        let (ack_seq, prev, hash) = chained.links.push(&appended_at, &event.json);
+                        insert_record(conn, ack_seq, &appended_at, event, &prev, &hash)?;
+                        Ok(Done::Unit)
+                    }
+                    Err(refused) => Err(refused),
+                };
             }
         }
-        let mut head = ChainHead::new(chained.seq, chained.hash, self.head.checkpointed_seq);
-        head.checkpointed_at = self.head.checkpointed_at;
-        let checkpoint = head.sign_if_due(&self.signer, &self.policy, chained.forced);
-        if let Some(checkpoint) = &checkpoint {
+        let checkpoints =
+            self.head
+                .checkpoints_for(&chained.links, &self.signer, &self.policy, chained.forced);
+        for checkpoint in &checkpoints {
             insert_checkpoint(conn, checkpoint, false)?;
         }
         conn.execute_batch("COMMIT").map_err(sqlite_error)?;
         Ok(BatchOutcome {
             first_seq,
-            seq: chained.seq,
-            hash: chained.hash,
-            checkpoint,
+            seq: chained.links.seq,
+            hash: chained.links.hash,
+            checkpoints,
             results: chained.results,
         })
     }

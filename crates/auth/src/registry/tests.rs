@@ -136,13 +136,15 @@ fn errors_name_the_app_and_the_field() {
 }
 
 #[test]
-fn jwks_url_must_be_plain_http() {
+fn jwks_url_is_https_or_http_without_credentials() {
     let mut tls = app("a");
     tls.jwks = None;
     tls.jwks_url = Some("https://app.example/jwks.json".into());
-    assert!(error(&[tls.clone()]).contains("https is not supported by this build"));
+    assert!(AppRegistry::from_configs(&[tls.clone()]).is_ok());
+    tls.jwks_url = Some("https://user:secret@app.example/jwks.json".into());
+    assert!(error(&[tls.clone()]).contains("must not carry credentials"));
     tls.jwks_url = Some("file:///etc/passwd".into());
-    assert!(error(&[tls.clone()]).contains("must be an http URL"));
+    assert!(error(&[tls.clone()]).contains("must be an https (or http) URL"));
     tls.jwks_url = Some("not a url".into());
     assert!(error(&[tls]).starts_with("app 'a': jwks_url"));
 }
@@ -204,6 +206,7 @@ fn registry(configs: &[AppConfig], refresh: Duration) -> AppRegistry {
     let options = RegistryOptions {
         jwks_refresh_interval: refresh,
         jwks_fetch_timeout: Duration::from_secs(5),
+        tls: crate::OutboundTls::default(),
     };
     AppRegistry::from_configs_with(configs, &options).unwrap()
 }

@@ -440,7 +440,8 @@ fn configuration_is_checked() {
     ));
     assert!(matches!(
         build(TrustedIssuerConfig {
-            jwks_url: Some("https://x/jwks".into()),
+            // https is fine; credentials in the URL are not.
+            jwks_url: Some("https://u:p@x/jwks".into()),
             ..config()
         }),
         Some(IssuerConfigError::JwksUrl { .. })

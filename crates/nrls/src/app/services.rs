@@ -32,6 +32,7 @@ pub(super) async fn access_services(
                         config.auth.max_identity_token_lifetime_seconds,
                     ),
                     max_token_age: Duration::from_secs(config.auth.max_identity_token_age_seconds),
+                    tls: config.outbound_tls().map_err(|e| fail(&e))?,
                     ..auth::UserIdentityOptions::default()
                 },
             )
@@ -116,8 +117,9 @@ pub(super) async fn shared_care_record(
         return Ok(None);
     }
     let registry = federation::SourceRegistry::from_configs(&sources).map_err(|e| fail(&e))?;
-    let federator =
-        federation::Federator::new(registry, &config.federation).map_err(|e| fail(&e))?;
+    let tls = config.outbound_tls().map_err(|e| fail(&e))?;
+    let federator = federation::Federator::with_tls(registry, &config.federation, &tls)
+        .map_err(|e| fail(&e))?;
     Ok(Some(api::operations::SharedCareRecord::new(Arc::new(
         federator,
     ))))

@@ -6,16 +6,23 @@
 //! the service keeps it: `audit.db` in the data directory (opened read-only,
 //! so it can run beside a live server) or, with `--database`, the shared
 //! PostgreSQL database of a deployment (in one consistent snapshot).
+//!
+//! Verify holds the trail to the deployment's checkpoint interval
+//! (`[audit] checkpoint_records` and `checkpoint_seconds`, read from
+//! `--config` or given as flags): a run of unsigned records longer than it,
+//! or a record left unsigned for longer, means checkpoints were removed.
 
 use std::path::PathBuf;
 
-use audit::sqlite::{FILE_NAME, KEY_FILE_NAME, search_file, verify_file};
+use audit::sqlite::{FILE_NAME, search_file, verify_file};
 use audit::{
     Anchor, AuditError, AuditOutcome, AuditPage, AuditQuery, CheckpointKey, CheckpointSigner,
-    VerifyError, VerifyOptions, VerifyReport,
+    DEFAULT_TOLERANCE_SECONDS, VerifyError, VerifyOptions, VerifyReport,
 };
 use domain::NhsNumber;
 use store::postgres::{Database, PostgresOptions, PostgresStore};
+
+use crate::config::{Backend, Config};
 
 /// Arguments of `nrls audit`.
 #[derive(Debug, clap::Args)]
@@ -36,9 +43,10 @@ pub enum AuditCommand {
 /// Where the trail is.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Location {
-    /// Folder holding `audit.db` and `audit-signing-key`.
-    #[arg(long, env = "NRLS_DATA_DIR", default_value = "nrls-data")]
-    pub data_dir: PathBuf,
+    /// Folder holding `audit.db` and `audit-signing-key` [default: the
+    /// configuration's `store.data_dir`, else `nrls-data`].
+    #[arg(long, env = "NRLS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// The PostgreSQL database of a deployment that keeps its trail there
     /// (the URL `nrls serve --database` was given). Unset: `audit.db`.
     #[arg(long, env = "NRLS_DATABASE_URL")]
@@ -46,10 +54,31 @@ pub struct Location {
 }
 
 impl Location {
+    fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("nrls-data"))
+    }
+
+    /// This location, with what the flags left open taken from `config`.
+    fn or_config(&self, config: &Config) -> Location {
+        let database = match config.store.backend {
+            Backend::Postgres => config.store.database_url.clone(),
+            _ => None,
+        };
+        Location {
+            data_dir: self
+                .data_dir
+                .clone()
+                .or_else(|| Some(config.store.data_dir.clone())),
+            database: self.database.clone().or(database),
+        }
+    }
+
     fn describe(&self) -> String {
         match &self.database {
             Some(_) => "the audit trail in PostgreSQL".to_owned(),
-            None => self.data_dir.join(FILE_NAME).display().to_string(),
+            None => self.data_dir().join(FILE_NAME).display().to_string(),
         }
     }
 
@@ -71,7 +100,7 @@ impl Location {
         match self.database().await.map_err(AuditError::Unavailable)? {
             Some(db) => audit::postgres::verify_database(&db, &options).await,
             None => {
-                let path = self.data_dir.join(FILE_NAME);
+                let path = self.data_dir().join(FILE_NAME);
                 tokio::task::spawn_blocking(move || verify_file(&path, &options))
                     .await
                     .map_err(|e| AuditError::Internal(e.to_string()))?
@@ -83,7 +112,7 @@ impl Location {
         match self.database().await.map_err(AuditError::Unavailable)? {
             Some(db) => audit::postgres::search_database(&db, &query).await,
             None => {
-                let path = self.data_dir.join(FILE_NAME);
+                let path = self.data_dir().join(FILE_NAME);
                 tokio::task::spawn_blocking(move || search_file(&path, &query))
                     .await
                     .map_err(|e| AuditError::Internal(e.to_string()))?
@@ -108,6 +137,23 @@ pub struct VerifyArgs {
     /// truncated tail that took its checkpoints with it.
     #[arg(long)]
     pub anchor: Option<String>,
+    /// The deployment's configuration file: its `[audit]` checkpoint
+    /// interval and signing key file, and its `[store]` location, unless
+    /// flags say otherwise.
+    #[arg(long, env = "NRLS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The most records the deployment leaves unsigned before a checkpoint
+    /// [default: the configuration's `audit.checkpoint_records`, 1000].
+    #[arg(long)]
+    pub checkpoint_records: Option<u64>,
+    /// The longest the deployment leaves a record unsigned, in seconds
+    /// [default: the configuration's `audit.checkpoint_seconds`, 60].
+    #[arg(long)]
+    pub checkpoint_seconds: Option<u64>,
+    /// Slack on the time rules: clock differences between nodes, a batch in
+    /// flight when a checkpoint fell due.
+    #[arg(long, default_value_t = DEFAULT_TOLERANCE_SECONDS)]
+    pub tolerance_seconds: u64,
 }
 
 /// Arguments of `nrls audit search`.
@@ -147,9 +193,18 @@ pub async fn run(args: AuditArgs) -> Result<(), String> {
 }
 
 async fn verify(args: &VerifyArgs) -> Result<(), String> {
+    let config = match &args.config {
+        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    let location = match &args.config {
+        Some(_) => args.location.or_config(&config),
+        None => args.location.clone(),
+    };
     let keys = if args.public_keys.is_empty() {
-        let signer = CheckpointSigner::load(&args.location.data_dir.join(KEY_FILE_NAME))
-            .map_err(|e| format!("{e} (or pass --public-key)"))?;
+        let key_file = config.audit.key_file(&location.data_dir());
+        let signer =
+            CheckpointSigner::load(&key_file).map_err(|e| format!("{e} (or pass --public-key)"))?;
         vec![signer.public()]
     } else {
         args.public_keys
@@ -163,12 +218,21 @@ async fn verify(args: &VerifyArgs) -> Result<(), String> {
         ),
         None => None,
     };
+    let mut interval = config.audit.clone();
+    if let Some(records) = args.checkpoint_records {
+        interval.checkpoint_records = records;
+    }
+    if let Some(seconds) = args.checkpoint_seconds {
+        interval.checkpoint_seconds = seconds;
+    }
     let options = VerifyOptions {
         keys,
         anchor,
-        max_unsigned: None,
+        policy: interval.policy(),
+        tolerance_seconds: args.tolerance_seconds.max(1),
+        now_ms: None,
     };
-    match args.location.verify(options).await {
+    match location.verify(options).await {
         Ok(report) => {
             println!(
                 "audit trail OK: {} records, {} signed checkpoints (last at seq {}), {} records after it; head {}:{}",
@@ -183,11 +247,19 @@ async fn verify(args: &VerifyArgs) -> Result<(), String> {
             );
             Ok(())
         }
-        Err(VerifyError::Tampered(t)) => Err(format!(
-            "audit trail TAMPERED: first bad record is seq {} ({:?})",
-            t.first_bad_seq, t.kind
-        )),
-        Err(VerifyError::Storage(e)) => Err(format!("{}: {e}", args.location.describe())),
+        Err(VerifyError::Tampered(t)) => {
+            let hint = match t.kind {
+                audit::TamperKind::CheckpointOverdue { .. } => {
+                    "; if a node stopped without its final checkpoint (a crash), start it once: it signs its unsigned tail at start"
+                }
+                _ => "",
+            };
+            Err(format!(
+                "audit trail TAMPERED: first bad record is seq {} ({:?}){hint}",
+                t.first_bad_seq, t.kind
+            ))
+        }
+        Err(VerifyError::Storage(e)) => Err(format!("{}: {e}", location.describe())),
     }
 }
 
@@ -269,20 +341,62 @@ mod tests {
         drop(log);
         let data_dir = dir.path().to_owned();
         let location = Location {
-            data_dir,
+            data_dir: Some(data_dir),
             database: None,
         };
         let verify_args = VerifyArgs {
             location: location.clone(),
             public_keys: vec![],
             anchor: None,
+            config: None,
+            checkpoint_records: None,
+            checkpoint_seconds: None,
+            tolerance_seconds: DEFAULT_TOLERANCE_SECONDS,
         };
         assert!(verify(&verify_args).await.is_ok());
         let wrong_key = VerifyArgs {
             public_keys: vec![CheckpointSigner::from_seed([3; 32]).public().to_hex()],
-            ..verify_args
+            location: location.clone(),
+            config: None,
+            checkpoint_records: None,
+            checkpoint_seconds: None,
+            tolerance_seconds: DEFAULT_TOLERANCE_SECONDS,
+            anchor: None,
         };
         assert!(verify(&wrong_key).await.unwrap_err().contains("TAMPERED"));
+
+        // Checkpoints removed: 6 unsigned records pass a verifier that
+        // allows 1,000, not one given the deployment's 5 (file or flag).
+        let db = rusqlite::Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        db.execute("DELETE FROM audit_checkpoints", []).unwrap();
+        drop(db);
+        assert!(verify(&verify_args).await.is_ok());
+        let config = dir.path().join("nrls.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[store]\ndata_dir = {:?}\n[audit]\ncheckpoint_records = 5\n",
+                dir.path()
+            ),
+        )
+        .unwrap();
+        let from_config = VerifyArgs {
+            location: Location {
+                data_dir: None,
+                database: None,
+            },
+            config: Some(config),
+            ..verify_args
+        };
+        let refused = verify(&from_config).await.unwrap_err();
+        assert!(refused.contains("CheckpointMissing"), "{refused}");
+        let from_flag = VerifyArgs {
+            config: None,
+            location: location.clone(),
+            checkpoint_records: Some(5),
+            ..from_config
+        };
+        assert!(verify(&from_flag).await.is_err());
 
         let search_args = SearchArgs {
             location,

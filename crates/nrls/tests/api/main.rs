@@ -9,6 +9,7 @@
 mod support;
 
 mod access_audit;
+mod audit_integrity;
 mod clinical_safety;
 mod configuration;
 mod consumer_api;
