@@ -92,7 +92,7 @@ fn sources(state: &WebState, record: &FederatedRecord) -> Vec<SourceRow> {
                 .unwrap_or_else(|| state.organisation_name(s.ods.as_str())),
             ods: s.ods.as_str().to_owned(),
             status: s.status.display().to_owned(),
-            detail: s.detail.clone(),
+            detail: plain_detail(s.status, &s.detail),
             age: s.data_age.as_ref().map(|age| {
                 format!(
                     "{} ({})",
@@ -104,6 +104,21 @@ fn sources(state: &WebState, record: &FederatedRecord) -> Vec<SourceRow> {
             makes_partial: s.makes_partial(),
         })
         .collect()
+}
+
+/// The federation's detail without its leading status ("error: …"), which
+/// the page already shows as a tag, starting with a capital.
+fn plain_detail(status: SourceStatus, detail: &str) -> String {
+    let code = status.code().replace('-', " ");
+    let rest = detail
+        .split_once(": ")
+        .filter(|(head, _)| head.replace('-', " ").eq_ignore_ascii_case(&code))
+        .map_or(detail, |(_, rest)| rest);
+    let mut chars = rest.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 /// "3 hours old".
@@ -250,4 +265,29 @@ fn sections(state: &WebState, bundle: &Value) -> Vec<SectionView> {
                 .collect(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_detail_does_not_repeat_its_status() {
+        assert_eq!(
+            plain_detail(
+                SourceStatus::Error,
+                "error: the source could not be reached (connection failed)"
+            ),
+            "The source could not be reached (connection failed)"
+        );
+        assert_eq!(
+            plain_detail(SourceStatus::NotAsked, "not asked: no current pointer"),
+            "No current pointer"
+        );
+        // A detail that does not start with its status is kept whole.
+        assert_eq!(
+            plain_detail(SourceStatus::Ok, "answered in 4 ms"),
+            "Answered in 4 ms"
+        );
+    }
 }
