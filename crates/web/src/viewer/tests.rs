@@ -453,6 +453,49 @@ async fn no_relationship_asks_for_a_reason_then_break_glass_is_alerted_and_banne
     assert_eq!(audit_events(&f.api, p0).await.len(), 2);
 }
 
+/// Self-claim is the other answer to a refusal: allowed with a reason,
+/// alerted as self-claimed, and without the emergency banner.
+#[tokio::test]
+async fn a_self_claimed_relationship_is_alerted_without_the_break_glass_banner() {
+    let f = fixture(true).await;
+    let mut browser = Browser::new(&f.app);
+    browser.sign_in_as("reid").await;
+    let p0 = patients()[0];
+    let records = format!("/viewer/patient/{p0}/records");
+    assert_eq!(browser.get(&records).await.status, StatusCode::FORBIDDEN);
+    let csrf = browser.csrf.clone();
+    let declared = browser
+        .post(
+            &format!("/viewer/patient/{p0}/access"),
+            &[
+                ("csrf", &csrf),
+                ("basis", "self-claimed"),
+                ("category", "Emergency treatment"),
+                ("detail", "Patient in my ambulance now"),
+            ],
+        )
+        .await;
+    assert_eq!(declared.location(), records);
+    let shown = browser.get(&records).await;
+    assert_eq!(shown.status, StatusCode::OK);
+    assert!(!shown.body.contains("Emergency access in use"));
+    let alerts = f
+        .api
+        .access()
+        .audit
+        .alerts(&audit::AlertQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].kind, "self-claimed");
+    assert!(
+        alerts[0]
+            .record
+            .event_json
+            .contains("Patient in my ambulance now")
+    );
+}
+
 #[tokio::test]
 async fn an_objection_is_explained_and_only_own_records_shown() {
     let f = fixture(true).await;
