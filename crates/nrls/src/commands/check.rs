@@ -16,7 +16,7 @@ use domain::{Issue, OdsCode, PointerRecord};
 use serde::Serialize;
 use store::{PointerStore, StoreError};
 
-use super::store_args::StoreArgs;
+use super::store_args::{PointerScan, StoreArgs};
 
 /// Pointers read per store call, as `nrls export` reads them.
 const PAGE: usize = 2_000;
@@ -68,19 +68,8 @@ pub enum CheckError {
 }
 
 pub async fn run(args: CheckArgs) -> Result<(), String> {
-    let custodian = match &args.custodian {
-        None => None,
-        Some(text) => Some(OdsCode::parse(text).ok_or(format!("{text} is not an ODS code"))?),
-    };
-    let store = args.store.open()?;
-    let out: Box<dyn Write> = if args.output.as_os_str() == "-" {
-        Box::new(std::io::stdout().lock())
-    } else {
-        let file = std::fs::File::create(&args.output)
-            .map_err(|e| format!("{}: {e}", args.output.display()))?;
-        Box::new(file)
-    };
-    let summary = check(store.as_ref(), custodian.as_ref(), out)
+    let scan = PointerScan::open(&args.store, args.custodian.as_deref(), &args.output)?;
+    let summary = check(scan.store.as_ref(), scan.custodian.as_ref(), scan.out)
         .await
         .map_err(|e| e.to_string())?;
     eprintln!(

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use domain::OdsCode;
 use store::{PointerStore, StoreError};
 
-use super::import::StoreArgs;
+use super::store_args::{PointerScan, StoreArgs};
 
 /// Pointers read per store call; a page is a cheap indexed range on `seq`.
 const PAGE: usize = 2_000;
@@ -37,19 +37,8 @@ pub enum ExportError {
 }
 
 pub async fn run(args: ExportArgs) -> Result<(), String> {
-    let custodian = match &args.custodian {
-        None => None,
-        Some(text) => Some(OdsCode::parse(text).ok_or(format!("{text} is not an ODS code"))?),
-    };
-    let store = args.store.open()?;
-    let out: Box<dyn Write> = if args.output.as_os_str() == "-" {
-        Box::new(std::io::stdout().lock())
-    } else {
-        let file = std::fs::File::create(&args.output)
-            .map_err(|e| format!("{}: {e}", args.output.display()))?;
-        Box::new(file)
-    };
-    let count = export(store.as_ref(), custodian.as_ref(), out)
+    let scan = PointerScan::open(&args.store, args.custodian.as_deref(), &args.output)?;
+    let count = export(scan.store.as_ref(), scan.custodian.as_ref(), scan.out)
         .await
         .map_err(|e| e.to_string())?;
     eprintln!("exported {count} pointers");

@@ -2,8 +2,10 @@
 //! same for `nrls serve`, `import`, `export` and `generate`, so each flag
 //! and `NRLS_*` variable means one thing everywhere.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
+use domain::OdsCode;
 use store::SharedStore;
 
 use crate::config::{Backend, Config};
@@ -49,5 +51,40 @@ impl StoreArgs {
     pub fn open(&self) -> Result<SharedStore, String> {
         let config = self.config()?;
         crate::app::open_store(&config).map_err(|e| e.to_string())
+    }
+}
+
+/// What a command that reads every stored pointer works on: the store, the
+/// custodian it is limited to (if any), and where its lines go (`-` is
+/// standard output).
+pub struct PointerScan {
+    pub store: SharedStore,
+    pub custodian: Option<OdsCode>,
+    pub out: Box<dyn Write>,
+}
+
+impl PointerScan {
+    pub fn open(
+        store: &StoreArgs,
+        custodian: Option<&str>,
+        output: &Path,
+    ) -> Result<PointerScan, String> {
+        let custodian = match custodian {
+            None => None,
+            Some(text) => Some(OdsCode::parse(text).ok_or(format!("{text} is not an ODS code"))?),
+        };
+        let store = store.open()?;
+        let out: Box<dyn Write> = if output.as_os_str() == "-" {
+            Box::new(std::io::stdout().lock())
+        } else {
+            let file =
+                std::fs::File::create(output).map_err(|e| format!("{}: {e}", output.display()))?;
+            Box::new(file)
+        };
+        Ok(PointerScan {
+            store,
+            custodian,
+            out,
+        })
     }
 }
