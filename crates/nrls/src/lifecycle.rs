@@ -61,6 +61,8 @@ pub async fn serve(
     store: SharedStore,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Holds the store weakly: it ends when `close_store` lets go.
+    let dispatcher = crate::outbox::spawn(Arc::downgrade(&store));
     let (admin_stop, admin_stopped) = watch::channel(false);
     let admin = listeners.admin.map(|(listener, router)| {
         let mut stopped = admin_stopped.clone();
@@ -115,6 +117,9 @@ pub async fn serve(
         tracing::warn!("admin listener did not stop in time");
     }
     close_store(store).await;
+    // Normally already ended with the store; a store still held by abandoned
+    // requests must not keep it polling.
+    dispatcher.abort();
     result
 }
 

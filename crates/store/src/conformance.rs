@@ -31,7 +31,9 @@ use domain::{NhsNumber, OdsCode, PointerId, PointerRecord, Supersede};
 use crate::{PointerStore, SharedStore, StoreError};
 
 mod cases;
+mod outbox_cases;
 pub use cases::*;
+pub use outbox_cases::*;
 
 /// A fresh store for one case, plus whatever must outlive it.
 pub struct Fixture {
@@ -242,6 +244,12 @@ macro_rules! conformance_tests {
             concurrent_creates_all_land,
             concurrent_updates_at_same_version_one_wins,
             health_and_backend,
+            outbox_create_records_one_event,
+            outbox_supersede_is_one_event,
+            outbox_update_and_delete_record_events,
+            outbox_rejected_writes_record_nothing,
+            outbox_mark_dispatched_removes_events,
+            outbox_concurrent_writes_one_event_each,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {

@@ -12,7 +12,8 @@ use domain::{NhsNumber, OdsCode, PointerId, PointerRecord, Supersede};
 use telemetry::StoreMetrics;
 
 use crate::{
-    ImportOutcome, PointerStore, PoolStats, SharedStore, StoreError, StoredPointer, WriteStats,
+    ImportOutcome, PointerEvent, PointerStore, PoolStats, SharedStore, StoreError, StoredPointer,
+    WriteStats,
 };
 
 /// Times each call to the wrapped store.
@@ -107,6 +108,16 @@ impl PointerStore for InstrumentedStore {
             self.inner.pointers_after(after_seq, limit, custodian),
         )
         .await
+    }
+
+    async fn pending_events(&self, limit: usize) -> Result<Vec<PointerEvent>, StoreError> {
+        self.timed("pending_events", self.inner.pending_events(limit))
+            .await
+    }
+
+    async fn mark_dispatched(&self, seqs: &[i64]) -> Result<(), StoreError> {
+        self.timed("mark_dispatched", self.inner.mark_dispatched(seqs))
+            .await
     }
 
     async fn count(&self) -> Result<u64, StoreError> {

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod instrumented;
 pub mod memory;
+pub mod outbox;
 pub mod postgres;
 pub mod sqlite;
 pub mod stats;
@@ -18,6 +19,7 @@ use async_trait::async_trait;
 use domain::{NhsNumber, OdsCode, PointerId, PointerRecord, Supersede};
 
 pub use instrumented::InstrumentedStore;
+pub use outbox::{PointerChange, PointerEvent};
 pub use stats::{PoolStats, WriteStats};
 
 /// A stored pointer with its insertion sequence. Sequences only grow, so a
@@ -143,6 +145,31 @@ pub trait PointerStore: Send + Sync + 'static {
         let _ = (after_seq, limit, custodian);
         Err(StoreError::Unavailable(format!(
             "the {} backend cannot list pointers for export",
+            self.backend()
+        )))
+    }
+
+    /// Up to `limit` outbox events not yet marked dispatched, lowest
+    /// [`PointerEvent::seq`] first. Every committed write has exactly one; a
+    /// rejected or rolled-back write has none (see [`outbox`]).
+    ///
+    /// The default reports the backend keeps no outbox.
+    async fn pending_events(&self, limit: usize) -> Result<Vec<PointerEvent>, StoreError> {
+        let _ = limit;
+        Err(StoreError::Unavailable(format!(
+            "the {} backend keeps no outbox",
+            self.backend()
+        )))
+    }
+
+    /// Marks outbox events dispatched, so [`PointerStore::pending_events`]
+    /// no longer returns them. Unknown or already dispatched sequences are
+    /// ignored, so a dispatcher that crashed after dispatching but before
+    /// marking can simply mark again.
+    async fn mark_dispatched(&self, seqs: &[i64]) -> Result<(), StoreError> {
+        let _ = seqs;
+        Err(StoreError::Unavailable(format!(
+            "the {} backend keeps no outbox",
             self.backend()
         )))
     }

@@ -18,4 +18,6 @@ pub(crate) enum WriteOp {
         id: PointerId,
         expected_version: Option<u32>,
     },
+    /// Removes outbox events from the pending set (see [`crate::outbox`]).
+    MarkDispatched { seqs: Vec<i64> },
 }

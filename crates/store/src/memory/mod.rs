@@ -1,13 +1,13 @@
 //! In-memory backend: the test double, and the reference the conformance suite
 //! is first written against. Nothing survives a restart.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 use domain::{NhsNumber, OdsCode, PointerId, PointerRecord, Supersede};
 
-use crate::{PointerStore, StoreError, StoredPointer};
+use crate::{PointerChange, PointerEvent, PointerStore, StoreError, StoredPointer};
 
 #[derive(Default)]
 struct State {
@@ -15,6 +15,9 @@ struct State {
     by_id: HashMap<PointerId, StoredPointer>,
     by_patient: HashMap<NhsNumber, BTreeSet<(i64, PointerId)>>,
     master_identifiers: HashMap<(String, String), PointerId>,
+    next_event: i64,
+    /// The outbox: events not yet marked dispatched, by sequence.
+    pending_events: BTreeMap<i64, PointerEvent>,
 }
 
 /// A [`PointerStore`] held in a mutex-guarded map.
@@ -78,6 +81,29 @@ impl State {
         Some(stored)
     }
 
+    /// Appends the outbox event of a write. Called only once every check has
+    /// passed, under the same lock as the change: the "transaction" here.
+    fn record_event(
+        &mut self,
+        change: PointerChange,
+        focus: &PointerRecord,
+        additional_context: Vec<PointerId>,
+    ) {
+        self.next_event += 1;
+        let event = PointerEvent {
+            seq: self.next_event,
+            change,
+            focus: focus.id.clone(),
+            additional_context,
+            nhs_number: focus.nhs_number,
+            custodian: focus.custodian.clone(),
+            type_key: focus.type_key.clone(),
+            security_labels: focus.security_labels.clone(),
+            recorded_at: domain::clock::now_instant(),
+        };
+        self.pending_events.insert(event.seq, event);
+    }
+
     fn insert(&mut self, seq: i64, record: PointerRecord) {
         if let Some(key) = master_key(&record) {
             self.master_identifiers.insert(key, record.id.clone());
@@ -119,6 +145,13 @@ impl PointerStore for MemoryStore {
         }
         state.next_seq += 1;
         let seq = state.next_seq;
+        let change = if supersedes.is_empty() {
+            PointerChange::Created
+        } else {
+            PointerChange::Superseded
+        };
+        let replaced = supersedes.into_iter().map(|s| s.target).collect();
+        state.record_event(change, &record, replaced);
         state.insert(seq, record);
         Ok(())
     }
@@ -147,6 +180,7 @@ impl PointerStore for MemoryStore {
         let Some(old) = state.remove(&record.id) else {
             return Err(StoreError::NotFound(record.id));
         };
+        state.record_event(PointerChange::Updated, &record, Vec::new());
         state.insert(old.seq, record);
         Ok(())
     }
@@ -170,7 +204,9 @@ impl PointerStore for MemoryStore {
                 actual: current.record.version,
             });
         }
-        state.remove(id);
+        if let Some(removed) = state.remove(id) {
+            state.record_event(PointerChange::Deleted, &removed.record, Vec::new());
+        }
         Ok(())
     }
 
@@ -211,6 +247,19 @@ impl PointerStore for MemoryStore {
         page.sort_unstable_by_key(|s| s.seq);
         page.truncate(limit);
         Ok(page)
+    }
+
+    async fn pending_events(&self, limit: usize) -> Result<Vec<PointerEvent>, StoreError> {
+        let state = self.lock()?;
+        Ok(state.pending_events.values().take(limit).cloned().collect())
+    }
+
+    async fn mark_dispatched(&self, seqs: &[i64]) -> Result<(), StoreError> {
+        let mut state = self.lock()?;
+        for seq in seqs {
+            state.pending_events.remove(seq);
+        }
+        Ok(())
     }
 
     async fn count(&self) -> Result<u64, StoreError> {

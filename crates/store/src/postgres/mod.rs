@@ -53,7 +53,7 @@ use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use domain::{NhsNumber, OdsCode, PointerId, PointerRecord, Supersede};
 
-use crate::{ImportOutcome, PointerStore, PoolStats, StoreError, StoredPointer};
+use crate::{ImportOutcome, PointerEvent, PointerStore, PoolStats, StoreError, StoredPointer};
 
 pub use error::OpError;
 pub use schema::{MIGRATION_LOCK, migrations_fingerprint};
@@ -293,6 +293,23 @@ impl PointerStore for PostgresStore {
             .run(reads::pointers_after(&conn, after_seq, limit, custodian))
             .await;
         session::settle(conn, outcome)
+    }
+
+    async fn pending_events(&self, limit: usize) -> Result<Vec<PointerEvent>, StoreError> {
+        let deadline = self.start();
+        let conn = deadline.connection(&self.pool).await?;
+        let outcome = deadline.run(reads::pending_events(&conn, limit)).await;
+        session::settle(conn, outcome)
+    }
+
+    async fn mark_dispatched(&self, seqs: &[i64]) -> Result<(), StoreError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        self.write(WriteOp::MarkDispatched {
+            seqs: seqs.to_vec(),
+        })
+        .await
     }
 
     async fn count(&self) -> Result<u64, StoreError> {

@@ -4,7 +4,7 @@
 use deadpool_postgres::Object;
 use domain::{NhsNumber, OdsCode, PointerId, PointerRecord};
 
-use crate::StoredPointer;
+use crate::{PointerChange, PointerEvent, StoreError, StoredPointer};
 
 use super::error::OpError;
 use super::row::{column, decode, nhs_to_sql, pointer_columns};
@@ -59,6 +59,50 @@ pub(super) async fn pointers_after(
         .query(&statement, &[&after_seq, &custodian, &limit])
         .await?;
     Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
+}
+
+/// The oldest pending outbox events (see [`crate::outbox`]).
+pub(super) async fn pending_events(
+    conn: &Object,
+    limit: usize,
+) -> Result<Vec<PointerEvent>, OpError> {
+    let statement = conn
+        .prepare_cached(
+            "SELECT seq, nhs_number, change, focus, additional_context, custodian,
+                type_key, security_labels, recorded_at
+             FROM pointer_events ORDER BY seq LIMIT $1",
+        )
+        .await?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = conn.query(&statement, &[&limit]).await?;
+    Ok(rows.iter().map(decode_event).collect::<Result<_, _>>()?)
+}
+
+fn decode_event(row: &tokio_postgres::Row) -> Result<PointerEvent, StoreError> {
+    let corrupt = |name: &str| StoreError::Internal(format!("stored event {name} is not valid"));
+    let nhs_number: i64 = column(row, 1)?;
+    let change: &str = column(row, 2)?;
+    let focus: &str = column(row, 3)?;
+    let context: Vec<String> = column(row, 4)?;
+    let custodian: &str = column(row, 5)?;
+    Ok(PointerEvent {
+        seq: column(row, 0)?,
+        change: PointerChange::parse(change).ok_or_else(|| corrupt("change"))?,
+        focus: PointerId::parse(focus).ok_or_else(|| corrupt("focus"))?,
+        additional_context: context
+            .iter()
+            .map(|id| PointerId::parse(id))
+            .collect::<Option<_>>()
+            .ok_or_else(|| corrupt("additional context"))?,
+        nhs_number: u64::try_from(nhs_number)
+            .ok()
+            .and_then(|n| NhsNumber::from_u64(n).ok())
+            .ok_or_else(|| corrupt("nhs_number"))?,
+        custodian: OdsCode::parse(custodian).ok_or_else(|| corrupt("custodian"))?,
+        type_key: column(row, 6)?,
+        security_labels: column(row, 7)?,
+        recorded_at: column(row, 8)?,
+    })
 }
 
 /// Counts ids: the narrowest table holding one row per pointer.

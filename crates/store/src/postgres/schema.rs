@@ -49,7 +49,34 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         compatible_from: 3,
         sql: WEB_SESSIONS_V4,
     },
+    Migration {
+        version: 5,
+        name: "subscription outbox: pointer events",
+        compatible_from: 4,
+        sql: POINTER_EVENTS_V5,
+    },
 ];
+
+/// Step 5: the subscription outbox (`store::outbox`). An expand step: nodes at
+/// step 4 keep serving but their writes add no event, so during a rolling
+/// upgrade subscribers may miss changes made through older nodes.
+///
+/// Each pointer write inserts its row in its own transaction; dispatch deletes
+/// rows, so the table holds only pending events and stays small. Not
+/// partitioned: dispatch reads it in `seq` order across every patient.
+const POINTER_EVENTS_V5: &str = r#"
+CREATE TABLE pointer_events (
+    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    nhs_number bigint NOT NULL,
+    change text COLLATE "C" NOT NULL,
+    focus text COLLATE "C" NOT NULL,
+    additional_context text[] NOT NULL,
+    custodian text COLLATE "C" NOT NULL,
+    type_key text COLLATE "C" NOT NULL,
+    security_labels text[] NOT NULL,
+    recorded_at text NOT NULL
+);
+"#;
 
 /// Step 1.
 ///

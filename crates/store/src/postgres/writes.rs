@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use deadpool_postgres::{Object, Transaction};
 use domain::{PointerId, PointerRecord, Supersede};
 
-use crate::StoreError;
+use crate::{PointerChange, StoreError};
 
 use super::error::OpError;
 use super::row::{Columns, column, nhs_to_sql, pointer_columns};
@@ -53,6 +53,7 @@ impl WriteOp {
                 id,
                 expected_version,
             } => delete(&tx, id, *expected_version).await?,
+            WriteOp::MarkDispatched { seqs } => mark_dispatched(&tx, seqs).await?,
         }
         tx.commit().await?;
         Ok(())
@@ -111,6 +112,74 @@ async fn create(
     let insert = tx.prepare_cached(INSERT).await?;
     tx.execute(&insert, &Columns::of(record, seq)?.params())
         .await?;
+    let (change, replaced) = if supersedes.is_empty() {
+        (PointerChange::Created, Vec::new())
+    } else {
+        let ids = supersedes.iter().map(|s| s.target.as_str()).collect();
+        (PointerChange::Superseded, ids)
+    };
+    record_event(tx, change, &Focus::of(record), &replaced).await
+}
+
+/// What an outbox event says about the pointer written.
+struct Focus<'a> {
+    id: &'a str,
+    nhs_number: i64,
+    custodian: &'a str,
+    type_key: &'a str,
+    security_labels: &'a [String],
+}
+
+impl<'a> Focus<'a> {
+    fn of(record: &'a PointerRecord) -> Self {
+        Focus {
+            id: record.id.as_str(),
+            nhs_number: nhs_to_sql(record.nhs_number),
+            custodian: record.custodian.as_str(),
+            type_key: &record.type_key,
+            security_labels: &record.security_labels,
+        }
+    }
+}
+
+/// Adds the write's outbox row (see [`crate::outbox`]) in the write's own
+/// transaction: one more single-row insert, the only cost the outbox puts on
+/// the write path.
+async fn record_event(
+    tx: &Transaction<'_>,
+    change: PointerChange,
+    focus: &Focus<'_>,
+    additional_context: &[&str],
+) -> Result<(), OpError> {
+    let statement = tx
+        .prepare_cached(
+            "INSERT INTO pointer_events (nhs_number, change, focus, additional_context,
+                custodian, type_key, security_labels, recorded_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .await?;
+    tx.execute(
+        &statement,
+        &[
+            &focus.nhs_number,
+            &change.as_str(),
+            &focus.id,
+            &additional_context,
+            &focus.custodian,
+            &focus.type_key,
+            &focus.security_labels,
+            &domain::clock::now_instant(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn mark_dispatched(tx: &Transaction<'_>, seqs: &[i64]) -> Result<(), OpError> {
+    let statement = tx
+        .prepare_cached("DELETE FROM pointer_events WHERE seq = ANY($1)")
+        .await?;
+    tx.execute(&statement, &[&seqs]).await?;
     Ok(())
 }
 
@@ -243,7 +312,7 @@ async fn update(
         )
         .await?;
     }
-    Ok(())
+    record_event(tx, PointerChange::Updated, &Focus::of(record), &[]).await
 }
 
 async fn delete(
@@ -266,7 +335,7 @@ async fn delete(
     let remove_row = tx
         .prepare_cached(
             "DELETE FROM pointers WHERE nhs_number = $1 AND seq = $2
-             RETURNING version, custodian, master_identifier",
+             RETURNING version, custodian, master_identifier, type_key, security_labels",
         )
         .await?;
     let removed = tx
@@ -287,7 +356,15 @@ async fn delete(
     if let Some(master) = column::<Option<&str>>(&removed, 2)? {
         release_master(tx, column(&removed, 1)?, master).await?;
     }
-    Ok(())
+    let labels: Vec<String> = column(&removed, 4)?;
+    let focus = Focus {
+        id: id.as_str(),
+        nhs_number: location.nhs_number,
+        custodian: column(&removed, 1)?,
+        type_key: column(&removed, 3)?,
+        security_labels: &labels,
+    };
+    record_event(tx, PointerChange::Deleted, &focus, &[]).await
 }
 
 async fn claim_master(

@@ -44,7 +44,7 @@ use async_trait::async_trait;
 use domain::{NhsNumber, OdsCode, PointerId, PointerRecord, Supersede};
 use rusqlite::Connection;
 
-use crate::{ImportOutcome, PointerStore, StoreError, StoredPointer};
+use crate::{ImportOutcome, PointerEvent, PointerStore, StoreError, StoredPointer};
 
 use mutations::WriteOp;
 use reader::ReadPool;
@@ -173,6 +173,21 @@ impl PointerStore for SqliteStore {
         custodian: Option<&OdsCode>,
     ) -> Result<Vec<StoredPointer>, StoreError> {
         self.bulk.pointers_after(after_seq, limit, custodian).await
+    }
+
+    async fn pending_events(&self, limit: usize) -> Result<Vec<PointerEvent>, StoreError> {
+        self.readers.pending_events(limit)
+    }
+
+    async fn mark_dispatched(&self, seqs: &[i64]) -> Result<(), StoreError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        self.writer
+            .submit(WriteOp::MarkDispatched {
+                seqs: seqs.to_vec(),
+            })
+            .await
     }
 
     async fn count(&self) -> Result<u64, StoreError> {

@@ -8,9 +8,10 @@
 use domain::{PointerId, PointerRecord, Supersede};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::StoreError;
+use crate::outbox::join_ids;
+use crate::{PointerChange, StoreError};
 
-use super::row::{Columns, INSERT, nhs_to_sql};
+use super::row::{Columns, INSERT, decode, encode_labels, nhs_to_sql, pointer_columns};
 
 pub(super) use crate::write_op::WriteOp;
 
@@ -47,7 +48,42 @@ pub(super) fn apply(conn: &Connection, op: &WriteOp) -> Result<(), OpError> {
             id,
             expected_version,
         } => delete(conn, id, *expected_version),
+        WriteOp::MarkDispatched { seqs } => mark_dispatched(conn, seqs),
     }
+}
+
+/// Adds the write's outbox row (see [`crate::outbox`]); runs last in each
+/// write, after every check, inside the write's savepoint.
+fn record_event(
+    conn: &Connection,
+    change: PointerChange,
+    focus: &PointerRecord,
+    additional_context: &[PointerId],
+) -> Result<(), OpError> {
+    conn.prepare_cached(
+        "INSERT INTO pointer_events (change, focus, additional_context, nhs_number,
+            custodian, type_key, security_labels, recorded_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        change.as_str(),
+        focus.id.as_str(),
+        join_ids(additional_context),
+        nhs_to_sql(focus.nhs_number),
+        focus.custodian.as_str(),
+        focus.type_key,
+        encode_labels(&focus.security_labels),
+        domain::clock::now_instant(),
+    ])?;
+    Ok(())
+}
+
+fn mark_dispatched(conn: &Connection, seqs: &[i64]) -> Result<(), OpError> {
+    let mut remove = conn.prepare_cached("DELETE FROM pointer_events WHERE seq = ?1")?;
+    for seq in seqs {
+        remove.execute([seq])?;
+    }
+    Ok(())
 }
 
 fn create(
@@ -75,7 +111,13 @@ fn create(
     }
     conn.prepare_cached(INSERT)?
         .execute(Columns::of(record).params())?;
-    Ok(())
+    let (change, replaced) = if supersedes.is_empty() {
+        (PointerChange::Created, Vec::new())
+    } else {
+        let ids = supersedes.iter().map(|s| s.target.clone()).collect();
+        (PointerChange::Superseded, ids)
+    };
+    record_event(conn, change, record, &replaced)
 }
 
 fn update(conn: &Connection, record: &PointerRecord, expected_version: u32) -> Result<(), OpError> {
@@ -95,14 +137,20 @@ fn update(conn: &Connection, record: &PointerRecord, expected_version: u32) -> R
          WHERE id = ?1",
     )?;
     statement.execute(Columns::of(record).params())?;
-    Ok(())
+    record_event(conn, PointerChange::Updated, record, &[])
 }
 
 fn delete(conn: &Connection, id: &PointerId, expected_version: Option<u32>) -> Result<(), OpError> {
     check_version(conn, id, expected_version)?;
-    conn.prepare_cached("DELETE FROM pointers WHERE id = ?1")?
-        .execute([id.as_str()])?;
-    Ok(())
+    // The deleted row itself is the event's focus: its patient, type and
+    // labels decide who may hear of the withdrawal.
+    let removed = conn
+        .prepare_cached(concat!(
+            "DELETE FROM pointers WHERE id = ?1 RETURNING ",
+            pointer_columns!()
+        ))?
+        .query_row([id.as_str()], |row| decode(row, 0))?;
+    record_event(conn, PointerChange::Deleted, &removed, &[])
 }
 
 /// The pointer exists and, when `expected` is given, is at that version.

@@ -8,12 +8,13 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
-use domain::{NhsNumber, PointerId, PointerRecord};
+use domain::{NhsNumber, OdsCode, PointerId, PointerRecord};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use crate::{StoreError, StoredPointer};
+use crate::outbox::split_ids;
+use crate::{PointerChange, PointerEvent, StoreError, StoredPointer};
 
-use super::row::{decode, nhs_to_sql, pointer_columns, sqlite_error};
+use super::row::{corrupt, decode, decode_labels, nhs_to_sql, pointer_columns, sqlite_error};
 use super::schema;
 
 const GET: &str = concat!(
@@ -104,6 +105,21 @@ impl ReadPool {
         })
     }
 
+    /// The oldest pending outbox events. The outbox is small (dispatch
+    /// deletes rows), so this is a short walk of its primary key.
+    pub(super) fn pending_events(&self, limit: usize) -> Result<Vec<PointerEvent>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(|conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT seq, change, focus, additional_context, nhs_number, custodian,
+                    type_key, security_labels, recorded_at
+                 FROM pointer_events ORDER BY seq LIMIT ?1",
+            )?;
+            let rows = statement.query_map([limit], decode_event)?;
+            rows.collect()
+        })
+    }
+
     pub(super) fn count(&self) -> Result<u64, StoreError> {
         let count: i64 = self.with(|conn| {
             conn.prepare_cached("SELECT count(*) FROM pointers")?
@@ -119,4 +135,29 @@ impl ReadPool {
         })
         .map(drop)
     }
+}
+
+/// One `pointer_events` row; a value that no longer parses is a conversion
+/// error (`Internal`), as for pointers.
+fn decode_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<PointerEvent> {
+    let change: String = row.get(1)?;
+    let focus: String = row.get(2)?;
+    let context: String = row.get(3)?;
+    let nhs_number: i64 = row.get(4)?;
+    let custodian: String = row.get(5)?;
+    let labels: String = row.get(7)?;
+    Ok(PointerEvent {
+        seq: row.get(0)?,
+        change: PointerChange::parse(&change).ok_or_else(|| corrupt(1, "change"))?,
+        focus: PointerId::parse(&focus).ok_or_else(|| corrupt(2, "focus"))?,
+        additional_context: split_ids(&context).ok_or_else(|| corrupt(3, "context"))?,
+        nhs_number: u64::try_from(nhs_number)
+            .ok()
+            .and_then(|n| NhsNumber::from_u64(n).ok())
+            .ok_or_else(|| corrupt(4, "nhs_number"))?,
+        custodian: OdsCode::parse(&custodian).ok_or_else(|| corrupt(5, "custodian"))?,
+        type_key: row.get(6)?,
+        security_labels: decode_labels(&labels),
+        recorded_at: row.get(8)?,
+    })
 }

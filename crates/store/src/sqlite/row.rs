@@ -89,7 +89,7 @@ pub(super) fn decode(row: &Row<'_>, first: usize) -> rusqlite::Result<PointerRec
     })
 }
 
-fn corrupt(column: usize, name: &str) -> rusqlite::Error {
+pub(super) fn corrupt(column: usize, name: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
         column,
         Type::Text,

@@ -42,6 +42,22 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX pointers_by_master_identifier
         ON pointers (custodian, master_identifier)
         WHERE master_identifier IS NOT NULL;",
+    // 2: the subscription outbox (`store::outbox`). Each write adds its row in
+    // its own savepoint, so a rejected write leaves none. Only pending rows
+    // stay: dispatch deletes them, so the table stays small and needs no index
+    // beyond its key. AUTOINCREMENT: a dispatched (deleted) event's number is
+    // never handed out again.
+    "CREATE TABLE pointer_events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        change TEXT NOT NULL,
+        focus TEXT NOT NULL,
+        additional_context TEXT NOT NULL,
+        nhs_number INTEGER NOT NULL,
+        custodian TEXT NOT NULL,
+        type_key TEXT NOT NULL,
+        security_labels TEXT NOT NULL,
+        recorded_at TEXT NOT NULL
+    );",
 ];
 
 fn store_error(error: setup::SetupError) -> StoreError {

@@ -290,8 +290,8 @@ async fn rejected_write_does_not_spoil_its_batch() {
             Ok(()),
         ]
     );
-    assert_eq!(store.get(&a.id).await.unwrap(), Some(a));
-    assert_eq!(store.get(&c.id).await.unwrap(), Some(c));
+    assert_eq!(store.get(&a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(store.get(&c.id).await.unwrap(), Some(c.clone()));
     assert_eq!(store.get(&b.id).await.unwrap(), None);
     assert_eq!(
         store.get(&existing.id).await.unwrap(),
@@ -302,6 +302,61 @@ async fn rejected_write_does_not_spoil_its_batch() {
         Some(next_version(&bumped))
     );
     assert_eq!(store.count().await.unwrap(), 5);
+    // The outbox followed each write's savepoint: events for the committed
+    // writes only, in commit order.
+    let events: Vec<_> = store
+        .pending_events(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.change, e.focus))
+        .collect();
+    let lone = pointer(CUSTODIAN, "lone2", 99).id;
+    use crate::PointerChange::{Created, Updated};
+    assert_eq!(
+        events,
+        vec![
+            (Created, existing.id.clone()),
+            (Created, bumped.id.clone()),
+            (Created, lone),
+            (Created, a.id.clone()),
+            (Created, c.id.clone()),
+            (Updated, bumped.id.clone()),
+        ]
+    );
+}
+
+/// Events committed but not dispatched when the process stopped are still
+/// pending after a reopen, and a dispatched one stays dispatched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let (first, second) = (pointer(CUSTODIAN, "a", 1), pointer(CUSTODIAN, "b", 1));
+    let dispatched = {
+        let store = open(&path);
+        store.create(first.clone(), Vec::new()).await.unwrap();
+        store.create(second.clone(), Vec::new()).await.unwrap();
+        let events = store.pending_events(10).await.unwrap();
+        store.mark_dispatched(&[events[0].seq]).await.unwrap();
+        events[0].seq
+    };
+    let store = open(&path);
+    let pending = store.pending_events(10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].focus, second.id);
+    store
+        .create(pointer(CUSTODIAN, "c", 1), Vec::new())
+        .await
+        .unwrap();
+    let seqs: Vec<i64> = store
+        .pending_events(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert!(seqs.iter().all(|&seq| seq > dispatched), "{seqs:?}");
 }
 
 /// Adds a trigger that fails inserts of `<CUSTODIAN>-poison` with `action`
@@ -346,7 +401,7 @@ async fn failing_statement_fails_only_its_write() {
     );
     assert_eq!(outcomes[2], Ok(()));
     assert_eq!(store.get(&poisoned.id).await.unwrap(), None);
-    assert_eq!(store.get(&c.id).await.unwrap(), Some(c));
+    assert_eq!(store.get(&c.id).await.unwrap(), Some(c.clone()));
 }
 
 /// When the transaction itself is lost mid-batch, no write of the batch is
@@ -378,7 +433,7 @@ async fn lost_transaction_fails_the_whole_batch() {
     assert_eq!(store.get(&a.id).await.unwrap(), None);
     assert_eq!(store.get(&c.id).await.unwrap(), None);
     store.create(c.clone(), Vec::new()).await.unwrap();
-    assert_eq!(store.get(&c.id).await.unwrap(), Some(c));
+    assert_eq!(store.get(&c.id).await.unwrap(), Some(c.clone()));
 }
 
 /// Reads go to the committed state and do not wait while another connection
