@@ -100,6 +100,8 @@ fn viewer(issuer: &str, rp_key: &RsaKey) -> axum::Router {
             SessionSettings::default(),
         ),
         cis2: Some(rp),
+        nhs_login: None,
+        patient_types: web::PatientAccessConfig::default().visible_types,
         demo: false,
         organisations: HashMap::new(),
         https: false,

@@ -9,6 +9,7 @@
 //! own making, which then searches, reads and audits exactly as the API does.
 
 mod params;
+pub mod patient;
 mod policy;
 mod read;
 mod search;

@@ -55,6 +55,7 @@ pub(super) fn web_state(
     api: AppState,
     store: Arc<dyn SessionStore>,
     cis2: Option<web::oidc::RelyingParty>,
+    nhs_login: Option<web::oidc::RelyingParty>,
     demo_mode: bool,
     public_url: &str,
 ) -> web::WebState {
@@ -82,13 +83,16 @@ pub(super) fn web_state(
     tracing::info!(
         sessions = sessions.backend(),
         cis2 = cis2.is_some(),
+        nhs_login = nhs_login.is_some(),
         demo_sign_in = demo_mode,
-        "viewer at /viewer/"
+        "viewer at /viewer/, patient pages at /my-record/"
     );
     web::WebState(Arc::new(web::WebInner {
         api,
         sessions,
         cis2,
+        nhs_login,
+        patient_types: config.patient_access.visible_types.clone(),
         demo: demo_mode,
         organisations,
         https: public_url.starts_with("https://"),

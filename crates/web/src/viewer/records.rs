@@ -237,7 +237,7 @@ fn row(state: &WebState, pointer: &Value) -> PointerRow {
 }
 
 /// `2026-03-01T10:00:00Z` as `1 March 2026` (NHS content style).
-pub(super) fn human_date(fhir: &str) -> String {
+pub(crate) fn human_date(fhir: &str) -> String {
     const MONTHS: [&str; 12] = [
         "January",
         "February",

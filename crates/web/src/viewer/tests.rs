@@ -164,6 +164,8 @@ async fn fixture(demo_mode: bool) -> Fixture {
             SessionSettings::default(),
         ),
         cis2: None,
+        nhs_login: None,
+        patient_types: crate::PatientAccessConfig::default().visible_types,
         demo: demo_mode,
         organisations: HashMap::from([("RR8".to_owned(), "Leeds Teaching Hospitals".to_owned())]),
         https: false,
