@@ -25,7 +25,7 @@ pub const PATIENT_REQUESTED: &str = "PATRQT";
 /// The security label a producer puts on a pointer the patient must not
 /// be shown (HL7 v3 ActCode `NOPAT`, "no disclosure to patient"), in
 /// `meta.security` with system `http://terminology.hl7.org/CodeSystem/v3-ActCode`.
-pub const NOT_FOR_PATIENT_VIEW: &str = "NOPAT";
+pub const NOT_FOR_PATIENT_VIEW: &str = domain::systems::NOT_FOR_PATIENT_VIEW;
 
 /// Security labels that hide a pointer from its patient: restricted (`R`),
 /// very restricted (`V`) and not-for-patient-view (`NOPAT`).

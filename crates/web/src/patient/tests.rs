@@ -1,1 +1,188 @@
+//! The patient pages in process: the real router, memory backends, the
+//! patient operation and the audit trail it writes. Sessions are planted
+//! directly (the sign-in itself is tested against a real OpenID provider in
+//! `tests/patient_sign_in.rs`).
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use api::access::AccessServices;
+use api::{ApiSettings, AppState};
+use auth::{AppRegistry, Authenticator, TokenSettings};
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use domain::NhsNumber;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+use crate::oidc::nhs_login::{Proofing, SignedInPatient};
+use crate::session::store::memory::MemorySessionStore;
+use crate::session::{SessionSettings, Sessions};
+use crate::viewer::tests::{RESPECT, add_pointer, audit_events, patients};
+use crate::{PatientAccessConfig, WebInner, WebState};
+
+const LLOYD_GEORGE: (&str, &str) = ("16521000000101", "Lloyd George record folder");
+
+struct Fixture {
+    app: axum::Router,
+    state: WebState,
+}
+
+/// Patient 0: one pointer a patient sees and three hidden ones (labelled R,
+/// labelled NOPAT, and a type not on the patient-visible list). Patient 1:
+/// one pointer of their own.
+async fn fixture() -> Fixture {
+    let store = Arc::new(store::memory::MemoryStore::new());
+    let [p0, p1, ..] = patients()[..] else {
+        unreachable!()
+    };
+    let ssp = "ssp://rw5.example/x.pdf";
+    add_pointer(store.as_ref(), p0, "RW5", "seen", RESPECT, ssp, &[]).await;
+    add_pointer(store.as_ref(), p0, "RW5", "r", RESPECT, ssp, &["R"]).await;
+    add_pointer(store.as_ref(), p0, "RR8", "nopat", RESPECT, ssp, &["NOPAT"]).await;
+    add_pointer(store.as_ref(), p0, "RR8", "lg", LLOYD_GEORGE, ssp, &[]).await;
+    add_pointer(store.as_ref(), p1, "RR8", "other", RESPECT, ssp, &[]).await;
+    let auth = Authenticator::new(
+        Arc::new(AppRegistry::from_configs(&[]).unwrap()),
+        TokenSettings::new("http://nrls", "http://nrls/oauth2/token", vec![7; 32]),
+    )
+    .unwrap();
+    let api = AppState::with_ops(
+        store,
+        Arc::new(auth),
+        ApiSettings::default(),
+        api::ops::Ops::default(),
+        AccessServices::in_memory(),
+    );
+    let state = WebState(Arc::new(WebInner {
+        api,
+        sessions: Sessions::new(
+            Arc::new(MemorySessionStore::new()),
+            SessionSettings::default(),
+        ),
+        cis2: None,
+        nhs_login: None,
+        patient_types: PatientAccessConfig::default().visible_types,
+        demo: false,
+        organisations: HashMap::from([("RW5".to_owned(), "Lancashire Care".to_owned())]),
+        https: false,
+    }));
+    Fixture {
+        app: crate::router(state.clone()),
+        state,
+    }
+}
+
+/// A session cookie for a patient NHS login vouched for at `proofing`.
+async fn patient_cookie(state: &WebState, nhs: NhsNumber, proofing: Proofing) -> String {
+    let mut session = state.sessions.load(&HeaderMap::new()).await.unwrap();
+    session.data.patient = Some(SignedInPatient {
+        issuer: "https://nhs-login.test".into(),
+        subject: "sub-1".into(),
+        proofing,
+        nhs_number: (proofing == Proofing::P9).then(|| nhs.to_string()),
+        stated_level: if proofing == Proofing::P9 { "P9" } else { "P5" }.into(),
+        given_name: Some("Ada".into()),
+        expires_at: i64::MAX,
+        id_token: None,
+    });
+    let set = state.sessions.commit(session).await.unwrap().unwrap();
+    set.to_str().unwrap().split(';').next().unwrap().to_owned()
+}
+
+async fn get(
+    app: &axum::Router,
+    path: &str,
+    cookie: &str,
+    agent: Option<&str>,
+) -> (StatusCode, String, String) {
+    let mut request = Request::get(path).header(header::COOKIE, cookie);
+    if let Some(agent) = agent {
+        request = request.header(header::USER_AGENT, agent);
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let location = response
+        .headers()
+        .get(header::LOCATION)
+        .map(|l| l.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, location, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn one_visible_and_three_hidden_pointers_show_one_with_no_retrieval_details() {
+    let f = fixture().await;
+    let p0 = patients()[0];
+    let cookie = patient_cookie(&f.state, p0, Proofing::P9).await;
+    let (status, _, body) = get(&f.app, "/my-record/where-my-records-are", &cookie, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("We found 1 record about you"), "{body}");
+    assert!(body.contains("Lancashire Care"));
+    assert!(body.contains("A document (PDF)"));
+    assert!(!body.contains("Lloyd George"));
+    for secret in ["ssp://", "300000081552", "RR8"] {
+        assert!(!body.contains(secret), "{secret} leaked");
+    }
+}
+
+#[tokio::test]
+async fn every_view_is_audited_once_as_a_patient_request_about_that_patient_only() {
+    let f = fixture().await;
+    let [p0, p1, ..] = patients()[..] else {
+        unreachable!()
+    };
+    let cookie = patient_cookie(&f.state, p0, Proofing::P9).await;
+    get(&f.app, "/my-record/where-my-records-are", &cookie, None).await;
+    let events = audit_events(&f.state.api, p0).await;
+    assert_eq!(events.len(), 1);
+    let text = events[0].to_string();
+    assert!(text.contains("PATRQT"), "{text}");
+    assert!(text.contains("nrls-patient"), "{text}");
+    // Only the shown pointer is named as read.
+    assert!(text.contains("seen") && !text.contains("nopat"), "{text}");
+    assert!(audit_events(&f.state.api, p1).await.is_empty());
+}
+
+#[tokio::test]
+async fn below_p9_or_signed_out_there_is_no_data_and_unknown_pages_are_not_found() {
+    let f = fixture().await;
+    let p0 = patients()[0];
+    let cookie = patient_cookie(&f.state, p0, Proofing::Lower).await;
+    let (_, location, _) = get(&f.app, "/my-record/where-my-records-are", &cookie, None).await;
+    assert_eq!(location, "/my-record/prove-who-you-are");
+    assert!(audit_events(&f.state.api, p0).await.is_empty());
+    let (_, location, _) = get(&f.app, "/my-record/where-my-records-are", "x=y", None).await;
+    assert_eq!(location, "/my-record/sign-in");
+    // No page takes an NHS number: another patient's is simply not found.
+    let p9 = patient_cookie(&f.state, p0, Proofing::P9).await;
+    let other = format!("/my-record/patient/{}/records", patients()[1]);
+    let (status, _, _) = get(&f.app, &other, &p9, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn inside_the_nhs_app_the_pages_have_no_header_or_footer_of_their_own() {
+    let f = fixture().await;
+    let cookie = patient_cookie(&f.state, patients()[0], Proofing::P9).await;
+    let path = "/my-record/where-my-records-are";
+    let (_, _, web) = get(&f.app, path, &cookie, Some("Mozilla/5.0 Chrome/120")).await;
+    assert!(web.contains("nhsuk-header") && web.contains("nhsuk-footer"));
+    for agent in [
+        "Mozilla/5.0 (Linux; Android 14) nhsapp-android/2.41.0",
+        "Mozilla/5.0 (iPhone) nhsapp-ios/2.41.0",
+    ] {
+        let (status, _, app) = get(&f.app, path, &cookie, Some(agent)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            !app.contains("<header") && !app.contains("<footer"),
+            "{agent}"
+        );
+        assert!(app.contains("Where your records are"));
+    }
+}

@@ -122,4 +122,4 @@ pub(crate) fn form(session: &Session, body: &Bytes) -> Result<HashMap<String, St
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
