@@ -291,3 +291,11 @@ pub struct PatientRecordsPage {
     pub total: u64,
     pub groups: Vec<PatientRecordGroup>,
 }
+
+#[derive(Template)]
+#[template(path = "patient/sharing.html")]
+pub struct PatientSharingPage {
+    pub chrome: PatientChrome,
+    /// When the patient objected, if they have.
+    pub objected_on: Option<String>,
+}

@@ -10,6 +10,7 @@
 use audit::Interaction;
 use domain::access::{AccessBasis, PurposeOfUse};
 use domain::{NhsNumber, PointerRecord};
+use store::access::Objection;
 
 use super::Context;
 use crate::audit_trail::{AuditDraft, audited};
@@ -119,5 +120,64 @@ pub async fn my_pointers(
             .resources
             .extend(found.entries.iter().map(|r| r.id.to_string()));
     }
+    audited(ctx, caller.actor(), draft, result).await
+}
+
+/// The patient's objection to sharing through nrls, if recorded; audited.
+/// The same fact the admin objection API reads and writes
+/// (`store::access`), so the two always agree.
+pub async fn my_objection(
+    ctx: &Context<'_>,
+    caller: &PatientCaller,
+) -> Result<Option<Objection>, ApiError> {
+    let mut draft = AuditDraft::always(Interaction::Read);
+    draft.patient = Some(caller.nhs_number);
+    let result = ctx
+        .access
+        .facts
+        .objection(caller.nhs_number)
+        .await
+        .map_err(ApiError::from);
+    audited(ctx, caller.actor(), draft, result).await
+}
+
+/// Records the patient's objection: consumers stop seeing their pointers at
+/// once (break-glass stays possible, and audited); audited as an update.
+pub async fn record_my_objection(
+    ctx: &Context<'_>,
+    caller: &PatientCaller,
+) -> Result<Objection, ApiError> {
+    let mut draft = AuditDraft::always(Interaction::Update);
+    draft.patient = Some(caller.nhs_number);
+    let objection = Objection {
+        nhs_number: caller.nhs_number,
+        recorded_by: PATIENT_CLIENT_ID.to_owned(),
+        recorded_at: audit::now_rfc3339(),
+        note: Some("Recorded by the patient, signed in with NHS login".to_owned()),
+    };
+    let result = ctx
+        .access
+        .facts
+        .record_objection(objection.clone())
+        .await
+        .map(|()| objection)
+        .map_err(ApiError::from);
+    audited(ctx, caller.actor(), draft, result).await
+}
+
+/// Withdraws the patient's objection; `false` when none was recorded.
+/// Audited as a delete.
+pub async fn withdraw_my_objection(
+    ctx: &Context<'_>,
+    caller: &PatientCaller,
+) -> Result<bool, ApiError> {
+    let mut draft = AuditDraft::always(Interaction::Delete);
+    draft.patient = Some(caller.nhs_number);
+    let result = ctx
+        .access
+        .facts
+        .withdraw_objection(caller.nhs_number)
+        .await
+        .map_err(ApiError::from);
     audited(ctx, caller.actor(), draft, result).await
 }

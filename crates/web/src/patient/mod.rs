@@ -12,6 +12,7 @@
 
 pub mod config;
 mod records;
+mod sharing;
 mod sign_in;
 
 use askama::Template;
@@ -40,6 +41,10 @@ pub fn router(state: WebState) -> Router {
         .route("/my-record/sign-out", post(sign_in::sign_out))
         .route("/my-record/signed-out", get(sign_in::signed_out))
         .route("/my-record/where-my-records-are", get(records::page))
+        .route(
+            "/my-record/sharing",
+            get(sharing::page).post(sharing::change),
+        )
         .route("/my-record/{*rest}", get(not_found).post(not_found))
         .with_state(state)
 }

@@ -186,3 +186,65 @@ async fn inside_the_nhs_app_the_pages_have_no_header_or_footer_of_their_own() {
         assert!(app.contains("Where your records are"));
     }
 }
+
+async fn post(app: &axum::Router, path: &str, cookie: &str, form: &str) -> StatusCode {
+    let request = Request::post(path)
+        .header(header::COOKIE, cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(form.to_owned()))
+        .unwrap();
+    app.clone().oneshot(request).await.unwrap().status()
+}
+
+async fn csrf(state: &WebState, cookie: &str) -> String {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::COOKIE, cookie.parse().unwrap());
+    state.sessions.load(&headers).await.unwrap().data.csrf
+}
+
+#[tokio::test]
+async fn an_objection_made_here_is_the_admin_fact_and_consumers_see_it_at_once() {
+    let f = fixture().await;
+    let p0 = patients()[0];
+    let cookie = patient_cookie(&f.state, p0, Proofing::P9).await;
+    let token = csrf(&f.state, &cookie).await;
+    let facts = &f.state.api.access().facts;
+    let ctx = f.state.api.context();
+
+    let (_, _, before) = get(&f.app, "/my-record/sharing", &cookie, None).await;
+    assert!(before.contains("Your records are shared"));
+    // Without the form's CSRF token nothing changes.
+    let forged = post(&f.app, "/my-record/sharing", &cookie, "choice=object").await;
+    assert_eq!(forged, StatusCode::FORBIDDEN);
+    assert!(facts.objection(p0).await.unwrap().is_none());
+
+    let form = format!("csrf={token}&choice=object");
+    let done = post(&f.app, "/my-record/sharing", &cookie, &form).await;
+    assert_eq!(done, StatusCode::SEE_OTHER);
+    // The admin API's fact, and the access policy's input for consumers.
+    assert!(facts.objection(p0).await.unwrap().is_some());
+    assert!(
+        api::operations::patient_access(&ctx, p0)
+            .await
+            .unwrap()
+            .objection
+    );
+    let (_, _, after) = get(&f.app, "/my-record/sharing", &cookie, None).await;
+    assert!(after.contains("You chose to stop sharing"), "{after}");
+
+    let form = format!("csrf={token}&choice=share");
+    post(&f.app, "/my-record/sharing", &cookie, &form).await;
+    assert!(facts.objection(p0).await.unwrap().is_none());
+    assert!(
+        !api::operations::patient_access(&ctx, p0)
+            .await
+            .unwrap()
+            .objection
+    );
+
+    // Every view and change audited as the patient's own request: 2 views,
+    // 1 record, 1 withdrawal (the forged POST reached no patient data).
+    let events = audit_events(&f.state.api, p0).await;
+    assert_eq!(events.len(), 4);
+    assert!(events.iter().all(|e| e.to_string().contains("PATRQT")));
+}
