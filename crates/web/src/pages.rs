@@ -299,3 +299,12 @@ pub struct PatientSharingPage {
     /// When the patient objected, if they have.
     pub objected_on: Option<String>,
 }
+
+#[derive(Template)]
+#[template(path = "patient/demo_sign_in.html")]
+pub struct PatientDemoSignInPage {
+    pub chrome: PatientChrome,
+    pub patients: Vec<Choice>,
+    pub error: Option<&'static str>,
+    pub first_id: String,
+}

@@ -11,6 +11,7 @@
 //! draws its own, as NHS App web integrations must.
 
 pub mod config;
+pub mod demo;
 mod records;
 mod sharing;
 mod sign_in;
@@ -29,7 +30,7 @@ use crate::session::Session;
 
 /// The patient pages' routes.
 pub fn router(state: WebState) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/my-record", get(|| async { Redirect::to("/my-record/") }))
         .route("/my-record/", get(home))
         .route(
@@ -45,8 +46,16 @@ pub fn router(state: WebState) -> Router {
             "/my-record/sharing",
             get(sharing::page).post(sharing::change),
         )
-        .route("/my-record/{*rest}", get(not_found).post(not_found))
-        .with_state(state)
+        .route("/my-record/{*rest}", get(not_found).post(not_found));
+    // The demo NHS login exists only under `serve --demo` (and its handlers
+    // check again).
+    if state.demo {
+        router = router.route(
+            "/my-record/demo-sign-in",
+            get(demo::page).post(demo::sign_in),
+        );
+    }
+    router.with_state(state)
 }
 
 /// What the patient layout needs on every page.

@@ -32,6 +32,10 @@ struct Fixture {
 /// labelled NOPAT, and a type not on the patient-visible list). Patient 1:
 /// one pointer of their own.
 async fn fixture() -> Fixture {
+    fixture_in(false).await
+}
+
+async fn fixture_in(demo_mode: bool) -> Fixture {
     let store = Arc::new(store::memory::MemoryStore::new());
     let [p0, p1, ..] = patients()[..] else {
         unreachable!()
@@ -63,7 +67,7 @@ async fn fixture() -> Fixture {
         cis2: None,
         nhs_login: None,
         patient_types: PatientAccessConfig::default().visible_types,
-        demo: false,
+        demo: demo_mode,
         organisations: HashMap::from([("RW5".to_owned(), "Lancashire Care".to_owned())]),
         https: false,
     }));
@@ -247,4 +251,35 @@ async fn an_objection_made_here_is_the_admin_fact_and_consumers_see_it_at_once()
     let events = audit_events(&f.state.api, p0).await;
     assert_eq!(events.len(), 4);
     assert!(events.iter().all(|e| e.to_string().contains("PATRQT")));
+}
+
+#[tokio::test]
+async fn the_demo_nhs_login_exists_only_in_demo_mode() {
+    let off = fixture_in(false).await;
+    let cookie = patient_cookie(&off.state, patients()[0], Proofing::Lower).await;
+    let token = csrf(&off.state, &cookie).await;
+    let (status, _, _) = get(&off.app, "/my-record/demo-sign-in", &cookie, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let form = format!("csrf={token}&patient=ada");
+    let posted = post(&off.app, "/my-record/demo-sign-in", &cookie, &form).await;
+    assert_eq!(posted, StatusCode::NOT_FOUND);
+
+    let on = fixture_in(true).await;
+    let (status, _, page) = get(&on.app, "/my-record/demo-sign-in", "x=y", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Demo only") && page.contains("Ada Lovelace"));
+    for (who, lands) in [
+        ("ada", "/my-record/where-my-records-are"),
+        ("cara", "/my-record/prove-who-you-are"),
+    ] {
+        let cookie = patient_cookie(&on.state, patients()[0], Proofing::Lower).await;
+        let token = csrf(&on.state, &cookie).await;
+        let request = Request::post("/my-record/demo-sign-in")
+            .header(header::COOKIE, &cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!("csrf={token}&patient={who}")))
+            .unwrap();
+        let response = on.app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.headers()[header::LOCATION], lands, "{who}");
+    }
 }
