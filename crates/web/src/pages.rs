@@ -308,3 +308,23 @@ pub struct PatientDemoSignInPage {
     pub error: Option<&'static str>,
     pub first_id: String,
 }
+
+pub struct AccessRow {
+    pub when: String,
+    pub organisation: String,
+    pub who: &'static str,
+    pub purpose: String,
+    pub looked: String,
+}
+
+#[derive(Template)]
+#[template(path = "patient/who_looked.html")]
+pub struct PatientWhoLookedPage {
+    pub chrome: PatientChrome,
+    pub rows: Vec<AccessRow>,
+    pub from: String,
+    pub to: String,
+    pub include_own: bool,
+    /// The query string of the next (older) page.
+    pub next: Option<String>,
+}

@@ -10,6 +10,7 @@
 
 mod params;
 pub mod patient;
+pub mod patient_audit;
 mod policy;
 mod read;
 mod search;

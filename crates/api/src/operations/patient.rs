@@ -54,7 +54,7 @@ impl PatientCaller {
         }
     }
 
-    fn actor(&self) -> Actor<'_> {
+    pub(crate) fn actor(&self) -> Actor<'_> {
         Actor {
             client_id: PATIENT_CLIENT_ID,
             organisation: None,

@@ -15,6 +15,7 @@ pub mod demo;
 mod records;
 mod sharing;
 mod sign_in;
+mod who_looked;
 
 use askama::Template;
 use axum::Router;
@@ -46,6 +47,7 @@ pub fn router(state: WebState) -> Router {
             "/my-record/sharing",
             get(sharing::page).post(sharing::change),
         )
+        .route("/my-record/who-looked", get(who_looked::page))
         .route("/my-record/{*rest}", get(not_found).post(not_found));
     // The demo NHS login exists only under `serve --demo` (and its handlers
     // check again).

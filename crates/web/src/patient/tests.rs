@@ -283,3 +283,99 @@ async fn the_demo_nhs_login_exists_only_in_demo_mode() {
         assert_eq!(response.headers()[header::LOCATION], lands, "{who}");
     }
 }
+
+/// A clinician (with a name, a user id and a free-text reason that must
+/// never reach the patient) breaks the glass for `nhs`, through the same
+/// caller and search the viewer uses.
+async fn clinician_breaks_the_glass(state: &WebState, nhs: NhsNumber) -> Vec<String> {
+    use crate::session::data::{BasisKind, PatientBasis, RoleProfile, SignedInUser};
+    let user = SignedInUser {
+        issuer: "https://cis2.test".into(),
+        person_id: "555000777123".into(),
+        name: "Dr Secret Clinician".into(),
+        roles: vec![RoleProfile {
+            person_role_id: "role-777".into(),
+            org: "RR8".into(),
+            org_name: None,
+            role_code: Some("S0030:G0100:R0570".into()),
+            role_name: Some("Consultant".into()),
+            activity_codes: vec!["B0264".into()],
+        }],
+        selected: Some("role-777".into()),
+        expires_at: i64::MAX,
+        id_token: None,
+    };
+    let basis = PatientBasis {
+        nhs_number: nhs.to_string(),
+        kind: BasisKind::BreakGlass,
+        reason: "life-threatening: told by Nurse Hidden Name at 10.1.2.3".into(),
+    };
+    let caller = crate::viewer::caller::caller(&user, Some(&basis)).unwrap();
+    let request_id = caller.ids.request_id.clone();
+    crate::viewer::records::search_pointers(&state.api, &caller, nhs)
+        .await
+        .unwrap();
+    vec![
+        user.person_id,
+        user.name,
+        "role-777".into(),
+        "nrls-viewer".into(),
+        "Nurse Hidden Name".into(),
+        "10.1.2.3".into(),
+        request_id,
+    ]
+}
+
+#[tokio::test]
+async fn who_looked_shows_organisation_and_purpose_but_no_staff_identity_in_html_or_json() {
+    let f = fixture().await;
+    let p0 = patients()[0];
+    let secrets = clinician_breaks_the_glass(&f.state, p0).await;
+    let cookie = patient_cookie(&f.state, p0, Proofing::P9).await;
+    let (status, _, html) = get(&f.app, "/my-record/who-looked", &cookie, None).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(
+        html.contains("Emergency access (reason given: life threatening)"),
+        "{html}"
+    );
+    assert!(html.contains("(RR8)") && html.contains("A member of staff"));
+
+    let history = api::operations::patient_audit::who_looked(
+        &f.state.api.context(),
+        &api::operations::patient::PatientCaller::new(p0),
+        api::operations::patient_audit::HistoryQuery {
+            since_ms: None,
+            until_ms: None,
+            count: 50,
+            before: None,
+            include_own: true,
+        },
+    )
+    .await
+    .unwrap();
+    let json = serde_json::to_string(&history).unwrap();
+    assert!(json.contains("RR8"), "{json}");
+    for secret in &secrets {
+        assert!(!html.contains(secret.as_str()), "{secret} in the HTML");
+        assert!(!json.contains(secret.as_str()), "{secret} in the JSON");
+    }
+    // The stored event does hold them: the projection is what removes them.
+    let stored = audit_events(&f.state.api, p0).await;
+    let text = serde_json::to_string(&stored).unwrap();
+    assert!(text.contains("555000777123") && text.contains(&secrets[6]));
+
+    // The patient's own views are hidden unless asked for.
+    let (_, _, default) = get(&f.app, "/my-record/who-looked", &cookie, None).await;
+    assert!(!default.contains("You looked"));
+    let (_, _, own) = get(&f.app, "/my-record/who-looked?own=yes", &cookie, None).await;
+    assert!(own.contains("You looked"));
+    // A date range before anything happened: nothing.
+    let (_, _, old) = get(
+        &f.app,
+        "/my-record/who-looked?from=2001-01-01&to=2001-12-31",
+        &cookie,
+        None,
+    )
+    .await;
+    assert!(old.contains("Nobody has looked at your records in this time"));
+}

@@ -8,7 +8,7 @@
 //! string. `Referrer-Policy: no-referrer` keeps it from leaving the site.
 
 mod access;
-mod caller;
+pub(crate) mod caller;
 pub mod demo;
 mod patient;
 pub(crate) mod records;

@@ -34,7 +34,7 @@ const PRIORITY_TYPES: &[&str] = &[
 /// The API's consumer search for one patient (`api::operations::search`,
 /// which writes the one AuditEvent before answering). The only place the
 /// viewer searches; returns each visible pointer as stored.
-pub(super) async fn search_pointers(
+pub(crate) async fn search_pointers(
     api: &AppState,
     caller: &Caller,
     nhs: NhsNumber,
