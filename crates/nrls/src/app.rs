@@ -146,6 +146,9 @@ impl Application {
         if let Some(federation) = shared_care_record {
             state = state.with_shared_care_record(federation).map_err(shared)?;
         }
+        if demo_mode {
+            web_pages::seed_demo_history(&state).await?;
+        }
         let web = web_pages::web_state(
             &config,
             state.clone(),

@@ -16,6 +16,18 @@ use super::patient::{PATIENT_CLIENT_ID, PATIENT_REQUESTED, PatientCaller};
 use crate::audit_trail::{AuditDraft, audited};
 use crate::error::ApiError;
 
+/// The reason categories a self-claim or break-glass may give (the
+/// viewer offers exactly these). Only a category from this list is shown
+/// to the patient: text before a colon from any other caller could name
+/// a person.
+pub const REASON_CATEGORIES: &[&str] = &[
+    "Patient is in my care now",
+    "Emergency treatment",
+    "Referral to me not yet recorded",
+    "Patient cannot consent and needs urgent care",
+    "Other",
+];
+
 /// Why the records were looked at, as a patient is told.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -23,7 +35,7 @@ pub enum Purpose {
     /// `TREAT`: the patient's care.
     DirectCare,
     /// Break-glass (`ETREAT` or a break-glass basis): the reason's category
-    /// (e.g. "life-threatening"), never its free text.
+    /// from [`REASON_CATEGORIES`], never its free text.
     Emergency { category: Option<String> },
     /// The patient themselves (`PATRQT`).
     PatientRequest,
@@ -41,6 +53,8 @@ pub enum Looked {
     OneRecord,
     /// Recorded or withdrew a choice about sharing.
     SharingChoice { recorded: bool },
+    /// The patient read this history.
+    AccessHistory,
 }
 
 /// One line of "who looked at my records".
@@ -139,8 +153,9 @@ pub fn project(event: &Value) -> Option<AccessEntry> {
             .and_then(|p| p.get("valueString"))
             .and_then(Value::as_str)
             .and_then(|r| r.split(':').next())
-            .map(|c| c.trim().to_owned())
-            .filter(|c| !c.is_empty() && c.len() <= 40);
+            .map(str::trim)
+            .filter(|c| REASON_CATEGORIES.contains(c))
+            .map(str::to_owned);
         Purpose::Emergency { category }
     } else if purpose_code.is_none() && organisation.is_none() {
         Purpose::Administration
@@ -150,7 +165,11 @@ pub fn project(event: &Value) -> Option<AccessEntry> {
     let shown = strings(event, "entity")
         .filter(|e| e.pointer("/role/code").and_then(Value::as_str) == Some("4"))
         .count();
+    let has_query = strings(event, "entity")
+        .any(|e| e.pointer("/role/code").and_then(Value::as_str) == Some("24"));
     let looked = match event.get("action").and_then(Value::as_str) {
+        // `who_looked` records no query: its own event is a history read.
+        Some("E") if own && shown == 0 && !has_query => Looked::AccessHistory,
         Some("R") => Looked::OneRecord,
         Some("U") if shown == 0 => Looked::SharingChoice { recorded: true },
         Some("D") if shown == 0 => Looked::SharingChoice { recorded: false },

@@ -33,6 +33,18 @@ pub(super) async fn seed_demo_access(
         .map_err(StartError::Demo)
 }
 
+/// A break-glass view of the first demo patient (the patient pages' demo
+/// P9 patient), so "who looked at my records" shows an emergency access.
+pub(super) async fn seed_demo_history(api: &api::AppState) -> Result<(), StartError> {
+    let patients = demo::patients(1);
+    let Some(&first) = patients.first() else {
+        return Ok(());
+    };
+    web::viewer::demo::seed_break_glass_view(api, first)
+        .await
+        .map_err(StartError::Demo)
+}
+
 /// Where the web pages keep sessions: beside the access facts, so every
 /// node of a PostgreSQL deployment shares them.
 pub(super) fn session_store(

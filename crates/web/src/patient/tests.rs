@@ -308,7 +308,7 @@ async fn clinician_breaks_the_glass(state: &WebState, nhs: NhsNumber) -> Vec<Str
     let basis = PatientBasis {
         nhs_number: nhs.to_string(),
         kind: BasisKind::BreakGlass,
-        reason: "life-threatening: told by Nurse Hidden Name at 10.1.2.3".into(),
+        reason: "Emergency treatment: told by Nurse Hidden Name at 10.1.2.3".into(),
     };
     let caller = crate::viewer::caller::caller(&user, Some(&basis)).unwrap();
     let request_id = caller.ids.request_id.clone();
@@ -335,7 +335,7 @@ async fn who_looked_shows_organisation_and_purpose_but_no_staff_identity_in_html
     let (status, _, html) = get(&f.app, "/my-record/who-looked", &cookie, None).await;
     assert_eq!(status, StatusCode::OK, "{html}");
     assert!(
-        html.contains("Emergency access (reason given: life threatening)"),
+        html.contains("Emergency access (reason given: Emergency treatment)"),
         "{html}"
     );
     assert!(html.contains("(RR8)") && html.contains("A member of staff"));
@@ -368,7 +368,7 @@ async fn who_looked_shows_organisation_and_purpose_but_no_staff_identity_in_html
     let (_, _, default) = get(&f.app, "/my-record/who-looked", &cookie, None).await;
     assert!(!default.contains("You looked"));
     let (_, _, own) = get(&f.app, "/my-record/who-looked?own=yes", &cookie, None).await;
-    assert!(own.contains("You looked"));
+    assert!(own.contains("You looked") && own.contains("</span>Who looked at your records</td>"));
     // A date range before anything happened: nothing.
     let (_, _, old) = get(
         &f.app,

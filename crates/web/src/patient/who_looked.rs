@@ -44,7 +44,7 @@ fn purpose_text(purpose: &Purpose) -> String {
     match purpose {
         Purpose::DirectCare => "Your care".to_owned(),
         Purpose::Emergency { category: Some(c) } => {
-            format!("Emergency access (reason given: {})", c.replace('-', " "))
+            format!("Emergency access (reason given: {c})")
         }
         Purpose::Emergency { category: None } => "Emergency access".to_owned(),
         Purpose::PatientRequest => "You looked".to_owned(),
@@ -61,6 +61,7 @@ fn looked_text(looked: &Looked, refused: bool) -> String {
         Looked::Records { shown: 1 } => "Where your records are (1 record)".to_owned(),
         Looked::Records { shown } => format!("Where your records are ({shown} records)"),
         Looked::OneRecord => "Opened one of your records".to_owned(),
+        Looked::AccessHistory => "Who looked at your records".to_owned(),
         Looked::SharingChoice { recorded: true } => {
             "Change of sharing choice: stopped sharing".to_owned()
         }

@@ -75,6 +75,21 @@ for (const { javaScript, viewport, label } of [
     assert.doesNotMatch(records, /ssp:\/\/|ASID/);
     await review(page, `patient-03-where-my-records-are-${label}`);
 
+    await b.tabTo(page, 'a[href="/my-record/who-looked"]');
+    await b.pressEnter(page);
+    const history = await text(page);
+    assert.match(history, /Emergency access \(reason given: Emergency treatment\)/);
+    assert.match(history, /Yorkshire Ambulance Service \(RX9\)/);
+    assert.doesNotMatch(history, /Tom Reid|demo-reid|unconscious/);
+    await review(page, `patient-04a-who-looked-${label}`);
+    await b.tabTo(page, '#own');
+    await b.pressSpace(page);
+    await b.tabTo(page, 'main button[type="submit"]');
+    await b.pressEnter(page);
+    assert.match(await text(page), /You looked/);
+    await review(page, `patient-04b-who-looked-own-${label}`);
+    await page.goto(`${nrls.url}/my-record/where-my-records-are`);
+
     await b.tabTo(page, 'a[href="/my-record/sharing"]');
     await b.pressEnter(page);
     assert.match(await text(page), /Your records are shared/);
