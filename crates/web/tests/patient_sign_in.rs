@@ -247,7 +247,8 @@ async fn tampered_wrong_audience_wrong_nonce_and_non_rs512_id_tokens_are_refused
         },
     )
     .await;
-    assert_eq!(bad_number.status, StatusCode::FORBIDDEN);
+    assert_eq!(bad_number.status, StatusCode::UNAUTHORIZED);
+    assert!(bad_number.body.contains("NHS login"));
 }
 
 #[tokio::test]

@@ -121,8 +121,10 @@ pub(super) async fn callback(
             return Err(WebError::PatientSignIn(e));
         }
     };
+    // An unusable identity from NHS login is a failed sign-in, worded for
+    // patients (not the clinician viewer's "NHS Care Identity" page).
     let patient = nhs_login::patient(&rp.config().issuer, &login)
-        .map_err(|e| WebError::Identity(e.to_string()))?;
+        .map_err(|e| WebError::PatientSignIn(OidcError::Provider(e.to_string())))?;
     begin_session(&state, session, patient).await
 }
 
