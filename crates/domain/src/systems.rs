@@ -16,6 +16,11 @@ pub const RETRIEVAL_MECHANISM: &str =
 pub const SPINE_ERROR_CODES: &str = "https://fhir.nhs.uk/CodeSystem/Spine-ErrorOrWarningCode";
 pub const NRLF_SUCCESS_CODES: &str = "https://fhir.nhs.uk/CodeSystem/NRLF-SuccessCode";
 pub const CONFIDENTIALITY: &str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
+/// HL7 v3 ActCode: its `NOPAT` ("no disclosure to patient") is the label a
+/// producer puts in `meta.security` to keep a pointer from its patient's view.
+pub const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+/// The not-for-patient-view security label code (in [`ACT_CODE`]).
+pub const NOT_FOR_PATIENT_VIEW: &str = "NOPAT";
 
 /// `content[].format` codes and their display text.
 pub const FORMAT_CODES: &[(&str, &str)] = &[

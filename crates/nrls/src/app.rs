@@ -54,6 +54,8 @@ pub enum StartError {
     Listener(String),
     #[error("viewer: {0}")]
     Viewer(String),
+    #[error("patient access: {0}")]
+    PatientAccess(String),
 }
 
 /// A bound, ready-to-run service.
@@ -108,6 +110,10 @@ impl Application {
             .viewer
             .relying_party(&public_url)
             .map_err(|e| StartError::Viewer(e.to_string()))?;
+        let patient_sign_in = config
+            .patient_access
+            .relying_party(&public_url)
+            .map_err(|e| StartError::PatientAccess(e.to_string()))?;
         let shared_care_record =
             shared_care_record(&config, demo_mode, stores.primary.as_ref()).await?;
         let authenticator = authenticator(&config, &public_url)?;
@@ -140,11 +146,15 @@ impl Application {
         if let Some(federation) = shared_care_record {
             state = state.with_shared_care_record(federation).map_err(shared)?;
         }
+        if demo_mode {
+            web_pages::seed_demo_history(&state).await?;
+        }
         let web = web_pages::web_state(
             &config,
             state.clone(),
             session_store,
             viewer_sign_in,
+            patient_sign_in,
             demo_mode,
             &public_url,
         );

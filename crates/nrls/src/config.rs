@@ -37,6 +37,10 @@ pub struct Config {
     /// `[viewer]`: the clinician viewer's NHS CIS2 sign-in and sessions
     /// (docs/viewer.md). Incomplete sign-in settings are refused at start.
     pub viewer: web::ViewerConfig,
+    /// `[patient_access]`: NHS login sign-in for the patient pages at
+    /// `/my-record/` (docs/patient-access.md). Incomplete sign-in settings
+    /// are refused at start.
+    pub patient_access: web::PatientAccessConfig,
     /// `[outbound_tls]`: which servers nrls's own HTTPS calls trust (JWKS,
     /// federated sources, the OTLP collector).
     pub outbound_tls: OutboundTlsConfig,

@@ -42,6 +42,15 @@ pub enum WebError {
     Render(#[from] askama::Error),
     #[error("internal: {0}")]
     Internal(String),
+    /// A patient page without a patient signed in.
+    #[error("patient sign-in required")]
+    PatientSignInRequired,
+    /// A patient signed in below P9 asked for record data.
+    #[error("identity not proved to P9")]
+    ProofingRequired,
+    /// NHS login sign-in failed or was refused.
+    #[error("NHS login failed: {0}")]
+    PatientSignIn(OidcError),
 }
 
 impl IntoResponse for WebError {
@@ -49,6 +58,22 @@ impl IntoResponse for WebError {
         let (status, heading, message, reference) = match &self {
             WebError::SignInRequired => return Redirect::to("/viewer/sign-in").into_response(),
             WebError::RoleRequired => return Redirect::to("/viewer/choose-role").into_response(),
+            WebError::PatientSignInRequired => {
+                return Redirect::to("/my-record/sign-in").into_response();
+            }
+            WebError::ProofingRequired => {
+                return Redirect::to("/my-record/prove-who-you-are").into_response();
+            }
+            WebError::PatientSignIn(e) => {
+                let reference = reference();
+                tracing::warn!(%reference, error = %e, "NHS login sign-in failed");
+                (
+                    StatusCode::UNAUTHORIZED,
+                    "Sign-in failed",
+                    "We could not sign you in with NHS login. Try again.".to_owned(),
+                    Some(reference),
+                )
+            }
             WebError::Csrf => (
                 StatusCode::FORBIDDEN,
                 "This form has expired",

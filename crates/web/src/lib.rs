@@ -1,5 +1,5 @@
 //! Server-rendered pages served by the nrls binary: the clinician viewer at
-//! `/viewer/` (and, next, the patient pages), on one shared foundation:
+//! `/viewer/` and the patient pages at `/my-record/`, on one shared foundation:
 //!
 //! - `templates/`: askama templates (compile-time checked), one per page,
 //!   on a shared NHS.UK layout ([`pages`]);
@@ -7,7 +7,7 @@
 //! - [`headers`]: the Content-Security-Policy and other security headers,
 //!   `Cache-Control: no-store` on every page;
 //! - [`session`]: server-side sessions in the shared store, CSRF tokens;
-//! - [`oidc`]: the OpenID Connect relying party (CIS2 now, NHS login next);
+//! - [`oidc`]: the OpenID Connect relying party (CIS2 and NHS login);
 //! - [`error`]: the one place an error becomes an HTML page.
 //!
 //! Handlers call the same operations as the API (`api::operations::search`,
@@ -20,6 +20,7 @@ pub mod error;
 pub mod headers;
 pub mod oidc;
 pub mod pages;
+pub mod patient;
 pub mod session;
 pub mod viewer;
 
@@ -33,6 +34,7 @@ use axum::routing::get;
 pub use config::{ViewerConfig, ViewerConfigError};
 pub use error::WebError;
 use oidc::RelyingParty;
+pub use patient::config::{PatientAccessConfig, PatientAccessConfigError};
 use session::Sessions;
 
 /// What the web pages share.
@@ -41,6 +43,11 @@ pub struct WebInner {
     pub sessions: Sessions,
     /// NHS CIS2 sign-in; `None` when `[viewer]` is not configured.
     pub cis2: Option<RelyingParty>,
+    /// NHS login for the patient pages; `None` when `[patient_access]` is
+    /// not configured.
+    pub nhs_login: Option<RelyingParty>,
+    /// Pointer type codes patients see (`[patient_access] visible_types`).
+    pub patient_types: Vec<String>,
     /// `serve --demo`: the demo sign-in exists. Never true otherwise.
     pub demo: bool,
     /// Organisation names by ODS code, for custodians and roles.
@@ -76,7 +83,8 @@ pub fn router(state: WebState) -> Router {
     let https = state.https;
     Router::new()
         .route("/assets/{tag}/{*path}", get(assets::serve))
-        .merge(viewer::router(state))
+        .merge(viewer::router(state.clone()))
+        .merge(patient::router(state))
         .layer(axum::middleware::from_fn_with_state(
             https,
             headers::security,

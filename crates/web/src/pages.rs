@@ -248,3 +248,83 @@ pub struct SharedRecordPage {
     pub sources: Vec<SourceRow>,
     pub sections: Vec<SectionView>,
 }
+
+// The patient pages (`/my-record/`), on their own layout: no clinician
+// account bar, and no header or footer inside the NHS App.
+
+use crate::patient::PatientChrome;
+
+#[derive(Template)]
+#[template(path = "patient/sign_in.html")]
+pub struct PatientSignInPage {
+    pub chrome: PatientChrome,
+    pub nhs_login: bool,
+}
+
+#[derive(Template)]
+#[template(path = "patient/prove.html")]
+pub struct PatientProvePage {
+    pub chrome: PatientChrome,
+}
+
+#[derive(Template)]
+#[template(path = "patient/signed_out.html")]
+pub struct PatientSignedOutPage {
+    pub chrome: PatientChrome,
+}
+
+pub struct PatientRecordRow {
+    pub organisation: String,
+    pub date: String,
+    pub kind: String,
+}
+
+pub struct PatientRecordGroup {
+    pub name: String,
+    pub records: Vec<PatientRecordRow>,
+}
+
+#[derive(Template)]
+#[template(path = "patient/records.html")]
+pub struct PatientRecordsPage {
+    pub chrome: PatientChrome,
+    pub total: u64,
+    pub groups: Vec<PatientRecordGroup>,
+}
+
+#[derive(Template)]
+#[template(path = "patient/sharing.html")]
+pub struct PatientSharingPage {
+    pub chrome: PatientChrome,
+    /// When the patient objected, if they have.
+    pub objected_on: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "patient/demo_sign_in.html")]
+pub struct PatientDemoSignInPage {
+    pub chrome: PatientChrome,
+    pub patients: Vec<Choice>,
+    pub error: Option<&'static str>,
+    pub first_id: String,
+}
+
+pub struct AccessRow {
+    pub when: String,
+    pub organisation: String,
+    pub who: &'static str,
+    pub purpose: String,
+    pub looked: String,
+}
+
+#[derive(Template)]
+#[template(path = "patient/who_looked.html")]
+pub struct PatientWhoLookedPage {
+    pub chrome: PatientChrome,
+    pub rows: Vec<AccessRow>,
+    pub from: String,
+    pub to: String,
+    pub include_own: bool,
+    /// The query string of the next (older) page.
+    pub next: Option<String>,
+}

@@ -14,14 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api::AppState;
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use jsonwebtoken::Algorithm;
 use serde_json::json;
+use support::browser::{Reply, browser};
 use support::oidc::{cis2_claims, cis2_role};
-use support::{OpConfig, OpenIdProvider, RelyingPartyClient, RsaKey, Tamper, complete_login};
-use tower::ServiceExt;
+use support::{OpConfig, OpenIdProvider, RelyingPartyClient, RsaKey, Tamper};
 use web::oidc::{ClientKey, RelyingParty, RpConfig};
 use web::session::store::memory::MemorySessionStore;
 use web::session::{SessionSettings, Sessions};
@@ -100,92 +98,12 @@ fn viewer(issuer: &str, rp_key: &RsaKey) -> axum::Router {
             SessionSettings::default(),
         ),
         cis2: Some(rp),
+        nhs_login: None,
+        patient_types: web::PatientAccessConfig::default().visible_types,
         demo: false,
         organisations: HashMap::new(),
         https: false,
     })))
-}
-
-struct Browser {
-    app: axum::Router,
-    cookie: Option<String>,
-    csrf: String,
-}
-
-struct Reply {
-    status: StatusCode,
-    location: String,
-    body: String,
-}
-
-impl Browser {
-    async fn send(&mut self, method: &str, path: &str, form: Option<String>) -> Reply {
-        let mut request = Request::builder().method(method).uri(path);
-        if let Some(cookie) = &self.cookie {
-            request = request.header(header::COOKIE, cookie);
-        }
-        if form.is_some() {
-            request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-        }
-        let request = request.body(Body::from(form.unwrap_or_default())).unwrap();
-        let response = self.app.clone().oneshot(request).await.unwrap();
-        if let Some(set) = response.headers().get(header::SET_COOKIE) {
-            self.cookie = Some(set.to_str().unwrap().split(';').next().unwrap().to_owned());
-        }
-        let status = response.status();
-        let location = response
-            .headers()
-            .get(header::LOCATION)
-            .map(|l| l.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        let body = String::from_utf8(
-            response
-                .into_body()
-                .collect()
-                .await
-                .unwrap()
-                .to_bytes()
-                .to_vec(),
-        )
-        .unwrap();
-        if let Some(start) = body.find("name=\"csrf\" value=\"") {
-            let rest = &body[start + 19..];
-            self.csrf = rest[..rest.find('"').unwrap()].to_owned();
-        }
-        Reply {
-            status,
-            location,
-            body,
-        }
-    }
-
-    /// Sign-in page, POST to start, the provider's forms, then the callback
-    /// through nrls. Returns nrls's answer to the callback.
-    async fn sign_in(&mut self, account: &str) -> Reply {
-        self.send("GET", "/viewer/sign-in", None).await;
-        let form = format!("csrf={}", self.csrf);
-        let started = self.send("POST", "/viewer/sign-in", Some(form)).await;
-        assert_eq!(started.status, StatusCode::SEE_OTHER);
-        assert!(
-            started.location.contains("code_challenge_method=S256"),
-            "{}",
-            started.location
-        );
-        assert!(started.location.contains("nonce="));
-        let callback = complete_login(&started.location, account).await;
-        let path = callback
-            .strip_prefix("http://127.0.0.1:9")
-            .unwrap_or_else(|| panic!("not our redirect URI: {callback}"));
-        self.send("GET", path, None).await
-    }
-}
-
-fn browser(app: axum::Router) -> Browser {
-    Browser {
-        app,
-        cookie: None,
-        csrf: String::new(),
-    }
 }
 
 #[tokio::test]
@@ -196,7 +114,7 @@ async fn a_cis2_user_with_two_roles_signs_in_chooses_a_role_and_signs_out_at_the
 
     browser.send("GET", "/viewer/sign-in", None).await;
     let before = browser.cookie.clone();
-    let done = browser.sign_in("555000000001").await;
+    let done = browser.sign_in_at("/viewer/sign-in", "555000000001").await;
     assert_eq!(done.location, "/viewer/choose-role", "{}", done.body);
     assert_ne!(
         browser.cookie, before,
@@ -230,7 +148,7 @@ async fn a_user_with_one_role_goes_straight_to_find_a_patient_and_a_callback_is_
     let (config, rp_key) = provider_config();
     let op = OpenIdProvider::start(config).await;
     let mut browser = browser(viewer(op.issuer(), &rp_key));
-    let done = browser.sign_in("555000000002").await;
+    let done = browser.sign_in_at("/viewer/sign-in", "555000000002").await;
     assert_eq!(done.location, "/viewer/patient", "{}", done.body);
 
     // A forged callback (state from nowhere) is refused.
@@ -246,7 +164,7 @@ async fn a_user_with_one_role_goes_straight_to_find_a_patient_and_a_callback_is_
 async fn signed_in_with(op: &OpenIdProvider, rp_key: &RsaKey, tamper: Tamper) -> Reply {
     op.set_tamper(tamper);
     let mut browser = browser(viewer(op.issuer(), rp_key));
-    let reply = browser.sign_in("555000000002").await;
+    let reply = browser.sign_in_at("/viewer/sign-in", "555000000002").await;
     // Whatever the answer, a refused sign-in leaves nobody signed in.
     if reply.status != StatusCode::SEE_OTHER {
         let after = browser.send("GET", "/viewer/patient", None).await;
@@ -287,7 +205,7 @@ async fn an_expired_id_token_from_the_real_provider_is_refused() {
     let (config, rp_key) = provider_config();
     let op = OpenIdProvider::start(config.clock_offset_seconds(-7200)).await;
     let mut browser = browser(viewer(op.issuer(), &rp_key));
-    let reply = browser.sign_in("555000000002").await;
+    let reply = browser.sign_in_at("/viewer/sign-in", "555000000002").await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert!(reply.body.contains("Sign-in failed"));
 }

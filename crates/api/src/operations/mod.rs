@@ -9,6 +9,8 @@
 //! own making, which then searches, reads and audits exactly as the API does.
 
 mod params;
+pub mod patient;
+pub mod patient_audit;
 mod policy;
 mod read;
 mod search;

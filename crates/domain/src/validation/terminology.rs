@@ -152,6 +152,14 @@ fn read_label(coding: &Coding, path: &str, labels: &mut Vec<String>, issues: &mu
         ));
         return;
     };
+    // Not-for-patient-view: kept with the labels so the patient pages can
+    // hide the pointer; no access policy treats it as a sensitivity.
+    if system == crate::systems::ACT_CODE
+        && coding.code.as_deref() == Some(crate::systems::NOT_FOR_PATIENT_VIEW)
+    {
+        labels.push(crate::systems::NOT_FOR_PATIENT_VIEW.to_owned());
+        return;
+    }
     if system != CONFIDENTIALITY && !CONFIDENTIALITY_ALIASES.contains(&system) {
         // Another kind of label (purpose, handling caveat): not a sensitivity.
         return;

@@ -419,6 +419,18 @@ fn security_labels_are_read_from_both_places() {
     );
 }
 
+/// Issue 14: a producer keeps a pointer from its patient's own view with
+/// the ActCode `NOPAT` label; other ActCodes are not sensitivities and go.
+#[test]
+fn the_not_for_patient_view_label_is_kept() {
+    let mut v = valid_json();
+    v["meta"] = json!({"security": [
+        {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "NOPAT"},
+        {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "NORDSCLCD"},
+    ]});
+    assert_eq!(run(&v).unwrap().security_labels, vec!["NOPAT".to_owned()]);
+}
+
 /// Issue 11, item 3: equivalent spellings of the confidentiality system are
 /// read as one; a label the policy could misread is refused, never ignored.
 #[test]

@@ -33,6 +33,18 @@ pub(super) async fn seed_demo_access(
         .map_err(StartError::Demo)
 }
 
+/// A break-glass view of the first demo patient (the patient pages' demo
+/// P9 patient), so "who looked at my records" shows an emergency access.
+pub(super) async fn seed_demo_history(api: &api::AppState) -> Result<(), StartError> {
+    let patients = demo::patients(1);
+    let Some(&first) = patients.first() else {
+        return Ok(());
+    };
+    web::viewer::demo::seed_break_glass_view(api, first)
+        .await
+        .map_err(StartError::Demo)
+}
+
 /// Where the web pages keep sessions: beside the access facts, so every
 /// node of a PostgreSQL deployment shares them.
 pub(super) fn session_store(
@@ -55,6 +67,7 @@ pub(super) fn web_state(
     api: AppState,
     store: Arc<dyn SessionStore>,
     cis2: Option<web::oidc::RelyingParty>,
+    nhs_login: Option<web::oidc::RelyingParty>,
     demo_mode: bool,
     public_url: &str,
 ) -> web::WebState {
@@ -82,13 +95,16 @@ pub(super) fn web_state(
     tracing::info!(
         sessions = sessions.backend(),
         cis2 = cis2.is_some(),
+        nhs_login = nhs_login.is_some(),
         demo_sign_in = demo_mode,
-        "viewer at /viewer/"
+        "viewer at /viewer/, patient pages at /my-record/"
     );
     web::WebState(Arc::new(web::WebInner {
         api,
         sessions,
         cis2,
+        nhs_login,
+        patient_types: config.patient_access.visible_types.clone(),
         demo: demo_mode,
         organisations,
         https: public_url.starts_with("https://"),

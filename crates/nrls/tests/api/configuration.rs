@@ -53,6 +53,9 @@ fn settings_in_source() -> BTreeSet<String> {
             Some(("crates/federation/src/fanout.rs", "FederationConfig"))
         }
         "web::ViewerConfig" => Some(("crates/web/src/config.rs", "ViewerConfig")),
+        "web::PatientAccessConfig" => {
+            Some(("crates/web/src/patient/config.rs", "PatientAccessConfig"))
+        }
         _ => None,
     };
     let block = |ty: &str| -> Vec<(String, String)> {

@@ -1,7 +1,7 @@
 //! A generic OpenID Connect relying party: authorization-code flow with PKCE
 //! (S256), as a confidential client authenticating with `private_key_jwt`
 //! (RFC 7523). Identity-provider specifics live in claims mappers beside it
-//! ([`cis2`] for NHS CIS2; NHS login's will join it for the patient pages).
+//! ([`cis2`] for NHS CIS2, [`nhs_login`] for the patient pages).
 //!
 //! What is checked, and where:
 //! - `state` (bound to the browser's session) and the login's age, in
@@ -14,6 +14,7 @@
 
 pub mod cis2;
 mod keys;
+pub mod nhs_login;
 mod verify;
 
 use std::time::Duration;
@@ -168,6 +169,15 @@ impl RelyingParty {
     /// Starts a sign-in: the URL to send the browser to, and what to keep
     /// in the session to check the answer.
     pub async fn begin(&self) -> Result<(String, PendingLogin), OidcError> {
+        self.begin_with(&[]).await
+    }
+
+    /// [`RelyingParty::begin`] with further parameters for this one request
+    /// (the NHS App's `assertedLoginIdentity`).
+    pub async fn begin_with(
+        &self,
+        request_params: &[(&str, &str)],
+    ) -> Result<(String, PendingLogin), OidcError> {
         let discovery = self.discovery().await?;
         let pending = PendingLogin {
             state: random_token(),
@@ -188,6 +198,9 @@ impl RelyingParty {
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256");
         for (k, v) in &self.config.extra_params {
+            query.append_pair(k, v);
+        }
+        for (k, v) in request_params {
             query.append_pair(k, v);
         }
         let separator = if discovery.authorization_endpoint.contains('?') {

@@ -20,6 +20,9 @@ pub struct SessionData {
     pub recent: Vec<String>,
     /// Self-claimed relationships and break-glass, per patient.
     pub access: Vec<PatientBasis>,
+    /// A patient signed in with NHS login (the `/my-record/` pages). A
+    /// session is either a clinician's or a patient's, never both.
+    pub patient: Option<crate::oidc::nhs_login::SignedInPatient>,
 }
 
 impl SessionData {

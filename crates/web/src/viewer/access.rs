@@ -19,14 +19,9 @@ use crate::pages::{Chrome, FieldError, PatientRef, RelationshipPage, render};
 use crate::session::Session;
 use crate::session::data::{BasisKind, PatientBasis};
 
-/// The reasons offered; the free text says more.
-pub const REASONS: &[&str] = &[
-    "Patient is in my care now",
-    "Emergency treatment",
-    "Referral to me not yet recorded",
-    "Patient cannot consent and needs urgent care",
-    "Other",
-];
+/// The reasons offered; the free text says more. The same list the patient
+/// pages show a category from (and nothing else).
+pub const REASONS: &[&str] = api::operations::patient_audit::REASON_CATEGORIES;
 
 /// Longest free text accepted.
 const MAX_DETAIL: usize = 500;

@@ -245,3 +245,26 @@ pub(super) async fn sign_in(
     };
     super::sign_in::begin_session(&state, session, user(clinician)).await
 }
+
+/// A break-glass view of `nhs_number` by the demo paramedic, through the
+/// same caller and audited search the viewer uses, so the patient pages'
+/// "who looked at my records" has an emergency access to show. Run at each
+/// demo start (each adds one view: the audit trail is append-only).
+pub async fn seed_break_glass_view(
+    api: &api::AppState,
+    nhs_number: NhsNumber,
+) -> Result<(), String> {
+    let Some(reid) = CLINICIANS.iter().find(|c| c.id == "reid") else {
+        return Err("no demo paramedic".into());
+    };
+    let basis = crate::session::data::PatientBasis {
+        nhs_number: nhs_number.to_string(),
+        kind: crate::session::data::BasisKind::BreakGlass,
+        reason: "Emergency treatment: demo, unconscious on arrival".into(),
+    };
+    let caller = super::caller::caller(&user(reid), Some(&basis)).map_err(|e| e.to_string())?;
+    super::records::search_pointers(api, &caller, nhs_number)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}

@@ -8,10 +8,10 @@
 //! string. `Referrer-Policy: no-referrer` keeps it from leaving the site.
 
 mod access;
-mod caller;
+pub(crate) mod caller;
 pub mod demo;
 mod patient;
-mod records;
+pub(crate) mod records;
 mod shared_record;
 mod sign_in;
 
@@ -93,7 +93,7 @@ async fn respond(
 }
 
 /// A redirect after a POST (303: the browser follows with a GET).
-fn see_other(to: &str) -> Response {
+pub(crate) fn see_other(to: &str) -> Response {
     let mut response = axum::http::StatusCode::SEE_OTHER.into_response();
     if let Ok(location) = HeaderValue::from_str(to) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -111,7 +111,7 @@ fn signed_in(session: &Session) -> Result<&SignedInUser, WebError> {
 }
 
 /// A urlencoded form body, and its CSRF token checked against the session.
-fn form(session: &Session, body: &Bytes) -> Result<HashMap<String, String>, WebError> {
+pub(crate) fn form(session: &Session, body: &Bytes) -> Result<HashMap<String, String>, WebError> {
     let fields: HashMap<String, String> = form_urlencoded::parse(body)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
@@ -122,4 +122,4 @@ fn form(session: &Session, body: &Bytes) -> Result<HashMap<String, String>, WebE
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -34,7 +34,7 @@ const PRIORITY_TYPES: &[&str] = &[
 /// The API's consumer search for one patient (`api::operations::search`,
 /// which writes the one AuditEvent before answering). The only place the
 /// viewer searches; returns each visible pointer as stored.
-pub(super) async fn search_pointers(
+pub(crate) async fn search_pointers(
     api: &AppState,
     caller: &Caller,
     nhs: NhsNumber,
@@ -237,7 +237,7 @@ fn row(state: &WebState, pointer: &Value) -> PointerRow {
 }
 
 /// `2026-03-01T10:00:00Z` as `1 March 2026` (NHS content style).
-pub(super) fn human_date(fhir: &str) -> String {
+pub(crate) fn human_date(fhir: &str) -> String {
     const MONTHS: [&str; 12] = [
         "January",
         "February",

@@ -85,6 +85,8 @@ pub(super) async fn begin_session(
     user: SignedInUser,
 ) -> Result<Response, WebError> {
     session.rotate();
+    // A session is a clinician's or a patient's, never both.
+    session.data.patient = None;
     session.data.access.clear();
     session.data.recent.clear();
     let next = if user.role().is_some() {

@@ -24,9 +24,9 @@ use crate::session::store::memory::MemorySessionStore;
 use crate::session::{SessionSettings, Sessions};
 use crate::{WebInner, WebState};
 
-const TEMPLATE: &str = r#"{"resourceType":"DocumentReference","masterIdentifier":{"system":"urn:ietf:rfc:3986","value":"urn:test"},"status":"current","docStatus":"final","type":{"coding":[{"system":"http://snomed.info/sct","code":"1382601000000107","display":"ReSPECT (Recommended Summary Plan for Emergency Care and Treatment) form"}]},"category":[{"coding":[{"system":"http://snomed.info/sct","code":"734163000","display":"Care plan"}]}],"subject":{"identifier":{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9990000018"}},"date":"2026-01-01T01:00:00Z","author":[{"identifier":{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"RW5"}}],"custodian":{"identifier":{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"RW5"}},"content":[{"attachment":{"contentType":"application/pdf","url":"ssp://rw5.thirdparty.nhs.uk/documents/x.pdf","creation":"2026-01-01T01:00:00Z","title":"A record"},"format":{"system":"https://fhir.nhs.uk/England/CodeSystem/England-NRLFormatCode","code":"urn:nhs-ic:unstructured","display":"Unstructured Document"},"extension":[{"url":"https://fhir.nhs.uk/England/StructureDefinition/Extension-England-ContentStability","valueCodeableConcept":{"coding":[{"system":"https://fhir.nhs.uk/England/CodeSystem/England-NRLContentStability","code":"static"}]}},{"url":"https://fhir.nhs.uk/England/StructureDefinition/Extension-England-NRLRetrievalMechanism","valueCodeableConcept":{"coding":[{"system":"https://fhir.nhs.uk/England/CodeSystem/England-NRLRetrievalMechanism","code":"SSP"}]}}]}],"context":{"practiceSetting":{"coding":[{"system":"http://snomed.info/sct","code":"788002001","display":"Adult mental health service"}]},"related":[{"identifier":{"system":"https://fhir.nhs.uk/Id/nhsSpineASID","value":"300000081552"}}]}}"#;
+pub(crate) const TEMPLATE: &str = r#"{"resourceType":"DocumentReference","masterIdentifier":{"system":"urn:ietf:rfc:3986","value":"urn:test"},"status":"current","docStatus":"final","type":{"coding":[{"system":"http://snomed.info/sct","code":"1382601000000107","display":"ReSPECT (Recommended Summary Plan for Emergency Care and Treatment) form"}]},"category":[{"coding":[{"system":"http://snomed.info/sct","code":"734163000","display":"Care plan"}]}],"subject":{"identifier":{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9990000018"}},"date":"2026-01-01T01:00:00Z","author":[{"identifier":{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"RW5"}}],"custodian":{"identifier":{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"RW5"}},"content":[{"attachment":{"contentType":"application/pdf","url":"ssp://rw5.thirdparty.nhs.uk/documents/x.pdf","creation":"2026-01-01T01:00:00Z","title":"A record"},"format":{"system":"https://fhir.nhs.uk/England/CodeSystem/England-NRLFormatCode","code":"urn:nhs-ic:unstructured","display":"Unstructured Document"},"extension":[{"url":"https://fhir.nhs.uk/England/StructureDefinition/Extension-England-ContentStability","valueCodeableConcept":{"coding":[{"system":"https://fhir.nhs.uk/England/CodeSystem/England-NRLContentStability","code":"static"}]}},{"url":"https://fhir.nhs.uk/England/StructureDefinition/Extension-England-NRLRetrievalMechanism","valueCodeableConcept":{"coding":[{"system":"https://fhir.nhs.uk/England/CodeSystem/England-NRLRetrievalMechanism","code":"SSP"}]}}]}],"context":{"practiceSetting":{"coding":[{"system":"http://snomed.info/sct","code":"788002001","display":"Adult mental health service"}]},"related":[{"identifier":{"system":"https://fhir.nhs.uk/Id/nhsSpineASID","value":"300000081552"}}]}}"#;
 
-fn patients() -> Vec<NhsNumber> {
+pub(crate) fn patients() -> Vec<NhsNumber> {
     (999_000_000u32..)
         .filter_map(NhsNumber::from_stem)
         .take(6)
@@ -35,7 +35,7 @@ fn patients() -> Vec<NhsNumber> {
 
 /// A valid pointer: `kind` picks the type, `url` the attachment, `labels`
 /// the confidentiality codes.
-async fn add_pointer(
+pub(crate) async fn add_pointer(
     store: &dyn PointerStore,
     patient: NhsNumber,
     ods: &str,
@@ -59,7 +59,14 @@ async fn add_pointer(
     if !labels.is_empty() {
         let codes: Vec<Value> = labels
             .iter()
-            .map(|c| json!({"system": domain::systems::CONFIDENTIALITY, "code": c}))
+            .map(|c| {
+                let system = if *c == domain::systems::NOT_FOR_PATIENT_VIEW {
+                    domain::systems::ACT_CODE
+                } else {
+                    domain::systems::CONFIDENTIALITY
+                };
+                json!({"system": system, "code": c})
+            })
             .collect();
         doc["meta"] = json!({"security": codes});
     }
@@ -77,7 +84,7 @@ async fn add_pointer(
     store.create(record, Vec::new()).await.unwrap();
 }
 
-const RESPECT: (&str, &str) = ("1382601000000107", "ReSPECT form");
+pub(crate) const RESPECT: (&str, &str) = ("1382601000000107", "ReSPECT form");
 const CRISIS: (&str, &str) = ("736253002", "Mental health crisis plan");
 
 struct Fixture {
@@ -164,6 +171,8 @@ async fn fixture(demo_mode: bool) -> Fixture {
             SessionSettings::default(),
         ),
         cis2: None,
+        nhs_login: None,
+        patient_types: crate::PatientAccessConfig::default().visible_types,
         demo: demo_mode,
         organisations: HashMap::from([("RR8".to_owned(), "Leeds Teaching Hospitals".to_owned())]),
         https: false,
@@ -257,7 +266,7 @@ impl<'a> Browser<'a> {
     }
 }
 
-async fn audit_events(api: &AppState, patient: NhsNumber) -> Vec<Value> {
+pub(crate) async fn audit_events(api: &AppState, patient: NhsNumber) -> Vec<Value> {
     let query = audit::AuditQuery {
         patient: Some(patient),
         ..Default::default()
