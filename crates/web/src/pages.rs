@@ -226,6 +226,7 @@ pub struct SourceRow {
     pub makes_partial: bool,
 }
 
+#[derive(Clone)]
 pub struct EntryRow {
     pub title: String,
     pub status: String,
@@ -315,6 +316,17 @@ pub struct AccessRow {
     pub who: &'static str,
     pub purpose: String,
     pub looked: String,
+}
+
+#[derive(Template)]
+#[template(path = "patient/summary.html")]
+pub struct PatientSummaryPage {
+    pub chrome: PatientChrome,
+    /// Some organisation holding part of the record did not send it.
+    pub partial: bool,
+    /// Their names.
+    pub missing: Vec<String>,
+    pub sections: Vec<SectionView>,
 }
 
 #[derive(Template)]

@@ -21,7 +21,9 @@ pub use params::SearchParams;
 pub use policy::{decide, patient_access};
 pub use read::{read_for_consumer, read_for_producer};
 pub use search::{SearchPage, search};
-pub use shared_care_record::{SharedCareRecord, SharedCareRecordQuery, shared_care_record};
+pub use shared_care_record::{
+    SharedCareRecord, SharedCareRecordQuery, my_shared_care_record, shared_care_record,
+};
 pub use write::{Written, create, delete, update};
 
 use domain::catalogue::Catalogue;

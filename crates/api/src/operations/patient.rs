@@ -54,6 +54,11 @@ impl PatientCaller {
         }
     }
 
+    /// This request's id (the correlation id sent to record sources).
+    pub(crate) fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
     pub(crate) fn actor(&self) -> Actor<'_> {
         Actor {
             client_id: PATIENT_CLIENT_ID,

@@ -16,6 +16,7 @@ use domain::issue::{ErrorCode, Issue, IssueType};
 use federation::{CLINICAL_SUMMARY, FederatedRecord, Federator, Retrieval, SourceStatus};
 use telemetry::{SourceOutcome, TraceContext};
 
+use super::patient::{PatientCaller, patient_visible};
 use super::policy::{decide, patient_access};
 use super::{Context, SearchParams};
 use crate::audit_trail::{AuditDraft, audited};
@@ -65,6 +66,72 @@ pub async fn shared_care_record(
 ) -> Result<FederatedRecord, ApiError> {
     let mut draft = AuditDraft::new(Interaction::Search);
     let result = federate(ctx, caller, &request, &mut draft).await;
+    audited(ctx, caller.actor(), draft, result).await
+}
+
+/// The patient's own shared care record (`/my-record/`): the same federator
+/// and assembly as [`shared_care_record`], followed only through the
+/// Clinical summary pointers a patient is shown (current, not labelled R, V
+/// or NOPAT, the rule of `my_pointers`). No direct-care access policy: the
+/// patient is the subject, and their own objection concerns staff, not
+/// them. Audited once as the patient's request (`PATRQT`), naming the
+/// pointers whose sources were called.
+pub async fn my_shared_care_record(
+    ctx: &Context<'_>,
+    caller: &PatientCaller,
+    pointer_url_base: &str,
+) -> Result<FederatedRecord, ApiError> {
+    let mut draft = AuditDraft::new(Interaction::Search);
+    draft.patient = Some(caller.nhs_number);
+    draft.query = Some(format!("patient={}", caller.nhs_number));
+    let result = async {
+        let shared = ctx.shared_care_record.ok_or_else(|| {
+            ApiError::one(Issue::general(
+                ErrorCode::ServiceUnavailable,
+                IssueType::NotSupported,
+                "the shared care record is not enabled on this server (no sources are configured)",
+            ))
+        })?;
+        let params = SearchParams(vec![(
+            "patient.identifier".to_owned(),
+            format!("https://fhir.nhs.uk/Id/nhs-number|{}", caller.nhs_number),
+        )]);
+        let query = query::parse(params.pairs()).map_err(ApiError::Rejected)?;
+        let summary_code = CLINICAL_SUMMARY
+            .rsplit_once('|')
+            .map_or(CLINICAL_SUMMARY, |(_, code)| code);
+        let summary_only = [summary_code.to_owned()];
+        let rows = ctx
+            .consumer_store
+            .patient_pointers(caller.nhs_number)
+            .await?;
+        let pointers: Vec<PointerRecord> = rows.into_iter().map(|s| s.record).collect();
+        let record = shared
+            .federator
+            .retrieve(
+                Retrieval {
+                    query: &query,
+                    pointers: &pointers,
+                    correlation_id: Some(caller.request_id()),
+                    trace: None,
+                    tracer: ctx.tracer,
+                    pointer_url_base,
+                },
+                |pointer| patient_visible(pointer, &summary_only),
+            )
+            .await;
+        record_metrics(ctx, &record.sources);
+        Ok(record)
+    }
+    .await;
+    if let Ok(record) = &result {
+        draft.resources = record
+            .sources
+            .iter()
+            .filter(|s| s.was_called())
+            .flat_map(|s| s.pointers.iter().map(|p| format!("DocumentReference/{p}")))
+            .collect();
+    }
     audited(ctx, caller.actor(), draft, result).await
 }
 

@@ -15,6 +15,7 @@ pub mod demo;
 mod records;
 mod sharing;
 mod sign_in;
+mod summary;
 mod who_looked;
 
 use askama::Template;
@@ -48,6 +49,7 @@ pub fn router(state: WebState) -> Router {
             get(sharing::page).post(sharing::change),
         )
         .route("/my-record/who-looked", get(who_looked::page))
+        .route("/my-record/shared-care-record", get(summary::page))
         .route("/my-record/{*rest}", get(not_found).post(not_found));
     // The demo NHS login exists only under `serve --demo` (and its handlers
     // check again).

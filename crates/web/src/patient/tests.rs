@@ -21,6 +21,7 @@ use crate::session::{SessionSettings, Sessions};
 use crate::viewer::tests::{RESPECT, add_pointer, audit_events, patients};
 use crate::{PatientAccessConfig, WebInner, WebState};
 
+const CLINICAL_SUMMARY: (&str, &str) = ("887181000000106", "Clinical summary");
 const LLOYD_GEORGE: (&str, &str) = ("16521000000101", "Lloyd George record folder");
 
 struct Fixture {
@@ -46,6 +47,30 @@ async fn fixture_in(demo_mode: bool) -> Fixture {
     add_pointer(store.as_ref(), p0, "RR8", "nopat", RESPECT, ssp, &["NOPAT"]).await;
     add_pointer(store.as_ref(), p0, "RR8", "lg", LLOYD_GEORGE, ssp, &[]).await;
     add_pointer(store.as_ref(), p1, "RR8", "other", RESPECT, ssp, &[]).await;
+    // Patient 2: a Clinical summary at a source that never answers (nothing
+    // listens on port 9), and one labelled R that must not be followed.
+    let p2 = patients()[2];
+    let never = "http://127.0.0.1:9/fhir/Patient/p2";
+    add_pointer(
+        store.as_ref(),
+        p2,
+        "RR8",
+        "scr",
+        CLINICAL_SUMMARY,
+        never,
+        &[],
+    )
+    .await;
+    add_pointer(
+        store.as_ref(),
+        p2,
+        "RR8",
+        "scr-r",
+        CLINICAL_SUMMARY,
+        never,
+        &["R"],
+    )
+    .await;
     let auth = Authenticator::new(
         Arc::new(AppRegistry::from_configs(&[]).unwrap()),
         TokenSettings::new("http://nrls", "http://nrls/oauth2/token", vec![7; 32]),
@@ -58,6 +83,21 @@ async fn fixture_in(demo_mode: bool) -> Fixture {
         api::ops::Ops::default(),
         AccessServices::in_memory(),
     );
+    let registry = federation::SourceRegistry::from_configs(&[federation::SourceConfig {
+        ods: "RR8".to_owned(),
+        name: "Leeds Teaching Hospitals".to_owned(),
+        base_url: "http://127.0.0.1:9/fhir".to_owned(),
+        timeout_ms: 1_000,
+        resource_types: vec!["AllergyIntolerance".to_owned()],
+        auth: federation::SourceAuthConfig::None {},
+    }])
+    .unwrap();
+    let federator =
+        federation::Federator::new(registry, &federation::FederationConfig::default()).unwrap();
+    let api = api
+        .with_shared_care_record(api::operations::SharedCareRecord::new(Arc::new(federator)))
+        .ok()
+        .unwrap();
     let state = WebState(Arc::new(WebInner {
         api,
         sessions: Sessions::new(
@@ -378,4 +418,46 @@ async fn who_looked_shows_organisation_and_purpose_but_no_staff_identity_in_html
     )
     .await;
     assert!(old.contains("Nobody has looked at your records in this time"));
+}
+
+#[tokio::test]
+async fn the_shared_care_record_names_the_organisations_that_did_not_answer_and_is_audited_once() {
+    let f = fixture().await;
+    let p2 = patients()[2];
+    let cookie = patient_cookie(&f.state, p2, Proofing::P9).await;
+    let (status, _, body) = get(&f.app, "/my-record/shared-care-record", &cookie, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.contains("Some of your records could not be fetched"),
+        "{body}"
+    );
+    assert!(
+        body.contains("We could not get records from: Leeds Teaching Hospitals."),
+        "{body}"
+    );
+    for section in ["Allergies", "Medicines", "Conditions", "Immunisations"] {
+        assert!(body.contains(section), "{section} missing");
+    }
+    for secret in ["127.0.0.1", "/fhir", "refused"] {
+        assert!(!body.contains(secret), "{secret} leaked");
+    }
+
+    // One AuditEvent, the patient's own request, naming only the pointer
+    // that was followed (not the R-labelled one).
+    let events = audit_events(&f.state.api, p2).await;
+    assert_eq!(events.len(), 1);
+    let text = events[0].to_string();
+    assert!(text.contains("PATRQT"), "{text}");
+    assert!(text.contains("nrls-patient"), "{text}");
+    assert_eq!(text.matches("DocumentReference/").count(), 1, "{text}");
+
+    // Linked from the patient's pages; below P9 no data and no audit.
+    let (_, _, records) = get(&f.app, "/my-record/where-my-records-are", &cookie, None).await;
+    assert!(records.contains("href=\"/my-record/shared-care-record\""));
+    let lower = patient_cookie(&f.state, p2, Proofing::Lower).await;
+    let (status, location, _) = get(&f.app, "/my-record/shared-care-record", &lower, None).await;
+    assert!(status.is_redirection(), "{status}");
+    assert_eq!(location, "/my-record/prove-who-you-are");
+    // The records view above is the second event; below P9 adds none.
+    assert_eq!(audit_events(&f.state.api, p2).await.len(), 2);
 }

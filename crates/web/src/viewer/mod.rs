@@ -12,7 +12,7 @@ pub(crate) mod caller;
 pub mod demo;
 mod patient;
 pub(crate) mod records;
-mod shared_record;
+pub(crate) mod shared_record;
 mod sign_in;
 
 use std::collections::HashMap;

@@ -80,7 +80,7 @@ pub(super) async fn page(
     respond(&state, session, html).await
 }
 
-fn sources(state: &WebState, record: &FederatedRecord) -> Vec<SourceRow> {
+pub(crate) fn sources(state: &WebState, record: &FederatedRecord) -> Vec<SourceRow> {
     let now = crate::session::now();
     record
         .sources
@@ -249,7 +249,7 @@ fn entry(state: &WebState, resource: &Value) -> EntryRow {
     }
 }
 
-fn sections(state: &WebState, bundle: &Value) -> Vec<SectionView> {
+pub(crate) fn sections(state: &WebState, bundle: &Value) -> Vec<SectionView> {
     let resources: Vec<&Value> = bundle["entry"]
         .as_array()
         .map(|entries| entries.iter().map(|e| &e["resource"]).collect())

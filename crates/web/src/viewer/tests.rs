@@ -52,7 +52,12 @@ pub(crate) async fn add_pointer(
     doc["type"]["coding"][0]["code"] = json!(code.0);
     doc["type"]["coding"][0]["display"] = json!(code.1);
     doc["content"][0]["attachment"]["url"] = json!(url);
-    if url.starts_with("https://") {
+    // Clinical summary pointers are filed under Record headings.
+    if code.0 == "887181000000106" {
+        doc["category"][0]["coding"][0]["code"] = json!("716931000000107");
+        doc["category"][0]["coding"][0]["display"] = json!("Record headings");
+    }
+    if url.starts_with("https://") || url.starts_with("http://") {
         doc["content"][0]["extension"][1]["valueCodeableConcept"]["coding"][0]["code"] =
             json!("Direct");
     }
