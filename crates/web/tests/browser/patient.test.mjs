@@ -75,6 +75,18 @@ for (const { javaScript, viewport, label } of [
     assert.doesNotMatch(records, /ssp:\/\/|ASID/);
     await review(page, `patient-03-where-my-records-are-${label}`);
 
+    await b.tabTo(page, 'a[href="/my-record/shared-care-record"]');
+    await b.pressEnter(page);
+    assert.equal(path(page), '/my-record/shared-care-record');
+    const summary = await text(page);
+    assert.match(summary, /Your shared care record/);
+    for (const section of ['Allergies', 'Medicines', 'Conditions', 'Immunisations']) {
+      assert.match(summary, new RegExp(section));
+    }
+    assert.doesNotMatch(summary, /ssp:\/\/|ASID|127\.0\.0\.1/);
+    await review(page, `patient-03b-shared-care-record-${label}`);
+    await page.goto(`${nrls.url}/my-record/where-my-records-are`);
+
     await b.tabTo(page, 'a[href="/my-record/who-looked"]');
     await b.pressEnter(page);
     const history = await text(page);
