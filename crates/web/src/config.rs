@@ -21,7 +21,7 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
-use crate::oidc::{self, RelyingParty, RpConfig};
+use crate::oidc::{self, ClientSettings, ClientSettingsError, RelyingParty, RpConfig};
 use crate::session::SessionSettings;
 
 /// The `[viewer]` section.
@@ -78,6 +78,15 @@ pub enum ViewerConfigError {
     Invalid(String),
 }
 
+impl From<ClientSettingsError> for ViewerConfigError {
+    fn from(e: ClientSettingsError) -> Self {
+        match e {
+            ClientSettingsError::Incomplete(missing) => ViewerConfigError::Incomplete(missing),
+            ClientSettingsError::Key { path, problem } => ViewerConfigError::Key { path, problem },
+        }
+    }
+}
+
 impl ViewerConfig {
     /// Session settings; `secure` when the public URL is https.
     pub fn sessions(&self, public_url: &str) -> SessionSettings {
@@ -93,51 +102,31 @@ impl ViewerConfig {
         &self,
         public_url: &str,
     ) -> Result<Option<RelyingParty>, ViewerConfigError> {
-        let blank = |v: &Option<String>| v.as_deref().is_none_or(|s| s.trim().is_empty());
-        let missing: Vec<&str> = [
-            ("issuer", blank(&self.issuer)),
-            ("client_id", blank(&self.client_id)),
-            ("key_file", self.key_file.is_none()),
-            ("redirect_url", blank(&self.redirect_url)),
-        ]
-        .into_iter()
-        .filter_map(|(name, absent)| absent.then_some(name))
-        .collect();
-        if missing.len() == 4 {
+        let settings = ClientSettings {
+            issuer: &self.issuer,
+            client_id: &self.client_id,
+            key_file: &self.key_file,
+            redirect_url: &self.redirect_url,
+            key_id: &self.key_id,
+        };
+        let Some(settings) = settings.complete().map_err(ViewerConfigError::from)? else {
             return Ok(None);
-        }
-        if !missing.is_empty() {
-            return Err(ViewerConfigError::Incomplete(missing.join(", ")));
-        }
+        };
         if self.idle_timeout_minutes == 0 || self.absolute_timeout_hours == 0 {
             return Err(ViewerConfigError::Invalid(
                 "idle_timeout_minutes and absolute_timeout_hours must be above 0".into(),
             ));
         }
-        let (Some(issuer), Some(client_id), Some(key_file), Some(redirect_url)) = (
-            &self.issuer,
-            &self.client_id,
-            &self.key_file,
-            &self.redirect_url,
-        ) else {
-            return Err(ViewerConfigError::Incomplete("a sign-in setting".into()));
-        };
-        let key_error = |problem: String| ViewerConfigError::Key {
-            path: key_file.display().to_string(),
-            problem,
-        };
-        let pem = std::fs::read_to_string(key_file).map_err(|e| key_error(e.to_string()))?;
-        let key = oidc::client_key_from_pem(&pem, &self.key_id).map_err(key_error)?;
         let config = RpConfig {
-            issuer: issuer.clone(),
-            client_id: client_id.clone(),
-            redirect_url: redirect_url.clone(),
+            issuer: settings.issuer,
+            client_id: settings.client_id,
+            redirect_url: settings.redirect_url,
             post_logout_redirect_url: Some(
                 self.post_logout_redirect_url
                     .clone()
                     .unwrap_or_else(|| format!("{public_url}/viewer/signed-out")),
             ),
-            key,
+            key: settings.key,
             scopes: oidc::cis2::SCOPES.iter().map(|s| (*s).to_owned()).collect(),
             extra_params: Vec::new(),
             clock_skew: Duration::from_secs(self.clock_skew_seconds),

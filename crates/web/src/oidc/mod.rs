@@ -355,6 +355,97 @@ impl RelyingParty {
     }
 }
 
+/// Ends `session` here, then sends the browser to the issuer's sign-out
+/// (RP-initiated logout) when `at_issuer` names a relying party that
+/// supports it, else to the local `signed_out` page.
+pub(crate) async fn sign_out(
+    sessions: &crate::session::Sessions,
+    session: crate::session::Session,
+    at_issuer: Option<(&RelyingParty, Option<&str>)>,
+    signed_out: &str,
+) -> Result<axum::response::Response, crate::error::WebError> {
+    let clear = sessions.end(session).await?;
+    let mut to = signed_out.to_owned();
+    if let Some((rp, hint)) = at_issuer
+        && let Some(url) = rp.end_session_url(hint).await
+    {
+        to = url;
+    }
+    let mut response = crate::viewer::see_other(&to);
+    response
+        .headers_mut()
+        .append(axum::http::header::SET_COOKIE, clear);
+    Ok(response)
+}
+
+/// The four settings every sign-in needs, as a configuration section holds
+/// them: all set, or none (sign-in off).
+pub struct ClientSettings<'a> {
+    pub issuer: &'a Option<String>,
+    pub client_id: &'a Option<String>,
+    pub key_file: &'a Option<std::path::PathBuf>,
+    pub redirect_url: &'a Option<String>,
+    pub key_id: &'a str,
+}
+
+/// What is wrong with a section's [`ClientSettings`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientSettingsError {
+    /// Some but not all are set: the missing ones, comma-separated.
+    Incomplete(String),
+    /// The key file cannot be read or holds no usable key.
+    Key { path: String, problem: String },
+}
+
+/// The settings, complete and with the client's key read.
+pub struct CompleteClientSettings {
+    pub issuer: String,
+    pub client_id: String,
+    pub redirect_url: String,
+    pub key: ClientKey,
+}
+
+impl ClientSettings<'_> {
+    /// `None` when nothing is set; an error naming what is missing when only
+    /// some are; otherwise the settings with the key read from its file.
+    pub fn complete(&self) -> Result<Option<CompleteClientSettings>, ClientSettingsError> {
+        let blank = |v: &Option<String>| v.as_deref().is_none_or(|s| s.trim().is_empty());
+        let missing: Vec<&str> = [
+            ("issuer", blank(self.issuer)),
+            ("client_id", blank(self.client_id)),
+            ("key_file", self.key_file.is_none()),
+            ("redirect_url", blank(self.redirect_url)),
+        ]
+        .into_iter()
+        .filter_map(|(name, absent)| absent.then_some(name))
+        .collect();
+        if missing.len() == 4 {
+            return Ok(None);
+        }
+        let (Some(issuer), Some(client_id), Some(key_file), Some(redirect_url), true) = (
+            self.issuer,
+            self.client_id,
+            self.key_file,
+            self.redirect_url,
+            missing.is_empty(),
+        ) else {
+            return Err(ClientSettingsError::Incomplete(missing.join(", ")));
+        };
+        let key_error = |problem: String| ClientSettingsError::Key {
+            path: key_file.display().to_string(),
+            problem,
+        };
+        let pem = std::fs::read_to_string(key_file).map_err(|e| key_error(e.to_string()))?;
+        let key = client_key_from_pem(&pem, self.key_id).map_err(key_error)?;
+        Ok(Some(CompleteClientSettings {
+            issuer: issuer.clone(),
+            client_id: client_id.clone(),
+            redirect_url: redirect_url.clone(),
+            key,
+        }))
+    }
+}
+
 /// Reads a client signing key: RSA signs RS512 (as NHS CIS2 and NHS login
 /// require for `private_key_jwt`), EC signs ES384.
 pub fn client_key_from_pem(pem: &str, kid: &str) -> Result<ClientKey, String> {

@@ -20,7 +20,7 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
-use crate::oidc::{self, RelyingParty, RpConfig, nhs_login};
+use crate::oidc::{ClientSettings, ClientSettingsError, RelyingParty, RpConfig, nhs_login};
 
 /// Pointer types (SNOMED CT codes) a patient sees by default: the care
 /// plans and records a patient would expect to be told about. Types left
@@ -94,57 +94,58 @@ pub enum PatientAccessConfigError {
     Invalid(String),
 }
 
+impl From<ClientSettingsError> for PatientAccessConfigError {
+    fn from(e: ClientSettingsError) -> Self {
+        match e {
+            ClientSettingsError::Incomplete(missing) => {
+                PatientAccessConfigError::Incomplete(missing)
+            }
+            ClientSettingsError::Key { path, problem } => {
+                PatientAccessConfigError::Key { path, problem }
+            }
+        }
+    }
+}
+
 impl PatientAccessConfig {
     /// Checks the settings and builds the NHS login relying party, if configured.
     pub fn relying_party(
         &self,
         public_url: &str,
     ) -> Result<Option<RelyingParty>, PatientAccessConfigError> {
-        let blank = |v: &Option<String>| v.as_deref().is_none_or(|s| s.trim().is_empty());
-        let missing: Vec<&str> = [
-            ("issuer", blank(&self.issuer)),
-            ("client_id", blank(&self.client_id)),
-            ("key_file", self.key_file.is_none()),
-            ("redirect_url", blank(&self.redirect_url)),
-        ]
-        .into_iter()
-        .filter_map(|(name, absent)| absent.then_some(name))
-        .collect();
-        if missing.len() == 4 {
+        let settings = ClientSettings {
+            issuer: &self.issuer,
+            client_id: &self.client_id,
+            key_file: &self.key_file,
+            redirect_url: &self.redirect_url,
+            key_id: &self.key_id,
+        };
+        let Some(settings) = settings
+            .complete()
+            .map_err(PatientAccessConfigError::from)?
+        else {
             return Ok(None);
-        }
-        let (Some(issuer), Some(client_id), Some(key_file), Some(redirect_url)) = (
-            &self.issuer,
-            &self.client_id,
-            &self.key_file,
-            &self.redirect_url,
-        ) else {
-            return Err(PatientAccessConfigError::Incomplete(missing.join(", ")));
         };
-        if !missing.is_empty() {
-            return Err(PatientAccessConfigError::Incomplete(missing.join(", ")));
-        }
-        let key_error = |problem: String| PatientAccessConfigError::Key {
-            path: key_file.display().to_string(),
-            problem,
-        };
-        let pem = std::fs::read_to_string(key_file).map_err(|e| key_error(e.to_string()))?;
-        let key = oidc::client_key_from_pem(&pem, &self.key_id).map_err(key_error)?;
-        if key.alg != Algorithm::RS512 {
-            return Err(key_error(
-                "NHS login needs an RSA key (the client assertion is RS512)".into(),
-            ));
+        if settings.key.alg != Algorithm::RS512 {
+            return Err(PatientAccessConfigError::Key {
+                path: self
+                    .key_file
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                problem: "NHS login needs an RSA key (the client assertion is RS512)".into(),
+            });
         }
         let config = RpConfig {
-            issuer: issuer.clone(),
-            client_id: client_id.clone(),
-            redirect_url: redirect_url.clone(),
+            issuer: settings.issuer,
+            client_id: settings.client_id,
+            redirect_url: settings.redirect_url,
             post_logout_redirect_url: Some(
                 self.post_logout_redirect_url
                     .clone()
                     .unwrap_or_else(|| format!("{public_url}/my-record/signed-out")),
             ),
-            key,
+            key: settings.key,
             scopes: nhs_login::SCOPES.iter().map(|s| (*s).to_owned()).collect(),
             extra_params: vec![("vtr".to_owned(), nhs_login::VECTORS_OF_TRUST.to_owned())],
             clock_skew: Duration::from_secs(self.clock_skew_seconds),

@@ -12,7 +12,7 @@ use super::{PatientChrome, html, patient, respond};
 use crate::WebState;
 use crate::error::WebError;
 use crate::oidc::nhs_login::{self, Proofing, SignedInPatient};
-use crate::oidc::{OidcError, RelyingParty};
+use crate::oidc::{self, OidcError, RelyingParty};
 use crate::pages::{PatientProvePage, PatientSignInPage, PatientSignedOutPage};
 use crate::session::Session;
 use crate::viewer::{form, see_other};
@@ -178,19 +178,11 @@ pub(super) async fn sign_out(
             .is_some_and(|rp| rp.config().issuer == p.issuer);
         ours.then(|| p.id_token.clone()).flatten()
     });
-    let clear = state.sessions.end(session).await?;
-    let mut to = "/my-record/signed-out".to_owned();
-    if let Some(hint) = id_token
-        && let Some(rp) = state.nhs_login.as_ref()
-        && let Some(url) = rp.end_session_url(Some(&hint)).await
-    {
-        to = url;
-    }
-    let mut response = see_other(&to);
-    response
-        .headers_mut()
-        .append(axum::http::header::SET_COOKIE, clear);
-    Ok(response)
+    let at_issuer = id_token
+        .as_deref()
+        .zip(state.nhs_login.as_ref())
+        .map(|(hint, rp)| (rp, Some(hint)));
+    oidc::sign_out(&state.sessions, session, at_issuer, "/my-record/signed-out").await
 }
 
 pub(super) async fn signed_out(

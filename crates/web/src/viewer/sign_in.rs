@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use super::{form, respond, see_other};
 use crate::WebState;
 use crate::error::WebError;
-use crate::oidc::{OidcError, cis2};
+use crate::oidc::{self, OidcError, cis2};
 use crate::pages::{
     ChooseRolePage, Chrome, RoleChoice, SignInPage, SignedOutPage, render, role_label,
 };
@@ -170,25 +170,15 @@ pub(super) async fn sign_out(
     let session = state.sessions.load(&headers).await?;
     form(&session, &body)?;
     let id_token = session.data.user.as_ref().and_then(|u| u.id_token.clone());
-    let was_cis2 = session
-        .data
-        .user
-        .as_ref()
-        .zip(state.cis2.as_ref())
-        .is_some_and(|(u, rp)| u.issuer == rp.config().issuer);
-    let clear = state.sessions.end(session).await?;
-    let mut to = "/viewer/signed-out".to_owned();
-    if was_cis2
-        && let Some(rp) = state.cis2.as_ref()
-        && let Some(url) = rp.end_session_url(id_token.as_deref()).await
-    {
-        to = url;
-    }
-    let mut response = see_other(&to);
-    response
-        .headers_mut()
-        .append(axum::http::header::SET_COOKIE, clear);
-    Ok(response)
+    let cis2 = state.cis2.as_ref().filter(|rp| {
+        session
+            .data
+            .user
+            .as_ref()
+            .is_some_and(|u| u.issuer == rp.config().issuer)
+    });
+    let at_issuer = cis2.map(|rp| (rp, id_token.as_deref()));
+    oidc::sign_out(&state.sessions, session, at_issuer, "/viewer/signed-out").await
 }
 
 pub(super) async fn signed_out(
