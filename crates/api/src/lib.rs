@@ -21,6 +21,7 @@ pub mod error;
 pub mod extract;
 pub mod operations;
 pub mod ops;
+pub mod patient_access;
 pub mod rate_limit;
 pub mod routes;
 pub mod state;
@@ -84,6 +85,8 @@ pub fn fhir_routes() -> Routes {
         .nest(PRODUCER_BASE, producer)
         .nest(CONSUMER_BASE, consumer)
         .nest(ADMIN_BASE, routes::admin::routes())
+        .nest(routes::patient::PATIENT_BASE, routes::patient::routes())
+        .merge(routes::patient::token_routes())
         .add(get, "/_status", status("status"), routes::status)
         .merge(routes::oauth_router())
         .refusing_head()

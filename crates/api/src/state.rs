@@ -11,6 +11,7 @@ use store::SharedStore;
 use crate::access::AccessServices;
 use crate::operations::{Context, SharedCareRecord};
 use crate::ops::Ops;
+use crate::patient_access::PatientAccess;
 use crate::rate_limit::RateLimiter;
 
 /// HTTP-level settings.
@@ -55,6 +56,7 @@ struct Inner {
     access: AccessServices,
     /// The federator, when regional sources are configured.
     shared_care_record: Option<SharedCareRecord>,
+    patient: PatientAccess,
     started: Instant,
 }
 
@@ -98,6 +100,7 @@ impl AppState {
             ops,
             access,
             shared_care_record: None,
+            patient: PatientAccess::default(),
             started: Instant::now(),
         }))
     }
@@ -123,6 +126,15 @@ impl AppState {
         federation: SharedCareRecord,
     ) -> Result<AppState, AppState> {
         self.building(|inner| inner.shared_care_record = Some(federation))
+    }
+
+    /// Serves the patient API (`/patient/FHIR/R4`) with these settings and,
+    /// when given, the web pages' sessions.
+    ///
+    /// # Errors
+    /// As [`AppState::with_consumer_store`].
+    pub fn with_patient_access(self, patient: PatientAccess) -> Result<AppState, AppState> {
+        self.building(|inner| inner.patient = patient)
     }
 
     fn building(self, change: impl FnOnce(&mut Inner)) -> Result<AppState, AppState> {
@@ -169,6 +181,11 @@ impl AppState {
     /// A shared handle on the authenticator.
     pub fn auth_handle(&self) -> Arc<Authenticator> {
         Arc::clone(&self.0.auth)
+    }
+
+    /// The patient API's settings and sessions.
+    pub fn patient_access(&self) -> &PatientAccess {
+        &self.0.patient
     }
 
     pub fn settings(&self) -> &ApiSettings {

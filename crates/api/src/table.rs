@@ -43,6 +43,8 @@ pub struct Doc {
     pub produces: &'static str,
     /// Routine (probes, scrapes): counted in metrics, logged at debug only.
     pub quiet: bool,
+    /// A patient route: a patient token or the `/my-record/` session cookie.
+    pub patient: bool,
 }
 
 impl Doc {
@@ -58,7 +60,13 @@ impl Doc {
             success: 200,
             produces: media::FHIR_JSON,
             quiet: false,
+            patient: false,
         }
+    }
+
+    pub const fn patient(mut self) -> Doc {
+        self.patient = true;
+        self
     }
 
     pub const fn authenticated(mut self) -> Doc {

@@ -23,6 +23,18 @@ pub(crate) struct AccessClaims {
     pub iat: i64,
     pub exp: i64,
     pub jti: String,
+    /// Patient tokens only: the NHS number NHS login verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nhs_number: Option<String>,
+    /// Patient tokens only: NHS login's `identity_proofing_level` (`P9`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proofing_level: Option<String>,
+}
+
+/// The `aud` of patient tokens: the patient API, not nrls as a whole, so a
+/// patient token fails an app token's audience check and the other way round.
+pub(crate) fn patient_audience(issuer: &str) -> String {
+    format!("{}/patient/FHIR/R4", issuer.trim_end_matches('/'))
 }
 
 /// Mints and verifies access tokens under one secret and issuer.
@@ -33,6 +45,7 @@ pub(crate) struct AccessTokenKeys {
     issuer: String,
     /// The base64url header every token we mint starts with.
     header_segment: String,
+    patient_audience: String,
 }
 
 impl AccessTokenKeys {
@@ -55,6 +68,7 @@ impl AccessTokenKeys {
             validation,
             issuer: issuer.to_owned(),
             header_segment,
+            patient_audience: patient_audience(issuer),
         })
     }
 
@@ -71,13 +85,64 @@ impl AccessTokenKeys {
             iat: issued_at,
             exp: expires_at,
             jti: uuid::Uuid::new_v4().to_string(),
+            nhs_number: None,
+            proofing_level: None,
         };
         jsonwebtoken::encode(&header(), &claims, &self.encoding)
     }
 
-    /// Checks signature, issuer and audience. Expiry is the caller's, since
-    /// it must also be checked on every cache hit.
+    /// A patient token: bound to the NHS number and proofing level NHS login
+    /// verified, for the patient API's audience only.
+    pub(crate) fn mint_patient(
+        &self,
+        nhs_number: &str,
+        proofing_level: &str,
+        issued_at: i64,
+        expires_at: i64,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            sub: nhs_number.to_owned(),
+            aud: self.patient_audience.clone(),
+            iat: issued_at,
+            exp: expires_at,
+            jti: uuid::Uuid::new_v4().to_string(),
+            nhs_number: Some(nhs_number.to_owned()),
+            proofing_level: Some(proofing_level.to_owned()),
+        };
+        jsonwebtoken::encode(&header(), &claims, &self.encoding)
+    }
+
+    /// Checks an app token: signature, issuer and audience. Expiry is the
+    /// caller's, since it must also be checked on every cache hit.
     pub(crate) fn verify(&self, token: &str) -> Result<AccessClaims, AuthError> {
+        let claims = self.verify_signed(token)?;
+        if claims.aud == self.patient_audience || claims.nhs_number.is_some() {
+            return Err(AuthError::WrongKind);
+        }
+        if claims.aud != self.issuer {
+            return Err(AuthError::WrongAudience);
+        }
+        Ok(claims)
+    }
+
+    /// Checks a patient token: as [`AccessTokenKeys::verify`], for the
+    /// patient API's audience, with an NHS number and a proofing level.
+    pub(crate) fn verify_patient(&self, token: &str) -> Result<AccessClaims, AuthError> {
+        let claims = self.verify_signed(token)?;
+        if claims.aud == self.issuer {
+            return Err(AuthError::WrongKind);
+        }
+        if claims.aud != self.patient_audience {
+            return Err(AuthError::WrongAudience);
+        }
+        if claims.nhs_number.is_none() || claims.proofing_level.is_none() {
+            return Err(AuthError::Malformed);
+        }
+        Ok(claims)
+    }
+
+    fn verify_signed(&self, token: &str) -> Result<AccessClaims, AuthError> {
         let mut parts = token.split('.');
         let (Some(header), Some(_), Some(_), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -96,9 +161,6 @@ impl AccessTokenKeys {
             .claims;
         if claims.iss != self.issuer {
             return Err(AuthError::WrongIssuer);
-        }
-        if claims.aud != self.issuer {
-            return Err(AuthError::WrongAudience);
         }
         Ok(claims)
     }
@@ -150,6 +212,19 @@ mod tests {
         let theirs = AccessTokenKeys::new(SECRET, "http://elsewhere").unwrap();
         let token = theirs.mint("app", 100, 200).unwrap();
         assert_eq!(ours.verify(&token).unwrap_err(), AuthError::WrongIssuer);
+    }
+
+    #[test]
+    fn patient_and_app_tokens_are_not_interchangeable() {
+        let keys = AccessTokenKeys::new(SECRET, "http://nrls").unwrap();
+        let patient = keys.mint_patient("9990000018", "P9", 100, 200).unwrap();
+        let app = keys.mint("app", 100, 200).unwrap();
+        let claims = keys.verify_patient(&patient).unwrap();
+        assert_eq!(claims.nhs_number.as_deref(), Some("9990000018"));
+        assert_eq!(claims.proofing_level.as_deref(), Some("P9"));
+        assert_eq!(claims.aud, "http://nrls/patient/FHIR/R4");
+        assert_eq!(keys.verify(&patient).unwrap_err(), AuthError::WrongKind);
+        assert_eq!(keys.verify_patient(&app).unwrap_err(), AuthError::WrongKind);
     }
 
     #[test]

@@ -136,6 +136,17 @@ impl Principal {
     }
 }
 
+/// A patient, from a patient token nrls issued after NHS login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientPrincipal {
+    /// As NHS login verified it (ten digits).
+    pub nhs_number: String,
+    /// NHS login's `identity_proofing_level`: only `P9` may see data.
+    pub proofing_level: String,
+    /// Unix seconds.
+    pub token_expires_at: i64,
+}
+
 /// Issues and verifies tokens for the apps of one registry.
 pub struct Authenticator {
     /// Swapped whole by [`Authenticator::reload`]: a request sees the old
@@ -145,6 +156,8 @@ pub struct Authenticator {
     access_tokens: AccessTokenKeys,
     /// Verified access tokens, so the hot path skips the HMAC.
     verified: ExpiringMap<Principal>,
+    /// Verified patient tokens, likewise.
+    verified_patients: ExpiringMap<PatientPrincipal>,
     /// `client_id \n jti` of accepted assertions, until they expire.
     seen_assertions: ExpiringMap<()>,
     clock: Clock,
@@ -169,6 +182,7 @@ impl Authenticator {
             })?;
         Ok(Authenticator {
             verified: ExpiringMap::new(settings.token_cache_capacity),
+            verified_patients: ExpiringMap::new(settings.token_cache_capacity),
             seen_assertions: ExpiringMap::new(settings.replay_cache_capacity),
             registry: ArcSwap::new(registry),
             settings,
@@ -306,6 +320,65 @@ impl Authenticator {
             token_expires_at: claims.exp,
         };
         self.verified
+            .insert(bearer.to_owned(), principal.clone(), claims.exp, now);
+        Ok(principal)
+    }
+
+    /// A token for the patient API (`/patient/FHIR/R4`), bound to the NHS
+    /// number and proofing level NHS login verified; the caller (the web
+    /// session) has checked both. Lives as long as app tokens.
+    pub fn issue_patient_token(
+        &self,
+        nhs_number: &str,
+        proofing_level: &str,
+    ) -> Result<TokenResponse, TokenError> {
+        let now = self.clock.now();
+        let expires_at = now.saturating_add(secs(self.settings.access_token_lifetime));
+        let access_token = self
+            .access_tokens
+            .mint_patient(nhs_number, proofing_level, now, expires_at)
+            .map_err(|e| {
+                tracing::error!(error = %e, "patient token signing failed");
+                TokenError::ServerError
+            })?;
+        tracing::info!(token = %hash_for_log(&access_token), "patient token issued");
+        Ok(TokenResponse {
+            access_token,
+            token_type: "bearer".to_owned(),
+            expires_in: self.settings.access_token_lifetime.as_secs(),
+        })
+    }
+
+    /// The patient of a patient token. An app's token is refused
+    /// ([`AuthError::WrongKind`]), as a patient token is by
+    /// [`Authenticator::authenticate`]. Verified once, then cached.
+    pub fn authenticate_patient(&self, bearer: &str) -> Result<PatientPrincipal, AuthError> {
+        if bearer.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        if bearer.len() > MAX_TOKEN_LEN {
+            return Err(AuthError::Malformed);
+        }
+        let now = self.clock.now();
+        match self.verified_patients.get(bearer, now) {
+            Lookup::Live(principal) => return Ok(principal),
+            Lookup::Expired => return Err(AuthError::Expired),
+            Lookup::Absent => {}
+        }
+        let claims = self.access_tokens.verify_patient(bearer)?;
+        if claims.exp <= now {
+            return Err(AuthError::Expired);
+        }
+        let (Some(nhs_number), Some(proofing_level)) = (claims.nhs_number, claims.proofing_level)
+        else {
+            return Err(AuthError::Malformed);
+        };
+        let principal = PatientPrincipal {
+            nhs_number,
+            proofing_level,
+            token_expires_at: claims.exp,
+        };
+        self.verified_patients
             .insert(bearer.to_owned(), principal.clone(), claims.exp, now);
         Ok(principal)
     }

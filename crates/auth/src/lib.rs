@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 pub use access_token::bearer_token;
 pub use assertion::{AssertionAlg, SigningKeyPem, mint_client_assertion};
-pub use authenticator::{Authenticator, Principal, TokenResponse, TokenSettings};
+pub use authenticator::{Authenticator, PatientPrincipal, Principal, TokenResponse, TokenSettings};
 pub use clock::Clock;
 pub use config::{AppConfig, OrganisationConfig};
 pub use error::{AssertionError, AuthError, ConfigError, KeyError, TokenError};

@@ -146,13 +146,17 @@ impl Application {
         if let Some(federation) = shared_care_record {
             state = state.with_shared_care_record(federation).map_err(shared)?;
         }
+        let sessions = web_pages::sessions(&config, session_store, &public_url);
+        state = state
+            .with_patient_access(web_pages::patient_access(&config, &sessions))
+            .map_err(shared)?;
         if demo_mode {
             web_pages::seed_demo_history(&state).await?;
         }
         let web = web_pages::web_state(
             &config,
             state.clone(),
-            session_store,
+            sessions,
             viewer_sign_in,
             patient_sign_in,
             demo_mode,

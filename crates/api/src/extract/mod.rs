@@ -5,6 +5,7 @@ mod caller;
 pub mod headers;
 mod json_body;
 mod path;
+mod patient;
 mod search_params;
 
 use axum::extract::FromRequestParts;
@@ -17,6 +18,7 @@ pub use caller::{Admin, CallerNote, CallerSlot, Consumer, Producer};
 pub use headers::if_match_version;
 pub use json_body::JsonBody;
 pub use path::PathParam;
+pub use patient::{Patient, PatientSession, REQUIRED_PROOFING, proved};
 pub use search_params::SearchParams;
 
 /// The request's W3C trace (joined or started by the observer), for

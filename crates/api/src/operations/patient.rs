@@ -128,6 +128,100 @@ pub async fn my_pointers(
     audited(ctx, caller.actor(), draft, result).await
 }
 
+/// One of the patient's own pointers, if they are shown it (else 404);
+/// audited as a read.
+pub async fn my_pointer(
+    ctx: &Context<'_>,
+    caller: &PatientCaller,
+    id: &str,
+    visible_types: &[String],
+) -> Result<PointerRecord, ApiError> {
+    let mut draft = AuditDraft::new(Interaction::Read);
+    draft.patient = Some(caller.nhs_number);
+    let result = async {
+        let rows = ctx
+            .consumer_store
+            .patient_pointers(caller.nhs_number)
+            .await?;
+        rows.into_iter()
+            .map(|s| s.record)
+            .find(|r| r.id.as_str() == id && patient_visible(r, visible_types))
+            // The same answer whether the pointer is hidden, another
+            // patient's or absent: none of them is the patient's to know.
+            .ok_or_else(|| ApiError::not_found(format!("DocumentReference/{id} is not one of your records")))
+    }
+    .await;
+    if let Ok(record) = &result {
+        draft.resources.push(record.id.to_string());
+    }
+    audited(ctx, caller.actor(), draft, result).await
+}
+
+/// A patient request naming another patient's NHS number (`asked`): 404,
+/// audited as a failure in the caller's own trail. The other number is kept
+/// only in the event's query entity, which "who looked" never shows, so the
+/// other patient is not told about a request that showed nothing.
+pub async fn refuse_other_patient(
+    ctx: &Context<'_>,
+    caller: &PatientCaller,
+    interaction: Interaction,
+    asked: &str,
+) -> ApiError {
+    let mut draft = AuditDraft::always(interaction);
+    draft.patient = Some(caller.nhs_number);
+    draft.query = Some(format!("other-patient={asked}"));
+    let refused: Result<(), ApiError> = Err(ApiError::not_found(
+        "no such patient: you can only see your own records",
+    ));
+    match audited(ctx, caller.actor(), draft, refused).await {
+        Err(e) => e,
+        Ok(()) => ApiError::Internal("a refusal was answered as a success".into()),
+    }
+}
+
+/// A pointer as a patient is given it: no retrieval details. Attachment
+/// URLs (`ssp://` and any other) and every reference naming an ASID
+/// (`author`, `context.related`) are removed, as is the producer's
+/// `masterIdentifier`; the patient contacts the organisation instead.
+pub fn patient_view(json: &str) -> serde_json::Value {
+    let mut pointer: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+    if let Some(content) = pointer.get_mut("content").and_then(|c| c.as_array_mut()) {
+        for item in content {
+            if let Some(attachment) = item.get_mut("attachment").and_then(|a| a.as_object_mut()) {
+                attachment.remove("url");
+            }
+        }
+    }
+    if let Some(object) = pointer.as_object_mut() {
+        object.remove("masterIdentifier");
+    }
+    without_asids(&mut pointer);
+    pointer
+}
+
+/// Drops, at any depth, array items that are references to an ASID, and
+/// arrays left empty by it.
+fn without_asids(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Array(items) => {
+            items.retain(|item| !names_asid(item));
+            items.iter_mut().for_each(without_asids);
+        }
+        serde_json::Value::Object(fields) => {
+            fields.values_mut().for_each(without_asids);
+            fields.retain(|_, v| !v.as_array().is_some_and(Vec::is_empty));
+        }
+        _ => {}
+    }
+}
+
+fn names_asid(reference: &serde_json::Value) -> bool {
+    reference
+        .pointer("/identifier/system")
+        .and_then(serde_json::Value::as_str)
+        == Some(domain::systems::SPINE_ASID)
+}
+
 /// The patient's objection to sharing through nrls, if recorded; audited.
 /// The same fact the admin objection API reads and writes
 /// (`store::access`), so the two always agree.
@@ -185,4 +279,30 @@ pub async fn withdraw_my_objection(
         .await
         .map_err(ApiError::from);
     audited(ctx, caller.actor(), draft, result).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::patient_view;
+
+    #[test]
+    fn the_patient_view_has_no_retrieval_details() {
+        let asid = domain::systems::SPINE_ASID;
+        let pointer = serde_json::json!({
+            "resourceType": "DocumentReference",
+            "masterIdentifier": {"value": "producer-1"},
+            "author": [{"identifier": {"system": asid, "value": "200000000610"}},
+                       {"identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "RR8"}}],
+            "context": {"related": [{"identifier": {"system": asid, "value": "200000000611"}}]},
+            "content": [{"attachment": {"contentType": "application/pdf", "url": "ssp://example/doc.pdf"}}],
+        });
+        let shown = patient_view(&pointer.to_string());
+        let text = shown.to_string();
+        for hidden in ["ssp://", "200000000610", "200000000611", "producer-1", asid] {
+            assert!(!text.contains(hidden), "{hidden} in {text}");
+        }
+        assert_eq!(shown["author"][0]["identifier"]["value"], "RR8");
+        assert_eq!(shown["content"][0]["attachment"]["contentType"], "application/pdf");
+        assert!(shown["context"].get("related").is_none());
+    }
 }

@@ -1,13 +1,15 @@
 //! "Who looked at my records": a projection of the audit trail for the
 //! patient's own NHS number. What a patient is told is deliberately
 //! narrow: when, which organisation (ODS code), the kind of person (a
-//! member of staff, or a computer system), why (direct care, emergency
+//! role category such as "a nurse", from the national RBAC job role code,
+//! or a computer system), why (direct care, emergency
 //! access with its reason *category* only, the patient's own request), and
 //! what was looked at. Staff names and ids, user ids, client ids, request
 //! ids, IP addresses and free-text reasons never leave this module: the
 //! projection is built field by field from the stored event, never copied.
 
 use audit::AuditQuery;
+use base64::Engine;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -27,6 +29,97 @@ pub const REASON_CATEGORIES: &[&str] = &[
     "Patient cannot consent and needs urgent care",
     "Other",
 ];
+
+/// Who looked, in broad terms: a category of the national RBAC job role
+/// (the `R` code of `S…:G…:R…`), never the role code itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Who {
+    /// The patient themselves.
+    You,
+    Doctor,
+    Nurse,
+    Paramedic,
+    OtherHealthProfessional,
+    AdministrativeStaff,
+    /// A member of staff whose role is unknown or not in the table.
+    Staff,
+    /// An app acting without a named user.
+    System,
+}
+
+impl Who {
+    /// The category's code (`urn:nrls:patient-role-category`).
+    pub fn code(self) -> &'static str {
+        match self {
+            Who::You => "you",
+            Who::Doctor => "doctor",
+            Who::Nurse => "nurse",
+            Who::Paramedic => "paramedic",
+            Who::OtherHealthProfessional => "other-health-professional",
+            Who::AdministrativeStaff => "administrative-staff",
+            Who::Staff => "staff",
+            Who::System => "system",
+        }
+    }
+
+    /// As the patient is told it.
+    pub fn phrase(self) -> &'static str {
+        match self {
+            Who::You => "You",
+            Who::Doctor => "A doctor",
+            Who::Nurse => "A nurse",
+            Who::Paramedic => "A paramedic",
+            Who::OtherHealthProfessional => "Another health professional",
+            Who::AdministrativeStaff => "A member of administrative staff",
+            Who::Staff => "A member of staff",
+            Who::System => "A computer system",
+        }
+    }
+}
+
+/// National RBAC job roles by category. Sources: the NHS England "user
+/// roles and access" table (R8000-R8015 access roles), the Care Connect SDS
+/// Job Role Name code system (R0010-R9104); R1290 (paramedic) as the issue
+/// names it. A role not listed is "a member of staff".
+const ROLE_CATEGORIES: &[(Who, &[&str])] = &[
+    (
+        Who::Doctor,
+        &[
+            "R8000", "R0010", "R0020", "R0030", "R0040", "R0050", "R0060", "R0070", "R0080",
+            "R0090", "R0100", "R0110", "R0120", "R0130", "R0140", "R0150", "R0160", "R0170",
+            "R0180", "R0190", "R0200", "R0210", "R0215", "R0220", "R0230", "R0260", "R0270",
+            "R1981", "R6200", "R6300", "R9102",
+        ],
+    ),
+    (Who::Nurse, &["R8001", "R8002", "R9100"]),
+    (Who::Paramedic, &["R1290"]),
+    (
+        Who::OtherHealthProfessional,
+        &["R8003", "R8004", "R8005", "R7140", "R7150", "R9103"],
+    ),
+    (
+        Who::AdministrativeStaff,
+        &[
+            "R8006", "R8007", "R8008", "R8009", "R8010", "R8011", "R8012", "R8013", "R8015",
+            "R1984", "R9104",
+        ],
+    ),
+];
+
+/// The category of a national RBAC role code (`S0030:G0100:R8001` or a
+/// bare `R8001`).
+pub fn role_category(role_code: &str) -> Who {
+    let job_role = role_code.rsplit(':').next().unwrap_or_default().trim();
+    ROLE_CATEGORIES
+        .iter()
+        .find(|(_, codes)| codes.contains(&job_role))
+        .map_or(Who::Staff, |(who, _)| *who)
+}
+
+/// How the patient's own shared care record view is recorded in the
+/// audit query entity.
+pub const SHARED_CARE_RECORD_QUERY: &str = "$shared-care-record";
 
 /// Why the records were looked at, as a patient is told.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -51,11 +144,78 @@ pub enum Looked {
     Records { shown: usize },
     /// Opened one record.
     OneRecord,
+    /// Assembled the shared care record from the organisations holding it.
+    SharedCareRecord,
     /// Recorded or withdrew a choice about sharing.
     SharingChoice { recorded: bool },
     /// The patient read this history.
     AccessHistory,
 }
+
+impl Purpose {
+    /// As the patient is told it (the page and the FHIR `text`).
+    pub fn describe(&self) -> String {
+        match self {
+            Purpose::DirectCare => "Your care".to_owned(),
+            Purpose::Emergency { category: Some(c) } => {
+                format!("Emergency access (reason given: {c})")
+            }
+            Purpose::Emergency { category: None } => "Emergency access".to_owned(),
+            Purpose::PatientRequest => "You looked".to_owned(),
+            Purpose::Administration => "Managing who can see your records".to_owned(),
+        }
+    }
+}
+
+impl Looked {
+    /// As the patient is told it; `refused` when nothing was shown.
+    pub fn describe(&self, refused: bool) -> String {
+        if refused {
+            return "Tried to look, but was not shown anything".to_owned();
+        }
+        match self {
+            Looked::Records { shown: 0 } => "Searched, no records shown".to_owned(),
+            Looked::Records { shown: 1 } => "Where your records are (1 record)".to_owned(),
+            Looked::Records { shown } => format!("Where your records are ({shown} records)"),
+            Looked::OneRecord => "Opened one of your records".to_owned(),
+            Looked::SharedCareRecord => "Your shared care record".to_owned(),
+            Looked::AccessHistory => "Who looked at your records".to_owned(),
+            Looked::SharingChoice { recorded: true } => {
+                "Change of sharing choice: stopped sharing".to_owned()
+            }
+            Looked::SharingChoice { recorded: false } => {
+                "Change of sharing choice: started sharing again".to_owned()
+            }
+        }
+    }
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// `YYYY-MM-DD` as Unix milliseconds at 00:00 UTC.
+pub fn date_ms(text: &str) -> Option<i64> {
+    let mut parts = text.trim().splitn(3, '-');
+    let y: i64 = parts.next()?.parse().ok()?;
+    let m: i64 = parts.next()?.parse().ok()?;
+    let d: i64 = parts.next()?.parse().ok()?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || !(1970..=9999).contains(&y) {
+        return None;
+    }
+    // Days from civil (H. Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some((era * 146_097 + doe - 719_468) * DAY_MS)
+}
+
+/// The default window starts this long before now: 12 months.
+pub const DEFAULT_WINDOW_MS: i64 = 365 * DAY_MS;
+
+/// One day, for "to" dates that include the whole day.
+pub const ONE_DAY_MS: i64 = DAY_MS;
 
 /// One line of "who looked at my records".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -64,8 +224,8 @@ pub struct AccessEntry {
     pub when: String,
     /// ODS code of the organisation, when one acted.
     pub organisation: Option<String>,
-    /// "staff", "system" or "you".
-    pub who: &'static str,
+    /// The role category; never the role id.
+    pub who: Who,
     pub purpose: Purpose,
     pub looked: Looked,
     /// Refused or failed (nothing was shown).
@@ -123,9 +283,14 @@ pub fn project(event: &Value) -> Option<AccessEntry> {
         .find(|a| who_system(a) == Some(audit::event::systems::CLIENT_ID))
         .and_then(|a| a.pointer("/who/identifier/value"))
         .and_then(Value::as_str);
-    let has_user = agents
+    let user_role = agents
         .iter()
-        .any(|a| who_system(a) == Some(audit::event::systems::USER_ID));
+        .find(|a| who_system(a) == Some(audit::event::systems::USER_ID))
+        .map(|a| {
+            a.pointer("/role/0/coding/0/code")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        });
     let purpose_code = strings(event, "purposeOfEvent")
         .filter_map(|p| p.pointer("/coding/0/code"))
         .filter_map(Value::as_str)
@@ -165,11 +330,25 @@ pub fn project(event: &Value) -> Option<AccessEntry> {
     let shown = strings(event, "entity")
         .filter(|e| e.pointer("/role/code").and_then(Value::as_str) == Some("4"))
         .count();
-    let has_query = strings(event, "entity")
-        .any(|e| e.pointer("/role/code").and_then(Value::as_str) == Some("24"));
+    let query = strings(event, "entity")
+        .find(|e| e.pointer("/role/code").and_then(Value::as_str) == Some("24"));
+    let has_query = query.is_some();
+    // The fan-out names the pointers it followed as `DocumentReference/<id>`;
+    // the patient's own records it under a `$shared-care-record` query.
+    let shared_care_record = query
+        .and_then(|q| q.get("query"))
+        .and_then(Value::as_str)
+        .and_then(|q| base64::engine::general_purpose::STANDARD.decode(q).ok())
+        .is_some_and(|q| q.starts_with(SHARED_CARE_RECORD_QUERY.as_bytes()))
+        || strings(event, "entity").any(|e| {
+            e.pointer("/what/reference")
+                .and_then(Value::as_str)
+                .is_some_and(|r| r.starts_with("DocumentReference/"))
+        });
     let looked = match event.get("action").and_then(Value::as_str) {
         // `who_looked` records no query: its own event is a history read.
         Some("E") if own && shown == 0 && !has_query => Looked::AccessHistory,
+        Some("E") if shared_care_record => Looked::SharedCareRecord,
         Some("R") => Looked::OneRecord,
         Some("U") if shown == 0 => Looked::SharingChoice { recorded: true },
         Some("D") if shown == 0 => Looked::SharingChoice { recorded: false },
@@ -185,12 +364,10 @@ pub fn project(event: &Value) -> Option<AccessEntry> {
     Some(AccessEntry {
         when,
         organisation,
-        who: if own {
-            "you"
-        } else if has_user {
-            "staff"
-        } else {
-            "system"
+        who: match (own, user_role) {
+            (true, _) => Who::You,
+            (false, Some(role)) => role_category(role),
+            (false, None) => Who::System,
         },
         purpose,
         looked,
@@ -237,4 +414,31 @@ pub async fn who_looked(
     }
     .await;
     audited(ctx, caller.actor(), draft, result).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Who, date_ms, role_category};
+
+    #[test]
+    fn dates_become_utc_midnight_milliseconds() {
+        assert_eq!(date_ms("1970-01-01"), Some(0));
+        assert_eq!(date_ms("2026-03-01"), Some(1_772_323_200_000));
+        assert_eq!(date_ms("2026-13-01"), None);
+        assert_eq!(date_ms("yesterday"), None);
+    }
+
+    #[test]
+    fn role_codes_become_categories_never_ids() {
+        assert_eq!(role_category("S0010:G0020:R0260"), Who::Doctor);
+        assert_eq!(role_category("R8000"), Who::Doctor);
+        assert_eq!(role_category("S0030:G0100:R8001"), Who::Nurse);
+        assert_eq!(role_category("R1290"), Who::Paramedic);
+        assert_eq!(role_category("R8003"), Who::OtherHealthProfessional);
+        assert_eq!(role_category("R8010"), Who::AdministrativeStaff);
+        assert_eq!(role_category("S0030:G0100:R0570"), Who::Staff);
+        assert_eq!(role_category(""), Who::Staff);
+        assert_eq!(Who::Nurse.phrase(), "A nurse");
+        assert_eq!(Who::Staff.phrase(), "A member of staff");
+    }
 }

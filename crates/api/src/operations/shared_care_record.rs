@@ -83,7 +83,11 @@ pub async fn my_shared_care_record(
 ) -> Result<FederatedRecord, ApiError> {
     let mut draft = AuditDraft::new(Interaction::Search);
     draft.patient = Some(caller.nhs_number);
-    draft.query = Some(format!("patient={}", caller.nhs_number));
+    draft.query = Some(format!(
+        "{}?patient={}",
+        super::patient_audit::SHARED_CARE_RECORD_QUERY,
+        caller.nhs_number
+    ));
     let result = async {
         let shared = ctx.shared_care_record.ok_or_else(|| {
             ApiError::one(Issue::general(

@@ -43,7 +43,7 @@ pub fn document(operations: &[Operation], public_url: &str, limits: SearchLimits
         "info": {
             "title": "nrls: National Record Locator Service",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "NRL v3 compatible producer and consumer FHIR R4 APIs, OAuth 2.0 token endpoint and operational endpoints. Generated from the server's route table.",
+            "description": "NRL v3 compatible producer and consumer FHIR R4 APIs, the patient API (NHS login), OAuth 2.0 token endpoint and operational endpoints. Generated from the server's route table.",
         },
         "servers": [{"url": public_url}],
         "paths": paths,
@@ -53,7 +53,19 @@ pub fn document(operations: &[Operation], public_url: &str, limits: SearchLimits
                     "type": "oauth2",
                     "description": "client credentials with a signed JWT client assertion (RFC 7523, RS384 or ES384)",
                     "flows": {"clientCredentials": {"tokenUrl": token_url, "scopes": {}}},
-                }
+                },
+                "patientBearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "a patient token from POST /patient/token (NHS login, P9); opens /patient/FHIR/R4 only",
+                },
+                "patientSession": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "nrls-session",
+                    "description": "the /my-record/ session of a patient signed in with NHS login (__Host-nrls-session over https)",
+                },
             },
             "schemas": {
                 "DocumentReference": fhir_schema("DocumentReference", "An NRL v3 pointer"),
@@ -125,6 +137,13 @@ fn operation(op: &Operation, limits: SearchLimits) -> Value {
     }
     if doc.authenticated {
         value["security"] = json!([{"bearer": []}]);
+    }
+    if doc.patient {
+        value["security"] = if op.path.ends_with("/patient/token") {
+            json!([{"patientSession": []}])
+        } else {
+            json!([{"patientBearer": []}, {"patientSession": []}])
+        };
     }
     value
 }

@@ -6,6 +6,7 @@ pub mod capability;
 mod consumer;
 mod negotiate;
 mod oauth;
+pub mod patient;
 mod producer;
 pub mod shared_care_record;
 mod status;

@@ -441,6 +441,35 @@ async fn expired_access_token_is_refused_cached_or_not() {
 }
 
 #[tokio::test]
+async fn patient_tokens_open_only_the_patient_api_and_expire() {
+    let f = Fixture::new();
+    let patient = f
+        .auth
+        .issue_patient_token("9990000018", "P9")
+        .unwrap()
+        .access_token;
+    let app = f.token().await;
+    let principal = f.auth.authenticate_patient(&patient).unwrap();
+    assert_eq!(
+        (principal.nhs_number.as_str(), principal.proofing_level.as_str()),
+        ("9990000018", "P9")
+    );
+    assert_eq!(principal.token_expires_at, NOW + 900);
+    // Cached or not, neither kind opens the other's routes.
+    assert_eq!(f.auth.authenticate(&patient).unwrap_err(), AuthError::WrongKind);
+    f.auth.authenticate(&app).unwrap();
+    assert_eq!(
+        f.auth.authenticate_patient(&app).unwrap_err(),
+        AuthError::WrongKind
+    );
+    f.advance(900);
+    assert_eq!(
+        f.auth.authenticate_patient(&patient).unwrap_err(),
+        AuthError::Expired
+    );
+}
+
+#[tokio::test]
 async fn tokens_from_another_secret_or_registry_are_refused() {
     let ours = Fixture::new();
     let theirs = Fixture::with(apps(), b"another-secret-another-secret-another");

@@ -61,27 +61,17 @@ pub(super) fn session_store(
     })
 }
 
-/// The web pages' state; also starts the hourly purge of expired sessions.
-pub(super) fn web_state(
+/// The web pages' sessions over `store`.
+pub(super) fn sessions(
     config: &Config,
-    api: AppState,
     store: Arc<dyn SessionStore>,
-    cis2: Option<web::oidc::RelyingParty>,
-    nhs_login: Option<web::oidc::RelyingParty>,
-    demo_mode: bool,
     public_url: &str,
-) -> web::WebState {
-    let sessions = web::session::Sessions::new(store, config.viewer.sessions(public_url));
-    let purging = sessions.clone();
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(3600));
-        loop {
-            every.tick().await;
-            if let Err(e) = purging.purge().await {
-                tracing::warn!(error = %e, "purging expired web sessions failed");
-            }
-        }
-    });
+) -> web::session::Sessions {
+    web::session::Sessions::new(store, config.viewer.sessions(public_url))
+}
+
+/// Organisation names by ODS code: the demo's, then the configured sources'.
+fn organisations(config: &Config) -> HashMap<String, String> {
     let mut organisations: HashMap<String, String> = demo::CUSTODIANS
         .iter()
         .chain(web::viewer::demo::ORGANISATIONS)
@@ -92,12 +82,51 @@ pub(super) fn web_state(
             .entry(source.ods.clone())
             .or_insert_with(|| source.name.clone());
     }
+    organisations
+}
+
+/// What the patient API (`/patient/FHIR/R4`) shares with the patient
+/// pages: the visible types, organisation names and the sessions.
+pub(super) fn patient_access(
+    config: &Config,
+    sessions: &web::session::Sessions,
+) -> api::patient_access::PatientAccess {
+    api::patient_access::PatientAccess {
+        visible_types: config.patient_access.visible_types.clone(),
+        organisations: organisations(config),
+        sessions: Some(Arc::new(web::patient::PatientSessionReader(
+            sessions.clone(),
+        ))),
+    }
+}
+
+/// The web pages' state; also starts the hourly purge of expired sessions.
+pub(super) fn web_state(
+    config: &Config,
+    api: AppState,
+    sessions: web::session::Sessions,
+    cis2: Option<web::oidc::RelyingParty>,
+    nhs_login: Option<web::oidc::RelyingParty>,
+    demo_mode: bool,
+    public_url: &str,
+) -> web::WebState {
+    let purging = sessions.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            if let Err(e) = purging.purge().await {
+                tracing::warn!(error = %e, "purging expired web sessions failed");
+            }
+        }
+    });
+    let organisations = organisations(config);
     tracing::info!(
         sessions = sessions.backend(),
         cis2 = cis2.is_some(),
         nhs_login = nhs_login.is_some(),
         demo_sign_in = demo_mode,
-        "viewer at /viewer/, patient pages at /my-record/"
+        "viewer at /viewer/, patient pages at /my-record/, patient API at /patient/FHIR/R4"
     );
     web::WebState(Arc::new(web::WebInner {
         api,

@@ -10,6 +10,7 @@
 //! `nhsapp-ios`) the pages leave out their own header and footer: the App
 //! draws its own, as NHS App web integrations must.
 
+mod api_sessions;
 pub mod config;
 pub mod demo;
 mod records;
@@ -24,6 +25,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+
+pub use api_sessions::PatientSessionReader;
 
 use crate::WebState;
 use crate::error::WebError;

@@ -1,0 +1,31 @@
+//! Lets the patient API (`api::routes::patient`) accept the `/my-record/`
+//! session cookie: it asks, through `api::patient_access::PatientSessions`,
+//! which patient a request's session holds. The session is only read,
+//! never changed or extended here.
+
+use api::patient_access::{PatientSessions, SessionPatient};
+use axum::http::HeaderMap;
+
+use crate::oidc::nhs_login::Proofing;
+use crate::session::Sessions;
+
+/// The web sessions, as the patient API sees them.
+pub struct PatientSessionReader(pub Sessions);
+
+#[async_trait::async_trait]
+impl PatientSessions for PatientSessionReader {
+    async fn patient(&self, headers: &HeaderMap) -> Result<Option<SessionPatient>, String> {
+        let session = self.0.load(headers).await.map_err(|e| e.to_string())?;
+        Ok(session.data.patient.map(|patient| SessionPatient {
+            nhs_number: patient.verified_nhs_number(),
+            proofing_level: match patient.proofing {
+                Proofing::P9 => "P9".to_owned(),
+                // A P9 level without a P9 vector of trust is not P9.
+                Proofing::Lower if patient.stated_level == "P9" => {
+                    "P9 without a P9 vector of trust".to_owned()
+                }
+                Proofing::Lower => patient.stated_level,
+            },
+        }))
+    }
+}
