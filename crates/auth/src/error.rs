@@ -246,7 +246,9 @@ pub enum AuthError {
     #[error("the access token is meant for another service")]
     WrongAudience,
     /// A patient's token on an app route, or an app's on a patient route.
-    #[error("the access token is for another API: patient tokens open only /patient/FHIR/R4, app tokens never do")]
+    #[error(
+        "the access token is for another API: patient tokens open only /patient/FHIR/R4, app tokens never do"
+    )]
     WrongKind,
 }
 

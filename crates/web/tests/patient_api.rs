@@ -112,7 +112,10 @@ async fn start(issuer: &str, rp_key: &RsaKey) -> Service {
     )
     .with_patient_access(PatientAccess {
         visible_types: config.visible_types.clone(),
-        organisations: HashMap::from([("RX9".to_owned(), "Yorkshire Ambulance Service".to_owned())]),
+        organisations: HashMap::from([(
+            "RX9".to_owned(),
+            "Yorkshire Ambulance Service".to_owned(),
+        )]),
         sessions: Some(Arc::new(PatientSessionReader(sessions.clone()))),
     })
     .ok()
@@ -240,7 +243,14 @@ impl Service {
     }
 
     /// Creates a pointer for `nhs` through the producer API; its id.
-    async fn pointer(&self, producer: &As, nhs: &str, local: &str, kind: (&str, &str), labels: &[&str]) -> String {
+    async fn pointer(
+        &self,
+        producer: &As,
+        nhs: &str,
+        local: &str,
+        kind: (&str, &str),
+        labels: &[&str],
+    ) -> String {
         let mut doc = json!({
             "resourceType": "DocumentReference",
             "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": format!("urn:test:{local}")},
@@ -282,7 +292,12 @@ impl Service {
             doc["meta"] = json!({"security": security});
         }
         let created = self
-            .send("POST", "/producer/FHIR/R4/DocumentReference", producer, Some(doc))
+            .send(
+                "POST",
+                "/producer/FHIR/R4/DocumentReference",
+                producer,
+                Some(doc),
+            )
             .await;
         assert_eq!(created.status, 201, "{}", created.text);
         created.location.rsplit('/').next().unwrap().to_owned()
@@ -307,7 +322,12 @@ fn consent(status: &str) -> Value {
 /// calls (the admin search records its own, which are left out).
 async fn stored_events(s: &Service, admin: &As, nhs: &str) -> Vec<Value> {
     let found = s
-        .send("GET", &format!("/admin/FHIR/R4/AuditEvent?patient={nhs}&_count=100"), admin, None)
+        .send(
+            "GET",
+            &format!("/admin/FHIR/R4/AuditEvent?patient={nhs}&_count=100"),
+            admin,
+            None,
+        )
         .await;
     assert_eq!(found.status, 200, "{}", found.text);
     found.json()["entry"]
@@ -334,7 +354,8 @@ async fn a_p9_patient_sees_through_the_api_only_what_patients_are_shown() {
     let admin = As::App(s.app_token("admin").await, "RX9");
     let seen = s.pointer(&producer, ADA, "seen", RESPECT, &[]).await;
     let restricted = s.pointer(&producer, ADA, "r", RESPECT, &["R"]).await;
-    s.pointer(&producer, ADA, "nopat", RESPECT, &["NOPAT"]).await;
+    s.pointer(&producer, ADA, "nopat", RESPECT, &["NOPAT"])
+        .await;
     s.pointer(&producer, ADA, "lg", LLOYD_GEORGE, &[]).await;
     let bens = s.pointer(&producer, BEN, "ben", RESPECT, &[]).await;
 
@@ -351,12 +372,26 @@ async fn a_p9_patient_sees_through_the_api_only_what_patients_are_shown() {
         assert_eq!(found.json()["entry"].as_array().unwrap().len(), 1);
         assert!(found.text.contains(&seen), "{}", found.text);
         for detail in ["ssp://", ASID, "nhsSpineASID"] {
-            assert!(!found.text.contains(detail), "{detail} shown: {}", found.text);
+            assert!(
+                !found.text.contains(detail),
+                "{detail} shown: {}",
+                found.text
+            );
         }
     }
-    assert_eq!(s.send("GET", &format!("{DR}/{seen}"), &token, None).await.status, 200);
+    assert_eq!(
+        s.send("GET", &format!("{DR}/{seen}"), &token, None)
+            .await
+            .status,
+        200
+    );
     for hidden in [&restricted, &bens] {
-        assert_eq!(s.send("GET", &format!("{DR}/{hidden}"), &token, None).await.status, 404);
+        assert_eq!(
+            s.send("GET", &format!("{DR}/{hidden}"), &token, None)
+                .await
+                .status,
+            404
+        );
     }
 
     // Every patient call is one AuditEvent, PATRQT.
@@ -369,20 +404,444 @@ async fn a_p9_patient_sees_through_the_api_only_what_patients_are_shown() {
 
     // Another patient's NHS number: 404, audited as a failure.
     let other = s
-        .send("GET", &format!("{DR}?subject:identifier={NHS}|{BEN}"), &token, None)
+        .send(
+            "GET",
+            &format!("{DR}?subject:identifier={NHS}|{BEN}"),
+            &token,
+            None,
+        )
         .await;
     assert_eq!(other.status, 404, "{}", other.text);
     assert!(!other.text.contains(&bens));
     let events = stored_events(&s, &admin, ADA).await;
     assert_eq!(events.len(), before + 2);
     assert!(
-        events.iter().any(|e| e["outcome"] == "4"
-            && e.to_string().contains(PATIENT_CLIENT)),
+        events
+            .iter()
+            .any(|e| e["outcome"] == "4" && e.to_string().contains(PATIENT_CLIENT)),
         "the refusal is in the audit trail"
     );
     // A malformed one is 400 naming the parameter; unknown parameters too.
-    let bad = s.send("GET", &format!("{DR}?subject:identifier={NHS}|123"), &token, None).await;
-    assert_eq!((bad.status, bad.expression().as_str()), (400, "subject:identifier"));
-    let odd = s.send("GET", &format!("{DR}?colour=red"), &token, None).await;
+    let bad = s
+        .send(
+            "GET",
+            &format!("{DR}?subject:identifier={NHS}|123"),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (bad.status, bad.expression().as_str()),
+        (400, "subject:identifier")
+    );
+    let odd = s
+        .send("GET", &format!("{DR}?colour=red"), &token, None)
+        .await;
     assert_eq!((odd.status, odd.expression().as_str()), (400, "colour"));
+}
+
+/// A clinician's view as the audit trail stores it: name-free but with a
+/// user id, a role code, a client id and a request id, none of which may
+/// reach the patient.
+async fn clinician_looked(s: &Service, nhs: &str) -> Vec<&'static str> {
+    let facts = audit::AuditFacts {
+        interaction: audit::Interaction::Search,
+        outcome: audit::AuditOutcome::Success,
+        outcome_desc: None,
+        recorded: audit::now_rfc3339(),
+        request_id: Some("req-secret-4242".into()),
+        client_id: "acme-viewer-app".into(),
+        organisation: Some("RX9".into()),
+        user: Some(audit::AuditUser {
+            person_id: "555000777123".into(),
+            role_code: Some("S0030:G0100:R8001".into()),
+        }),
+        purpose_of_use: Some("TREAT".into()),
+        patient: Some(domain::NhsNumber::parse(nhs).unwrap()),
+        resources: vec!["RR8-planted".into()],
+        query: Some(format!("subject:identifier={NHS}|{nhs}")),
+        access: None,
+    };
+    let access = s.state.access();
+    access
+        .audit
+        .append(vec![facts.to_event(&access.node)])
+        .await
+        .unwrap();
+    vec![
+        "555000777123",
+        "R8001",
+        "S0030",
+        "acme-viewer-app",
+        "req-secret-4242",
+        "sds-user-id",
+        "urn:nrls:client-id",
+        CONSUMER,
+    ]
+}
+
+fn entries(reply: &Reply) -> Vec<Value> {
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.json()["entry"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn who_looked_through_the_api_names_role_categories_and_no_staff_identity() {
+    let (config, rp_key) = provider();
+    let op = OpenIdProvider::start(config).await;
+    let s = start(op.issuer(), &rp_key).await;
+    let producer = As::App(s.app_token("producer").await, "RR8");
+    s.pointer(&producer, ADA, "seen", RESPECT, &[]).await;
+    // An app alone (no user) searches through the consumer API, then a
+    // nurse's view is in the trail.
+    let consumer = As::App(s.app_token(CONSUMER).await, "RX9");
+    let search = format!("/consumer/FHIR/R4/DocumentReference?subject:identifier={NHS}|{ADA}");
+    assert_eq!(total(&s.send("GET", &search, &consumer, None).await), 1);
+    let secrets = clinician_looked(&s, ADA).await;
+    let cookie = As::Cookie(s.sign_in("ada").await);
+    let token = match &cookie {
+        As::Cookie(c) => As::Patient(s.patient_token(c).await),
+        _ => unreachable!(),
+    };
+
+    let history = s.send("GET", AUDIT, &token, None).await;
+    let found = entries(&history);
+    // The nurse's view, the consumer app's search, the producer's create.
+    assert_eq!(found.len(), 3, "{}", history.text);
+    assert!(
+        history
+            .text
+            .contains("Added, changed or removed a record about you")
+    );
+    // The raw body: categories and the organisation, no identities.
+    for secret in &secrets {
+        assert!(
+            !history.text.contains(secret),
+            "{secret} in {}",
+            history.text
+        );
+    }
+    assert_eq!(found[0]["resource"]["resourceType"], "AuditEvent");
+    let newest = &found[0]["resource"]["agent"][0];
+    assert_eq!(newest["type"]["coding"][0]["code"], "nurse");
+    assert_eq!(newest["type"]["coding"][0]["display"], "A nurse");
+    assert_eq!(newest["who"]["identifier"]["value"], "RX9");
+    assert_eq!(newest["who"]["display"], "Yorkshire Ambulance Service");
+    assert_eq!(
+        found[1]["resource"]["agent"][0]["type"]["coding"][0]["code"],
+        "system"
+    );
+    let when = |i: usize| {
+        found[i]["resource"]["recorded"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(when(0) >= when(1), "newest first");
+
+    // Paged with next links; own views only when asked; dated.
+    let first = s
+        .send("GET", &format!("{AUDIT}?_count=1"), &token, None)
+        .await;
+    assert_eq!(entries(&first).len(), 1);
+    let next = first.json()["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .map(|l| l["url"].as_str().unwrap().to_owned())
+        .expect("a next link");
+    let path = &next[next.find("/patient/").unwrap()..];
+    let second = s.send("GET", path, &token, None).await;
+    assert_eq!(
+        entries(&second)[0]["resource"]["agent"][0]["type"]["coding"][0]["code"],
+        "system"
+    );
+    let own = s
+        .send("GET", &format!("{AUDIT}?_include-own=true"), &cookie, None)
+        .await;
+    assert!(entries(&own).len() > 2, "{}", own.text);
+    assert!(own.text.contains("\"you\"") && own.text.contains("PATRQT"));
+    let old = s
+        .send("GET", &format!("{AUDIT}?date=le2001-01-01"), &token, None)
+        .await;
+    assert!(entries(&old).is_empty(), "{}", old.text);
+    let bad = s
+        .send("GET", &format!("{AUDIT}?_count=1000"), &token, None)
+        .await;
+    assert_eq!((bad.status, bad.expression().as_str()), (400, "_count"));
+    let other = s
+        .send(
+            "GET",
+            &format!("{AUDIT}?patient.identifier={NHS}|{BEN}"),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(other.status, 404);
+}
+
+#[tokio::test]
+async fn the_consent_round_trip_is_the_admin_fact_and_consumers_see_it_at_once() {
+    let (config, rp_key) = provider();
+    let op = OpenIdProvider::start(config).await;
+    let s = start(op.issuer(), &rp_key).await;
+    let producer = As::App(s.app_token("producer").await, "RR8");
+    let consumer = As::App(s.app_token(CONSUMER).await, "RX9");
+    let admin = As::App(s.app_token("admin").await, "RX9");
+    s.pointer(&producer, ADA, "seen", RESPECT, &[]).await;
+    let search = format!("/consumer/FHIR/R4/DocumentReference?subject:identifier={NHS}|{ADA}");
+    let admin_objection = format!("/admin/patients/{ADA}/objection");
+    let cookie = match s.sign_in("ada").await {
+        c => As::Cookie(c),
+    };
+    let token = match &cookie {
+        As::Cookie(c) => As::Patient(s.patient_token(c).await),
+        _ => unreachable!(),
+    };
+    assert_eq!(total(&s.send("GET", CONSENT, &token, None).await), 0);
+    assert_eq!(total(&s.send("GET", &search, &consumer, None).await), 1);
+
+    // Object: an active PCF Consent; consumers see nothing at once, and the
+    // admin API reads the same fact.
+    let made = s
+        .send("POST", CONSENT, &token, Some(consent("active")))
+        .await;
+    assert_eq!(made.status, 201, "{}", made.text);
+    assert!(
+        made.location
+            .ends_with("/patient/FHIR/R4/Consent/objection")
+    );
+    assert_eq!(made.json()["status"], "active");
+    assert_eq!(made.json()["provision"]["type"], "deny");
+    assert_eq!(total(&s.send("GET", &search, &consumer, None).await), 0);
+    assert_eq!(
+        s.send("GET", &admin_objection, &admin, None).await.status,
+        200
+    );
+    let listed = s.send("GET", CONSENT, &cookie, None).await;
+    assert_eq!(total(&listed), 1);
+    assert_eq!(
+        listed.json()["entry"][0]["resource"]["scope"]["coding"][0]["code"],
+        "patient-privacy"
+    );
+
+    // Withdraw: the same Consent, inactive; consumers see the pointer again.
+    let withdrawn = s
+        .send(
+            "PUT",
+            &format!("{CONSENT}/objection"),
+            &token,
+            Some(consent("inactive")),
+        )
+        .await;
+    assert_eq!(withdrawn.status, 200, "{}", withdrawn.text);
+    assert_eq!(withdrawn.json()["status"], "inactive");
+    assert_eq!(total(&s.send("GET", &search, &consumer, None).await), 1);
+    assert_eq!(
+        s.send("GET", &admin_objection, &admin, None).await.status,
+        404
+    );
+    let read = s
+        .send("GET", &format!("{CONSENT}/objection"), &token, None)
+        .await;
+    assert_eq!(read.json()["status"], "inactive");
+
+    // An objection the admin API records is the patient's Consent too.
+    let recorded = s
+        .send(
+            "PUT",
+            &admin_objection,
+            &admin,
+            Some(json!({"note": "by phone"})),
+        )
+        .await;
+    assert_eq!(recorded.status, 200, "{}", recorded.text);
+    assert_eq!(total(&s.send("GET", CONSENT, &token, None).await), 1);
+
+    // Both changes are in "who looked", as changes of sharing choice.
+    let history = s.send("GET", AUDIT, &token, None).await;
+    assert!(history.text.contains("stopped sharing"), "{}", history.text);
+    assert!(
+        history.text.contains("started sharing again"),
+        "{}",
+        history.text
+    );
+}
+
+#[tokio::test]
+async fn bad_consent_bodies_are_400_naming_the_element_and_another_patient_is_404() {
+    let (config, rp_key) = provider();
+    let op = OpenIdProvider::start(config).await;
+    let s = start(op.issuer(), &rp_key).await;
+    let admin = As::App(s.app_token("admin").await, "RX9");
+    let cookie = s.sign_in("ada").await;
+    let token = As::Patient(s.patient_token(&cookie).await);
+    let with = |path: &str, value: Value| {
+        let mut body = consent("active");
+        body[path] = value;
+        body
+    };
+    let cases = [
+        (
+            with("resourceType", json!("Patient")),
+            "Consent.resourceType",
+        ),
+        (with("status", json!("proposed")), "Consent.status"),
+        (with("status", json!("inactive")), "Consent.status"),
+        (
+            with("provision", json!({"type": "permit"})),
+            "Consent.provision.type",
+        ),
+        (
+            with("scope", json!({"coding": [{"code": "research"}]})),
+            "Consent.scope",
+        ),
+        (
+            with(
+                "patient",
+                json!({"identifier": {"system": "urn:other", "value": ADA}}),
+            ),
+            "Consent.patient.identifier.system",
+        ),
+    ];
+    for (body, expression) in cases {
+        let refused = s.send("POST", CONSENT, &token, Some(body)).await;
+        assert_eq!(refused.status, 400, "{expression}: {}", refused.text);
+        assert_eq!(refused.expression(), expression, "{}", refused.text);
+        assert!(refused.text.contains("OperationOutcome"));
+    }
+    let mut not_json = s.http.post(format!("{}{CONSENT}", s.url));
+    if let As::Patient(t) = &token {
+        not_json = not_json.bearer_auth(t);
+    }
+    let broken = not_json
+        .header("content-type", "application/fhir+json")
+        .body("{\"resourceType\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(broken.status(), 400);
+    let wrong_id = s
+        .send(
+            "PUT",
+            &format!("{CONSENT}/objection"),
+            &token,
+            Some(with("id", json!("x"))),
+        )
+        .await;
+    assert_eq!(
+        (wrong_id.status, wrong_id.expression().as_str()),
+        (400, "Consent.id")
+    );
+    assert_eq!(
+        s.send(
+            "PUT",
+            &format!("{CONSENT}/other"),
+            &token,
+            Some(consent("active"))
+        )
+        .await
+        .status,
+        404
+    );
+    // Naming another patient: 404, nothing recorded for anyone, audited.
+    let ben = with(
+        "patient",
+        json!({"identifier": {"system": NHS, "value": BEN}}),
+    );
+    let other = s.send("POST", CONSENT, &token, Some(ben)).await;
+    assert_eq!(other.status, 404, "{}", other.text);
+    assert_eq!(
+        s.send(
+            "GET",
+            &format!("/admin/patients/{BEN}/objection"),
+            &admin,
+            None
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(
+        s.send(
+            "GET",
+            &format!("/admin/patients/{ADA}/objection"),
+            &admin,
+            None
+        )
+        .await
+        .status,
+        404
+    );
+    let events = stored_events(&s, &admin, ADA).await;
+    assert!(
+        events.iter().any(|e| e["outcome"] == "4"),
+        "audited as a failure"
+    );
+}
+
+#[tokio::test]
+async fn app_tokens_do_not_open_patient_routes_nor_patient_tokens_app_routes() {
+    let (config, rp_key) = provider();
+    let op = OpenIdProvider::start(config).await;
+    let s = start(op.issuer(), &rp_key).await;
+    let consumer = s.app_token(CONSUMER).await;
+    let admin = s.app_token("admin").await;
+    let patient = s.patient_token(&s.sign_in("ada").await).await;
+    for path in [DR, AUDIT, CONSENT] {
+        for app in [&consumer, &admin] {
+            let refused = s.send("GET", path, &As::Patient(app.clone()), None).await;
+            assert_eq!(refused.status, 401, "{path}: {}", refused.text);
+            assert!(refused.text.contains("another API"), "{}", refused.text);
+        }
+        assert_eq!(
+            s.send("GET", path, &As::Cookie(String::new()), None)
+                .await
+                .status,
+            401
+        );
+    }
+    let search = format!("/consumer/FHIR/R4/DocumentReference?subject:identifier={NHS}|{ADA}");
+    for (path, ods) in [
+        (search.as_str(), "RX9"),
+        ("/admin/patients/9990000018/objection", "RX9"),
+        ("/producer/FHIR/R4/DocumentReference", "RR8"),
+    ] {
+        let refused = s
+            .send("GET", path, &As::App(patient.clone(), ods), None)
+            .await;
+        assert_eq!(refused.status, 401, "{path}: {}", refused.text);
+    }
+    // A token names no session: it cannot mint another.
+    let again = s
+        .send("POST", "/patient/token", &As::Patient(patient), None)
+        .await;
+    assert_eq!(again.status, 401);
+}
+
+#[tokio::test]
+async fn a_p5_patient_gets_no_token_and_no_data() {
+    let (config, rp_key) = provider();
+    let op = OpenIdProvider::start(config).await;
+    let s = start(op.issuer(), &rp_key).await;
+    let cookie = s.sign_in("cara").await;
+    let token = s
+        .send("POST", "/patient/token", &As::Cookie(cookie.clone()), None)
+        .await;
+    assert_eq!(token.status, 403, "{}", token.text);
+    assert!(
+        token.text.contains("ACCESS_DENIED_LEVEL") && token.text.contains("P5"),
+        "{}",
+        token.text
+    );
+    assert!(!token.text.contains("access_token"));
+    for path in [DR, AUDIT, CONSENT] {
+        let refused = s.send("GET", path, &As::Cookie(cookie.clone()), None).await;
+        assert_eq!(refused.status, 403, "{path}: {}", refused.text);
+        assert!(refused.text.contains("P9"), "{}", refused.text);
+    }
 }

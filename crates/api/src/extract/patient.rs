@@ -78,13 +78,20 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-async fn session_patient(headers: &HeaderMap, state: &AppState) -> Result<SessionPatient, ApiError> {
+async fn session_patient(
+    headers: &HeaderMap,
+    state: &AppState,
+) -> Result<SessionPatient, ApiError> {
     let signed_out = || {
         ApiError::Unauthenticated(
             "sign in with NHS login: send Authorization: Bearer <patient token> (from POST /patient/token) or the /my-record/ session cookie".into(),
         )
     };
-    let sessions = state.patient_access().sessions.as_ref().ok_or_else(signed_out)?;
+    let sessions = state
+        .patient_access()
+        .sessions
+        .as_ref()
+        .ok_or_else(signed_out)?;
     match sessions.patient(headers).await {
         Ok(Some(patient)) => Ok(patient),
         Ok(None) => Err(signed_out()),

@@ -148,7 +148,9 @@ pub async fn my_pointer(
             .find(|r| r.id.as_str() == id && patient_visible(r, visible_types))
             // The same answer whether the pointer is hidden, another
             // patient's or absent: none of them is the patient's to know.
-            .ok_or_else(|| ApiError::not_found(format!("DocumentReference/{id} is not one of your records")))
+            .ok_or_else(|| {
+                ApiError::not_found(format!("DocumentReference/{id} is not one of your records"))
+            })
     }
     .await;
     if let Ok(record) = &result {
@@ -302,7 +304,10 @@ mod tests {
             assert!(!text.contains(hidden), "{hidden} in {text}");
         }
         assert_eq!(shown["author"][0]["identifier"]["value"], "RR8");
-        assert_eq!(shown["content"][0]["attachment"]["contentType"], "application/pdf");
+        assert_eq!(
+            shown["content"][0]["attachment"]["contentType"],
+            "application/pdf"
+        );
         assert!(shown["context"].get("related").is_none());
     }
 }

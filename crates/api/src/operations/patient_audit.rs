@@ -146,6 +146,8 @@ pub enum Looked {
     OneRecord,
     /// Assembled the shared care record from the organisations holding it.
     SharedCareRecord,
+    /// A producer added, changed or removed a record about the patient.
+    Written,
     /// Recorded or withdrew a choice about sharing.
     SharingChoice { recorded: bool },
     /// The patient read this history.
@@ -179,6 +181,7 @@ impl Looked {
             Looked::Records { shown } => format!("Where your records are ({shown} records)"),
             Looked::OneRecord => "Opened one of your records".to_owned(),
             Looked::SharedCareRecord => "Your shared care record".to_owned(),
+            Looked::Written => "Added, changed or removed a record about you".to_owned(),
             Looked::AccessHistory => "Who looked at your records".to_owned(),
             Looked::SharingChoice { recorded: true } => {
                 "Change of sharing choice: stopped sharing".to_owned()
@@ -352,6 +355,7 @@ pub fn project(event: &Value) -> Option<AccessEntry> {
         Some("R") => Looked::OneRecord,
         Some("U") if shown == 0 => Looked::SharingChoice { recorded: true },
         Some("D") if shown == 0 => Looked::SharingChoice { recorded: false },
+        Some("C" | "U" | "D") => Looked::Written,
         _ => Looked::Records { shown },
     };
     let looked = match (&purpose, looked) {
@@ -375,6 +379,9 @@ pub fn project(event: &Value) -> Option<AccessEntry> {
     })
 }
 
+/// Audit reads one page of "who looked" may take.
+const MAX_READS_PER_PAGE: usize = 20;
+
 /// The patient's access history; audited as a search of their own trail.
 pub async fn who_looked(
     ctx: &Context<'_>,
@@ -384,32 +391,44 @@ pub async fn who_looked(
     let mut draft = AuditDraft::always(audit::Interaction::Search);
     draft.patient = Some(caller.nhs_number);
     let result = async {
-        let page = ctx
-            .access
-            .audit
-            .search(&AuditQuery {
-                patient: Some(caller.nhs_number),
-                since_ms: query.since_ms,
-                until_ms: query.until_ms,
-                count: query.count.clamp(1, 100),
-                before_seq: query.before,
-                ..AuditQuery::default()
-            })
-            .await?;
-        let entries = page
-            .records
-            .iter()
-            .filter_map(|r| serde_json::from_str::<Value>(&r.event_json).ok())
-            .filter_map(|e| project(&e))
-            .filter(|e| {
-                query.include_own
-                    || e.purpose != Purpose::PatientRequest
-                    || matches!(e.looked, Looked::SharingChoice { .. })
-            })
-            .collect();
+        let count = query.count.clamp(1, 100);
+        let mut entries = Vec::with_capacity(count);
+        let mut before = query.before;
+        // Events the patient is not shown (their own views, unless asked)
+        // would leave a page short: read on until it is full or the trail
+        // ends, within a bound. Each event gives at most one entry.
+        for _ in 0..MAX_READS_PER_PAGE {
+            let page = ctx
+                .access
+                .audit
+                .search(&AuditQuery {
+                    patient: Some(caller.nhs_number),
+                    since_ms: query.since_ms,
+                    until_ms: query.until_ms,
+                    count: count - entries.len(),
+                    before_seq: before,
+                    ..AuditQuery::default()
+                })
+                .await?;
+            entries.extend(
+                page.records
+                    .iter()
+                    .filter_map(|r| serde_json::from_str::<Value>(&r.event_json).ok())
+                    .filter_map(|e| project(&e))
+                    .filter(|e| {
+                        query.include_own
+                            || e.purpose != Purpose::PatientRequest
+                            || matches!(e.looked, Looked::SharingChoice { .. })
+                    }),
+            );
+            before = page.next_before_seq;
+            if entries.len() >= count || before.is_none() {
+                break;
+            }
+        }
         Ok(AccessHistory {
             entries,
-            next_before: page.next_before_seq,
+            next_before: before,
         })
     }
     .await;

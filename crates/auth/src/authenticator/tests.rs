@@ -451,12 +451,18 @@ async fn patient_tokens_open_only_the_patient_api_and_expire() {
     let app = f.token().await;
     let principal = f.auth.authenticate_patient(&patient).unwrap();
     assert_eq!(
-        (principal.nhs_number.as_str(), principal.proofing_level.as_str()),
+        (
+            principal.nhs_number.as_str(),
+            principal.proofing_level.as_str()
+        ),
         ("9990000018", "P9")
     );
     assert_eq!(principal.token_expires_at, NOW + 900);
     // Cached or not, neither kind opens the other's routes.
-    assert_eq!(f.auth.authenticate(&patient).unwrap_err(), AuthError::WrongKind);
+    assert_eq!(
+        f.auth.authenticate(&patient).unwrap_err(),
+        AuthError::WrongKind
+    );
     f.auth.authenticate(&app).unwrap();
     assert_eq!(
         f.auth.authenticate_patient(&app).unwrap_err(),

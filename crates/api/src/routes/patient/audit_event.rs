@@ -30,6 +30,7 @@ fn action(looked: &Looked) -> (&'static str, &'static str) {
         Looked::OneRecord => ("R", "read"),
         Looked::SharingChoice { recorded: true } => ("U", "update"),
         Looked::SharingChoice { recorded: false } => ("D", "delete"),
+        Looked::Written => ("U", "update"),
         Looked::Records { .. } | Looked::SharedCareRecord | Looked::AccessHistory => {
             ("E", "search-type")
         }

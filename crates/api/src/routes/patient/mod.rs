@@ -36,7 +36,13 @@ pub const PATIENT_TOKEN_PATH: &str = "/patient/token";
 
 const SUBJECT: &[&str] = &["subject:identifier", "patient.identifier"];
 const POINTER_SEARCH: &[&str] = &["subject:identifier", "patient.identifier"];
-const AUDIT_SEARCH: &[&str] = &["date", "_count", "_include-own", "_cursor", "patient.identifier"];
+const AUDIT_SEARCH: &[&str] = &[
+    "date",
+    "_count",
+    "_include-own",
+    "_cursor",
+    "patient.identifier",
+];
 const CONSENT_SEARCH: &[&str] = &["patient.identifier"];
 const BODIES: &[&str] = &[media::FHIR_JSON, media::JSON];
 
@@ -109,7 +115,12 @@ fn url(state: &AppState, path: &str) -> String {
 }
 
 /// A searchset Bundle of already-shaped resources.
-fn bundle(self_url: &str, next: Option<String>, total: Option<usize>, entries: Vec<(String, Value)>) -> Response {
+fn bundle(
+    self_url: &str,
+    next: Option<String>,
+    total: Option<usize>,
+    entries: Vec<(String, Value)>,
+) -> Response {
     let mut links = vec![json!({"relation": "self", "url": self_url})];
     if let Some(next) = next {
         links.push(json!({"relation": "next", "url": next}));
@@ -142,7 +153,12 @@ async fn search_pointers(
     let entries = found
         .entries
         .iter()
-        .map(|r| (url(&state, &format!("/DocumentReference/{}", r.id)), patient_view(&r.json)))
+        .map(|r| {
+            (
+                url(&state, &format!("/DocumentReference/{}", r.id)),
+                patient_view(&r.json),
+            )
+        })
         .collect();
     let self_url = query.url(&url(&state, "/DocumentReference"), None);
     Ok(bundle(&self_url, None, Some(found.total as usize), entries))
@@ -155,7 +171,10 @@ async fn read_pointer(
 ) -> Result<Response, ApiError> {
     let visible = &state.patient_access().visible_types;
     let record = my_pointer(&state.context(), &caller, &id, visible).await?;
-    Ok(fhir_response(StatusCode::OK, patient_view(&record.json).to_string()))
+    Ok(fhir_response(
+        StatusCode::OK,
+        patient_view(&record.json).to_string(),
+    ))
 }
 
 async fn search_audit(
@@ -206,10 +225,20 @@ async fn search_consent(
     // inactive one too.
     let entries: Vec<(String, Value)> = objection
         .iter()
-        .map(|o| (url(&state, &format!("/Consent/{CONSENT_ID}")), consent::render(&nhs, Some(o))))
+        .map(|o| {
+            (
+                url(&state, &format!("/Consent/{CONSENT_ID}")),
+                consent::render(&nhs, Some(o)),
+            )
+        })
         .collect();
     let total = entries.len();
-    Ok(bundle(&query.url(&url(&state, "/Consent"), None), None, Some(total), entries))
+    Ok(bundle(
+        &query.url(&url(&state, "/Consent"), None),
+        None,
+        Some(total),
+        entries,
+    ))
 }
 
 async fn read_consent(
@@ -218,7 +247,9 @@ async fn read_consent(
     PathParam(id): PathParam<String>,
 ) -> Result<Response, ApiError> {
     if id != CONSENT_ID {
-        return Err(ApiError::not_found(format!("Consent/{id} is not known; your sharing choice is Consent/{CONSENT_ID}")));
+        return Err(ApiError::not_found(format!(
+            "Consent/{id} is not known; your sharing choice is Consent/{CONSENT_ID}"
+        )));
     }
     let objection = my_objection(&state.context(), &caller).await?;
     let body = consent::render(&caller.nhs_number.to_string(), objection.as_ref());
@@ -226,11 +257,21 @@ async fn read_consent(
 }
 
 /// The body's patient, if it names one, must be the caller.
-async fn same_patient(state: &AppState, caller: &PatientCaller, named: Option<&str>) -> Result<(), ApiError> {
+async fn same_patient(
+    state: &AppState,
+    caller: &PatientCaller,
+    named: Option<&str>,
+) -> Result<(), ApiError> {
     match named {
-        Some(nhs) if nhs != caller.nhs_number.to_string() => Err(
-            crate::operations::patient::refuse_other_patient(&state.context(), caller, Interaction::Update, nhs).await,
-        ),
+        Some(nhs) if nhs != caller.nhs_number.to_string() => {
+            Err(crate::operations::patient::refuse_other_patient(
+                &state.context(),
+                caller,
+                Interaction::Update,
+                nhs,
+            )
+            .await)
+        }
         _ => Ok(()),
     }
 }
@@ -246,7 +287,9 @@ async fn create_consent(
             domain::issue::ErrorCode::InvalidCodeValue,
             domain::issue::IssueType::CodeInvalid,
             "Consent.status",
-            format!("a new Consent records an objection (status active); withdraw it with PUT Consent/{CONSENT_ID} and status inactive"),
+            format!(
+                "a new Consent records an objection (status active); withdraw it with PUT Consent/{CONSENT_ID} and status inactive"
+            ),
         )));
     }
     same_patient(&state, &caller, choice.patient.as_deref()).await?;
@@ -266,7 +309,9 @@ async fn update_consent(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
     if id != CONSENT_ID {
-        return Err(ApiError::not_found(format!("Consent/{id} is not known; your sharing choice is Consent/{CONSENT_ID}")));
+        return Err(ApiError::not_found(format!(
+            "Consent/{id} is not known; your sharing choice is Consent/{CONSENT_ID}"
+        )));
     }
     let choice = consent::parse(&body, Some(&id))?;
     same_patient(&state, &caller, choice.patient.as_deref()).await?;
@@ -286,7 +331,10 @@ async fn update_consent(
 /// session cookie is `SameSite=Lax`, so another site cannot make a
 /// browser POST here with it, and the JSON answer is not readable
 /// cross-origin.
-async fn token(State(state): State<AppState>, PatientSession(patient): PatientSession) -> Result<Response, ApiError> {
+async fn token(
+    State(state): State<AppState>,
+    PatientSession(patient): PatientSession,
+) -> Result<Response, ApiError> {
     let nhs = proved(&patient)?;
     let issued = state
         .auth()

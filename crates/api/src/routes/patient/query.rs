@@ -29,9 +29,10 @@ impl Query {
     /// `raw` with every parameter in `allowed` (or `_format`, which content
     /// negotiation reads).
     pub fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Query, ApiError> {
-        let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
+        let pairs: Vec<(String, String)> =
+            form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
         let unknown: Vec<Issue> = pairs
             .iter()
             .filter(|(k, _)| k != "_format" && !allowed.contains(&k.as_str()))
@@ -40,7 +41,10 @@ impl Query {
                     ErrorCode::InvalidParameter,
                     IssueType::NotSupported,
                     k.as_str(),
-                    format!("{k} is not supported here; supported: {}", allowed.join(", ")),
+                    format!(
+                        "{k} is not supported here; supported: {}",
+                        allowed.join(", ")
+                    ),
                 )
             })
             .collect();
@@ -61,7 +65,11 @@ impl Query {
         let mut values = self.all(name);
         let first = values.next();
         if values.next().is_some() {
-            return Err(bad(ErrorCode::InvalidParameter, name, format!("{name} may be given once")));
+            return Err(bad(
+                ErrorCode::InvalidParameter,
+                name,
+                format!("{name} may be given once"),
+            ));
         }
         Ok(first)
     }
@@ -93,7 +101,11 @@ impl Query {
                 _ => ("eq", value),
             };
             let start = date_ms(day).ok_or_else(|| {
-                bad(ErrorCode::InvalidParameter, "date", "date must be a day (YYYY-MM-DD), optionally prefixed ge, gt, le, lt or eq")
+                bad(
+                    ErrorCode::InvalidParameter,
+                    "date",
+                    "date must be a day (YYYY-MM-DD), optionally prefixed ge, gt, le, lt or eq",
+                )
             })?;
             match prefix {
                 "ge" => since_ms = Some(start),
@@ -112,16 +124,36 @@ impl Query {
                 .parse::<usize>()
                 .ok()
                 .filter(|n| (1..=MAX_COUNT).contains(n))
-                .ok_or_else(|| bad(ErrorCode::InvalidParameter, "_count", format!("_count must be a whole number from 1 to {MAX_COUNT}")))?,
+                .ok_or_else(|| {
+                    bad(
+                        ErrorCode::InvalidParameter,
+                        "_count",
+                        format!("_count must be a whole number from 1 to {MAX_COUNT}"),
+                    )
+                })?,
         };
         let include_own = match self.one("_include-own")? {
             None | Some("false") => false,
             Some("true") => true,
-            Some(_) => return Err(bad(ErrorCode::InvalidParameter, "_include-own", "_include-own must be true or false")),
+            Some(_) => {
+                return Err(bad(
+                    ErrorCode::InvalidParameter,
+                    "_include-own",
+                    "_include-own must be true or false",
+                ));
+            }
         };
         let before = self
             .one("_cursor")?
-            .map(|c| c.parse::<u64>().map_err(|_| bad(ErrorCode::InvalidParameter, "_cursor", "_cursor must come from a next link")))
+            .map(|c| {
+                c.parse::<u64>().map_err(|_| {
+                    bad(
+                        ErrorCode::InvalidParameter,
+                        "_cursor",
+                        "_cursor must come from a next link",
+                    )
+                })
+            })
             .transpose()?;
         Ok(HistoryQuery {
             since_ms: Some(since_ms.unwrap_or(now_ms - DEFAULT_WINDOW_MS)),
@@ -145,12 +177,23 @@ pub async fn check_subject(
 ) -> Result<(), ApiError> {
     for name in names {
         for value in query.all(name) {
-            let (system, number) = value.split_once('|').map_or((None, value), |(s, n)| (Some(s), n));
+            let (system, number) = value
+                .split_once('|')
+                .map_or((None, value), |(s, n)| (Some(s), n));
             if system.is_some_and(|s| s != NHS_NUMBER) {
-                return Err(bad(ErrorCode::InvalidIdentifierSystem, name, format!("{name} must use the system {NHS_NUMBER}")));
+                return Err(bad(
+                    ErrorCode::InvalidIdentifierSystem,
+                    name,
+                    format!("{name} must use the system {NHS_NUMBER}"),
+                ));
             }
-            let asked = NhsNumber::parse(number)
-                .map_err(|_| bad(ErrorCode::InvalidNhsNumber, name, format!("{name} is not a valid NHS number")))?;
+            let asked = NhsNumber::parse(number).map_err(|_| {
+                bad(
+                    ErrorCode::InvalidNhsNumber,
+                    name,
+                    format!("{name} is not a valid NHS number"),
+                )
+            })?;
             if asked != caller.nhs_number {
                 return Err(refuse_other_patient(ctx, caller, interaction, number).await);
             }
@@ -165,7 +208,9 @@ mod tests {
 
     #[test]
     fn unknown_parameters_are_refused_by_name() {
-        let Err(ApiError::Rejected(issues)) = Query::parse(Some("date=ge2026-01-01&colour=red"), &["date"]) else {
+        let Err(ApiError::Rejected(issues)) =
+            Query::parse(Some("date=ge2026-01-01&colour=red"), &["date"])
+        else {
             panic!("accepted an unknown parameter");
         };
         assert_eq!(issues[0].expression.as_deref(), Some("colour"));
@@ -181,16 +226,29 @@ mod tests {
         let history = query.history(0).unwrap();
         assert_eq!(history.since_ms, Some(1_772_323_200_000));
         assert_eq!(history.until_ms, Some(1_772_323_200_000 + ONE_DAY_MS));
-        assert_eq!((history.count, history.before, history.include_own), (5, Some(42), true));
+        assert_eq!(
+            (history.count, history.before, history.include_own),
+            (5, Some(42), true)
+        );
         assert_eq!(
             query.url("http://x/AuditEvent", Some("7")),
             "http://x/AuditEvent?date=ge2026-03-01&date=le2026-03-01&_count=5&_include-own=true&_cursor=7"
         );
-        let defaults = Query::parse(None, &[]).unwrap().history(400 * ONE_DAY_MS).unwrap();
+        let defaults = Query::parse(None, &[])
+            .unwrap()
+            .history(400 * ONE_DAY_MS)
+            .unwrap();
         assert_eq!(defaults.since_ms, Some(35 * ONE_DAY_MS));
         assert_eq!(defaults.count, DEFAULT_COUNT);
-        for bad in ["_count=0", "_count=101", "_include-own=yes", "date=2026-02-30x", "_cursor=abc"] {
-            let query = Query::parse(Some(bad), &["date", "_count", "_include-own", "_cursor"]).unwrap();
+        for bad in [
+            "_count=0",
+            "_count=101",
+            "_include-own=yes",
+            "date=2026-02-30x",
+            "_cursor=abc",
+        ] {
+            let query =
+                Query::parse(Some(bad), &["date", "_count", "_include-own", "_cursor"]).unwrap();
             assert!(query.history(0).is_err(), "{bad} accepted");
         }
     }
