@@ -232,6 +232,13 @@ impl Service {
         browser.cookie.clone().expect("a session cookie")
     }
 
+    /// `account` signed in: its session cookie and a patient token from it.
+    async fn signed_in(&self, account: &str) -> (As, As) {
+        let cookie = self.sign_in(account).await;
+        let token = self.patient_token(&cookie).await;
+        (As::Cookie(cookie), As::Patient(token))
+    }
+
     /// A patient token from the signed-in session.
     async fn patient_token(&self, cookie: &str) -> String {
         let issued = self
@@ -361,11 +368,7 @@ async fn a_p9_patient_sees_through_the_api_only_what_patients_are_shown() {
 
     // After a real NHS login at P9: by the session cookie, then by a token
     // the session obtains. 1 visible + 3 hidden: total 1.
-    let cookie = As::Cookie(s.sign_in("ada").await);
-    let token = match &cookie {
-        As::Cookie(c) => As::Patient(s.patient_token(c).await),
-        _ => unreachable!(),
-    };
+    let (cookie, token) = s.signed_in("ada").await;
     for who in [&cookie, &token] {
         let found = s.send("GET", DR, who, None).await;
         assert_eq!(total(&found), 1, "{}", found.text);
@@ -501,11 +504,7 @@ async fn who_looked_through_the_api_names_role_categories_and_no_staff_identity(
     let search = format!("/consumer/FHIR/R4/DocumentReference?subject:identifier={NHS}|{ADA}");
     assert_eq!(total(&s.send("GET", &search, &consumer, None).await), 1);
     let secrets = clinician_looked(&s, ADA).await;
-    let cookie = As::Cookie(s.sign_in("ada").await);
-    let token = match &cookie {
-        As::Cookie(c) => As::Patient(s.patient_token(c).await),
-        _ => unreachable!(),
-    };
+    let (cookie, token) = s.signed_in("ada").await;
 
     let history = s.send("GET", AUDIT, &token, None).await;
     let found = entries(&history);
@@ -595,13 +594,7 @@ async fn the_consent_round_trip_is_the_admin_fact_and_consumers_see_it_at_once()
     s.pointer(&producer, ADA, "seen", RESPECT, &[]).await;
     let search = format!("/consumer/FHIR/R4/DocumentReference?subject:identifier={NHS}|{ADA}");
     let admin_objection = format!("/admin/patients/{ADA}/objection");
-    let cookie = match s.sign_in("ada").await {
-        c => As::Cookie(c),
-    };
-    let token = match &cookie {
-        As::Cookie(c) => As::Patient(s.patient_token(c).await),
-        _ => unreachable!(),
-    };
+    let (cookie, token) = s.signed_in("ada").await;
     assert_eq!(total(&s.send("GET", CONSENT, &token, None).await), 0);
     assert_eq!(total(&s.send("GET", &search, &consumer, None).await), 1);
 

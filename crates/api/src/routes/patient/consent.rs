@@ -84,15 +84,15 @@ pub fn parse(body: &Value, path_id: Option<&str>) -> Result<ConsentChoice, ApiEr
         ));
     }
     let patient = patient_identifier(body, &mut issues);
-    if let (Some(path_id), Some(id)) = (path_id, body.get("id")) {
-        if id.as_str() != Some(path_id) {
-            issues.push(issue(
-                ErrorCode::InvalidResource,
-                IssueType::Invalid,
-                "Consent.id",
-                "id must be the id in the URL",
-            ));
-        }
+    if let (Some(path_id), Some(id)) = (path_id, body.get("id"))
+        && id.as_str() != Some(path_id)
+    {
+        issues.push(issue(
+            ErrorCode::InvalidResource,
+            IssueType::Invalid,
+            "Consent.id",
+            "id must be the id in the URL",
+        ));
     }
     match object {
         Some(object) if issues.is_empty() => Ok(ConsentChoice { object, patient }),
