@@ -94,12 +94,25 @@ fn operation(op: &Operation, limits: SearchLimits) -> Value {
     // A POST `_search` takes its parameters in the body, not the query.
     if !is_search_post(op) {
         parameters.extend(doc.query.iter().map(|name| {
+            // The patient API's own parameters: the patient is the caller,
+            // so naming them is optional, and its pages are smaller.
+            let schema = match (doc.patient, *name) {
+                (true, "_count") => json!({"type": "integer", "minimum": 1, "maximum": 100}),
+                (true, "_cursor") => {
+                    json!({"type": "string", "description": "From the next link of the previous page"})
+                }
+                (true, "date") => {
+                    json!({"type": "string", "pattern": "^(ge|gt|le|lt|eq)?[0-9]{4}-[0-9]{2}-[0-9]{2}$"})
+                }
+                (true, "_include-own") => json!({"type": "boolean"}),
+                _ => parameter_schema(name, limits, false),
+            };
             json!({
                 "name": name,
                 "in": "query",
-                // Both audiences must name the patient (domain::search::parse).
-                "required": *name == "subject:identifier",
-                "schema": parameter_schema(name, limits, false),
+                // Both app audiences must name the patient (domain::search::parse).
+                "required": *name == "subject:identifier" && !doc.patient,
+                "schema": schema,
             })
         }));
     }
