@@ -838,3 +838,42 @@ async fn a_p5_patient_gets_no_token_and_no_data() {
         assert!(refused.text.contains("P9"), "{}", refused.text);
     }
 }
+
+#[tokio::test]
+async fn the_patient_api_states_its_capabilities_and_is_in_the_openapi_document() {
+    let (config, rp_key) = provider();
+    let op = OpenIdProvider::start(config).await;
+    let s = start(op.issuer(), &rp_key).await;
+    let anyone = As::Cookie(String::new());
+    let statement = s
+        .send("GET", "/patient/FHIR/R4/metadata", &anyone, None)
+        .await;
+    assert_eq!(statement.status, 200, "{}", statement.text);
+    let resources: Vec<String> = statement.json()["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(resources, ["DocumentReference", "AuditEvent", "Consent"]);
+    let openapi = s.send("GET", "/openapi.json", &anyone, None).await;
+    let paths = &openapi.json()["paths"];
+    for path in [
+        "/patient/FHIR/R4/DocumentReference",
+        "/patient/FHIR/R4/AuditEvent",
+        "/patient/FHIR/R4/Consent/{id}",
+        "/patient/token",
+    ] {
+        assert!(
+            paths.get(path).is_some(),
+            "{path} not in the OpenAPI document"
+        );
+    }
+    let search = &paths["/patient/FHIR/R4/DocumentReference"]["get"];
+    assert_eq!(search["security"][0], json!({"patientBearer": []}));
+    assert!(
+        search["parameters"]
+            .to_string()
+            .contains("\"required\":false")
+    );
+}

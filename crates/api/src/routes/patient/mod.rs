@@ -7,6 +7,7 @@
 //! audited as a failure (`operations::patient::refuse_other_patient`).
 
 mod audit_event;
+mod capability;
 mod consent;
 mod query;
 
@@ -50,6 +51,12 @@ const BODIES: &[&str] = &[media::FHIR_JSON, media::JSON];
 pub fn routes() -> Routes {
     let doc = |id, summary| Doc::new(id, summary, "patient").patient();
     Routes::new()
+        .add(
+            Method::GET,
+            "/metadata",
+            Doc::new("patientCapabilities", "The patient API's CapabilityStatement", "patient"),
+            capability::statement,
+        )
         .add(
             Method::GET,
             "/DocumentReference",
