@@ -337,8 +337,8 @@ async fn clinician_breaks_the_glass(state: &WebState, nhs: NhsNumber) -> Vec<Str
             person_role_id: "role-777".into(),
             org: "RR8".into(),
             org_name: None,
-            role_code: Some("S0030:G0100:R0570".into()),
-            role_name: Some("Consultant".into()),
+            role_code: Some("S0030:G0100:R8001".into()),
+            role_name: Some("Nurse".into()),
             activity_codes: vec!["B0264".into()],
         }],
         selected: Some("role-777".into()),
@@ -359,6 +359,7 @@ async fn clinician_breaks_the_glass(state: &WebState, nhs: NhsNumber) -> Vec<Str
         user.person_id,
         user.name,
         "role-777".into(),
+        "R8001".into(),
         "nrls-viewer".into(),
         "Nurse Hidden Name".into(),
         "10.1.2.3".into(),
@@ -378,7 +379,8 @@ async fn who_looked_shows_organisation_and_purpose_but_no_staff_identity_in_html
         html.contains("Emergency access (reason given: Emergency treatment)"),
         "{html}"
     );
-    assert!(html.contains("(RR8)") && html.contains("A member of staff"));
+    // The role category, never the role code.
+    assert!(html.contains("(RR8)") && html.contains("A nurse"), "{html}");
 
     let history = api::operations::patient_audit::who_looked(
         &f.state.api.context(),
@@ -402,7 +404,7 @@ async fn who_looked_shows_organisation_and_purpose_but_no_staff_identity_in_html
     // The stored event does hold them: the projection is what removes them.
     let stored = audit_events(&f.state.api, p0).await;
     let text = serde_json::to_string(&stored).unwrap();
-    assert!(text.contains("555000777123") && text.contains(&secrets[6]));
+    assert!(text.contains("555000777123") && text.contains(&secrets[7]));
 
     // The patient's own views are hidden unless asked for.
     let (_, _, default) = get(&f.app, "/my-record/who-looked", &cookie, None).await;
@@ -460,4 +462,15 @@ async fn the_shared_care_record_names_the_organisations_that_did_not_answer_and_
     assert_eq!(location, "/my-record/prove-who-you-are");
     // The records view above is the second event; below P9 adds none.
     assert_eq!(audit_events(&f.state.api, p2).await.len(), 2);
+
+    // In "who looked" (own views included) it is the shared care record,
+    // not a "where your records are" search.
+    let (_, _, own) = get(&f.app, "/my-record/who-looked?own=yes", &cookie, None).await;
+    assert!(own.contains("Your shared care record"), "{own}");
+    // The records view (p2 is shown none of its pointers) is the only search.
+    assert_eq!(
+        own.matches("Searched, no records shown").count(),
+        1,
+        "{own}"
+    );
 }
