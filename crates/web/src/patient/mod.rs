@@ -124,7 +124,39 @@ async fn home(State(state): State<WebState>, headers: HeaderMap) -> Result<Respo
     Ok(Redirect::to(to).into_response())
 }
 
-async fn not_found() -> WebError {
+/// No page takes an NHS number. A request whose path or query names one
+/// that is not the session's own (a guessed or edited URL) is 404 like any
+/// unknown page, and, for a patient proved to P9, audited as a failure in
+/// their own trail (`api::operations::patient::refuse_other_patient`).
+async fn not_found(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> WebError {
+    let Ok(session) = state.sessions.load(&headers).await else {
+        return WebError::NotFound;
+    };
+    let Ok(own) = verified_nhs_number(&session) else {
+        return WebError::NotFound;
+    };
+    let named = uri
+        .to_string()
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|digits| domain::NhsNumber::parse(digits).ok())
+        .find(|nhs| *nhs != own);
+    if let Some(other) = named {
+        let caller = api::operations::patient::PatientCaller::new(own);
+        let refused = api::operations::patient::refuse_other_patient(
+            &state.api.context(),
+            &caller,
+            audit::Interaction::Read,
+            &other.to_string(),
+        )
+        .await;
+        if refused.status().is_server_error() {
+            return WebError::from(refused);
+        }
+    }
     WebError::NotFound
 }
 

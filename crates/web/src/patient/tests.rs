@@ -208,6 +208,12 @@ async fn below_p9_or_signed_out_there_is_no_data_and_unknown_pages_are_not_found
     let other = format!("/my-record/patient/{}/records", patients()[1]);
     let (status, _, _) = get(&f.app, &other, &p9, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // ...and the attempt is in the patient's own trail as a failure.
+    let events = audit_events(&f.state.api, p0).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["outcome"], "4");
+    assert!(events[0].to_string().contains("nrls-patient"));
+    assert!(audit_events(&f.state.api, patients()[1]).await.is_empty());
 }
 
 #[tokio::test]
