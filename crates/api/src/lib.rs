@@ -3,6 +3,8 @@
 //!
 //! - `caller`, `error`, `access`: who is calling, why a request failed, the
 //!   access services (policy, access facts, audit trail). No HTTP.
+//!   `patient_access`: the patient API's settings and its read-only view of
+//!   the web pages' sessions.
 //! - `audit_trail`, `operations`: the one AuditEvent of a request, and the
 //!   operations (search, read, write, shared care record) that take a
 //!   `Caller` and a `Context` and return typed results. No HTTP: a web

@@ -1,0 +1,104 @@
+//! Which credentials open which routes; P5; the published capabilities.
+
+use super::*;
+
+#[tokio::test]
+async fn app_tokens_do_not_open_patient_routes_nor_patient_tokens_app_routes() {
+    let (config, rp_key) = provider();
+    let op = OpenIdProvider::start(config).await;
+    let s = start(op.issuer(), &rp_key).await;
+    let consumer = s.app_token(CONSUMER).await;
+    let admin = s.app_token("admin").await;
+    let patient = s.patient_token(&s.sign_in("ada").await).await;
+    for path in [DR, AUDIT, CONSENT] {
+        for app in [&consumer, &admin] {
+            let refused = s.send("GET", path, &As::Patient(app.clone()), None).await;
+            assert_eq!(refused.status, 401, "{path}: {}", refused.text);
+            assert!(refused.text.contains("another API"), "{}", refused.text);
+        }
+        assert_eq!(
+            s.send("GET", path, &As::Cookie(String::new()), None)
+                .await
+                .status,
+            401
+        );
+    }
+    let search = format!("/consumer/FHIR/R4/DocumentReference?subject:identifier={NHS}|{ADA}");
+    for (path, ods) in [
+        (search.as_str(), "RX9"),
+        ("/admin/patients/9990000018/objection", "RX9"),
+        ("/producer/FHIR/R4/DocumentReference", "RR8"),
+    ] {
+        let refused = s
+            .send("GET", path, &As::App(patient.clone(), ods), None)
+            .await;
+        assert_eq!(refused.status, 401, "{path}: {}", refused.text);
+    }
+    // A token names no session: it cannot mint another.
+    let again = s
+        .send("POST", "/patient/token", &As::Patient(patient), None)
+        .await;
+    assert_eq!(again.status, 401);
+}
+
+#[tokio::test]
+async fn a_p5_patient_gets_no_token_and_no_data() {
+    let (config, rp_key) = provider();
+    let op = OpenIdProvider::start(config).await;
+    let s = start(op.issuer(), &rp_key).await;
+    let cookie = s.sign_in("cara").await;
+    let token = s
+        .send("POST", "/patient/token", &As::Cookie(cookie.clone()), None)
+        .await;
+    assert_eq!(token.status, 403, "{}", token.text);
+    assert!(
+        token.text.contains("ACCESS_DENIED_LEVEL") && token.text.contains("P5"),
+        "{}",
+        token.text
+    );
+    assert!(!token.text.contains("access_token"));
+    for path in [DR, AUDIT, CONSENT] {
+        let refused = s.send("GET", path, &As::Cookie(cookie.clone()), None).await;
+        assert_eq!(refused.status, 403, "{path}: {}", refused.text);
+        assert!(refused.text.contains("P9"), "{}", refused.text);
+    }
+}
+
+#[tokio::test]
+async fn the_patient_api_states_its_capabilities_and_is_in_the_openapi_document() {
+    let (config, rp_key) = provider();
+    let op = OpenIdProvider::start(config).await;
+    let s = start(op.issuer(), &rp_key).await;
+    let anyone = As::Cookie(String::new());
+    let statement = s
+        .send("GET", "/patient/FHIR/R4/metadata", &anyone, None)
+        .await;
+    assert_eq!(statement.status, 200, "{}", statement.text);
+    let resources: Vec<String> = statement.json()["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(resources, ["DocumentReference", "AuditEvent", "Consent"]);
+    let openapi = s.send("GET", "/openapi.json", &anyone, None).await;
+    let paths = &openapi.json()["paths"];
+    for path in [
+        "/patient/FHIR/R4/DocumentReference",
+        "/patient/FHIR/R4/AuditEvent",
+        "/patient/FHIR/R4/Consent/{id}",
+        "/patient/token",
+    ] {
+        assert!(
+            paths.get(path).is_some(),
+            "{path} not in the OpenAPI document"
+        );
+    }
+    let search = &paths["/patient/FHIR/R4/DocumentReference"]["get"];
+    assert_eq!(search["security"][0], json!({"patientBearer": []}));
+    assert!(
+        search["parameters"]
+            .to_string()
+            .contains("\"required\":false")
+    );
+}
