@@ -32,6 +32,91 @@ pub struct AuditDraft {
     /// Recorded even when no patient data was touched: admin calls, which
     /// change access facts or read the audit trail itself.
     pub always: bool,
+    /// Not a RESTful operation: a patient's sign-in, sign-out or token.
+    pub session_event: Option<SessionEvent>,
+    /// The NHS login `sub` of the patient acting, when known.
+    pub nhs_login_subject: Option<String>,
+}
+
+/// The identifier system of an NHS login `sub` in an event's agents.
+pub const NHS_LOGIN_SUBJECT: &str = "https://login.nhs.uk/sub";
+
+/// nrls's own subtypes of DICOM "User Authentication" (the issue of an
+/// access token has no DICOM code).
+pub const SESSION_EVENT_SYSTEM: &str = "urn:nrls:audit-session-event";
+
+/// Events about a patient's NHS login session rather than their records:
+/// BALP records authentication as DICOM `110114` "User Authentication"
+/// with subtype `110122` Login or `110123` Logout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// Signing in with NHS login (success or failure).
+    Login,
+    /// Signing out.
+    Logout,
+    /// A patient token issued from the session (`POST /patient/token`).
+    TokenIssued,
+}
+
+impl SessionEvent {
+    /// The `AuditEvent.subtype` coding: system, code, display.
+    pub fn subtype(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            SessionEvent::Login => (audit::event::systems::DCM, "110122", "Login"),
+            SessionEvent::Logout => (audit::event::systems::DCM, "110123", "Logout"),
+            SessionEvent::TokenIssued => (SESSION_EVENT_SYSTEM, "token-issued", "Token issued"),
+        }
+    }
+
+    /// Reads an event's `subtype` code back.
+    pub fn of_code(code: &str) -> Option<SessionEvent> {
+        [
+            SessionEvent::Login,
+            SessionEvent::Logout,
+            SessionEvent::TokenIssued,
+        ]
+        .into_iter()
+        .find(|e| e.subtype().1 == code)
+    }
+}
+
+/// DICOM `110114`, the `AuditEvent.type` of [`SessionEvent`]s.
+pub const USER_AUTHENTICATION: &str = "110114";
+
+/// Reshapes a RESTful event built by `AuditFacts` into a session event,
+/// and names the NHS login account as an agent: the facts' own fields
+/// (outcome, purpose, patient, time) are kept as built.
+fn shape(event: &mut AuditEvent, session_event: Option<SessionEvent>, subject: Option<String>) {
+    if let Some(kind) = session_event {
+        let (system, code, display) = kind.subtype();
+        event.kind = fhir::Coding::new(
+            audit::event::systems::DCM,
+            USER_AUTHENTICATION,
+            "User Authentication",
+        );
+        event.subtype = vec![fhir::Coding::new(system, code, display)];
+        event.action = Some("E".to_owned());
+    }
+    if let Some(subject) = subject {
+        // The patient, not the app, asked.
+        event.agent.iter_mut().for_each(|a| a.requestor = false);
+        event.agent.push(fhir::AuditAgent {
+            kind: Some(fhir::CodeableConcept {
+                coding: Some(vec![fhir::Coding::new(
+                    audit::event::systems::PARTICIPATION,
+                    "IRCP",
+                    "information recipient",
+                )]),
+                ..Default::default()
+            }),
+            who: Some(fhir::Reference {
+                identifier: Some(fhir::Identifier::new(NHS_LOGIN_SUBJECT, &subject)),
+                ..Default::default()
+            }),
+            requestor: true,
+            ..Default::default()
+        });
+    }
 }
 
 impl AuditDraft {
@@ -43,6 +128,8 @@ impl AuditDraft {
             query: None,
             access: None,
             always: false,
+            session_event: None,
+            nhs_login_subject: None,
         }
     }
 
@@ -79,6 +166,7 @@ pub async fn audited<T>(
         Err(e) => (e.status().as_u16(), Some(e.summary())),
     };
     let access = actor.access;
+    let (session_event, subject) = (draft.session_event, draft.nhs_login_subject);
     let facts = AuditFacts {
         interaction: draft.interaction,
         outcome: AuditOutcome::of_status(status),
@@ -100,7 +188,8 @@ pub async fn audited<T>(
         access: draft.access,
     };
     let services = ctx.access;
-    let event = facts.to_event(&services.node);
+    let mut event = facts.to_event(&services.node);
+    shape(&mut event, session_event, subject);
     let metrics = ctx.metrics.audit();
     // A server failure discloses nothing, and usually means the database is
     // away: the audit trail, often in the same database, would make the

@@ -18,6 +18,13 @@ pub struct SessionPatient {
     pub nhs_number: Option<NhsNumber>,
     /// NHS login's stated `identity_proofing_level` (`P0`, `P5`, `P9`).
     pub proofing_level: String,
+    /// Names the session without being its cookie (patient tokens carry it
+    /// as `sid`, and die with the session); `None` when the session is not
+    /// stored (a patient is always in a stored session).
+    pub session: Option<String>,
+    /// NHS login's `sub`, for the audit of session events; `None` when
+    /// the request came with a patient token.
+    pub subject: Option<String>,
 }
 
 /// Reads the patient signed in to the session a request's cookie names.
@@ -25,6 +32,11 @@ pub struct SessionPatient {
 pub trait PatientSessions: Send + Sync {
     /// `Ok(None)` when the request carries no patient session.
     async fn patient(&self, headers: &HeaderMap) -> Result<Option<SessionPatient>, String>;
+
+    /// The patient of the live session `sid` ([`SessionPatient::session`]);
+    /// `Ok(None)` once it has ended (signed out or timed out). One store
+    /// read, and the session is not extended by it.
+    async fn patient_of_session(&self, sid: &str) -> Result<Option<SessionPatient>, String>;
 }
 
 /// The patient API's settings and its view of web sessions.

@@ -29,6 +29,10 @@ pub(crate) struct AccessClaims {
     /// Patient tokens only: NHS login's `identity_proofing_level` (`P9`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proofing_level: Option<String>,
+    /// Patient tokens only: the web session the token was issued from; the
+    /// token is refused once that session has ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// The `aud` of patient tokens: the patient API, not nrls as a whole, so a
@@ -87,6 +91,7 @@ impl AccessTokenKeys {
             jti: uuid::Uuid::new_v4().to_string(),
             nhs_number: None,
             proofing_level: None,
+            sid: None,
         };
         jsonwebtoken::encode(&header(), &claims, &self.encoding)
     }
@@ -97,6 +102,7 @@ impl AccessTokenKeys {
         &self,
         nhs_number: &str,
         proofing_level: &str,
+        sid: &str,
         issued_at: i64,
         expires_at: i64,
     ) -> Result<String, jsonwebtoken::errors::Error> {
@@ -109,6 +115,7 @@ impl AccessTokenKeys {
             jti: uuid::Uuid::new_v4().to_string(),
             nhs_number: Some(nhs_number.to_owned()),
             proofing_level: Some(proofing_level.to_owned()),
+            sid: Some(sid.to_owned()),
         };
         jsonwebtoken::encode(&header(), &claims, &self.encoding)
     }
@@ -136,7 +143,7 @@ impl AccessTokenKeys {
         if claims.aud != self.patient_audience {
             return Err(AuthError::WrongAudience);
         }
-        if claims.nhs_number.is_none() || claims.proofing_level.is_none() {
+        if claims.nhs_number.is_none() || claims.proofing_level.is_none() || claims.sid.is_none() {
             return Err(AuthError::Malformed);
         }
         Ok(claims)
@@ -217,14 +224,40 @@ mod tests {
     #[test]
     fn patient_and_app_tokens_are_not_interchangeable() {
         let keys = AccessTokenKeys::new(SECRET, "http://nrls").unwrap();
-        let patient = keys.mint_patient("9990000018", "P9", 100, 200).unwrap();
+        let patient = keys
+            .mint_patient("9990000018", "P9", "session-1", 100, 200)
+            .unwrap();
         let app = keys.mint("app", 100, 200).unwrap();
         let claims = keys.verify_patient(&patient).unwrap();
         assert_eq!(claims.nhs_number.as_deref(), Some("9990000018"));
         assert_eq!(claims.proofing_level.as_deref(), Some("P9"));
         assert_eq!(claims.aud, "http://nrls/patient/FHIR/R4");
+        assert_eq!(claims.sid.as_deref(), Some("session-1"));
         assert_eq!(keys.verify(&patient).unwrap_err(), AuthError::WrongKind);
         assert_eq!(keys.verify_patient(&app).unwrap_err(), AuthError::WrongKind);
+    }
+
+    #[test]
+    fn a_patient_token_without_a_session_is_refused() {
+        // Tokens minted before tokens were bound to a session carry no
+        // `sid`; they cannot be ended by signing out, so they are refused.
+        let keys = AccessTokenKeys::new(SECRET, "http://nrls").unwrap();
+        let claims = AccessClaims {
+            iss: "http://nrls".into(),
+            sub: "9990000018".into(),
+            aud: patient_audience("http://nrls"),
+            iat: 100,
+            exp: 200,
+            jti: "unbound".into(),
+            nhs_number: Some("9990000018".into()),
+            proofing_level: Some("P9".into()),
+            sid: None,
+        };
+        let token = jsonwebtoken::encode(&header(), &claims, &keys.encoding).unwrap();
+        assert_eq!(
+            keys.verify_patient(&token).unwrap_err(),
+            AuthError::Malformed
+        );
     }
 
     #[test]

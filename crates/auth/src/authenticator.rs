@@ -143,6 +143,9 @@ pub struct PatientPrincipal {
     pub nhs_number: String,
     /// NHS login's `identity_proofing_level`: only `P9` may see data.
     pub proofing_level: String,
+    /// The web session the token was issued from (`sid`): the token is
+    /// good only while that session lasts, which the caller checks.
+    pub session: String,
     /// Unix seconds.
     pub token_expires_at: i64,
 }
@@ -331,12 +334,13 @@ impl Authenticator {
         &self,
         nhs_number: &str,
         proofing_level: &str,
+        session: &str,
     ) -> Result<TokenResponse, TokenError> {
         let now = self.clock.now();
         let expires_at = now.saturating_add(secs(self.settings.access_token_lifetime));
         let access_token = self
             .access_tokens
-            .mint_patient(nhs_number, proofing_level, now, expires_at)
+            .mint_patient(nhs_number, proofing_level, session, now, expires_at)
             .map_err(|e| {
                 tracing::error!(error = %e, "patient token signing failed");
                 TokenError::ServerError
@@ -369,13 +373,15 @@ impl Authenticator {
         if claims.exp <= now {
             return Err(AuthError::Expired);
         }
-        let (Some(nhs_number), Some(proofing_level)) = (claims.nhs_number, claims.proofing_level)
+        let (Some(nhs_number), Some(proofing_level), Some(session)) =
+            (claims.nhs_number, claims.proofing_level, claims.sid)
         else {
             return Err(AuthError::Malformed);
         };
         let principal = PatientPrincipal {
             nhs_number,
             proofing_level,
+            session,
             token_expires_at: claims.exp,
         };
         self.verified_patients

@@ -34,10 +34,14 @@ impl FromRequestParts<AppState> for Patient {
                     .auth()
                     .authenticate_patient(token)
                     .map_err(|e| ApiError::Unauthenticated(e.to_string()))?;
-                SessionPatient {
+                let patient = SessionPatient {
                     nhs_number: NhsNumber::parse(&principal.nhs_number).ok(),
                     proofing_level: principal.proofing_level,
-                }
+                    session: Some(principal.session),
+                    subject: None,
+                };
+                session_lives(&patient, state).await?;
+                patient
             }
             None => session_patient(&parts.headers, state).await?,
         };
@@ -76,6 +80,33 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim())
         .filter(|t| !t.is_empty())
+}
+
+/// A patient token is good only while the `/my-record/` session it was
+/// issued from lasts, for the same patient: the signature check is cached,
+/// this is one session store read.
+async fn session_lives(token: &SessionPatient, state: &AppState) -> Result<(), ApiError> {
+    let ended = || {
+        ApiError::Unauthenticated(
+            "the NHS login session this token was issued from has ended: sign in again at /my-record/ and get a new token".into(),
+        )
+    };
+    let (Some(sessions), Some(sid)) = (
+        state.patient_access().sessions.as_ref(),
+        token.session.as_deref(),
+    ) else {
+        return Err(ended());
+    };
+    match sessions.patient_of_session(sid).await {
+        Ok(Some(live)) if live.nhs_number.is_some() && live.nhs_number == token.nhs_number => {
+            Ok(())
+        }
+        Ok(_) => Err(ended()),
+        Err(e) => {
+            tracing::warn!(error = %e, "the session store could not be read");
+            Err(ApiError::Internal(format!("session store: {e}")))
+        }
+    }
 }
 
 async fn session_patient(

@@ -11,6 +11,7 @@
 mod params;
 pub mod patient;
 pub mod patient_audit;
+pub mod patient_session;
 mod policy;
 mod read;
 mod search;

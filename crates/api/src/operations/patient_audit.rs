@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::Context;
 use super::patient::{PATIENT_CLIENT_ID, PATIENT_REQUESTED, PatientCaller};
-use crate::audit_trail::{AuditDraft, audited};
+use crate::audit_trail::{AuditDraft, SessionEvent, USER_AUTHENTICATION, audited};
 use crate::error::ApiError;
 
 /// The reason categories a self-claim or break-glass may give (the
@@ -152,6 +152,12 @@ pub enum Looked {
     SharingChoice { recorded: bool },
     /// The patient read this history.
     AccessHistory,
+    /// The patient signed in with NHS login.
+    SignedIn,
+    /// The patient signed out.
+    SignedOut,
+    /// A patient token (for an app acting for the patient) was issued.
+    TokenIssued,
 }
 
 impl Purpose {
@@ -183,6 +189,9 @@ impl Looked {
             Looked::SharedCareRecord => "Your shared care record".to_owned(),
             Looked::Written => "Added, changed or removed a record about you".to_owned(),
             Looked::AccessHistory => "Who looked at your records".to_owned(),
+            Looked::SignedIn => "Signed in with NHS login".to_owned(),
+            Looked::SignedOut => "Signed out".to_owned(),
+            Looked::TokenIssued => "Gave an app access to your records".to_owned(),
             Looked::SharingChoice { recorded: true } => {
                 "Change of sharing choice: stopped sharing".to_owned()
             }
@@ -348,15 +357,21 @@ pub fn project(event: &Value) -> Option<AccessEntry> {
                 .and_then(Value::as_str)
                 .is_some_and(|r| r.starts_with("DocumentReference/"))
         });
-    let looked = match event.get("action").and_then(Value::as_str) {
-        // `who_looked` records no query: its own event is a history read.
-        Some("E") if own && shown == 0 && !has_query => Looked::AccessHistory,
-        Some("E") if shared_care_record => Looked::SharedCareRecord,
-        Some("R") => Looked::OneRecord,
-        Some("U") if shown == 0 => Looked::SharingChoice { recorded: true },
-        Some("D") if shown == 0 => Looked::SharingChoice { recorded: false },
-        Some("C" | "U" | "D") => Looked::Written,
-        _ => Looked::Records { shown },
+    let session_event = (event.pointer("/type/code").and_then(Value::as_str)
+        == Some(USER_AUTHENTICATION))
+    .then(|| event.pointer("/subtype/0/code").and_then(Value::as_str))
+    .map(|code| code.and_then(SessionEvent::of_code));
+    let looked = match session_event {
+        // Sign-in, sign-out and tokens: the patient's own session.
+        Some(Some(SessionEvent::Login)) => Looked::SignedIn,
+        Some(Some(SessionEvent::Logout)) => Looked::SignedOut,
+        Some(Some(SessionEvent::TokenIssued)) => Looked::TokenIssued,
+        // An authentication event this node does not know: not about records.
+        Some(None) => return None,
+        None => {
+            let action = event.get("action").and_then(Value::as_str);
+            looked_at(action, own, shown, has_query, shared_care_record)
+        }
     };
     let looked = match (&purpose, looked) {
         // The patient's own read of their sharing choice is not a change.
@@ -377,6 +392,26 @@ pub fn project(event: &Value) -> Option<AccessEntry> {
         looked,
         refused,
     })
+}
+
+/// What a RESTful event did, from its action and entities.
+fn looked_at(
+    action: Option<&str>,
+    own: bool,
+    shown: usize,
+    has_query: bool,
+    shared_care_record: bool,
+) -> Looked {
+    match action {
+        // `who_looked` records no query: its own event is a history read.
+        Some("E") if own && shown == 0 && !has_query => Looked::AccessHistory,
+        Some("E") if shared_care_record => Looked::SharedCareRecord,
+        Some("R") => Looked::OneRecord,
+        Some("U") if shown == 0 => Looked::SharingChoice { recorded: true },
+        Some("D") if shown == 0 => Looked::SharingChoice { recorded: false },
+        Some("C" | "U" | "D") => Looked::Written,
+        _ => Looked::Records { shown },
+    }
 }
 
 /// Audit reads one page of "who looked" may take.

@@ -445,7 +445,7 @@ async fn patient_tokens_open_only_the_patient_api_and_expire() {
     let f = Fixture::new();
     let patient = f
         .auth
-        .issue_patient_token("9990000018", "P9")
+        .issue_patient_token("9990000018", "P9", "session-key")
         .unwrap()
         .access_token;
     let app = f.token().await;
@@ -453,9 +453,10 @@ async fn patient_tokens_open_only_the_patient_api_and_expire() {
     assert_eq!(
         (
             principal.nhs_number.as_str(),
-            principal.proofing_level.as_str()
+            principal.proofing_level.as_str(),
+            principal.session.as_str()
         ),
-        ("9990000018", "P9")
+        ("9990000018", "P9", "session-key")
     );
     assert_eq!(principal.token_expires_at, NOW + 900);
     // Cached or not, neither kind opens the other's routes.

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use api::operations::patient_session::{self, PatientLogin};
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
@@ -117,15 +118,44 @@ pub(super) async fn callback(
     let login = match outcome {
         Ok(login) => login,
         Err(e) => {
+            patient_session::sign_in_failed(&state.api.context(), &failure(&e)).await?;
             state.sessions.commit(session).await?;
             return Err(WebError::PatientSignIn(e));
         }
     };
     // An unusable identity from NHS login is a failed sign-in, worded for
     // patients (not the clinician viewer's "NHS Care Identity" page).
-    let patient = nhs_login::patient(&rp.config().issuer, &login)
-        .map_err(|e| WebError::PatientSignIn(OidcError::Provider(e.to_string())))?;
+    let patient = match nhs_login::patient(&rp.config().issuer, &login) {
+        Ok(patient) => patient,
+        Err(e) => {
+            let why = format!("the identity NHS login gave is unusable: {e}");
+            patient_session::sign_in_failed(&state.api.context(), &why).await?;
+            return Err(WebError::PatientSignIn(OidcError::Provider(e.to_string())));
+        }
+    };
     begin_session(&state, session, patient).await
+}
+
+/// Why a sign-in failed, for its AuditEvent: the kind of failure only. The
+/// provider's own error text and URLs are left out (the text came in on
+/// the query string, from anyone).
+fn failure(e: &OidcError) -> String {
+    match e {
+        OidcError::Provider(_) => "NHS login answered with an error".to_owned(),
+        OidcError::Discovery(_)
+        | OidcError::Jwks(_)
+        | OidcError::Token(_)
+        | OidcError::Userinfo(_) => "NHS login could not be reached or answered badly".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// The audit's view of a signed-in patient: the NHS number only at P9.
+fn login_of(patient: &SignedInPatient) -> PatientLogin {
+    PatientLogin {
+        subject: patient.subject.clone(),
+        nhs_number: patient.verified_nhs_number(),
+    }
 }
 
 /// Signs `patient` in: a new session id, any clinician identity dropped.
@@ -143,6 +173,7 @@ pub(crate) async fn begin_session(
         Proofing::Lower => "/my-record/prove-who-you-are",
     };
     tracing::info!(issuer = %patient.issuer, level = %patient.stated_level, "patient sign-in");
+    patient_session::signed_in(&state.api.context(), &login_of(&patient)).await?;
     session.data.patient = Some(patient);
     respond(state, session, see_other(next)).await
 }
@@ -157,6 +188,7 @@ pub(super) async fn prove(
     if patient.proofing == Proofing::P9 {
         return Ok(see_other("/my-record/where-my-records-are"));
     }
+    patient_session::explanation_viewed(&state.api.context(), &login_of(patient)).await?;
     let page = PatientProvePage {
         chrome: PatientChrome::new(&state, &session, &headers),
     };
@@ -171,6 +203,9 @@ pub(super) async fn sign_out(
 ) -> Result<Response, WebError> {
     let session = state.sessions.load(&headers).await?;
     form(&session, &body)?;
+    if let Some(patient) = &session.data.patient {
+        patient_session::signed_out(&state.api.context(), &login_of(patient)).await?;
+    }
     let id_token = session.data.patient.as_ref().and_then(|p| {
         let ours = state
             .nhs_login

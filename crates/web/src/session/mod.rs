@@ -153,6 +153,16 @@ impl Sessions {
         })
     }
 
+    /// The contents of the live session stored under `key`, read without
+    /// extending it; `None` once it has ended (signed out, timed out).
+    pub async fn peek(&self, key: &SessionKey) -> Result<Option<SessionData>, SessionStoreError> {
+        Ok(self
+            .store
+            .load(key, now())
+            .await?
+            .and_then(|record| serde_json::from_str::<SessionData>(&record.data).ok()))
+    }
+
     /// Stores the session (extending its idle deadline) and returns the
     /// `Set-Cookie` to send when the browser does not hold this id yet.
     pub async fn commit(&self, session: Session) -> Result<Option<HeaderValue>, SessionStoreError> {

@@ -7,6 +7,7 @@
 
 use serde_json::{Value, json};
 
+use crate::audit_trail::{SessionEvent, USER_AUTHENTICATION};
 use crate::operations::patient_audit::{AccessEntry, Looked, Purpose};
 use crate::patient_access::PatientAccess;
 
@@ -14,6 +15,7 @@ use crate::patient_access::PatientAccess;
 pub const ROLE_CATEGORY_SYSTEM: &str = "urn:nrls:patient-role-category";
 const ACT_REASON: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
 const ODS: &str = "https://fhir.nhs.uk/Id/ods-organization-code";
+const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
 
 fn purpose_code(purpose: &Purpose) -> (&'static str, &'static str) {
     match purpose {
@@ -24,6 +26,31 @@ fn purpose_code(purpose: &Purpose) -> (&'static str, &'static str) {
     }
 }
 
+/// The event type, subtype and action of what was done: BALP's "User
+/// Authentication" for the patient's session, else a RESTful interaction
+/// on the patient record.
+fn kind(looked: &Looked) -> (Value, Value, &'static str) {
+    let session = |event: SessionEvent| {
+        let (system, code, display) = event.subtype();
+        (
+            json!({"system": DCM, "code": USER_AUTHENTICATION, "display": "User Authentication"}),
+            json!({"system": system, "code": code, "display": display}),
+            "E",
+        )
+    };
+    let (action, interaction) = match looked {
+        Looked::SignedIn => return session(SessionEvent::Login),
+        Looked::SignedOut => return session(SessionEvent::Logout),
+        Looked::TokenIssued => return session(SessionEvent::TokenIssued),
+        other => action(other),
+    };
+    (
+        json!({"system": DCM, "code": "110110", "display": "Patient Record"}),
+        json!({"system": "http://hl7.org/fhir/restful-interaction", "code": interaction}),
+        action,
+    )
+}
+
 /// The DICOM-style action and the RESTful interaction of what was done.
 fn action(looked: &Looked) -> (&'static str, &'static str) {
     match looked {
@@ -31,16 +58,19 @@ fn action(looked: &Looked) -> (&'static str, &'static str) {
         Looked::SharingChoice { recorded: true } => ("U", "update"),
         Looked::SharingChoice { recorded: false } => ("D", "delete"),
         Looked::Written => ("U", "update"),
-        Looked::Records { .. } | Looked::SharedCareRecord | Looked::AccessHistory => {
-            ("E", "search-type")
-        }
+        Looked::Records { .. }
+        | Looked::SharedCareRecord
+        | Looked::AccessHistory
+        | Looked::SignedIn
+        | Looked::SignedOut
+        | Looked::TokenIssued => ("E", "search-type"),
     }
 }
 
 /// One entry as an AuditEvent about `nhs_number` (the patient's own).
 pub fn render(entry: &AccessEntry, nhs_number: &str, patient: &PatientAccess) -> Value {
     let (purpose, purpose_display) = purpose_code(&entry.purpose);
-    let (action, interaction) = action(&entry.looked);
+    let (kind, subtype, action) = kind(&entry.looked);
     let mut agent = json!({
         "type": {"coding": [{
             "system": ROLE_CATEGORY_SYSTEM,
@@ -58,12 +88,8 @@ pub fn render(entry: &AccessEntry, nhs_number: &str, patient: &PatientAccess) ->
     }
     json!({
         "resourceType": "AuditEvent",
-        "type": {
-            "system": "http://dicom.nema.org/resources/ontology/DCM",
-            "code": "110110",
-            "display": "Patient Record",
-        },
-        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": interaction}],
+        "type": kind,
+        "subtype": [subtype],
         "action": action,
         "recorded": entry.when,
         // "0" success; "4" minor failure: refused, nothing was shown.

@@ -27,6 +27,8 @@ use crate::operations::patient::{
     withdraw_my_objection,
 };
 use crate::operations::patient_audit::{HistoryQuery, who_looked};
+use crate::operations::patient_session::{PatientLogin, token_issued};
+use crate::patient_access::SessionPatient;
 use crate::state::AppState;
 use crate::table::{Doc, Routes, media};
 use query::{Query, check_subject};
@@ -342,10 +344,25 @@ async fn token(
     State(state): State<AppState>,
     PatientSession(patient): PatientSession,
 ) -> Result<Response, ApiError> {
-    let nhs = proved(&patient)?;
-    let issued = state
-        .auth()
-        .issue_patient_token(&nhs.to_string(), REQUIRED_PROOFING)
-        .map_err(|e| ApiError::Internal(format!("patient token: {e}")))?;
+    let login = PatientLogin {
+        subject: patient.subject.clone().unwrap_or_default(),
+        nhs_number: proved(&patient).ok(),
+    };
+    let issued = issue_token(&state, &patient);
+    let issued = token_issued(&state.context(), &login, issued).await?;
     Ok(json_response(StatusCode::OK, json!(issued)))
+}
+
+fn issue_token(
+    state: &AppState,
+    patient: &SessionPatient,
+) -> Result<auth::TokenResponse, ApiError> {
+    let nhs = proved(patient)?;
+    let session = patient.session.as_deref().ok_or_else(|| {
+        ApiError::Unauthenticated("sign in at /my-record/ first: no stored session".into())
+    })?;
+    state
+        .auth()
+        .issue_patient_token(&nhs.to_string(), REQUIRED_PROOFING, session)
+        .map_err(|e| ApiError::Internal(format!("patient token: {e}")))
 }

@@ -24,6 +24,22 @@ impl SessionKey {
     pub fn of(id: &str) -> SessionKey {
         SessionKey(Sha256::digest(id.as_bytes()).into())
     }
+
+    /// The key as text (URL-safe base64): what a patient token carries as
+    /// `sid`. It names the session but cannot be turned back into its cookie.
+    pub fn to_sid(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    /// Reads [`SessionKey::to_sid`]'s text; `None` for anything else.
+    pub fn from_sid(sid: &str) -> Option<SessionKey> {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(sid)
+            .ok()?;
+        bytes.try_into().ok().map(SessionKey)
+    }
 }
 
 /// One stored session.
