@@ -17,7 +17,7 @@ use std::sync::Arc;
 use api::AppState;
 use axum::http::StatusCode;
 use jsonwebtoken::Algorithm;
-use serde_json::json;
+use serde_json::{Value, json};
 use support::browser::{Browser, Reply, browser};
 use support::oidc::nhs_login_claims;
 use support::{OpConfig, OpenIdProvider, RelyingPartyClient, RsaKey, Tamper};
@@ -45,6 +45,11 @@ fn provider_config() -> (OpConfig, RsaKey) {
 /// The web router with NHS login built from a real `[patient_access]`
 /// section (its key written to a file, as in production).
 fn pages(issuer: &str, rp_key: &RsaKey) -> axum::Router {
+    pages_and_api(issuer, rp_key).0
+}
+
+/// The pages and the API state behind them (to read the audit trail).
+fn pages_and_api(issuer: &str, rp_key: &RsaKey) -> (axum::Router, AppState) {
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("nhs-login.pem");
     std::fs::write(&key_file, &rp_key.private_pem).unwrap();
@@ -69,8 +74,8 @@ fn pages(issuer: &str, rp_key: &RsaKey) -> axum::Router {
         Arc::new(auth),
         api::ApiSettings::default(),
     );
-    web::router(WebState(Arc::new(WebInner {
-        api,
+    let router = web::router(WebState(Arc::new(WebInner {
+        api: api.clone(),
         sessions: Sessions::new(
             Arc::new(MemorySessionStore::new()),
             SessionSettings::default(),
@@ -81,7 +86,8 @@ fn pages(issuer: &str, rp_key: &RsaKey) -> axum::Router {
         demo: false,
         organisations: HashMap::new(),
         https: false,
-    })))
+    })));
+    (router, api)
 }
 
 async fn signed_in(browser: &mut Browser, account: &str) -> Reply {
@@ -259,4 +265,77 @@ async fn an_expired_id_token_from_the_real_provider_is_refused() {
     let reply = signed_in(&mut browser, "p9").await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert!(reply.body.contains("Sign-in failed"));
+}
+
+/// Every stored event, newest first.
+async fn all_events(api: &AppState) -> Vec<Value> {
+    let query = audit::AuditQuery {
+        count: 100,
+        ..Default::default()
+    };
+    api.access()
+        .audit
+        .search(&query)
+        .await
+        .unwrap()
+        .records
+        .iter()
+        .map(|r| serde_json::from_str(&r.event_json).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn each_sign_in_is_one_login_audit_event_and_a_refused_one_names_no_one() {
+    let (config, rp_key) = provider_config();
+    let op = OpenIdProvider::start_hostile(config).await;
+    for (tamper, outcome) in [
+        (Tamper::None, "0"),
+        (Tamper::Nonce("not-this-sign-in".into()), "4"),
+        (
+            Tamper::Claim {
+                claim: "nhs_number".into(),
+                value: json!("9990000019"),
+            },
+            "4",
+        ),
+    ] {
+        op.set_tamper(tamper.clone());
+        let (app, api) = pages_and_api(op.issuer(), &rp_key);
+        let mut browser = browser(app);
+        signed_in(&mut browser, "p9").await;
+        let events = all_events(&api).await;
+        assert_eq!(events.len(), 1, "{tamper:?}: {events:?}");
+        let event = &events[0];
+        let text = event.to_string();
+        // BALP / DICOM: User Authentication, Login.
+        assert_eq!(event["type"]["code"], "110114", "{text}");
+        assert_eq!(event["subtype"][0]["code"], "110122", "{text}");
+        assert_eq!(event["outcome"], outcome, "{tamper:?}: {text}");
+        assert!(
+            text.contains("PATRQT") && text.contains("nrls-patient"),
+            "{text}"
+        );
+        if outcome == "0" {
+            // Who signed in: the NHS login account and the proved patient.
+            assert!(text.contains("https://login.nhs.uk/sub"), "{text}");
+            assert!(text.contains("https://fhir.nhs.uk/Id/nhs-number"), "{text}");
+        } else {
+            // A refused sign-in knows nobody: no account, no NHS number,
+            // no token, only why it failed.
+            for absent in [
+                "https://login.nhs.uk/sub",
+                "nhs-number",
+                "9990000019",
+                "eyJ",
+            ] {
+                assert!(!text.contains(absent), "{absent} in {text}");
+            }
+            assert!(
+                event["outcomeDesc"]
+                    .as_str()
+                    .unwrap()
+                    .contains("sign-in failed")
+            );
+        }
+    }
 }

@@ -480,3 +480,76 @@ async fn the_shared_care_record_names_the_organisations_that_did_not_answer_and_
         "{own}"
     );
 }
+
+/// The stored events naming NHS login account `subject` as an agent.
+async fn events_of_subject(state: &WebState, subject: &str) -> Vec<serde_json::Value> {
+    let query = audit::AuditQuery {
+        agent: Some(subject.to_owned()),
+        ..Default::default()
+    };
+    let page = state.api.access().audit.search(&query).await.unwrap();
+    page.records
+        .iter()
+        .map(|r| serde_json::from_str(&r.event_json).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_explanation_page_and_sign_out_are_each_one_audit_event_shown_only_as_own_views() {
+    let f = fixture().await;
+    let p0 = patients()[0];
+    // Below P9: one event naming the NHS login account, no NHS number (none
+    // was proved), so nothing in any patient's trail.
+    let p5 = patient_cookie(&f.state, p0, Proofing::Lower).await;
+    let (status, _, _) = get(&f.app, "/my-record/prove-who-you-are", &p5, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let events = events_of_subject(&f.state, "sub-1").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let text = events[0].to_string();
+    assert!(
+        text.contains("PATRQT") && text.contains("nrls-patient"),
+        "{text}"
+    );
+    assert!(text.contains(api::audit_trail::NHS_LOGIN_SUBJECT), "{text}");
+    assert!(
+        !text.contains("https://fhir.nhs.uk/Id/nhs-number"),
+        "{text}"
+    );
+    assert!(audit_events(&f.state.api, p0).await.is_empty());
+
+    // Sign-out at P9: a BALP logout in the patient's own trail.
+    let p9 = patient_cookie(&f.state, p0, Proofing::P9).await;
+    let token = csrf(&f.state, &p9).await;
+    let out = post(&f.app, "/my-record/sign-out", &p9, &format!("csrf={token}")).await;
+    assert_eq!(out, StatusCode::SEE_OTHER);
+    let events = audit_events(&f.state.api, p0).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["type"]["code"], "110114");
+    assert_eq!(events[0]["subtype"][0]["code"], "110123");
+    assert_eq!(events[0]["outcome"], "0");
+
+    // "Who looked" shows it only among the patient's own views.
+    let ctx = f.state.api.context();
+    let caller = api::operations::patient::PatientCaller::new(p0);
+    let history = |include_own| api::operations::patient_audit::HistoryQuery {
+        since_ms: None,
+        until_ms: None,
+        count: 20,
+        before: None,
+        include_own,
+    };
+    let hidden = api::operations::patient_audit::who_looked(&ctx, &caller, history(false))
+        .await
+        .unwrap();
+    assert!(hidden.entries.is_empty(), "{hidden:?}");
+    let own = api::operations::patient_audit::who_looked(&ctx, &caller, history(true))
+        .await
+        .unwrap();
+    let signed_out: Vec<_> = own
+        .entries
+        .iter()
+        .filter(|e| e.looked == api::operations::patient_audit::Looked::SignedOut)
+        .collect();
+    assert_eq!(signed_out.len(), 1, "{own:?}");
+    assert_eq!(signed_out[0].looked.describe(false), "Signed out");
+}

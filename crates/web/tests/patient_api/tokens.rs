@@ -102,3 +102,72 @@ async fn the_patient_api_states_its_capabilities_and_is_in_the_openapi_document(
             .contains("\"required\":false")
     );
 }
+
+#[tokio::test]
+async fn a_patient_token_ends_with_its_session_and_issuing_it_is_audited() {
+    let (config, rp_key) = provider();
+    let op = OpenIdProvider::start(config).await;
+    let s = start(op.issuer(), &rp_key).await;
+    let admin = As::App(s.app_token("admin").await, "RX9");
+    let mut browser: Browser = browser(s.app.clone());
+    browser.sign_in_at("/my-record/sign-in", "ada").await;
+    let cookie = browser.cookie.clone().expect("a session cookie");
+    let token = As::Patient(s.patient_token(&cookie).await);
+    assert_eq!(s.send("GET", DR, &token, None).await.status, 200);
+
+    // Sign-in and token issuance are in Ada's trail, each once.
+    let events = stored_events(&s, &admin, ADA).await;
+    let subtypes: Vec<&str> = events
+        .iter()
+        .filter(|e| e["type"]["code"] == "110114")
+        .filter_map(|e| e["subtype"][0]["code"].as_str())
+        .collect();
+    assert_eq!(subtypes, ["token-issued", "110122"], "{events:?}");
+
+    // Signing out ends the token at once (its signature is still cached).
+    // The page gives the browser the rotated session's CSRF token.
+    browser
+        .send("GET", "/my-record/where-my-records-are", None)
+        .await;
+    let form = format!("csrf={}", browser.csrf);
+    let out = browser
+        .send("POST", "/my-record/sign-out", Some(form))
+        .await;
+    assert_eq!(out.status.as_u16(), 303, "{}", out.body);
+    for path in [DR, AUDIT, CONSENT] {
+        let refused = s.send("GET", path, &token, None).await;
+        assert_eq!(refused.status, 401, "{path}: {}", refused.text);
+        assert!(refused.text.contains("has ended"), "{}", refused.text);
+    }
+    let events = stored_events(&s, &admin, ADA).await;
+    assert_eq!(events[0]["subtype"][0]["code"], "110123", "{events:?}");
+
+    // "Who looked" lists the session's events among the patient's own only.
+    let (cookie, _) = s.signed_in("ada").await;
+    let own = s
+        .send(
+            "GET",
+            &format!("{AUDIT}?_include-own=true&_count=100"),
+            &cookie,
+            None,
+        )
+        .await;
+    let described: Vec<String> = own.json()["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["resource"]["outcomeDesc"].as_str().map(str::to_owned))
+        .collect();
+    for shown in [
+        "Signed in with NHS login",
+        "Signed out",
+        "Gave an app access to your records",
+    ] {
+        assert!(
+            described.iter().any(|d| d == shown),
+            "{shown}: {described:?}"
+        );
+    }
+    let others = s.send("GET", AUDIT, &cookie, None).await;
+    assert!(!others.text.contains("Signed"), "{}", others.text);
+}
