@@ -97,6 +97,14 @@ pub fn fhir_routes() -> Routes {
 /// The whole service on the main listener, and the operations it serves
 /// (what `/openapi.json` documents).
 pub fn service(state: AppState) -> (Router, Vec<Operation>) {
+    service_with_pages(state, Router::new())
+}
+
+/// As [`service`], with `pages` (the web front end's routes, state already
+/// given, their own request timeout applied) served beside the API under the
+/// same observe layer: one access log line, the request metrics with the
+/// route template as label, and the request's trace, for pages as for API calls.
+pub fn service_with_pages(state: AppState, pages: Router) -> (Router, Vec<Operation>) {
     let (fhir, mut operations) = fhir_routes().into_parts();
     let (operational, more) = ops::routes(state.ops()).into_parts();
     operations.extend(more);
@@ -119,17 +127,24 @@ pub fn service(state: AppState) -> (Router, Vec<Operation>) {
         .layer(middleware::from_fn(extract::headers::echo_ids))
         .merge(operational)
         .layer(Extension(OpenApiDocument(document.to_string().into())))
+        .with_state(state)
+        .merge(pages)
         .layer(middleware::from_fn_with_state(
             observer,
             ops::observe::observe,
-        ))
-        .with_state(state);
+        ));
     (router, operations)
 }
 
 /// The whole service on the main listener.
 pub fn router(state: AppState) -> Router {
     service(state).0
+}
+
+/// The whole service on the main listener, with the web pages
+/// ([`service_with_pages`]).
+pub fn router_with_pages(state: AppState, pages: Router) -> Router {
+    service_with_pages(state, pages).0
 }
 
 /// The admin listener (`[server] admin_listen`): probes, `/metrics` and

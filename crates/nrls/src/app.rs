@@ -168,7 +168,10 @@ impl Application {
             .and_then(|l| l.local_addr().ok())
             .map(|a| a.port());
         let listeners = Listeners {
-            main: (listener, api::router(state.clone()).merge(web::router(web))),
+            main: (
+                listener,
+                api::router_with_pages(state.clone(), web::router(web)),
+            ),
             limits,
             tls,
             admin: admin.map(|listener| (listener, api::admin_router(state))),

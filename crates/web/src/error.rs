@@ -51,6 +51,9 @@ pub enum WebError {
     /// NHS login sign-in failed or was refused.
     #[error("NHS login failed: {0}")]
     PatientSignIn(OidcError),
+    /// The page took longer than `[server] request_timeout_seconds`.
+    #[error("the page took longer than {0:?}")]
+    TimedOut(std::time::Duration),
 }
 
 impl IntoResponse for WebError {
@@ -103,7 +106,9 @@ impl IntoResponse for WebError {
                 None,
             ),
             WebError::Api(e) if e.status() == StatusCode::SERVICE_UNAVAILABLE => unavailable(&self),
-            WebError::Session(SessionStoreError::Unavailable(_)) => unavailable(&self),
+            WebError::Session(SessionStoreError::Unavailable(_)) | WebError::TimedOut(_) => {
+                unavailable(&self)
+            }
             WebError::Api(e) if e.status().is_client_error() => (
                 e.status(),
                 "The request could not be completed",

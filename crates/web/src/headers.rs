@@ -50,3 +50,18 @@ pub async fn security(State(https): State<bool>, request: Request, next: Next) -
     }
     response
 }
+
+/// Ends a page that takes longer than `limit` with the "service unavailable"
+/// page (503): a page must not hang a browser on a slow store or source.
+pub async fn timeout(
+    State(limit): State<std::time::Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            axum::response::IntoResponse::into_response(crate::error::WebError::TimedOut(limit))
+        }
+    }
+}

@@ -77,14 +77,23 @@ impl WebInner {
     }
 }
 
-/// The web pages: the viewer and the assets they use. Merge into the
-/// service's router.
+/// The web pages: the viewer and the assets they use. Served beside the
+/// API with `api::router_with_pages`, so they share its observe layer
+/// (access log, request metrics, traces).
 pub fn router(state: WebState) -> Router {
     let https = state.https;
+    let timeout = state.api.settings().request_timeout;
     Router::new()
         .route("/assets/{tag}/{*path}", get(assets::serve))
         .merge(viewer::router(state.clone()))
         .merge(patient::router(state))
+        // The API's limit (`[server] request_timeout_seconds`), answered
+        // with a page rather than an OperationOutcome, inside the security
+        // headers so that page has them too.
+        .layer(axum::middleware::from_fn_with_state(
+            timeout,
+            headers::timeout,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             https,
             headers::security,

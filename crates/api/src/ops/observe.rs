@@ -62,13 +62,18 @@ impl Observer {
         }
     }
 
+    /// The route's label: the API's from the route table; the web pages'
+    /// (not in the table) from their matched template, which is as bounded
+    /// as the table (`/my-record/{*rest}`, never the raw path).
     fn route(&self, request: &Request) -> (RouteLabel, bool) {
-        request
-            .extensions()
-            .get::<MatchedPath>()
-            .and_then(|matched| self.routes.get(matched.as_str()))
-            .cloned()
-            .unwrap_or_else(|| (self.unmatched.clone(), false))
+        match request.extensions().get::<MatchedPath>() {
+            Some(matched) => self
+                .routes
+                .get(matched.as_str())
+                .cloned()
+                .unwrap_or_else(|| (RouteLabel::new(matched.as_str()), false)),
+            None => (self.unmatched.clone(), false),
+        }
     }
 }
 

@@ -137,7 +137,7 @@ async fn start(issuer: &str, rp_key: &RsaKey) -> Service {
         https: false,
     }));
     let state = api.clone();
-    let app = api::router(api).merge(web::router(web));
+    let app = api::router_with_pages(api, web::router(web));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let serving = app.clone();

@@ -23,7 +23,7 @@ pub struct RsaKey {
 impl RsaKey {
     /// One key per `kid`, generated in one node process.
     pub fn generate(kids: &[&str]) -> Vec<RsaKey> {
-        let script = super::repository_root().join("testing/oidc/keygen.mjs");
+        let script = crate::repository_root().join("testing/oidc/keygen.mjs");
         let out = Command::new("node")
             .arg(&script)
             .args(kids)

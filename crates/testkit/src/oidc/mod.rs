@@ -14,6 +14,8 @@
 //! let callback = complete_login(&authorize_url, "555000000001").await;
 //! ```
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -22,8 +24,11 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use super::hostile::{self, Tamper};
-use super::keys::RsaKey;
+pub mod hostile;
+pub mod keys;
+
+pub use hostile::Tamper;
+pub use keys::RsaKey;
 
 /// Which identity provider the OP imitates: its scopes and claims.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -312,7 +317,7 @@ type Spawned = (Child, ChildStdin, tempfile::TempDir, PathBuf, String);
 /// Spawns `node provider.mjs`, waits for `READY <issuer>` (up to 20 s), and
 /// records the `LISTENING <url>` line in `<dir>/listening`.
 async fn spawn(config: Value) -> Spawned {
-    let root = super::repository_root();
+    let root = crate::repository_root();
     assert!(
         root.join("testing/node_modules/oidc-provider").exists(),
         "testing/node_modules is missing: run scripts/test-deps"
@@ -374,13 +379,16 @@ async fn spawn(config: Value) -> Spawned {
 /// `error`). The OP's origin is the authorization URL's.
 pub async fn complete_login(authorize_url: &str, account_id: &str) -> String {
     let http = reqwest::Client::builder()
-        .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(20))
         .build()
         .expect("http client");
     let start = reqwest::Url::parse(authorize_url).expect("authorize URL");
-    let mut response = http.get(start.clone()).send().await.expect("GET authorize");
+    let mut jar = Jar::default();
+    let mut response = jar
+        .send(http.get(start.clone()))
+        .await
+        .expect("GET authorize");
     for _ in 0..12 {
         let here = response.url().clone();
         if response.status().is_redirection() {
@@ -392,7 +400,7 @@ pub async fn complete_login(authorize_url: &str, account_id: &str) -> String {
             if next.origin() != start.origin() {
                 return next.to_string();
             }
-            response = http.get(next).send().await.expect("follow redirect");
+            response = jar.send(http.get(next)).await.expect("follow redirect");
             continue;
         }
         let status = response.status();
@@ -416,14 +424,50 @@ pub async fn complete_login(authorize_url: &str, account_id: &str) -> String {
             "consent" => vec![("prompt", "consent")],
             other => panic!("unknown OP prompt {other:?} at {here}"),
         };
-        response = http
-            .post(target)
-            .form(&form)
-            .send()
+        response = jar
+            .send(http.post(target).form(&form))
             .await
             .expect("submit OP form");
     }
     panic!("the OP did not redirect back to the relying party after 12 steps");
+}
+
+/// The OP's cookies by name. All are on the OP's one origin, so paths are
+/// not needed; reqwest's own cookie store is a feature the service is not
+/// built with, and turning it on here would rebuild every crate using reqwest.
+#[derive(Default)]
+struct Jar(std::collections::BTreeMap<String, String>);
+
+impl Jar {
+    async fn send(
+        &mut self,
+        request: reqwest::RequestBuilder,
+    ) -> reqwest::Result<reqwest::Response> {
+        let request = if self.0.is_empty() {
+            request
+        } else {
+            let cookies: Vec<String> = self.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            request.header(reqwest::header::COOKIE, cookies.join("; "))
+        };
+        let response = request.send().await?;
+        for set in response.headers().get_all(reqwest::header::SET_COOKIE) {
+            let Ok(text) = set.to_str() else { continue };
+            let mut parts = text.split(';');
+            let Some((name, value)) = parts.next().and_then(|p| p.trim().split_once('=')) else {
+                continue;
+            };
+            let cleared = parts.any(|attribute| {
+                let attribute = attribute.trim().to_ascii_lowercase();
+                attribute == "max-age=0" || attribute.starts_with("expires=thu, 01 jan 1970")
+            });
+            if cleared || value.is_empty() {
+                self.0.remove(name);
+            } else {
+                self.0.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        Ok(response)
+    }
 }
 
 /// The value of `attr="…"` in the first tag that follows `marker`.
