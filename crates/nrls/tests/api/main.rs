@@ -21,6 +21,7 @@ mod multinode;
 mod nrlf_defects;
 mod operability;
 mod packaging;
+mod patient_api;
 mod process;
 mod producer_api;
 mod protocol;

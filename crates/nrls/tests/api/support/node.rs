@@ -45,6 +45,8 @@ pub struct Deployment {
     /// trail) but each keeps its own data folder (its checkpoint key), as
     /// separate hosts would.
     per_node_data: bool,
+    /// `NRLS_LOG` for its nodes: `warn` unless a suite reads more.
+    log_filter: String,
     pub http: reqwest::Client,
 }
 
@@ -55,6 +57,12 @@ struct AppsFile<'a> {
 
 impl Deployment {
     pub fn new(storage: Storage<'_>) -> Deployment {
+        Deployment::with_sections(storage, "")
+    }
+
+    /// A deployment whose configuration also holds `sections` (TOML, e.g.
+    /// `[patient_access]`).
+    pub fn with_sections(storage: Storage<'_>, sections: &str) -> Deployment {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let secret = dir.path().join("token-signing-secret");
@@ -83,11 +91,12 @@ impl Deployment {
         );
         let apps = toml::to_string(&AppsFile { apps: &apps() }).unwrap();
         let config = dir.path().join("nrls.toml");
-        std::fs::write(&config, format!("{head}\n{apps}")).unwrap();
+        std::fs::write(&config, format!("{head}\n{sections}\n{apps}")).unwrap();
         Deployment {
             dir,
             config,
             per_node_data,
+            log_filter: "warn".to_owned(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(20))
                 .build()
@@ -97,6 +106,11 @@ impl Deployment {
 
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// Nodes started after this log with `NRLS_LOG=filter` (JSON lines).
+    pub fn log_filter(&mut self, filter: &str) {
+        self.log_filter = filter.to_owned();
     }
 
     /// Starts a node and waits until `/_status` answers 200. A port taken in
@@ -131,7 +145,7 @@ impl Deployment {
             command.arg("--data-dir").arg(dir);
         }
         let child = command
-            .env("NRLS_LOG", "warn")
+            .env("NRLS_LOG", &self.log_filter)
             .env_remove("NRLS_DATABASE_URL")
             .env_remove("NRLS_STORE")
             .stdout(Stdio::null())
