@@ -21,5 +21,3 @@ pub use hostile::Tamper;
 pub use keys::RsaKey;
 pub use oidc::{OpConfig, OpenIdProvider, Profile, RelyingPartyClient, complete_login};
 pub use relying_party::TestRelyingParty;
-
-pub use testkit::repository_root;
