@@ -110,7 +110,7 @@ pub fn token_routes() -> Routes {
         PATIENT_TOKEN_PATH,
         Doc::new(
             "patientToken",
-            "A short-lived bearer token for /patient/FHIR/R4, for the patient signed in at /my-record/ (P9 only)",
+            "A short-lived bearer token for /patient/FHIR/R4, for the patient signed in at /my-record/ (P9 only); it ends with that session",
             "patient",
         )
         .patient()
