@@ -19,6 +19,8 @@ pub enum Dependency {
     /// Relationships and objections (the access store).
     AccessFacts,
     AuditTrail,
+    /// The web sessions a patient request or patient token depends on.
+    Sessions,
 }
 
 impl Dependency {
@@ -27,6 +29,7 @@ impl Dependency {
             Dependency::PointerStore => "the pointer store",
             Dependency::AccessFacts => "the access store",
             Dependency::AuditTrail => "the audit trail",
+            Dependency::Sessions => "the session store",
         }
     }
 }

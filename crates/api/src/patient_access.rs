@@ -27,16 +27,33 @@ pub struct SessionPatient {
     pub subject: Option<String>,
 }
 
+/// Why the sessions could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionReadError {
+    /// The session store is away: try again later (503).
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    /// A fault of ours (500).
+    #[error("session store failure: {0}")]
+    Internal(String),
+}
+
 /// Reads the patient signed in to the session a request's cookie names.
 #[async_trait::async_trait]
 pub trait PatientSessions: Send + Sync {
     /// `Ok(None)` when the request carries no patient session.
-    async fn patient(&self, headers: &HeaderMap) -> Result<Option<SessionPatient>, String>;
+    async fn patient(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<SessionPatient>, SessionReadError>;
 
     /// The patient of the live session `sid` ([`SessionPatient::session`]);
     /// `Ok(None)` once it has ended (signed out or timed out). One store
     /// read, and the session is not extended by it.
-    async fn patient_of_session(&self, sid: &str) -> Result<Option<SessionPatient>, String>;
+    async fn patient_of_session(
+        &self,
+        sid: &str,
+    ) -> Result<Option<SessionPatient>, SessionReadError>;
 }
 
 /// The patient API's settings and its view of web sessions.

@@ -9,9 +9,9 @@ use axum::http::{HeaderMap, header};
 use domain::NhsNumber;
 use domain::issue::ErrorCode;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Dependency};
 use crate::operations::patient::PatientCaller;
-use crate::patient_access::SessionPatient;
+use crate::patient_access::{SessionPatient, SessionReadError};
 use crate::state::AppState;
 
 /// The only proofing level that may see record data.
@@ -102,10 +102,16 @@ async fn session_lives(token: &SessionPatient, state: &AppState) -> Result<(), A
             Ok(())
         }
         Ok(_) => Err(ended()),
-        Err(e) => {
-            tracing::warn!(error = %e, "the session store could not be read");
-            Err(ApiError::Internal(format!("session store: {e}")))
-        }
+        Err(e) => Err(session_failure(e)),
+    }
+}
+
+/// A session store outage is the caller's 503 (try again), not a 500.
+fn session_failure(e: SessionReadError) -> ApiError {
+    tracing::warn!(error = %e, "the session store could not be read");
+    match e {
+        SessionReadError::Unavailable(_) => ApiError::Unavailable(Dependency::Sessions),
+        SessionReadError::Internal(e) => ApiError::Internal(format!("session store: {e}")),
     }
 }
 
@@ -126,9 +132,27 @@ async fn session_patient(
     match sessions.patient(headers).await {
         Ok(Some(patient)) => Ok(patient),
         Ok(None) => Err(signed_out()),
-        Err(e) => {
-            tracing::warn!(error = %e, "the session store could not be read");
-            Err(ApiError::Internal(format!("session store: {e}")))
-        }
+        Err(e) => Err(session_failure(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use super::session_failure;
+    use crate::patient_access::SessionReadError;
+
+    #[test]
+    fn a_session_store_outage_is_503_and_a_fault_500() {
+        let away = session_failure(SessionReadError::Unavailable("connection refused".into()));
+        assert_eq!(away.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            away.summary().contains("the session store"),
+            "{}",
+            away.summary()
+        );
+        let fault = session_failure(SessionReadError::Internal("bad row".into()));
+        assert_eq!(fault.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

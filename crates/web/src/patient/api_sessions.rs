@@ -3,20 +3,23 @@
 //! which patient a request's session holds. The session is only read,
 //! never changed or extended here.
 
-use api::patient_access::{PatientSessions, SessionPatient};
+use api::patient_access::{PatientSessions, SessionPatient, SessionReadError};
 use axum::http::HeaderMap;
 
 use crate::oidc::nhs_login::{Proofing, SignedInPatient};
 use crate::session::Sessions;
-use crate::session::store::SessionKey;
+use crate::session::store::{SessionKey, SessionStoreError};
 
 /// The web sessions, as the patient API sees them.
 pub struct PatientSessionReader(pub Sessions);
 
 #[async_trait::async_trait]
 impl PatientSessions for PatientSessionReader {
-    async fn patient(&self, headers: &HeaderMap) -> Result<Option<SessionPatient>, String> {
-        let session = self.0.load(headers).await.map_err(|e| e.to_string())?;
+    async fn patient(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<SessionPatient>, SessionReadError> {
+        let session = self.0.load(headers).await.map_err(read_error)?;
         let sid = SessionKey::of(session.id()).to_sid();
         Ok(session
             .data
@@ -24,14 +27,24 @@ impl PatientSessions for PatientSessionReader {
             .map(|patient| session_patient(patient, sid)))
     }
 
-    async fn patient_of_session(&self, sid: &str) -> Result<Option<SessionPatient>, String> {
+    async fn patient_of_session(
+        &self,
+        sid: &str,
+    ) -> Result<Option<SessionPatient>, SessionReadError> {
         let Some(key) = SessionKey::from_sid(sid) else {
             return Ok(None);
         };
-        let data = self.0.peek(&key).await.map_err(|e| e.to_string())?;
+        let data = self.0.peek(&key).await.map_err(read_error)?;
         Ok(data
             .and_then(|d| d.patient)
             .map(|patient| session_patient(patient, sid.to_owned())))
+    }
+}
+
+fn read_error(e: SessionStoreError) -> SessionReadError {
+    match e {
+        SessionStoreError::Unavailable(e) => SessionReadError::Unavailable(e),
+        SessionStoreError::Internal(e) => SessionReadError::Internal(e),
     }
 }
 
