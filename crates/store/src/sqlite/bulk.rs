@@ -150,11 +150,12 @@ fn compress_all(codec: &JsonCodec, records: &[PointerRecord]) -> Result<Vec<Vec<
             .map(|part| scope.spawn(move || compress(part)))
             .collect();
         let mut parts = vec![compress(first)];
-        parts.extend(others.into_iter().map(|h| {
-            h.join().unwrap_or_else(|_| {
-                Err(crate::compression::CodecError::Compress("thread panicked"))
-            })
-        }));
+        // A panic goes on to the blocking task, whose caller reports it.
+        parts.extend(
+            others
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
+        );
         parts
     });
     let mut all = Vec::with_capacity(records.len());
