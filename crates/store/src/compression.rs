@@ -197,4 +197,31 @@ mod tests {
         bad_magic[0] ^= 0xff;
         assert!(codec.decompress(CURRENT_ID, &bad_magic).is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_round_trips(json in "\\PC{0,3000}") {
+            let codec = JsonCodec::new().unwrap();
+            let frame = codec.compress(&json).unwrap();
+            proptest::prop_assert_eq!(codec.decompress(CURRENT_ID, &frame).unwrap(), json);
+        }
+
+        #[test]
+        fn any_bytes_decode_to_an_error_or_text_never_a_panic(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+            keep_magic in proptest::bool::ANY,
+        ) {
+            let codec = JsonCodec::new().unwrap();
+            let mut frame = bytes;
+            if keep_magic {
+                // A real frame's start, so the damage is past the magic number.
+                let good = codec.compress(POINTER).unwrap();
+                frame.splice(0..0, good[..6].iter().copied());
+            }
+            // Without a frame's magic number nothing decodes; with it, damage
+            // past the header must come back as an error or text, not a panic.
+            let decoded = codec.decompress(CURRENT_ID, &frame);
+            proptest::prop_assert!(keep_magic || decoded.is_err());
+        }
+    }
 }
