@@ -2,6 +2,7 @@
 //! own folder and must pass the one [`conformance`] suite.
 
 pub mod access;
+pub mod compression;
 pub mod instrumented;
 pub mod memory;
 pub mod outbox;

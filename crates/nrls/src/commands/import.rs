@@ -9,7 +9,8 @@
 //! committed batch, so an interrupted run resumes where it stopped.
 //!
 //! The pipeline overlaps its stages: a thread reads lines, a blocking task
-//! validates one batch while the store commits the previous one.
+//! validates one batch (split over every core) while the store commits the
+//! previous one.
 
 mod line;
 mod progress;
@@ -365,7 +366,30 @@ struct Validated {
     end_offset: u64,
 }
 
+/// Validates a chunk on every core: the lines are split into one run per
+/// core, each run validated on its own thread, and the results joined back
+/// in line order.
 fn validate_chunk(chunk: Chunk, fallback_now: &str) -> Validated {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let share = chunk.lines.len().div_ceil(threads).max(1);
+    let runs: Vec<Validated> = std::thread::scope(|scope| {
+        let mut runs = chunk.lines.chunks(share);
+        let first = runs.next().unwrap_or_default();
+        let others: Vec<_> = runs
+            .map(|run| scope.spawn(move || validate_run(run, fallback_now)))
+            .collect();
+        let mut done = vec![validate_run(first, fallback_now)];
+        for other in others {
+            // A validator panic is a bug: it goes on to the blocking task,
+            // as it would have without the split.
+            done.push(
+                other
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            );
+        }
+        done
+    });
     let mut out = Validated {
         records: Vec::with_capacity(chunk.lines.len()),
         line_numbers: Vec::with_capacity(chunk.lines.len()),
@@ -375,11 +399,32 @@ fn validate_chunk(chunk: Chunk, fallback_now: &str) -> Validated {
         last_line: chunk.last_line,
         end_offset: chunk.end_offset,
     };
-    for (number, text) in chunk.lines {
-        match to_record(number, text.trim_end(), fallback_now) {
+    for run in runs {
+        out.records.extend(run.records);
+        out.line_numbers.extend(run.line_numbers);
+        out.issues.extend(run.issues);
+        out.invalid += run.invalid;
+    }
+    out
+}
+
+/// Validates `lines` in order; `lines`, `last_line` and `end_offset` of the
+/// result are left for [`validate_chunk`] to fill.
+fn validate_run(lines: &[(u64, String)], fallback_now: &str) -> Validated {
+    let mut out = Validated {
+        records: Vec::with_capacity(lines.len()),
+        line_numbers: Vec::with_capacity(lines.len()),
+        issues: Vec::new(),
+        lines: 0,
+        invalid: 0,
+        last_line: 0,
+        end_offset: 0,
+    };
+    for (number, text) in lines {
+        match to_record(*number, text.trim_end(), fallback_now) {
             Ok(record) => {
                 out.records.push(record);
-                out.line_numbers.push(number);
+                out.line_numbers.push(*number);
             }
             Err(issues) => {
                 out.invalid += 1;

@@ -1,12 +1,20 @@
 //! Bulk import: one transaction per batch, a constant number of statements
 //! whatever the batch size.
 //!
-//! The batch is streamed with binary COPY into a temporary table, then moved
-//! with set-based statements that make the same decisions, in the same order,
-//! as one `create` per record would: an id already stored (identical JSON:
+//! Only the keys of the batch (position, patient, id, custodian,
+//! masterIdentifier) are staged, with binary COPY, into a temporary table;
+//! set-based statements there make the same decisions, in the same order, as
+//! one `create` per record would: an id already stored (identical JSON:
 //! already present; other content: rejected), then a masterIdentifier held by
 //! another pointer of the custodian (rejected). Rejected records do not stop
-//! the others.
+//! the others. The records that pass then go, whole, with a second binary
+//! COPY straight into the partitioned `pointers` table: each pointer's JSON
+//! crosses the wire and is written once.
+//!
+//! Before this shape the whole batch was staged with its JSON and moved with
+//! `INSERT ... SELECT`, and the masterIdentifier check compared every staged
+//! row with every claimed one; at 5,000 a batch that check alone took ~1 s
+//! (docs/performance.md, "Pointer store").
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -26,22 +34,22 @@ use super::row::{column, nhs_to_sql, pointer_columns, version_to_sql};
 /// because a batch carries thousands of pointers.
 pub(super) const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The staged keys. The index on `id` lets the joins with the ids just
+/// claimed look each one up instead of scanning the batch per row.
 const STAGE: &str = r#"CREATE TEMP TABLE nrls_import (
     ord integer NOT NULL,
     nhs_number bigint NOT NULL,
     seq bigint,
-    version integer NOT NULL,
+    master_taken boolean NOT NULL DEFAULT false,
     id text COLLATE "C" NOT NULL,
     custodian text COLLATE "C" NOT NULL,
-    type_key text COLLATE "C" NOT NULL,
-    master_identifier text COLLATE "C",
-    security_labels text[] NOT NULL,
-    last_updated text NOT NULL,
-    json text NOT NULL
+    master_identifier text COLLATE "C"
 ) ON COMMIT DROP"#;
 
-const COPY: &str = "COPY nrls_import (ord, nhs_number, version, id, custodian, type_key,
-    master_identifier, security_labels, last_updated, json) FROM STDIN BINARY";
+const COPY_KEYS: &str = "COPY nrls_import (ord, nhs_number, id, custodian, master_identifier)
+    FROM STDIN BINARY";
+
+const INDEX_KEYS: &str = "CREATE INDEX ON nrls_import (id); ANALYZE nrls_import";
 
 /// Claims the ids not yet stored, in batch order, and notes their sequences.
 const CLAIM_IDS: &str = "WITH claimed AS (
@@ -50,34 +58,33 @@ const CLAIM_IDS: &str = "WITH claimed AS (
         ON CONFLICT (id) DO NOTHING RETURNING id, seq)
     UPDATE nrls_import b SET seq = c.seq FROM claimed c WHERE b.id = c.id";
 
-/// For each record whose id was already stored: is the stored JSON the same?
-const COMPARE_EXISTING: &str = "SELECT b.ord, p.json = b.json FROM nrls_import b
+/// The stored JSON of each record whose id was already stored, to compare.
+const EXISTING: &str = "SELECT b.ord, p.json FROM nrls_import b
     JOIN pointer_ids i ON i.id = b.id
     JOIN pointers p ON p.nhs_number = i.nhs_number AND p.seq = i.seq
     WHERE b.seq IS NULL";
 
 /// Claims the masterIdentifiers of the records being stored, in batch order,
-/// and returns the records whose identifier another pointer holds.
+/// and marks the records that got theirs.
 const CLAIM_MASTERS: &str = "WITH taken AS (
         INSERT INTO master_identifiers (custodian, master_identifier, id)
         SELECT custodian, master_identifier, id FROM nrls_import
         WHERE seq IS NOT NULL AND master_identifier IS NOT NULL ORDER BY ord
         ON CONFLICT DO NOTHING RETURNING id)
-    SELECT b.ord, b.id FROM nrls_import b
-    WHERE b.seq IS NOT NULL AND b.master_identifier IS NOT NULL
-      AND NOT EXISTS (SELECT 1 FROM taken t WHERE t.id = b.id)";
+    UPDATE nrls_import b SET master_taken = true FROM taken t WHERE b.id = t.id";
+
+/// The records whose masterIdentifier another pointer holds.
+const MASTER_CLASHES: &str = "SELECT ord, id FROM nrls_import
+    WHERE seq IS NOT NULL AND master_identifier IS NOT NULL AND NOT master_taken";
 
 /// Gives back the ids of records rejected for their masterIdentifier.
 const UNCLAIM_IDS: &str = "WITH released AS (DELETE FROM pointer_ids WHERE id = ANY($1))
     UPDATE nrls_import SET seq = NULL WHERE id = ANY($1)";
 
-const STORE: &str = concat!(
-    "INSERT INTO pointers (",
-    pointer_columns!(),
-    ") SELECT ",
-    pointer_columns!(),
-    " FROM nrls_import WHERE seq IS NOT NULL"
-);
+/// The records to store, with the sequences they claimed.
+const ACCEPTED: &str = "SELECT ord, seq FROM nrls_import WHERE seq IS NOT NULL";
+
+const COPY_POINTERS: &str = concat!("COPY pointers (", pointer_columns!(), ") FROM STDIN BINARY");
 
 /// What became of one record of the batch.
 #[derive(Debug, Clone)]
@@ -115,21 +122,95 @@ pub(super) async fn import(
     .await?;
     tx.batch_execute(STAGE).await?;
     stage(&tx, records, first_of.values().copied()).await?;
-    tx.batch_execute("ANALYZE nrls_import").await?;
-    let fates = decide(&tx, records).await?;
+    tx.batch_execute(INDEX_KEYS).await?;
+    let (fates, accepted) = decide(&tx, records).await?;
+    store(&tx, records, &accepted).await?;
     tx.commit().await?;
     Ok(outcome(records, fates, repeats))
 }
 
-/// Streams the records at `indexes` into the staging table.
+/// Streams the keys of the records at `indexes` into the staging table.
 async fn stage(
     tx: &Transaction<'_>,
     records: &[PointerRecord],
     indexes: impl Iterator<Item = usize>,
 ) -> Result<(), OpError> {
-    let sink = tx.copy_in(COPY).await?;
+    let sink = tx.copy_in(COPY_KEYS).await?;
+    let types = [Type::INT4, Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT];
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    let mut writer = std::pin::pin!(writer);
+    for index in indexes {
+        let r = &records[index];
+        let ord = ord(index)?;
+        writer
+            .as_mut()
+            .write(&[
+                &ord,
+                &nhs_to_sql(r.nhs_number),
+                &r.id.as_str(),
+                &r.custodian.as_str(),
+                &r.master_identifier,
+            ])
+            .await?;
+    }
+    writer.finish().await?;
+    Ok(())
+}
+
+/// Runs the checks and claims what passes; returns the fate of every staged
+/// record that was not stored, by batch position, and the `(position, seq)`
+/// of every record to store.
+async fn decide(
+    tx: &Transaction<'_>,
+    records: &[PointerRecord],
+) -> Result<(HashMap<usize, Fate>, Vec<(usize, i64)>), OpError> {
+    let mut fates = HashMap::new();
+    tx.execute(CLAIM_IDS, &[]).await?;
+    for row in tx.query(EXISTING, &[]).await? {
+        let index = index_of(column(&row, 0)?)?;
+        let stored: String = column(&row, 1)?;
+        let fate = if stored == records[index].json {
+            Fate::AlreadyPresent
+        } else {
+            Fate::Rejected(StoreError::DuplicateId(records[index].id.clone()))
+        };
+        fates.insert(index, fate);
+    }
+    tx.execute(CLAIM_MASTERS, &[]).await?;
+    let mut unclaim = Vec::new();
+    for row in tx.query(MASTER_CLASHES, &[]).await? {
+        let index = index_of(column(&row, 0)?)?;
+        unclaim.push(column::<String>(&row, 1)?);
+        let master = records[index].master_identifier.clone().unwrap_or_default();
+        fates.insert(
+            index,
+            Fate::Rejected(StoreError::DuplicateMasterIdentifier(master)),
+        );
+    }
+    if !unclaim.is_empty() {
+        tx.execute(UNCLAIM_IDS, &[&unclaim]).await?;
+    }
+    let mut accepted = Vec::new();
+    for row in tx.query(ACCEPTED, &[]).await? {
+        accepted.push((index_of(column(&row, 0)?)?, column::<i64>(&row, 1)?));
+    }
+    // Sequence order: the rows land in `pointers` as one `create` each would.
+    accepted.sort_unstable_by_key(|(_, seq)| *seq);
+    Ok((fates, accepted))
+}
+
+/// Streams the accepted records, whole, into `pointers`.
+async fn store(
+    tx: &Transaction<'_>,
+    records: &[PointerRecord],
+    accepted: &[(usize, i64)],
+) -> Result<(), OpError> {
+    if accepted.is_empty() {
+        return Ok(());
+    }
+    let sink = tx.copy_in(COPY_POINTERS).await?;
     let types = [
-        Type::INT4,
+        Type::INT8,
         Type::INT8,
         Type::INT4,
         Type::TEXT,
@@ -142,15 +223,14 @@ async fn stage(
     ];
     let writer = BinaryCopyInWriter::new(sink, &types);
     let mut writer = std::pin::pin!(writer);
-    for index in indexes {
-        let r = &records[index];
-        let ord = ord(index)?;
+    for (index, seq) in accepted {
+        let r = &records[*index];
         let version = version_to_sql(r.version)?;
         writer
             .as_mut()
             .write(&[
-                &ord,
                 &nhs_to_sql(r.nhs_number),
+                seq,
                 &version,
                 &r.id.as_str(),
                 &r.custodian.as_str(),
@@ -164,41 +244,6 @@ async fn stage(
     }
     writer.finish().await?;
     Ok(())
-}
-
-/// Runs the checks and stores what passes; returns the fate of every staged
-/// record, by batch position.
-async fn decide(
-    tx: &Transaction<'_>,
-    records: &[PointerRecord],
-) -> Result<HashMap<usize, Fate>, OpError> {
-    let mut fates = HashMap::new();
-    tx.execute(CLAIM_IDS, &[]).await?;
-    for row in tx.query(COMPARE_EXISTING, &[]).await? {
-        let index = index_of(column(&row, 0)?)?;
-        let same: bool = column(&row, 1)?;
-        let fate = if same {
-            Fate::AlreadyPresent
-        } else {
-            Fate::Rejected(StoreError::DuplicateId(records[index].id.clone()))
-        };
-        fates.insert(index, fate);
-    }
-    let mut unclaim = Vec::new();
-    for row in tx.query(CLAIM_MASTERS, &[]).await? {
-        let index = index_of(column(&row, 0)?)?;
-        unclaim.push(column::<String>(&row, 1)?);
-        let master = records[index].master_identifier.clone().unwrap_or_default();
-        fates.insert(
-            index,
-            Fate::Rejected(StoreError::DuplicateMasterIdentifier(master)),
-        );
-    }
-    if !unclaim.is_empty() {
-        tx.execute(UNCLAIM_IDS, &[&unclaim]).await?;
-    }
-    tx.execute(STORE, &[]).await?;
-    Ok(fates)
 }
 
 /// The outcome in batch order. A staged record with no other fate was stored.

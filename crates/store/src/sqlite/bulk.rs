@@ -8,7 +8,8 @@
 //! statements, without the per-write savepoint the writer needs. Only a record
 //! that did not insert costs a second statement, to tell a re-run (same JSON)
 //! from a clash. It runs on a blocking thread: a batch of thousands of rows
-//! takes tens of milliseconds.
+//! takes tens of milliseconds. The batch's JSON is compressed on every core
+//! before the transaction starts, so the write lock is held for SQL alone.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -16,9 +17,10 @@ use std::sync::{Arc, Mutex};
 use domain::{OdsCode, PointerRecord};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::compression::JsonCodec;
 use crate::{ImportOutcome, StoreError, StoredPointer};
 
-use super::row::{Columns, decode, pointer_columns, sqlite_error};
+use super::row::{Columns, decode, json, pointer_columns, sqlite_error};
 use super::schema;
 
 /// The insert of a bulk load: a row whose id or (custodian, masterIdentifier)
@@ -26,7 +28,7 @@ use super::schema;
 const IMPORT: &str = concat!(
     "INSERT INTO pointers (",
     pointer_columns!(),
-    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING"
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING"
 );
 const EXPORT_ALL: &str = concat!(
     "SELECT seq, ",
@@ -48,23 +50,26 @@ const BULK_CACHE_KIB: i64 = 131_072;
 pub(super) struct Bulk {
     path: PathBuf,
     conn: Arc<Mutex<Option<Connection>>>,
+    codec: Arc<JsonCodec>,
 }
 
 impl Bulk {
-    pub(super) fn new(path: PathBuf) -> Bulk {
+    pub(super) fn new(path: PathBuf, codec: Arc<JsonCodec>) -> Bulk {
         Bulk {
             path,
             conn: Arc::new(Mutex::new(None)),
+            codec,
         }
     }
 
     /// Runs `work` on the bulk connection in a blocking thread.
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        work: impl FnOnce(&Connection, &JsonCodec) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let slot = Arc::clone(&self.conn);
         let path = self.path.clone();
+        let codec = Arc::clone(&self.codec);
         tokio::task::spawn_blocking(move || {
             // A panic mid-batch leaves at most an open transaction, which the
             // next BEGIN would refuse; the connection is reopened instead.
@@ -81,7 +86,7 @@ impl Bulk {
                 *guard = Some(conn);
             }
             match guard.as_ref() {
-                Some(conn) => work(conn),
+                Some(conn) => work(conn, &codec),
                 None => Err(StoreError::Internal("bulk connection missing".into())),
             }
         })
@@ -93,8 +98,17 @@ impl Bulk {
         &self,
         records: Vec<PointerRecord>,
     ) -> Result<ImportOutcome, StoreError> {
-        self.run(move |conn| {
-            let outcome = import_batch(conn, &records);
+        let codec = Arc::clone(&self.codec);
+        let compressed = tokio::task::spawn_blocking(move || {
+            let json = compress_all(&codec, &records);
+            (records, json)
+        });
+        let (records, json) = compressed
+            .await
+            .map_err(|e| StoreError::Internal(format!("bulk compression task failed: {e}")))?;
+        let json = json?;
+        self.run(move |conn, codec| {
+            let outcome = import_batch(conn, codec, &records, &json);
             if outcome.is_err() && !conn.is_autocommit() {
                 // Nothing of a failed batch stays: the caller retries it whole.
                 let _ = conn.execute_batch("ROLLBACK");
@@ -112,31 +126,68 @@ impl Bulk {
     ) -> Result<Vec<StoredPointer>, StoreError> {
         let custodian = custodian.map(|c| c.as_str().to_owned());
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.run(move |conn| {
-            page(conn, after_seq, limit, custodian.as_deref()).map_err(sqlite_error)
+        self.run(move |conn, codec| {
+            page(conn, codec, after_seq, limit, custodian.as_deref()).map_err(sqlite_error)
         })
         .await
     }
 }
 
+/// The JSON of every record, compressed, in order: the batch split between
+/// the machine's cores.
+fn compress_all(codec: &JsonCodec, records: &[PointerRecord]) -> Result<Vec<Vec<u8>>, StoreError> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let share = records.len().div_ceil(threads).max(1);
+    let compress = |part: &[PointerRecord]| {
+        part.iter()
+            .map(|r| codec.compress(&r.json))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let parts: Vec<_> = std::thread::scope(|scope| {
+        let mut chunks = records.chunks(share);
+        let first = chunks.next().unwrap_or_default();
+        let others: Vec<_> = chunks
+            .map(|part| scope.spawn(move || compress(part)))
+            .collect();
+        let mut parts = vec![compress(first)];
+        // A panic goes on to the blocking task, whose caller reports it.
+        parts.extend(
+            others
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
+        );
+        parts
+    });
+    let mut all = Vec::with_capacity(records.len());
+    for part in parts {
+        all.extend(part.map_err(|e| StoreError::Internal(e.to_string()))?);
+    }
+    Ok(all)
+}
+
 /// One transaction for the whole batch; `Err` means nothing of it was stored.
-fn import_batch(conn: &Connection, records: &[PointerRecord]) -> Result<ImportOutcome, StoreError> {
+fn import_batch(
+    conn: &Connection,
+    codec: &JsonCodec,
+    records: &[PointerRecord],
+    compressed: &[Vec<u8>],
+) -> Result<ImportOutcome, StoreError> {
     conn.execute_batch("BEGIN IMMEDIATE")
         .map_err(sqlite_error)?;
     let mut outcome = ImportOutcome::default();
     {
         let mut insert = conn.prepare_cached(IMPORT).map_err(sqlite_error)?;
         let mut stored_json = conn
-            .prepare_cached("SELECT json FROM pointers WHERE id = ?1")
+            .prepare_cached("SELECT json, json_dictionary FROM pointers WHERE id = ?1")
             .map_err(sqlite_error)?;
-        for (index, record) in records.iter().enumerate() {
-            let columns = Columns::of(record);
+        for (index, (record, compressed)) in records.iter().zip(compressed).enumerate() {
+            let columns = Columns::of(record, compressed);
             if insert.execute(columns.params()).map_err(sqlite_error)? == 1 {
                 outcome.imported += 1;
                 continue;
             }
             let existing: Option<String> = stored_json
-                .query_row([record.id.as_str()], |row| row.get(0))
+                .query_row([record.id.as_str()], |row| json(row, 0, codec))
                 .optional()
                 .map_err(sqlite_error)?;
             match existing {
@@ -159,6 +210,7 @@ fn import_batch(conn: &Connection, records: &[PointerRecord]) -> Result<ImportOu
 
 fn page(
     conn: &Connection,
+    codec: &JsonCodec,
     after_seq: i64,
     limit: i64,
     custodian: Option<&str>,
@@ -166,7 +218,7 @@ fn page(
     let read = |row: &rusqlite::Row<'_>| {
         Ok(StoredPointer {
             seq: row.get(0)?,
-            record: decode(row, 1)?,
+            record: decode(row, 1, codec)?,
         })
     };
     match custodian {

@@ -8,6 +8,7 @@
 use domain::{PointerId, PointerRecord, Supersede};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::compression::JsonCodec;
 use crate::outbox::join_ids;
 use crate::{PointerChange, StoreError};
 
@@ -36,18 +37,27 @@ impl From<StoreError> for OpError {
     }
 }
 
-/// Applies one write to the open transaction.
-pub(super) fn apply(conn: &Connection, op: &WriteOp) -> Result<(), OpError> {
+/// Applies one write to the open transaction. `json` is the compressed JSON
+/// of a create's or update's record.
+pub(super) fn apply(
+    conn: &Connection,
+    op: &WriteOp,
+    json: Option<&[u8]>,
+    codec: &JsonCodec,
+) -> Result<(), OpError> {
+    let compressed = || {
+        json.ok_or_else(|| OpError::Rejected(StoreError::Internal("write without its JSON".into())))
+    };
     match op {
-        WriteOp::Create { record, supersedes } => create(conn, record, supersedes),
+        WriteOp::Create { record, supersedes } => create(conn, record, compressed()?, supersedes),
         WriteOp::Update {
             record,
             expected_version,
-        } => update(conn, record, *expected_version),
+        } => update(conn, record, compressed()?, *expected_version),
         WriteOp::Delete {
             id,
             expected_version,
-        } => delete(conn, id, *expected_version),
+        } => delete(conn, id, *expected_version, codec),
         WriteOp::MarkDispatched { seqs } => mark_dispatched(conn, seqs),
     }
 }
@@ -89,6 +99,7 @@ fn mark_dispatched(conn: &Connection, seqs: &[i64]) -> Result<(), OpError> {
 fn create(
     conn: &Connection,
     record: &PointerRecord,
+    json: &[u8],
     supersedes: &[Supersede],
 ) -> Result<(), OpError> {
     if version_of(conn, &record.id)?.is_some() {
@@ -110,7 +121,7 @@ fn create(
         remove.execute([target.target.as_str()])?;
     }
     conn.prepare_cached(INSERT)?
-        .execute(Columns::of(record).params())?;
+        .execute(Columns::of(record, json).params())?;
     let (change, replaced) = if supersedes.is_empty() {
         (PointerChange::Created, Vec::new())
     } else {
@@ -120,7 +131,12 @@ fn create(
     record_event(conn, change, record, &replaced)
 }
 
-fn update(conn: &Connection, record: &PointerRecord, expected_version: u32) -> Result<(), OpError> {
+fn update(
+    conn: &Connection,
+    record: &PointerRecord,
+    json: &[u8],
+    expected_version: u32,
+) -> Result<(), OpError> {
     check_version(conn, &record.id, Some(expected_version))?;
     if let Some(master) = &record.master_identifier {
         let holder = master_identifier_holder(conn, record, master)?;
@@ -133,14 +149,19 @@ fn update(conn: &Connection, record: &PointerRecord, expected_version: u32) -> R
     let mut statement = conn.prepare_cached(
         "UPDATE pointers SET nhs_number = ?2, custodian = ?3, type_key = ?4,
             master_identifier = ?5, security_labels = ?6, version = ?7,
-            last_updated = ?8, json = ?9
+            last_updated = ?8, json = ?9, json_dictionary = ?10
          WHERE id = ?1",
     )?;
-    statement.execute(Columns::of(record).params())?;
+    statement.execute(Columns::of(record, json).params())?;
     record_event(conn, PointerChange::Updated, record, &[])
 }
 
-fn delete(conn: &Connection, id: &PointerId, expected_version: Option<u32>) -> Result<(), OpError> {
+fn delete(
+    conn: &Connection,
+    id: &PointerId,
+    expected_version: Option<u32>,
+    codec: &JsonCodec,
+) -> Result<(), OpError> {
     check_version(conn, id, expected_version)?;
     // The deleted row itself is the event's focus: its patient, type and
     // labels decide who may hear of the withdrawal.
@@ -149,7 +170,7 @@ fn delete(conn: &Connection, id: &PointerId, expected_version: Option<u32>) -> R
             "DELETE FROM pointers WHERE id = ?1 RETURNING ",
             pointer_columns!()
         ))?
-        .query_row([id.as_str()], |row| decode(row, 0))?;
+        .query_row([id.as_str()], |row| decode(row, 0, codec))?;
     record_event(conn, PointerChange::Deleted, &removed, &[])
 }
 

@@ -6,15 +6,18 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use domain::{NhsNumber, OdsCode, PointerId, PointerRecord};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
+use crate::compression::JsonCodec;
 use crate::outbox::split_ids;
 use crate::{PointerChange, PointerEvent, StoreError, StoredPointer};
 
-use super::row::{corrupt, decode, decode_labels, nhs_to_sql, pointer_columns, sqlite_error};
+use super::row::{
+    corrupt, decode, decode_labels, missing_dictionary, nhs_to_sql, pointer_columns, sqlite_error,
+};
 use super::schema;
 
 const GET: &str = concat!(
@@ -33,12 +36,17 @@ pub(super) struct ReadPool {
     connections: Vec<Mutex<Connection>>,
     /// Round-robin start point, so concurrent readers spread over the pool.
     next: AtomicUsize,
+    codec: Arc<JsonCodec>,
 }
 
 impl ReadPool {
     /// Opens `size` (at least one) read-only connections on an existing,
     /// migrated database.
-    pub(super) fn open(path: &Path, size: usize) -> Result<ReadPool, StoreError> {
+    pub(super) fn open(
+        path: &Path,
+        size: usize,
+        codec: Arc<JsonCodec>,
+    ) -> Result<ReadPool, StoreError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI;
@@ -52,6 +60,7 @@ impl ReadPool {
         Ok(ReadPool {
             connections,
             next: AtomicUsize::new(0),
+            codec,
         })
     }
 
@@ -59,9 +68,12 @@ impl ReadPool {
     /// from the round-robin position, or (all busy) waits for that one.
     /// A poisoned mutex is recovered: a connection holds no state a panicking
     /// reader could have left half-changed.
+    ///
+    /// A row compressed with a dictionary added to the file since the store
+    /// opened (by another process) loads that dictionary and reads again.
     fn with<T>(
         &self,
-        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+        read: impl Fn(&Connection, &JsonCodec) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
         let n = self.connections.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
@@ -72,7 +84,17 @@ impl ReadPool {
                 Err(TryLockError::WouldBlock) => None,
             })
             .unwrap_or_else(|| self.wait_for(start));
-        read(&guard).map_err(sqlite_error)
+        match read(&guard, &self.codec) {
+            Err(e) if missing_dictionary(&e).is_some_and(|id| !self.codec.knows(id)) => {
+                let id = missing_dictionary(&e).unwrap_or_default();
+                if schema::load_dictionary(&guard, &self.codec, id).map_err(sqlite_error)? {
+                    read(&guard, &self.codec).map_err(sqlite_error)
+                } else {
+                    Err(sqlite_error(e))
+                }
+            }
+            outcome => outcome.map_err(sqlite_error),
+        }
     }
 
     fn wait_for(&self, index: usize) -> MutexGuard<'_, Connection> {
@@ -82,9 +104,9 @@ impl ReadPool {
     }
 
     pub(super) fn get(&self, id: &PointerId) -> Result<Option<PointerRecord>, StoreError> {
-        self.with(|conn| {
+        self.with(|conn, codec| {
             conn.prepare_cached(GET)?
-                .query_row([id.as_str()], |row| decode(row, 0))
+                .query_row([id.as_str()], |row| decode(row, 0, codec))
                 .optional()
         })
     }
@@ -93,12 +115,12 @@ impl ReadPool {
         &self,
         nhs_number: NhsNumber,
     ) -> Result<Vec<StoredPointer>, StoreError> {
-        self.with(|conn| {
+        self.with(|conn, codec| {
             let mut statement = conn.prepare_cached(PATIENT)?;
             let rows = statement.query_map([nhs_to_sql(nhs_number)], |row| {
                 Ok(StoredPointer {
                     seq: row.get(0)?,
-                    record: decode(row, 1)?,
+                    record: decode(row, 1, codec)?,
                 })
             })?;
             rows.collect()
@@ -109,7 +131,7 @@ impl ReadPool {
     /// deletes rows), so this is a short walk of its primary key.
     pub(super) fn pending_events(&self, limit: usize) -> Result<Vec<PointerEvent>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.with(|conn| {
+        self.with(|conn, _| {
             let mut statement = conn.prepare_cached(
                 "SELECT seq, change, focus, additional_context, nhs_number, custodian,
                     type_key, security_labels, recorded_at
@@ -121,7 +143,7 @@ impl ReadPool {
     }
 
     pub(super) fn count(&self) -> Result<u64, StoreError> {
-        let count: i64 = self.with(|conn| {
+        let count: i64 = self.with(|conn, _| {
             conn.prepare_cached("SELECT count(*) FROM pointers")?
                 .query_row([], |row| row.get(0))
         })?;
@@ -129,7 +151,7 @@ impl ReadPool {
     }
 
     pub(super) fn health(&self) -> Result<(), StoreError> {
-        self.with(|conn| {
+        self.with(|conn, _| {
             conn.prepare_cached("SELECT 1")?
                 .query_row([], |row| row.get::<_, i64>(0))
         })

@@ -2,17 +2,18 @@
 //! to [`StoreError`].
 
 use domain::{NhsNumber, OdsCode, PointerId, PointerRecord};
-use rusqlite::types::{FromSqlError, Type};
+use rusqlite::types::{FromSqlError, Type, ValueRef};
 use rusqlite::{Row, ToSql};
 
 use crate::StoreError;
+use crate::compression::{CURRENT_ID, CodecError, JsonCodec};
 
 /// The columns [`decode`] reads and [`Columns::params`] binds, in order. A
 /// macro rather than a `const` so queries can be built with `concat!` and stay
 /// `&'static str` keys for the statement cache.
 macro_rules! pointer_columns {
     () => {
-        "id, nhs_number, custodian, type_key, master_identifier, security_labels, version, last_updated, json"
+        "id, nhs_number, custodian, type_key, master_identifier, security_labels, version, last_updated, json, json_dictionary"
     };
 }
 pub(super) use pointer_columns;
@@ -21,30 +22,34 @@ pub(super) use pointer_columns;
 pub(super) const INSERT: &str = concat!(
     "INSERT INTO pointers (",
     pointer_columns!(),
-    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
 );
 
-/// The values of [`pointer_columns`] for `record`, ready to bind as `?1`..`?9`.
+/// The values of [`pointer_columns`] for `record`, ready to bind as `?1`..`?10`.
+/// `json` is the record's JSON compressed with dictionary [`CURRENT_ID`]
+/// ([`JsonCodec::compress`]): every row written now is compressed.
 pub(super) struct Columns<'a> {
     record: &'a PointerRecord,
     id: &'a str,
     nhs_number: i64,
     custodian: &'a str,
     security_labels: String,
+    json: &'a [u8],
 }
 
 impl<'a> Columns<'a> {
-    pub(super) fn of(record: &'a PointerRecord) -> Self {
+    pub(super) fn of(record: &'a PointerRecord, json: &'a [u8]) -> Self {
         Columns {
             record,
             id: record.id.as_str(),
             nhs_number: nhs_to_sql(record.nhs_number),
             custodian: record.custodian.as_str(),
             security_labels: encode_labels(&record.security_labels),
+            json,
         }
     }
 
-    pub(super) fn params(&self) -> [&dyn ToSql; 9] {
+    pub(super) fn params(&self) -> [&dyn ToSql; 10] {
         let r = self.record;
         [
             &self.id,
@@ -55,7 +60,8 @@ impl<'a> Columns<'a> {
             &self.security_labels,
             &r.version,
             &r.last_updated,
-            &r.json,
+            &self.json,
+            &CURRENT_ID,
         ]
     }
 }
@@ -67,7 +73,11 @@ pub(super) fn nhs_to_sql(nhs_number: NhsNumber) -> i64 {
 
 /// Reads [`pointer_columns`] starting at column `first`. A value that no longer parses
 /// (a row edited by hand, say) is a conversion error, reported as `Internal`.
-pub(super) fn decode(row: &Row<'_>, first: usize) -> rusqlite::Result<PointerRecord> {
+pub(super) fn decode(
+    row: &Row<'_>,
+    first: usize,
+    codec: &JsonCodec,
+) -> rusqlite::Result<PointerRecord> {
     let id: String = row.get(first)?;
     let nhs_number: i64 = row.get(first + 1)?;
     let custodian: String = row.get(first + 2)?;
@@ -85,8 +95,36 @@ pub(super) fn decode(row: &Row<'_>, first: usize) -> rusqlite::Result<PointerRec
         security_labels: decode_labels(&labels),
         version: u32::try_from(version).map_err(|_| corrupt(first + 6, "version"))?,
         last_updated: row.get(first + 7)?,
-        json: row.get(first + 8)?,
+        json: json(row, first + 8, codec)?,
     })
+}
+
+/// The JSON in column `column`, with its dictionary id in the next one:
+/// a BLOB compressed with that dictionary, or (rows written before schema
+/// step 3) plain TEXT with no dictionary.
+pub(super) fn json(row: &Row<'_>, column: usize, codec: &JsonCodec) -> rusqlite::Result<String> {
+    let dictionary: Option<i64> = row.get(column + 1)?;
+    match (row.get_ref(column)?, dictionary) {
+        (ValueRef::Blob(frame), Some(id)) => codec.decompress(id, frame).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(column, Type::Blob, Box::new(e))
+        }),
+        (ValueRef::Text(_), None) => row.get(column),
+        _ => Err(corrupt(column, "json")),
+    }
+}
+
+/// The dictionary a failed read needed, when that is why it failed: a
+/// dictionary another process added after this one loaded the table.
+pub(super) fn missing_dictionary(error: &rusqlite::Error) -> Option<i64> {
+    match error {
+        rusqlite::Error::FromSqlConversionFailure(_, _, inner) => {
+            match inner.downcast_ref::<CodecError>() {
+                Some(CodecError::UnknownDictionary(id)) => Some(*id),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 pub(super) fn corrupt(column: usize, name: &str) -> rusqlite::Error {

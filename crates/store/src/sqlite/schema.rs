@@ -4,9 +4,10 @@
 //! Steps are append-only: once released, a step's SQL never changes, because
 //! databases already past it will never run it again.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use crate::StoreError;
+use crate::compression::{CURRENT, CURRENT_ID, JsonCodec};
 
 use super::row::sqlite_error;
 use super::setup;
@@ -58,6 +59,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
         security_labels TEXT NOT NULL,
         recorded_at TEXT NOT NULL
     );",
+    // 3: compressed pointer JSON (`crate::compression`). Every dictionary rows
+    // were compressed with stays in `json_dictionaries`, so a later nrls with
+    // another dictionary still reads them. A row's `json` is a zstd frame
+    // (BLOB) made with dictionary `json_dictionary`, or, for rows written
+    // before this step, the plain TEXT with `json_dictionary` NULL.
+    "CREATE TABLE json_dictionaries (
+        id INTEGER PRIMARY KEY,
+        dictionary BLOB NOT NULL
+    );
+    ALTER TABLE pointers ADD COLUMN json_dictionary INTEGER NULL;",
 ];
 
 fn store_error(error: setup::SetupError) -> StoreError {
@@ -82,4 +93,58 @@ pub(super) fn configure_reader(conn: &Connection) -> Result<(), StoreError> {
 /// Brings the schema up to date (see [`setup::migrate`]).
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     setup::migrate(conn, FILE, MIGRATIONS).map_err(store_error)
+}
+
+/// Stores this build's dictionary if the file lacks it (a new file, or one
+/// from before it shipped), then teaches `codec` every stored dictionary.
+/// A stored dictionary under [`CURRENT_ID`] that differs from this build's is
+/// refused: rows compressed with one would not decode with the other.
+pub(super) fn register_dictionaries(
+    conn: &Connection,
+    codec: &JsonCodec,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT OR IGNORE INTO json_dictionaries (id, dictionary) VALUES (?1, ?2)",
+        rusqlite::params![CURRENT_ID, CURRENT],
+    )
+    .map_err(sqlite_error)?;
+    load_dictionaries(conn, codec)?;
+    Ok(())
+}
+
+/// Teaches `codec` every dictionary stored in the file.
+pub(super) fn load_dictionaries(conn: &Connection, codec: &JsonCodec) -> Result<(), StoreError> {
+    let mut statement = conn
+        .prepare_cached("SELECT id, dictionary FROM json_dictionaries")
+        .map_err(sqlite_error)?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
+        })
+        .map_err(sqlite_error)?;
+    for row in rows {
+        let (id, dictionary) = row.map_err(sqlite_error)?;
+        if id == CURRENT_ID && dictionary != CURRENT {
+            return Err(StoreError::Internal(format!(
+                "{FILE}: stored JSON dictionary {id} differs from this build's"
+            )));
+        }
+        codec
+            .learn(id, &dictionary)
+            .map_err(|e| StoreError::Internal(format!("{FILE}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Loads dictionary `id` from the file into `codec`; false if the file has none.
+pub(super) fn load_dictionary(
+    conn: &Connection,
+    codec: &JsonCodec,
+    id: i64,
+) -> rusqlite::Result<bool> {
+    let stored: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT dictionary FROM json_dictionaries WHERE id = ?1")?
+        .query_row([id], |row| row.get(0))
+        .optional()?;
+    Ok(stored.is_some_and(|d| codec.learn(id, &d).is_ok()))
 }

@@ -529,3 +529,167 @@ async fn storage_per_pointer() {
         total as f64 / f64::from(POINTERS)
     );
 }
+
+/// A file at schema step 2 (before compression) with one plain-text row.
+fn file_before_compression(path: &Path, record: &PointerRecord) {
+    let mut conn = rusqlite::Connection::open(path).unwrap();
+    super::setup::migrate(&mut conn, "nrls.db", &schema::MIGRATIONS[..2]).unwrap();
+    conn.execute(
+        "INSERT INTO pointers (id, nhs_number, custodian, type_key, master_identifier,
+            security_labels, version, last_updated, json)
+         VALUES (?1, ?2, ?3, ?4, NULL, '', 1, ?5, ?6)",
+        rusqlite::params![
+            record.id.as_str(),
+            super::row::nhs_to_sql(record.nhs_number),
+            record.custodian.as_str(),
+            record.type_key,
+            record.last_updated,
+            record.json,
+        ],
+    )
+    .unwrap();
+}
+
+fn stored_json(path: &Path, id: &str) -> (String, usize, Option<i64>) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.query_row(
+        "SELECT typeof(json), length(CAST(json AS BLOB)), json_dictionary FROM pointers WHERE id = ?1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn new_rows_are_stored_compressed_with_their_dictionary() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = open(&path);
+    let record = pointer(CUSTODIAN, "compressed", 1);
+    store.create(record.clone(), Vec::new()).await.unwrap();
+    let imported = pointer(CUSTODIAN, "imported", 1);
+    store.import(vec![imported.clone()]).await.unwrap();
+    for r in [&record, &imported] {
+        let (kind, bytes, dictionary) = stored_json(&path, r.id.as_str());
+        assert_eq!(
+            (kind.as_str(), dictionary),
+            ("blob", Some(crate::compression::CURRENT_ID))
+        );
+        assert!(bytes * 2 < r.json.len(), "{bytes} of {}", r.json.len());
+        assert_eq!(store.get(&r.id).await.unwrap().as_ref(), Some(r));
+    }
+    // An update rewrites the row compressed, and reads back as written.
+    let updated = next_version(&record);
+    store.update(updated.clone(), 1).await.unwrap();
+    assert_eq!(store.get(&record.id).await.unwrap(), Some(updated));
+    assert_eq!(stored_json(&path, record.id.as_str()).0, "blob");
+}
+
+#[tokio::test]
+async fn rows_written_before_compression_stay_readable_and_writable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let old = pointer(CUSTODIAN, "old", 1);
+    file_before_compression(&path, &old);
+
+    let store = open(&path);
+    assert_eq!(store.get(&old.id).await.unwrap(), Some(old.clone()));
+    assert_eq!(stored_json(&path, old.id.as_str()).0, "text");
+    let found = store.patient_pointers(patient(1)).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].record, old);
+    // A re-import of the same pointer finds it, by content, already present.
+    let again = store.import(vec![old.clone()]).await.unwrap();
+    assert_eq!((again.imported, again.already_present), (0, 1));
+    // Exports read both kinds of row.
+    store
+        .create(pointer(CUSTODIAN, "new", 1), Vec::new())
+        .await
+        .unwrap();
+    let page = store.pointers_after(0, 10, None).await.unwrap();
+    assert_eq!(page.len(), 2);
+    assert_eq!(page[0].record, old);
+    // Delete reads the old row back for its outbox event.
+    store.delete(&old.id, None).await.unwrap();
+    let events = store.pending_events(10).await.unwrap();
+    assert_eq!(events.last().unwrap().focus, old.id);
+}
+
+#[tokio::test]
+async fn a_dictionary_added_by_another_process_is_loaded_on_first_use() {
+    use zstd::zstd_safe::{CCtx, CDict};
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = open(&path);
+    // Another process (a later nrls) stores dictionary 2 and a row made with it.
+    let record = pointer(CUSTODIAN, "later", 1);
+    let dictionary = record.json.replace("later", "earlier").into_bytes();
+    let mut frame = Vec::with_capacity(4096);
+    CCtx::create()
+        .compress_using_cdict(
+            &mut frame,
+            record.json.as_bytes(),
+            &CDict::create(&dictionary, 3),
+        )
+        .unwrap();
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute(
+            "INSERT INTO json_dictionaries (id, dictionary) VALUES (2, ?1)",
+            [&dictionary],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO pointers (id, nhs_number, custodian, type_key, master_identifier,
+                security_labels, version, last_updated, json, json_dictionary)
+             VALUES (?1, ?2, ?3, ?4, NULL, '', 1, ?5, ?6, 2)",
+            rusqlite::params![
+                record.id.as_str(),
+                super::row::nhs_to_sql(record.nhs_number),
+                record.custodian.as_str(),
+                record.type_key,
+                record.last_updated,
+                frame,
+            ],
+        )
+        .unwrap();
+    }
+    assert_eq!(store.get(&record.id).await.unwrap(), Some(record));
+}
+
+#[tokio::test]
+async fn a_row_naming_an_unknown_dictionary_is_an_internal_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = open(&path);
+    let record = pointer(CUSTODIAN, "orphan", 1);
+    store.create(record.clone(), Vec::new()).await.unwrap();
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute("UPDATE pointers SET json_dictionary = 99", [])
+            .unwrap();
+    }
+    assert!(matches!(
+        store.get(&record.id).await,
+        Err(StoreError::Internal(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_file_whose_dictionary_differs_from_this_builds_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    drop(open(&path));
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute(
+            "UPDATE json_dictionaries SET dictionary = x'00' WHERE id = 1",
+            [],
+        )
+        .unwrap();
+    }
+    assert!(matches!(
+        SqliteStore::open(&path, SqliteOptions::default()),
+        Err(StoreError::Internal(_))
+    ));
+}

@@ -9,6 +9,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::StoreError;
+use crate::compression::JsonCodec;
 
 use super::mutations::{self, OpError, WriteOp};
 use super::row::sqlite_error;
@@ -31,6 +32,8 @@ struct Counters {
 
 struct Request {
     op: WriteOp,
+    /// The JSON of the op's record, compressed by the caller (see `submit`).
+    json: Option<Vec<u8>>,
     reply: oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -40,12 +43,17 @@ pub(super) struct Writer {
     requests: Option<mpsc::Sender<Request>>,
     thread: Option<JoinHandle<()>>,
     counters: Arc<Counters>,
+    codec: Arc<JsonCodec>,
 }
 
 impl Writer {
     /// Starts the writer thread on `conn`. Batches hold at most `max_batch`
     /// writes (at least one).
-    pub(super) fn spawn(conn: Connection, max_batch: usize) -> Result<Writer, StoreError> {
+    pub(super) fn spawn(
+        conn: Connection,
+        max_batch: usize,
+        codec: Arc<JsonCodec>,
+    ) -> Result<Writer, StoreError> {
         let max_batch = max_batch.max(1);
         // A bounded queue: when the disk cannot keep up, callers wait in
         // `submit` (asynchronously) instead of piling up memory. A few batches'
@@ -53,27 +61,40 @@ impl Writer {
         let (requests, receiver) = mpsc::channel(max_batch.saturating_mul(4));
         let counters = Arc::new(Counters::default());
         let thread_counters = Arc::clone(&counters);
+        let thread_codec = Arc::clone(&codec);
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, receiver, max_batch, &thread_counters))
+            .spawn(move || run(conn, receiver, max_batch, &thread_counters, &thread_codec))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the sqlite writer: {e}")))?;
         Ok(Writer {
             requests: Some(requests),
             thread: Some(thread),
             counters,
+            codec,
         })
     }
 
     /// Queues `op` and waits until its batch has committed.
+    ///
+    /// The record's JSON is compressed here, on the caller's thread, so the
+    /// one writer thread (which bounds write throughput) only runs SQL.
     ///
     /// If the caller stops waiting (its request was cancelled), the write still
     /// happens: it may already be in a batch being committed.
     pub(super) async fn submit(&self, op: WriteOp) -> Result<(), StoreError> {
         let stopped = || StoreError::Unavailable("the sqlite writer has stopped".into());
         let requests = self.requests.as_ref().ok_or_else(stopped)?;
+        let json = match &op {
+            WriteOp::Create { record, .. } | WriteOp::Update { record, .. } => Some(
+                self.codec
+                    .compress(&record.json)
+                    .map_err(|e| StoreError::Internal(e.to_string()))?,
+            ),
+            WriteOp::Delete { .. } | WriteOp::MarkDispatched { .. } => None,
+        };
         let (reply, outcome) = oneshot::channel();
         requests
-            .send(Request { op, reply })
+            .send(Request { op, json, reply })
             .await
             .map_err(|_| stopped())?;
         outcome.await.map_err(|_| stopped())?
@@ -111,6 +132,7 @@ fn run(
     mut receiver: mpsc::Receiver<Request>,
     max_batch: usize,
     counters: &Counters,
+    codec: &JsonCodec,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     // Blocks for the first request, then takes whatever else is already queued
@@ -118,7 +140,7 @@ fn run(
     // once, a busy one shares each fsync between many writes. Returns 0 once
     // every sender is gone, which ends the thread.
     while receiver.blocking_recv_many(&mut batch, max_batch) > 0 {
-        let outcomes = commit_batch(&conn, &batch);
+        let outcomes = commit_batch(&conn, &batch, codec);
         counters.batches.fetch_add(1, Ordering::Relaxed);
         counters
             .ops
@@ -133,8 +155,12 @@ fn run(
 
 /// Runs a batch in one transaction and returns each write's outcome, in order.
 /// Outcomes are only handed out after COMMIT succeeded: an `Ok` is durable.
-fn commit_batch(conn: &Connection, batch: &[Request]) -> Vec<Result<(), StoreError>> {
-    match try_commit_batch(conn, batch) {
+fn commit_batch(
+    conn: &Connection,
+    batch: &[Request],
+    codec: &JsonCodec,
+) -> Vec<Result<(), StoreError>> {
+    match try_commit_batch(conn, batch, codec) {
         Ok(outcomes) => outcomes,
         Err(error) => {
             // The transaction may already be gone (SQLite rolls back by itself
@@ -162,6 +188,7 @@ fn commit_batch(conn: &Connection, batch: &[Request]) -> Vec<Result<(), StoreErr
 fn try_commit_batch(
     conn: &Connection,
     batch: &[Request],
+    codec: &JsonCodec,
 ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
     let exec = |sql: &str| -> Result<(), StoreError> {
         conn.prepare_cached(sql)
@@ -175,7 +202,7 @@ fn try_commit_batch(
     let mut outcomes = Vec::with_capacity(batch.len());
     for request in batch {
         exec("SAVEPOINT write_op")?;
-        let outcome = match mutations::apply(conn, &request.op) {
+        let outcome = match mutations::apply(conn, &request.op, request.json.as_deref(), codec) {
             Ok(()) => Ok(()),
             Err(OpError::Rejected(error)) => Err(error),
             Err(OpError::Sqlite(error)) => {
