@@ -32,7 +32,7 @@ use axum::{Extension, Router, middleware};
 pub use caller::Caller;
 pub use error::ApiError;
 pub use operations::Context;
-pub use state::{ApiSettings, AppState};
+pub use state::{ApiSettings, AppState, WeakAppState};
 
 use ops::observe::Observer;
 use ops::openapi::OpenApiDocument;
@@ -64,6 +64,7 @@ pub fn fhir_routes() -> Routes {
         );
     let consumer = routes::consumer_router()
         .merge(routes::shared_care_record::routes())
+        .merge(routes::subscriptions::routes())
         .add(
             get.clone(),
             "/metadata",

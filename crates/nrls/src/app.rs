@@ -73,6 +73,8 @@ pub struct Application {
     pub audit: audit::SharedAuditLog,
     /// OTLP span export, when configured; flushed at shutdown.
     trace_export: Option<crate::otlp::TraceExport>,
+    /// Subscription delivery, started with the listeners.
+    delivery: crate::subscriptions::Worker,
 }
 
 impl Application {
@@ -158,6 +160,13 @@ impl Application {
             demo_mode,
             &public_url,
         );
+        let delivery = crate::subscriptions::Worker::new(
+            state.downgrade(),
+            crate::subscriptions::DeliverySettings::from_config(
+                &config.subscriptions,
+                &state.access().node,
+            ),
+        );
         let (listener, admin) = starting.finish().await?;
         let admin_port = admin
             .as_ref()
@@ -180,6 +189,7 @@ impl Application {
             store: stores.primary,
             audit: audit_log,
             trace_export,
+            delivery,
         })
     }
 
@@ -200,6 +210,7 @@ impl Application {
             self.timing,
             self.lifecycle,
             self.store,
+            self.delivery,
             shutdown,
         )
         .await;
@@ -315,6 +326,10 @@ fn api_settings(config: &Config, public_url: &str) -> ApiSettings {
         gateway_mode: config.server.gateway_mode,
         request_timeout: Duration::from_secs(config.server.request_timeout_seconds),
         admin_clients: config.admin.clients.clone(),
+        subscriptions: api::operations::subscriptions::SubscriptionSettings {
+            http_allowed_hosts: config.subscriptions.http_allowed_hosts.clone(),
+            max_timeout_secs: config.subscriptions.max_timeout_seconds,
+        },
     }
 }
 

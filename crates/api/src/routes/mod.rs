@@ -9,6 +9,7 @@ mod oauth;
 mod producer;
 pub mod shared_care_record;
 mod status;
+pub mod subscriptions;
 
 mod timeout;
 

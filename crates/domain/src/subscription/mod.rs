@@ -7,6 +7,7 @@
 
 pub mod notification;
 pub mod request;
+pub mod resource;
 pub mod retry;
 
 use serde::{Deserialize, Serialize};
