@@ -389,6 +389,13 @@ async fn full_resource_payload_and_topics_filter() {
     wait_status(&consumer, &id, "active").await;
     producer.create(&pointer("RR8", 0, CRISIS)).await;
     let respect = producer.create(&pointer("RR8", 0, RESPECT)).await;
+    // Delivered before it goes: a pointer deleted before its notification
+    // is sent is named without its (gone) content.
+    receiver
+        .wait_for(WAIT, "the first event", |r| {
+            r.iter().any(|x| x.kind() == "event-notification")
+        })
+        .await;
     let deleted = producer.delete(&format!("{PRODUCER_DR}/{respect}")).await;
     assert_eq!(deleted.status, 200);
     let last = producer.create(&pointer("RR8", 0, RESPECT)).await;
@@ -672,9 +679,10 @@ async fn bad_subscriptions_are_400_with_every_problem_and_403_for_what_the_app_m
     s.stop().await;
 }
 
-/// Pointers created (in order), then the process is killed -9 before (or
-/// while) they are delivered; after a restart every event arrives, numbered
-/// 1..n in creation order.
+/// Pointers created (in order) while the endpoint hangs, so none is
+/// acknowledged; the process is killed -9 mid-delivery; after a restart (the
+/// dead process's lease expires and is taken over) every event arrives,
+/// numbered 1..n in creation order.
 async fn kill_between_commit_and_delivery(deployment: &Deployment) {
     let receiver = Receiver::start(Mode::Ok).await;
     let mut node = deployment.start_node().await;
@@ -686,11 +694,18 @@ async fn kill_between_commit_and_delivery(deployment: &Deployment) {
     )
     .await;
     wait_status(&consumer, &id, "active").await;
+    receiver.set_mode(Mode::HangEvents);
     let mut created = Vec::new();
     for _ in 0..10 {
         created.push(producer.create(&pointer("RR8", 0, RESPECT)).await);
     }
+    receiver
+        .wait_for(WAIT, "a delivery in flight", |r| {
+            r.iter().any(|x| x.kind() == "event-notification")
+        })
+        .await;
     node.kill();
+    receiver.set_mode(Mode::Ok);
     let node = deployment.start_node().await;
     receiver
         .wait_for(
@@ -722,7 +737,7 @@ async fn kill_between_commit_and_delivery(deployment: &Deployment) {
 }
 
 fn subscriptions_config() -> &'static str {
-    "\n[subscriptions]\nhttp_allowed_hosts = [\"127.0.0.1\"]\npoll_interval_ms = 200\nretry_delays_ms = [100]\ntimeout_seconds = 2\n"
+    "\n[subscriptions]\nhttp_allowed_hosts = [\"127.0.0.1\"]\npoll_interval_ms = 200\nretry_delays_ms = [100]\ntimeout_seconds = 1\nlease_seconds = 3\n"
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
