@@ -98,6 +98,9 @@ impl Application {
         let stores = open_stores(&config, &metrics).await?;
         if demo_mode {
             config.apps.extend(demo::apps());
+            // `nrls demo-subscriber` listens on plain http on this machine.
+            let local = ["127.0.0.1".to_owned(), "localhost".to_owned()];
+            config.subscriptions.http_allowed_hosts.extend(local);
             let created = demo::seed(stores.primary.as_ref())
                 .await
                 .map_err(StartError::Demo)?;
