@@ -48,12 +48,16 @@ fn kind_of(claim: &Claim) -> Kind {
     }
 }
 
+/// Most events one notification carries: a backlog (after an outage, or
+/// a burst of changes) drains in a few round trips, not one per event.
+const MAX_BATCH: usize = 100;
+
 pub(super) async fn deliver(worker: &Worker, claim: Claim) {
     let kind = kind_of(&claim);
     let id = claim.subscription.record.id.clone();
-    let outcome = attempt(worker, &claim, kind).await;
+    let (outcome, through) = attempt(worker, &claim, kind).await;
     let now = now_ms();
-    let next = next_state(worker, &claim, kind, &outcome, now);
+    let next = next_state(worker, &claim, kind, &outcome, through, now);
     let label = match &outcome {
         Outcome::Delivered => "delivered",
         Outcome::Refused(_) => "refused",
@@ -62,12 +66,11 @@ pub(super) async fn deliver(worker: &Worker, claim: Claim) {
         Outcome::Failed { .. } => "retry",
         Outcome::Later => "deferred",
     };
-    let number = claim.next_event.as_ref().map(|e| e.number);
     tracing::info!(
         subscription = %id,
         kind = kind.as_str(),
         outcome = label,
-        event = number,
+        through,
         status = next.status.as_str(),
         error = next.error.as_deref(),
         "subscription delivery attempt"
@@ -84,6 +87,10 @@ pub(super) async fn deliver(worker: &Worker, claim: Claim) {
         return;
     };
     match subs.finish_attempt(&id, &worker.settings.node, &next).await {
+        // More events may be waiting: look again now, not after the poll.
+        Ok(true) if matches!(outcome, Outcome::Delivered | Outcome::Skipped) => {
+            worker.wake.notify_one();
+        }
         Ok(true) => {}
         Ok(false) => {
             tracing::warn!(subscription = %id, "lease lost before the attempt was recorded; another node took over")
@@ -100,6 +107,7 @@ fn next_state(
     claim: &Claim,
     kind: Kind,
     outcome: &Outcome,
+    through: i64,
     now: i64,
 ) -> DeliveryState {
     let current = &claim.subscription.state;
@@ -112,21 +120,11 @@ fn next_state(
             next.error = None;
             match kind {
                 Kind::Handshake => next.status = SubscriptionStatus::Active,
-                Kind::EventNotification => {
-                    next.delivered_through = claim
-                        .next_event
-                        .as_ref()
-                        .map_or(current.delivered_through, |e| e.number);
-                }
+                Kind::EventNotification => next.delivered_through = through,
                 _ => {}
             }
         }
-        Outcome::Skipped => {
-            next.delivered_through = claim
-                .next_event
-                .as_ref()
-                .map_or(current.delivered_through, |e| e.number);
-        }
+        Outcome::Skipped => next.delivered_through = through,
         Outcome::Refused(why) => {
             next.status = SubscriptionStatus::Error;
             next.error = Some(why.clone());
@@ -162,16 +160,33 @@ fn next_state(
     next
 }
 
-async fn attempt(worker: &Worker, claim: &Claim, kind: Kind) -> Outcome {
+/// One attempt, and the highest event number it covered (sent or skipped).
+async fn attempt(worker: &Worker, claim: &Claim, kind: Kind) -> (Outcome, i64) {
+    let through = claim.subscription.state.delivered_through;
+    match try_attempt(worker, claim, kind).await {
+        Ok((outcome, covered)) => (outcome, covered.max(through)),
+        Err(outcome) => (outcome, through),
+    }
+}
+
+async fn try_attempt(
+    worker: &Worker,
+    claim: &Claim,
+    kind: Kind,
+) -> Result<(Outcome, i64), Outcome> {
     let Some(state) = worker.state.upgrade() else {
-        return Outcome::Later;
+        return Err(Outcome::Later);
     };
     let sub = &claim.subscription;
     let Some(spec) = Spec::from_json(&sub.record.spec) else {
-        return Outcome::Refused("the stored subscription cannot be read".into());
+        return Err(Outcome::Refused(
+            "the stored subscription cannot be read".into(),
+        ));
     };
     let Some(organisation) = OdsCode::parse(&spec.organisation) else {
-        return Outcome::Refused("the stored subscription cannot be read".into());
+        return Err(Outcome::Refused(
+            "the stored subscription cannot be read".into(),
+        ));
     };
     let patient = match state
         .access()
@@ -182,7 +197,7 @@ async fn attempt(worker: &Worker, claim: &Claim, kind: Kind) -> Outcome {
         Ok(p) => p,
         Err(error) => {
             tracing::warn!(%error, "access facts unavailable; delivery deferred");
-            return Outcome::Later;
+            return Err(Outcome::Later);
         }
     };
     let catalogue = Catalogue::nrl_v3();
@@ -198,33 +213,47 @@ async fn attempt(worker: &Worker, claim: &Claim, kind: Kind) -> Outcome {
         &patient,
     ) {
         Ok(decision) => decision,
-        Err(why) => return Outcome::Refused(why),
+        Err(why) => return Err(Outcome::Refused(why)),
     };
     let public_url = state.settings().public_url.clone();
     let url = subscription_url(&public_url, spec.role, &sub.record.id);
     let mut events = Vec::new();
-    if let Some(stored) = &claim.next_event {
-        let e = &stored.event;
-        let visible = catalogue
-            .find_key(&e.type_key)
-            .is_some_and(|t| types.contains(t.index))
-            && grant.filter.check(&e.custodian, &e.security_labels) == Visibility::Visible;
-        if !visible {
-            return Outcome::Skipped;
-        }
-        let mut event = notification_event(&public_url, spec.role, stored);
-        if spec.payload == PayloadContent::FullResource && !event.deleted {
-            match state.store().get(&e.focus).await {
-                Ok(Some(record)) => event.resource = serde_json::from_str(&record.json).ok(),
-                // Changed or deleted since: the focus URL still says which.
-                Ok(None) => {}
-                Err(error) => {
-                    tracing::warn!(%error, "pointer store unavailable; delivery deferred");
-                    return Outcome::Later;
+    let mut sent = Vec::new();
+    let mut covered = claim.subscription.state.delivered_through;
+    if claim.next_event.is_some() {
+        let subs = state.store().subscriptions().ok_or(Outcome::Later)?;
+        let waiting = subs
+            .events(&sub.record.id, Some(covered + 1), None, MAX_BATCH)
+            .await
+            .map_err(|_| Outcome::Later)?;
+        for stored in waiting {
+            covered = stored.number;
+            let e = &stored.event;
+            let visible = catalogue
+                .find_key(&e.type_key)
+                .is_some_and(|t| types.contains(t.index))
+                && grant.filter.check(&e.custodian, &e.security_labels) == Visibility::Visible;
+            if !visible {
+                continue;
+            }
+            let mut event = notification_event(&public_url, spec.role, &stored);
+            if spec.payload == PayloadContent::FullResource && !event.deleted {
+                match state.store().get(&e.focus).await {
+                    Ok(Some(record)) => event.resource = serde_json::from_str(&record.json).ok(),
+                    // Changed or deleted since: the focus URL still says which.
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "pointer store unavailable; delivery deferred");
+                        return Err(Outcome::Later);
+                    }
                 }
             }
+            events.push(event);
+            sent.push(stored);
         }
-        events.push(event);
+        if sent.is_empty() {
+            return Ok((Outcome::Skipped, covered));
+        }
     }
     let status = Status {
         subscription_url: &url,
@@ -252,9 +281,9 @@ async fn attempt(worker: &Worker, claim: &Claim, kind: Kind) -> Outcome {
     });
     let outcome = post(worker, &spec, bundle.to_string(), timeout).await;
     if matches!(outcome, Outcome::Delivered) && kind == Kind::EventNotification {
-        audit_delivery(worker, claim, &organisation).await;
+        audit_delivery(worker, claim, &sent, &organisation).await;
     }
-    outcome
+    Ok((outcome, covered))
 }
 
 async fn post(worker: &Worker, spec: &Spec, body: String, timeout: Duration) -> Outcome {
@@ -303,31 +332,38 @@ fn without_url(error: &reqwest::Error) -> String {
     text
 }
 
-/// A delivered event told the subscriber about the patient's pointer:
-/// recorded in the audit trail as a read by the subscriber's app.
-async fn audit_delivery(worker: &Worker, claim: &Claim, organisation: &OdsCode) {
+/// Delivered events told the subscriber about the patient's pointers:
+/// recorded in the audit trail as one read by the subscriber's app.
+async fn audit_delivery(
+    worker: &Worker,
+    claim: &Claim,
+    sent: &[store::NotificationEvent],
+    organisation: &OdsCode,
+) {
     let Some(state) = worker.state.upgrade() else {
         return;
     };
-    let Some(event) = &claim.next_event else {
+    let (Some(first), Some(last)) = (sent.first(), sent.last()) else {
         return;
     };
     let sub = &claim.subscription.record;
     let mut draft = AuditDraft::new(Interaction::Read);
     draft.patient = Some(sub.nhs_number);
-    draft.resources.push(event.event.focus.to_string());
-    draft.resources.extend(
-        event
-            .event
-            .additional_context
-            .iter()
-            .map(ToString::to_string),
-    );
+    for event in sent {
+        draft.resources.push(event.event.focus.to_string());
+        draft.resources.extend(
+            event
+                .event
+                .additional_context
+                .iter()
+                .map(ToString::to_string),
+        );
+    }
     draft.query = Some(format!(
-        "Subscription/{}/notification/{}",
-        sub.id, event.number
+        "Subscription/{}/notification/{}-{}",
+        sub.id, first.number, last.number
     ));
-    let request_id = format!("subscription-{}-{}", sub.id, event.number);
+    let request_id = format!("subscription-{}-{}", sub.id, last.number);
     let actor = Actor {
         client_id: &sub.owner_app,
         organisation: Some(organisation),

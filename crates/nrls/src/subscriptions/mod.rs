@@ -74,6 +74,8 @@ pub struct Worker {
     state: WeakAppState,
     settings: DeliverySettings,
     client: reqwest::Client,
+    /// Cuts the poll short: a delivery just finished and more may wait.
+    wake: tokio::sync::Notify,
 }
 
 impl Worker {
@@ -88,6 +90,7 @@ impl Worker {
             state,
             settings,
             client,
+            wake: tokio::sync::Notify::new(),
         }
     }
 
@@ -105,7 +108,10 @@ impl Worker {
                     tracing::warn!(%error, "subscription delivery round failed; retrying");
                 }
                 drop(state);
-                tokio::time::sleep(worker.settings.poll).await;
+                tokio::select! {
+                    () = tokio::time::sleep(worker.settings.poll) => {}
+                    () = worker.wake.notified() => {}
+                }
             }
             tracing::debug!("subscription delivery stopped");
         })
