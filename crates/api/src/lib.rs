@@ -46,6 +46,7 @@ pub fn fhir_routes() -> Routes {
     let get = Method::GET;
     let status = |id| Doc::new(id, "NRL status: whether this node can serve", "status");
     let producer = routes::producer_router()
+        .merge(routes::subscriptions::routes(domain::Role::Producer))
         .add(
             get.clone(),
             "/metadata",
@@ -64,7 +65,7 @@ pub fn fhir_routes() -> Routes {
         );
     let consumer = routes::consumer_router()
         .merge(routes::shared_care_record::routes())
-        .merge(routes::subscriptions::routes())
+        .merge(routes::subscriptions::routes(domain::Role::Consumer))
         .add(
             get.clone(),
             "/metadata",

@@ -13,7 +13,7 @@ use store::NotificationEvent;
 
 use super::{CONSUMER_BASE, PRODUCER_BASE};
 use crate::error::{ApiError, fhir_response};
-use crate::extract::{Consumer, JsonBody, PathParam};
+use crate::extract::{JsonBody, PathParam, Subscriber};
 use crate::operations::subscriptions::{self as ops, SubscriptionView};
 use crate::state::AppState;
 use crate::table::{Doc, Routes, media};
@@ -54,73 +54,103 @@ pub fn notification_event(public_url: &str, role: Role, e: &NotificationEvent) -
     }
 }
 
-/// Subscription and topic routes, relative to the consumer base.
-pub fn routes() -> Routes {
+/// OpenAPI operation ids of [`routes`], per API.
+const CONSUMER_IDS: [&str; 9] = [
+    "subscriptionCreate",
+    "subscriptionSearch",
+    "subscriptionRead",
+    "subscriptionReactivate",
+    "subscriptionDelete",
+    "subscriptionStatus",
+    "subscriptionEvents",
+    "topicSearch",
+    "topicRead",
+];
+const PRODUCER_IDS: [&str; 9] = [
+    "producerSubscriptionCreate",
+    "producerSubscriptionSearch",
+    "producerSubscriptionRead",
+    "producerSubscriptionReactivate",
+    "producerSubscriptionDelete",
+    "producerSubscriptionStatus",
+    "producerSubscriptionEvents",
+    "producerTopicSearch",
+    "producerTopicRead",
+];
+
+/// Subscription and topic routes, relative to the API base of `role`:
+/// consumers subscribe to what they may read, producers to their own
+/// pointers (the access policy limits a producer to its own).
+pub fn routes(role: Role) -> Routes {
+    match role {
+        Role::Consumer => build::<false>(CONSUMER_IDS),
+        Role::Producer => build::<true>(PRODUCER_IDS),
+    }
+}
+
+fn build<const P: bool>(ids: [&'static str; 9]) -> Routes {
     let doc = |id, summary| Doc::new(id, summary, TAG).authenticated();
     Routes::new()
         .add(
             Method::POST,
             "/Subscription",
             doc(
-                "subscriptionCreate",
+                ids[0],
                 "Subscribe to a patient's pointer changes (Backport IG rest-hook)",
             )
             .body(FHIR_BODY)
             .success(201),
-            create,
+            create::<P>,
         )
         .add(
             Method::GET,
             "/Subscription",
-            doc("subscriptionSearch", "Your app's subscriptions"),
-            search,
+            doc(ids[1], "Your app's subscriptions"),
+            search::<P>,
         )
         .add(
             Method::GET,
             "/Subscription/{id}",
-            doc("subscriptionRead", "Read one of your subscriptions"),
-            read,
+            doc(ids[2], "Read one of your subscriptions"),
+            read::<P>,
         )
         .add(
             Method::PUT,
             "/Subscription/{id}",
             doc(
-                "subscriptionReactivate",
+                ids[3],
                 "Reactivate a subscription (status requested: a new handshake)",
             )
             .body(FHIR_BODY),
-            reactivate,
+            reactivate::<P>,
         )
         .add(
             Method::DELETE,
             "/Subscription/{id}",
-            doc("subscriptionDelete", "Delete a subscription and its events"),
-            delete,
+            doc(ids[4], "Delete a subscription and its events"),
+            delete::<P>,
         )
         .add(
             Method::GET,
             "/Subscription/{id}/$status",
-            doc(
-                "subscriptionStatus",
-                "A subscription's status (Backport $status)",
-            ),
-            status,
+            doc(ids[5], "A subscription's status (Backport $status)"),
+            status::<P>,
         )
         .add(
             Method::GET,
             "/Subscription/{id}/$events",
             doc(
-                "subscriptionEvents",
+                ids[6],
                 "Replay a subscription's stored events (Backport $events)",
             )
             .query(&["eventsSinceNumber", "eventsUntilNumber"]),
-            events,
+            events::<P>,
         )
         .add(
             Method::GET,
             "/Basic",
             Doc::new(
-                "topicSearch",
+                ids[7],
                 "The subscription topics (SubscriptionTopic as Basic)",
                 TAG,
             ),
@@ -130,7 +160,7 @@ pub fn routes() -> Routes {
             Method::GET,
             "/Basic/{id}",
             Doc::new(
-                "topicRead",
+                ids[8],
                 "One subscription topic (SubscriptionTopic as Basic)",
                 TAG,
             ),
@@ -218,9 +248,9 @@ fn params(raw: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String)>, 
     }
 }
 
-async fn create(
+async fn create<const P: bool>(
     State(state): State<AppState>,
-    Consumer(caller): Consumer,
+    Subscriber(caller): Subscriber<P>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
     let registry = state.auth().registry();
@@ -241,9 +271,9 @@ async fn create(
     Ok(with_location(response, &url))
 }
 
-async fn search(
+async fn search<const P: bool>(
     State(state): State<AppState>,
-    Consumer(caller): Consumer,
+    Subscriber(caller): Subscriber<P>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     no_params(raw.as_deref())?;
@@ -263,9 +293,9 @@ async fn search(
     Ok(fhir_response(StatusCode::OK, bundle.to_string()))
 }
 
-async fn read(
+async fn read<const P: bool>(
     State(state): State<AppState>,
-    Consumer(caller): Consumer,
+    Subscriber(caller): Subscriber<P>,
     PathParam(id): PathParam<String>,
 ) -> Result<Response, ApiError> {
     let found = ops::read_subscription(&state.context(), &caller, &id).await?;
@@ -275,9 +305,9 @@ async fn read(
     ))
 }
 
-async fn reactivate(
+async fn reactivate<const P: bool>(
     State(state): State<AppState>,
-    Consumer(caller): Consumer,
+    Subscriber(caller): Subscriber<P>,
     PathParam(id): PathParam<String>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
@@ -288,9 +318,9 @@ async fn reactivate(
     ))
 }
 
-async fn delete(
+async fn delete<const P: bool>(
     State(state): State<AppState>,
-    Consumer(caller): Consumer,
+    Subscriber(caller): Subscriber<P>,
     PathParam(id): PathParam<String>,
 ) -> Result<Response, ApiError> {
     ops::delete_subscription(&state.context(), &caller, &id).await?;
@@ -313,9 +343,9 @@ fn status_of<'a>(found: &'a SubscriptionView, url: &'a str, kind: Kind) -> Statu
     }
 }
 
-async fn status(
+async fn status<const P: bool>(
     State(state): State<AppState>,
-    Consumer(caller): Consumer,
+    Subscriber(caller): Subscriber<P>,
     PathParam(id): PathParam<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -355,9 +385,9 @@ fn number(params: &[(String, String)], name: &str) -> Result<Option<i64>, ApiErr
     }
 }
 
-async fn events(
+async fn events<const P: bool>(
     State(state): State<AppState>,
-    Consumer(caller): Consumer,
+    Subscriber(caller): Subscriber<P>,
     PathParam(id): PathParam<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {

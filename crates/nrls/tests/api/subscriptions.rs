@@ -811,3 +811,53 @@ async fn two_postgres_nodes_deliver_each_event_once() {
         created
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producers_subscribe_to_their_own_pointers_only() {
+    let s = server(Backend::Sqlite).await;
+    let receiver = Receiver::start(Mode::Ok).await;
+    let producer = s.client("producer-a", "RR8").await;
+    let other = s.client("producer-b", "RYJ").await;
+    let reply = producer
+        .post_json(
+            "/producer/FHIR/R4/Subscription",
+            &body(3, &receiver.url, ALL_CHANGES, "id-only", None),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    let id = reply.json()["id"].as_str().unwrap().to_owned();
+    assert!(
+        reply
+            .header("location")
+            .unwrap()
+            .contains("/producer/FHIR/R4/Subscription/")
+    );
+    receiver
+        .wait_for(WAIT, "the handshake", |r| {
+            r.iter().any(|x| x.kind() == "handshake")
+        })
+        .await;
+    // Another custodian's pointer for the same patient is not the producer's to hear of.
+    other.create(&pointer("RYJ", 3, CRISIS)).await;
+    let own = producer.create(&pointer("RR8", 3, RESPECT)).await;
+    receiver
+        .wait_for(WAIT, "its own pointer", |r| event_count(r) >= 1)
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let events = receiver.events();
+    assert_eq!(numbers(&events), vec![1]);
+    assert_eq!(events[0].focus_ids(), vec![own]);
+    assert_notification_profile(&events[0].body, &id, "id-only");
+    let focus = &flatten(&events)[0].1["fullUrl"];
+    assert!(
+        focus
+            .as_str()
+            .unwrap()
+            .contains("/producer/FHIR/R4/DocumentReference/"),
+        "{focus}"
+    );
+    // Listed under the producer API, for its app.
+    let listed = producer.get("/producer/FHIR/R4/Subscription").await.json();
+    assert_eq!(listed["total"], 1);
+    s.stop().await;
+}
