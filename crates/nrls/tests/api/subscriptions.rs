@@ -592,7 +592,35 @@ async fn objection_stops_delivery_with_a_reason_and_sensitive_pointers_never_not
             vec![1],
             "{backend:?}: the sensitive pointer has no event"
         );
-        assert_eq!(events[0].focus_ids(), vec![open]);
+        assert_eq!(events[0].focus_ids(), vec![open.clone()]);
+        // The delivered notification and the subscription's creation are audited.
+        let admin = s.client("admin-app", "X26").await;
+        let audit = admin
+            .get(&format!(
+                "/admin/FHIR/R4/AuditEvent?patient={}&_count=100",
+                patient(0)
+            ))
+            .await;
+        assert_eq!(audit.status, 200, "{}", audit.text);
+        let entries = audit.json()["entry"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let delivered: Vec<String> = entries
+            .iter()
+            .map(|e| e.to_string())
+            .filter(|text| text.contains(&format!("subscription-{id}-1")))
+            .collect();
+        assert_eq!(
+            delivered.len(),
+            1,
+            "{backend:?}: one audit record for the notification"
+        );
+        assert!(delivered[0].contains(&open));
+        assert!(
+            audit.text.contains(&format!("Subscription/{id}")),
+            "creation audited"
+        );
 
         // The patient objects: the next delivery stops with the reason.
         let admin = s.client("admin-app", "X26").await;
@@ -859,5 +887,35 @@ async fn producers_subscribe_to_their_own_pointers_only() {
     // Listed under the producer API, for its app.
     let listed = producer.get("/producer/FHIR/R4/Subscription").await.json();
     assert_eq!(listed["total"], 1);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_come_at_the_requested_period() {
+    let s = server(Backend::Sqlite).await;
+    let receiver = Receiver::start(Mode::Ok).await;
+    let consumer = s.client("consumer", "RX9").await;
+    let mut b = body(4, &receiver.url, ALL_CHANGES, "id-only", None);
+    b["channel"]["extension"] =
+        json!([{"url": format!("{BACKPORT}/backport-heartbeat-period"), "valueUnsignedInt": 1}]);
+    let id = subscribe(&consumer, &b).await;
+    receiver
+        .wait_for(WAIT, "two heartbeats", |r| {
+            r.iter().filter(|x| x.kind() == "heartbeat").count() >= 2
+        })
+        .await;
+    let beats: Vec<Received> = receiver
+        .received()
+        .into_iter()
+        .filter(|r| r.kind() == "heartbeat")
+        .collect();
+    for beat in &beats {
+        assert_notification_profile(&beat.body, &id, "id-only");
+    }
+    let gap = beats[1].at - beats[0].at;
+    assert!(
+        gap >= Duration::from_millis(900) && gap < Duration::from_secs(3),
+        "{gap:?}"
+    );
     s.stop().await;
 }
