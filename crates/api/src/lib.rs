@@ -35,7 +35,7 @@ use axum::{Extension, Router, middleware};
 pub use caller::Caller;
 pub use error::ApiError;
 pub use operations::Context;
-pub use state::{ApiSettings, AppState};
+pub use state::{ApiSettings, AppState, WeakAppState};
 
 use ops::observe::Observer;
 use ops::openapi::OpenApiDocument;
@@ -49,6 +49,7 @@ pub fn fhir_routes() -> Routes {
     let get = Method::GET;
     let status = |id| Doc::new(id, "NRL status: whether this node can serve", "status");
     let producer = routes::producer_router()
+        .merge(routes::subscriptions::routes(domain::Role::Producer))
         .add(
             get.clone(),
             "/metadata",
@@ -67,6 +68,7 @@ pub fn fhir_routes() -> Routes {
         );
     let consumer = routes::consumer_router()
         .merge(routes::shared_care_record::routes())
+        .merge(routes::subscriptions::routes(domain::Role::Consumer))
         .add(
             get.clone(),
             "/metadata",

@@ -29,6 +29,8 @@ pub struct ApiSettings {
     pub request_timeout: std::time::Duration,
     /// Client ids allowed to call the admin API.
     pub admin_clients: Vec<String>,
+    /// Rules for subscription requests (`[subscriptions]`).
+    pub subscriptions: crate::operations::subscriptions::SubscriptionSettings,
 }
 
 impl Default for ApiSettings {
@@ -40,6 +42,7 @@ impl Default for ApiSettings {
             gateway_mode: false,
             request_timeout: std::time::Duration::from_secs(30),
             admin_clients: Vec::new(),
+            subscriptions: Default::default(),
         }
     }
 }
@@ -63,6 +66,18 @@ struct Inner {
 /// Cheap to clone: one `Arc`.
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
+
+/// A handle on an [`AppState`] that does not keep it (nor its store) alive:
+/// for background tasks that must stop when the service closes.
+#[derive(Clone)]
+pub struct WeakAppState(std::sync::Weak<Inner>);
+
+impl WeakAppState {
+    /// The state, while the service still holds it.
+    pub fn upgrade(&self) -> Option<AppState> {
+        self.0.upgrade().map(AppState)
+    }
+}
 
 impl AppState {
     pub fn new(store: SharedStore, auth: Arc<Authenticator>, settings: ApiSettings) -> Self {
@@ -145,6 +160,11 @@ impl AppState {
             }
             Err(shared) => Err(AppState(shared)),
         }
+    }
+
+    /// A handle that does not keep the state alive.
+    pub fn downgrade(&self) -> WeakAppState {
+        WeakAppState(Arc::downgrade(&self.0))
     }
 
     /// What the operations (`crate::operations`) may use, borrowed from this

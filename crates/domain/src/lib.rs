@@ -12,6 +12,7 @@ pub mod permissions;
 pub mod pointer;
 pub mod pointer_id;
 pub mod search;
+pub mod subscription;
 pub mod systems;
 pub mod validation;
 

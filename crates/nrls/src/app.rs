@@ -73,6 +73,8 @@ pub struct Application {
     pub audit: audit::SharedAuditLog,
     /// OTLP span export, when configured; flushed at shutdown.
     trace_export: Option<crate::otlp::TraceExport>,
+    /// Subscription delivery, started with the listeners.
+    delivery: crate::subscriptions::Worker,
 }
 
 impl Application {
@@ -96,6 +98,9 @@ impl Application {
         let stores = open_stores(&config, &metrics).await?;
         if demo_mode {
             config.apps.extend(demo::apps());
+            // `nrls demo-subscriber` listens on plain http on this machine.
+            let local = ["127.0.0.1".to_owned(), "localhost".to_owned()];
+            config.subscriptions.http_allowed_hosts.extend(local);
             let created = demo::seed(stores.primary.as_ref())
                 .await
                 .map_err(StartError::Demo)?;
@@ -162,6 +167,13 @@ impl Application {
             demo_mode,
             &public_url,
         );
+        let delivery = crate::subscriptions::Worker::new(
+            state.downgrade(),
+            crate::subscriptions::DeliverySettings::from_config(
+                &config.subscriptions,
+                &state.access().node,
+            ),
+        );
         let (listener, admin) = starting.finish().await?;
         let admin_port = admin
             .as_ref()
@@ -187,6 +199,7 @@ impl Application {
             store: stores.primary,
             audit: audit_log,
             trace_export,
+            delivery,
         })
     }
 
@@ -207,6 +220,7 @@ impl Application {
             self.timing,
             self.lifecycle,
             self.store,
+            self.delivery,
             shutdown,
         )
         .await;
@@ -322,6 +336,10 @@ fn api_settings(config: &Config, public_url: &str) -> ApiSettings {
         gateway_mode: config.server.gateway_mode,
         request_timeout: Duration::from_secs(config.server.request_timeout_seconds),
         admin_clients: config.admin.clients.clone(),
+        subscriptions: api::operations::subscriptions::SubscriptionSettings {
+            http_allowed_hosts: config.subscriptions.http_allowed_hosts.clone(),
+            max_timeout_secs: config.subscriptions.max_timeout_seconds,
+        },
     }
 }
 

@@ -44,6 +44,9 @@ pub struct Config {
     /// `[outbound_tls]`: which servers nrls's own HTTPS calls trust (JWKS,
     /// federated sources, the OTLP collector).
     pub outbound_tls: OutboundTlsConfig,
+    /// `[subscriptions]`: delivery of subscription notifications
+    /// (docs/subscriptions.md).
+    pub subscriptions: SubscriptionsConfig,
     /// The file this configuration was read from, if any: what a reload
     /// (SIGHUP, `POST /-/reload`) reads again.
     #[serde(skip)]
@@ -301,6 +304,45 @@ impl StoreConfig {
             ca_file: self.database_ca_file.clone(),
             ..store::postgres::PostgresOptions::new(url)
         })
+    }
+}
+
+/// Subscription delivery (docs/subscriptions.md).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubscriptionsConfig {
+    /// Hosts an `http` (not `https`) endpoint may name: tests and local demos.
+    pub http_allowed_hosts: Vec<String>,
+    /// How long an endpoint has to answer one notification, unless the
+    /// subscription asks for less (backport-timeout).
+    pub timeout_seconds: u32,
+    /// The longest time-out a subscription may ask for.
+    pub max_timeout_seconds: u32,
+    /// Waits before retry 1, 2, 3... of a failed notification; the last repeats.
+    pub retry_delays_ms: Vec<u64>,
+    /// Total nominal wait after which delivery gives up (subscription `error`).
+    pub retry_window_ms: u64,
+    /// How often each node looks for new events and due deliveries.
+    pub poll_interval_ms: u64,
+    /// How long a node holds a subscription it is delivering to before
+    /// another node may take it over (it must exceed the time-out).
+    pub lease_seconds: u64,
+    /// Acknowledged events are kept this many days for `$events`.
+    pub event_retention_days: u32,
+}
+
+impl Default for SubscriptionsConfig {
+    fn default() -> Self {
+        SubscriptionsConfig {
+            http_allowed_hosts: Vec::new(),
+            timeout_seconds: 10,
+            max_timeout_seconds: 60,
+            retry_delays_ms: vec![10_000, 30_000, 60_000, 300_000, 900_000, 3_600_000],
+            retry_window_ms: 86_400_000,
+            poll_interval_ms: 100,
+            lease_seconds: 120,
+            event_retention_days: 7,
+        }
     }
 }
 

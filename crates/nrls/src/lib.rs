@@ -9,6 +9,6 @@ pub mod demo;
 pub mod lifecycle;
 pub mod logging;
 pub mod otlp;
-pub mod outbox;
 pub mod reload;
 pub mod server;
+pub mod subscriptions;

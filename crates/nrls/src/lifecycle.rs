@@ -59,10 +59,11 @@ pub async fn serve(
     timing: ShutdownTiming,
     lifecycle: Lifecycle,
     store: SharedStore,
+    delivery: crate::subscriptions::Worker,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Holds the store weakly: it ends when `close_store` lets go.
-    let dispatcher = crate::outbox::spawn(Arc::downgrade(&store));
+    // Holds the service weakly: it ends when `close_store` lets go.
+    let dispatcher = delivery.spawn();
     let (admin_stop, admin_stopped) = watch::channel(false);
     let admin = listeners.admin.map(|(listener, router)| {
         let mut stopped = admin_stopped.clone();

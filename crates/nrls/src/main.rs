@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use nrls::commands::{
-    audit, bench, check, demo_source, export, generate, import, probe, serve, token,
+    audit, bench, check, demo_source, demo_subscriber, export, generate, import, probe, serve,
+    token,
 };
 
 #[derive(Parser)]
@@ -42,6 +43,11 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Run a demo regional FHIR source (synthetic records for the demo patients).
     DemoSource(demo_source::DemoSourceArgs),
+    /// Listen for subscription notifications and print them; subscribes the
+    /// demo consumer to a demo patient (for `serve --demo`).
+    DemoSubscriber(demo_subscriber::DemoSubscriberArgs),
+    /// Create a ReSPECT form pointer for a demo patient as the demo producer.
+    DemoPointer(demo_subscriber::DemoPointerArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +77,8 @@ fn main() -> ExitCode {
             Command::Audit(args) => audit::run(args).await,
             Command::Probe(args) => probe::run(args).await,
             Command::DemoSource(args) => demo_source::run(args).await,
+            Command::DemoSubscriber(args) => demo_subscriber::run(args).await,
+            Command::DemoPointer(args) => demo_subscriber::create_pointer(args).await,
         }
     });
     match result {

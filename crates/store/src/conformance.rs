@@ -32,8 +32,10 @@ use crate::{PointerStore, SharedStore, StoreError};
 
 mod cases;
 mod outbox_cases;
+mod subscription_cases;
 pub use cases::*;
 pub use outbox_cases::*;
+pub use subscription_cases::*;
 
 /// A fresh store for one case, plus whatever must outlive it.
 pub struct Fixture {
@@ -250,6 +252,13 @@ macro_rules! conformance_tests {
             outbox_rejected_writes_record_nothing,
             outbox_mark_dispatched_removes_events,
             outbox_concurrent_writes_one_event_each,
+            subscription_create_read_list_delete,
+            subscription_fan_out_numbers_without_gaps,
+            subscription_supersede_is_one_event,
+            subscription_claims_and_leases,
+            subscription_reactivate_resumes_after_last_ack,
+            subscription_concurrent_claims_are_disjoint,
+            subscription_purge_keeps_unacknowledged,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {

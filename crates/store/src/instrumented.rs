@@ -128,6 +128,10 @@ impl PointerStore for InstrumentedStore {
         self.timed("health", self.inner.health()).await
     }
 
+    fn subscriptions(&self) -> Option<&dyn crate::SubscriptionStore> {
+        self.inner.subscriptions()
+    }
+
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }

@@ -9,6 +9,7 @@ pub mod outbox;
 pub mod postgres;
 pub mod sqlite;
 pub mod stats;
+pub mod subscriptions;
 mod write_op;
 
 #[cfg(any(test, feature = "conformance"))]
@@ -22,6 +23,10 @@ use domain::{NhsNumber, OdsCode, PointerId, PointerRecord, Supersede};
 pub use instrumented::InstrumentedStore;
 pub use outbox::{PointerChange, PointerEvent};
 pub use stats::{PoolStats, WriteStats};
+pub use subscriptions::{
+    Claim, DeliveryState, Matcher, NotificationEvent, Subscription, SubscriptionRecord,
+    SubscriptionStatus, SubscriptionStore,
+};
 
 /// A stored pointer with its insertion sequence. Sequences only grow, so a
 /// search page cursor of "sequence below N" is stable under concurrent inserts.
@@ -191,6 +196,12 @@ pub trait PointerStore: Send + Sync + 'static {
 
     /// Connection pool use, for backends with a pool. Default: none.
     fn pool_stats(&self) -> Option<PoolStats> {
+        None
+    }
+
+    /// The subscriptions kept beside this store's outbox (issue 15), for
+    /// backends that keep them. Default: none.
+    fn subscriptions(&self) -> Option<&dyn SubscriptionStore> {
         None
     }
     // A method added here must also be forwarded in `instrumented.rs`, or the

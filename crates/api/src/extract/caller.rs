@@ -61,6 +61,24 @@ async fn caller_in_role(parts: &Parts, state: &AppState, role: Role) -> Result<C
     Ok(caller)
 }
 
+/// A caller of the subscription routes, in the role of the API it called:
+/// a consumer (`PRODUCER = false`), or a producer subscribing to its own
+/// pointers (`true`).
+pub struct Subscriber<const PRODUCER: bool>(pub Caller);
+
+impl<const PRODUCER: bool> FromRequestParts<AppState> for Subscriber<PRODUCER> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let role = if PRODUCER {
+            Role::Producer
+        } else {
+            Role::Consumer
+        };
+        caller_in_role(parts, state, role).await.map(Subscriber)
+    }
+}
+
 /// Who called, once an extractor has authorised them: the app and ODS code
 /// the access log and the request span name.
 #[derive(Debug, Clone)]

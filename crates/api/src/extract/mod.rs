@@ -14,7 +14,7 @@ use telemetry::TraceContext;
 
 pub use crate::caller::{Caller, RequestIds};
 pub use body::PointerBody;
-pub use caller::{Admin, CallerNote, CallerSlot, Consumer, Producer};
+pub use caller::{Admin, CallerNote, CallerSlot, Consumer, Producer, Subscriber};
 pub use headers::if_match_version;
 pub use json_body::JsonBody;
 pub use path::PathParam;

@@ -16,6 +16,7 @@ mod policy;
 mod read;
 mod search;
 pub mod shared_care_record;
+pub mod subscriptions;
 mod write;
 
 pub use params::SearchParams;

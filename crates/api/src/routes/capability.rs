@@ -90,10 +90,14 @@ fn respond(state: &AppState, audience: Audience) -> Response {
         &settings.public_url,
         settings.search_limits.max_count,
     );
-    if audience == Audience::Consumer
-        && let Some(resources) = body["rest"][0]["resource"].as_array_mut()
-    {
-        resources.push(super::shared_care_record::capability_resource());
+    if let Some(resources) = body["rest"][0]["resource"].as_array_mut() {
+        if audience == Audience::Consumer {
+            resources.push(super::shared_care_record::capability_resource());
+        }
+        resources.extend(super::subscriptions::capability_resources());
     }
+    body["instantiates"] = serde_json::json!([
+        "http://hl7.org/fhir/uv/subscriptions-backport/CapabilityStatement/backport-subscription-server-r4"
+    ]);
     fhir_response(StatusCode::OK, body.to_string())
 }

@@ -10,6 +10,7 @@ pub mod patient;
 mod producer;
 pub mod shared_care_record;
 mod status;
+pub mod subscriptions;
 
 mod timeout;
 

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod bench;
 pub mod check;
 pub mod demo_source;
+pub mod demo_subscriber;
 pub mod export;
 pub mod generate;
 pub mod import;

@@ -52,17 +52,39 @@ pub async fn run(args: TokenArgs) -> Result<(), String> {
         println!("{assertion}");
         return Ok(());
     }
+    let token = exchange(&token_endpoint, &assertion).await?;
+    println!("{token}");
+    Ok(())
+}
+
+/// An access token for demo app `client_id` (its demo key) from the server
+/// at `url`, as `nrls token` gets one.
+pub async fn demo_token(url: &str, client_id: &str) -> Result<String, String> {
+    let token_endpoint = format!("{}/oauth2/token", url.trim_end_matches('/'));
+    let key = auth::demo::signing_key(client_id).map_err(|e| e.to_string())?;
+    let assertion = auth::assertion::mint_client_assertion(
+        client_id,
+        &token_endpoint,
+        &key,
+        Duration::from_secs(240),
+    )
+    .map_err(|e| e.to_string())?;
+    exchange(&token_endpoint, &assertion).await
+}
+
+/// Trades a client assertion for an access token.
+async fn exchange(token_endpoint: &str, assertion: &str) -> Result<String, String> {
     let form = [
         ("grant_type", "client_credentials"),
         (
             "client_assertion_type",
             "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
         ),
-        ("client_assertion", assertion.as_str()),
+        ("client_assertion", assertion),
     ];
     let body = form_body(&form);
     let response = reqwest::Client::new()
-        .post(&token_endpoint)
+        .post(token_endpoint)
         .header("content-type", "application/x-www-form-urlencoded")
         .body(body)
         .send()
@@ -74,10 +96,7 @@ pub async fn run(args: TokenArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("token endpoint answered {status}: {e}"))?;
     match json.get("access_token").and_then(|t| t.as_str()) {
-        Some(token) => {
-            println!("{token}");
-            Ok(())
-        }
+        Some(token) => Ok(token.to_owned()),
         None => Err(format!("token endpoint answered {status}: {json}")),
     }
 }

@@ -26,4 +26,5 @@ mod process;
 mod producer_api;
 mod protocol;
 mod server_hardening;
+mod subscriptions;
 mod tracing_export;

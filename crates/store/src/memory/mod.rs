@@ -1,6 +1,8 @@
 //! In-memory backend: the test double, and the reference the conformance suite
 //! is first written against. Nothing survives a restart.
 
+mod subscriptions;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
@@ -24,6 +26,7 @@ struct State {
 #[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    subscriptions: Mutex<subscriptions::Subscriptions>,
 }
 
 impl MemoryStore {
@@ -272,6 +275,10 @@ impl PointerStore for MemoryStore {
 
     fn backend(&self) -> &'static str {
         "memory"
+    }
+
+    fn subscriptions(&self) -> Option<&dyn crate::SubscriptionStore> {
+        Some(self)
     }
 }
 

@@ -44,6 +44,7 @@ mod reads;
 mod row;
 mod schema;
 mod session;
+mod subscriptions;
 mod tls;
 mod writes;
 
@@ -328,6 +329,10 @@ impl PointerStore for PostgresStore {
 
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn subscriptions(&self) -> Option<&dyn crate::SubscriptionStore> {
+        Some(self)
     }
 
     fn pool_stats(&self) -> Option<PoolStats> {

@@ -78,7 +78,7 @@ pub(super) async fn pending_events(
     Ok(rows.iter().map(decode_event).collect::<Result<_, _>>()?)
 }
 
-fn decode_event(row: &tokio_postgres::Row) -> Result<PointerEvent, StoreError> {
+pub(super) fn decode_event(row: &tokio_postgres::Row) -> Result<PointerEvent, StoreError> {
     let corrupt = |name: &str| StoreError::Internal(format!("stored event {name} is not valid"));
     let nhs_number: i64 = column(row, 1)?;
     let change: &str = column(row, 2)?;

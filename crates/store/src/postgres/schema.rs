@@ -55,7 +55,58 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         compatible_from: 4,
         sql: POINTER_EVENTS_V5,
     },
+    Migration {
+        version: 6,
+        name: "subscriptions and their notification events",
+        compatible_from: 5,
+        sql: SUBSCRIPTIONS_V6,
+    },
 ];
+
+/// Step 6: subscriptions (`store::subscriptions`). Expand-only: older nodes
+/// never read these tables (but they still mark outbox events dispatched
+/// without fanning them out, so finish a rolling upgrade before relying on
+/// subscriptions). Fan-out looks subscriptions up by patient; claims scan the
+/// due ones (`subscriptions_due`, partial: idle subscriptions cost nothing in
+/// it). Events are keyed by (subscription, number), their delivery order.
+const SUBSCRIPTIONS_V6: &str = r#"
+CREATE TABLE subscriptions (
+    id text COLLATE "C" PRIMARY KEY,
+    owner_app text COLLATE "C" NOT NULL,
+    nhs_number bigint NOT NULL,
+    heartbeat_ms bigint NOT NULL,
+    spec text NOT NULL,
+    created text NOT NULL,
+    status text COLLATE "C" NOT NULL,
+    error text,
+    events_total bigint NOT NULL,
+    delivered_through bigint NOT NULL,
+    attempts integer NOT NULL,
+    next_attempt_ms bigint NOT NULL,
+    last_sent_ms bigint NOT NULL,
+    lease_owner text COLLATE "C",
+    lease_until_ms bigint
+);
+CREATE INDEX subscriptions_by_patient ON subscriptions (nhs_number);
+CREATE INDEX subscriptions_by_owner ON subscriptions (owner_app);
+CREATE INDEX subscriptions_due ON subscriptions (next_attempt_ms)
+    WHERE status <> 'error';
+
+CREATE TABLE subscription_events (
+    subscription text COLLATE "C" NOT NULL,
+    number bigint NOT NULL,
+    seq bigint NOT NULL,
+    nhs_number bigint NOT NULL,
+    change text COLLATE "C" NOT NULL,
+    focus text COLLATE "C" NOT NULL,
+    additional_context text[] NOT NULL,
+    custodian text COLLATE "C" NOT NULL,
+    type_key text COLLATE "C" NOT NULL,
+    security_labels text[] NOT NULL,
+    recorded_at text NOT NULL,
+    PRIMARY KEY (subscription, number)
+);
+"#;
 
 /// Step 5: the subscription outbox (`store::outbox`). An expand step: nodes at
 /// step 4 keep serving but their writes add no event, so during a rolling

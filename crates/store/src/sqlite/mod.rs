@@ -42,6 +42,7 @@ mod reader;
 mod row;
 mod schema;
 pub mod setup;
+mod subscriptions;
 mod writer;
 
 use std::path::Path;
@@ -89,6 +90,7 @@ pub struct SqliteStore {
     // writer's connection is the last one, which checkpoints the WAL into the
     // main file on close.
     bulk: bulk::Bulk,
+    subscriptions: subscriptions::Lane,
     readers: ReadPool,
     writer: Writer,
 }
@@ -116,6 +118,7 @@ impl SqliteStore {
         let writer = Writer::spawn(conn, options.max_batch, Arc::clone(&codec))?;
         Ok(SqliteStore {
             bulk: bulk::Bulk::new(path.to_owned(), codec),
+            subscriptions: subscriptions::Lane::new(path.to_owned()),
             readers,
             writer,
         })
@@ -219,6 +222,78 @@ impl PointerStore for SqliteStore {
 
     fn write_stats(&self) -> Option<crate::WriteStats> {
         Some(self.stats())
+    }
+
+    fn subscriptions(&self) -> Option<&dyn crate::SubscriptionStore> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl crate::SubscriptionStore for SqliteStore {
+    async fn create_subscription(
+        &self,
+        record: crate::SubscriptionRecord,
+    ) -> Result<(), StoreError> {
+        self.subscriptions.create(record).await
+    }
+
+    async fn subscription(&self, id: &str) -> Result<Option<crate::Subscription>, StoreError> {
+        self.subscriptions.get(id).await
+    }
+
+    async fn subscriptions_of(
+        &self,
+        owner_app: &str,
+    ) -> Result<Vec<crate::Subscription>, StoreError> {
+        self.subscriptions.of_owner(owner_app).await
+    }
+
+    async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError> {
+        self.subscriptions.delete(id).await
+    }
+
+    async fn reactivate(&self, id: &str) -> Result<bool, StoreError> {
+        self.subscriptions.reactivate(id).await
+    }
+
+    async fn fan_out(&self, limit: usize, matcher: crate::Matcher) -> Result<usize, StoreError> {
+        self.subscriptions.fan_out(limit, matcher).await
+    }
+
+    async fn claim_due(
+        &self,
+        node: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::Claim>, StoreError> {
+        self.subscriptions
+            .claim_due(node, now_ms, lease_ms, limit)
+            .await
+    }
+
+    async fn finish_attempt(
+        &self,
+        id: &str,
+        node: &str,
+        state: &crate::DeliveryState,
+    ) -> Result<bool, StoreError> {
+        self.subscriptions.finish_attempt(id, node, state).await
+    }
+
+    async fn events(
+        &self,
+        id: &str,
+        since: Option<i64>,
+        until: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<crate::NotificationEvent>, StoreError> {
+        self.subscriptions.events(id, since, until, limit).await
+    }
+
+    async fn purge_events(&self, before: &str) -> Result<u64, StoreError> {
+        self.subscriptions.purge(before).await
     }
 }
 

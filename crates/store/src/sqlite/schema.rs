@@ -69,6 +69,43 @@ pub(super) const MIGRATIONS: &[&str] = &[
         dictionary BLOB NOT NULL
     );
     ALTER TABLE pointers ADD COLUMN json_dictionary INTEGER NULL;",
+    // 4: subscriptions and their numbered notification events
+    // (`store::subscriptions`). Fan-out looks subscriptions up by patient;
+    // delivery claims due ones (a small table: a scan is fine). An event's key
+    // is (subscription, number), the order it is delivered and replayed in.
+    "CREATE TABLE subscriptions (
+        id TEXT PRIMARY KEY,
+        owner_app TEXT NOT NULL,
+        nhs_number INTEGER NOT NULL,
+        heartbeat_ms INTEGER NOT NULL,
+        spec TEXT NOT NULL,
+        created TEXT NOT NULL,
+        status TEXT NOT NULL,
+        error TEXT NULL,
+        events_total INTEGER NOT NULL,
+        delivered_through INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_attempt_ms INTEGER NOT NULL,
+        last_sent_ms INTEGER NOT NULL,
+        lease_owner TEXT NULL,
+        lease_until_ms INTEGER NULL
+    );
+    CREATE INDEX subscriptions_by_patient ON subscriptions (nhs_number);
+    CREATE INDEX subscriptions_by_owner ON subscriptions (owner_app);
+    CREATE TABLE subscription_events (
+        subscription TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        change TEXT NOT NULL,
+        focus TEXT NOT NULL,
+        additional_context TEXT NOT NULL,
+        nhs_number INTEGER NOT NULL,
+        custodian TEXT NOT NULL,
+        type_key TEXT NOT NULL,
+        security_labels TEXT NOT NULL,
+        recorded_at TEXT NOT NULL,
+        PRIMARY KEY (subscription, number)
+    ) WITHOUT ROWID;",
 ];
 
 fn store_error(error: setup::SetupError) -> StoreError {

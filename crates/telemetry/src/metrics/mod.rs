@@ -10,6 +10,7 @@
 mod federation;
 mod otlp;
 mod store_stats;
+mod subscriptions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,7 @@ use prometheus_client::registry::{Registry, Unit};
 pub use federation::{AuditMetrics, AuditPending, FederationMetrics, SourceMetrics, SourceOutcome};
 pub use otlp::OtlpMetrics;
 pub use store_stats::{PoolSnapshot, StoreSnapshot};
+pub use subscriptions::SubscriptionMetrics;
 
 use store_stats::StoreStatsCollector;
 
@@ -253,6 +255,7 @@ pub struct Metrics {
     audit: AuditMetrics,
     federation: FederationMetrics,
     otlp: OtlpMetrics,
+    subscriptions: SubscriptionMetrics,
     store_stats: Arc<StoreStatsCollector>,
 }
 
@@ -340,6 +343,7 @@ impl Metrics {
         let audit = AuditMetrics::register(&mut registry);
         let federation = FederationMetrics::register(&mut registry);
         let otlp = OtlpMetrics::register(&mut registry);
+        let subscriptions = SubscriptionMetrics::register(&mut registry);
         let store_stats = Arc::new(StoreStatsCollector::default());
         registry.register_collector(Box::new(Arc::clone(&store_stats)));
         Metrics {
@@ -351,6 +355,7 @@ impl Metrics {
             audit,
             federation,
             otlp,
+            subscriptions,
             store_stats,
         }
     }
@@ -382,6 +387,10 @@ impl Metrics {
     }
 
     /// For the OTLP span export: spans exported and dropped.
+    pub fn subscriptions(&self) -> &SubscriptionMetrics {
+        &self.subscriptions
+    }
+
     pub fn otlp(&self) -> &OtlpMetrics {
         &self.otlp
     }

@@ -7,6 +7,7 @@ pub mod load;
 mod micro;
 mod postgres;
 mod server;
+mod subscription_latency;
 mod suite;
 
 use std::net::SocketAddr;
@@ -24,6 +25,9 @@ pub struct BenchArgs {
 pub enum BenchCommand {
     /// Run the benchmark suite (scripts/bench wraps this).
     Run(RunArgs),
+    /// Commit-to-first-delivery-attempt latency of subscription
+    /// notifications, against a running `serve --demo` server.
+    SubscriptionLatency(subscription_latency::LatencyArgs),
     /// Serve a fixed 2 KB Bundle on the nrls HTTP stack, without store or auth.
     #[command(hide = true)]
     FloorServer {
@@ -40,5 +44,6 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         BenchCommand::Run(run) => suite::run(run).await,
         BenchCommand::FloorServer { listen } => floor::serve(listen).await,
         BenchCommand::Micro(micro) => micro::run(micro).await,
+        BenchCommand::SubscriptionLatency(latency) => subscription_latency::run(latency).await,
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod node;
 pub mod ops;
+pub mod receiver;
 
 use std::time::Duration;
 

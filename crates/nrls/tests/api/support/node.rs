@@ -113,6 +113,13 @@ impl Deployment {
         self.log_filter = filter.to_owned();
     }
 
+    /// Adds TOML (a whole table) to the configuration nodes start from.
+    pub fn append_config(&self, toml: &str) {
+        let mut text = std::fs::read_to_string(&self.config).unwrap();
+        text.push_str(toml);
+        std::fs::write(&self.config, text).unwrap();
+    }
+
     /// Starts a node and waits until `/_status` answers 200. A port taken in
     /// the meantime by someone else means another try on another port.
     pub async fn start_node(&self) -> Node {
