@@ -11,7 +11,6 @@ use audit::{
     now_rfc3339,
 };
 use domain::NhsNumber;
-use fhir::AuditEvent;
 use telemetry::AuditMetrics;
 
 use crate::caller::Actor;
@@ -100,7 +99,6 @@ pub async fn audited<T>(
         access: draft.access,
     };
     let services = ctx.access;
-    let event = facts.to_event(&services.node);
     let metrics = ctx.metrics.audit();
     // A server failure discloses nothing, and usually means the database is
     // away: the audit trail, often in the same database, would make the
@@ -108,14 +106,15 @@ pub async fn audited<T>(
     // is written in the background instead (or its failure logged).
     if matches!(&result, Err(e) if e.status().is_server_error()) {
         let (log, metrics) = (Arc::clone(&services.audit), metrics.clone());
+        let services_node = services.node.clone();
         tokio::spawn(async move {
-            if let Err(e) = append(log.as_ref(), &metrics, event).await {
+            if let Err(e) = append(log.as_ref(), &metrics, &services_node, facts).await {
                 tracing::warn!(error = %e, "audit write of a failed request failed");
             }
         });
         return result;
     }
-    match append(services.audit.as_ref(), metrics, event).await {
+    match append(services.audit.as_ref(), metrics, &services.node, facts).await {
         Ok(()) => result,
         Err(e) => {
             tracing::error!(error = %e, "audit write failed: refusing the response");
@@ -125,15 +124,17 @@ pub async fn audited<T>(
     }
 }
 
-/// Appends one event, counted in the backlog while it waits and as written
-/// once durable.
+/// Appends one request's facts (a compact record, rendered as the
+/// `AuditEvent` when read), counted in the backlog while it waits and as
+/// written once durable.
 async fn append(
     log: &dyn AuditLog,
     metrics: &AuditMetrics,
-    event: AuditEvent,
+    node: &str,
+    facts: AuditFacts,
 ) -> Result<(), AuditError> {
     let pending = metrics.pending();
-    let seqs = log.append(vec![event]).await?;
+    let seqs = log.record(node, vec![facts]).await?;
     drop(pending);
     metrics.written(seqs.len() as u64);
     Ok(())

@@ -3,6 +3,8 @@
 //! agents for the app, the user and the organisation, the patient and the
 //! pointers as entities, the query base64-encoded, and the `X-Request-Id`.
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use domain::NhsNumber;
@@ -129,12 +131,13 @@ pub struct AuditUser {
 /// How access was decided, as the policy said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessFacts {
-    /// `recorded`, `self-claimed` or `break-glass`.
-    pub basis: &'static str,
+    /// `recorded`, `self-claimed` or `break-glass` (owned when read back
+    /// from a stored record).
+    pub basis: Cow<'static, str>,
     /// The reason given for a self-claim or break-glass.
     pub reason: Option<String>,
     /// The policy's reason code (a basis such as `BREAK_GLASS` or a denial).
-    pub decision: &'static str,
+    pub decision: Cow<'static, str>,
     /// A privacy-officer alert was raised (self-claimed or break-glass).
     pub alert: bool,
     /// Break-glass lifted a patient objection.
@@ -145,9 +148,9 @@ impl AccessFacts {
     /// The facts of an allowed request.
     pub fn granted(basis: &AccessBasis, grant: &Grant<'_>) -> AccessFacts {
         AccessFacts {
-            basis: basis.kind(),
+            basis: Cow::Borrowed(basis.kind()),
             reason: basis.reason().map(str::to_owned),
-            decision: grant.basis.as_str(),
+            decision: Cow::Borrowed(grant.basis.as_str()),
             alert: grant.alert.is_some(),
             objection_overridden: grant.objection_overridden,
         }
@@ -156,17 +159,17 @@ impl AccessFacts {
     /// The facts of a denied request.
     pub fn denied(basis: &AccessBasis, denial: &Denial) -> AccessFacts {
         AccessFacts {
-            basis: basis.kind(),
+            basis: Cow::Borrowed(basis.kind()),
             reason: basis.reason().map(str::to_owned),
-            decision: denial.reason.as_str(),
+            decision: Cow::Borrowed(denial.reason.as_str()),
             alert: false,
             objection_overridden: false,
         }
     }
 
     /// The alert kind this decision raised, if any.
-    pub fn alert_kind(&self) -> Option<&'static str> {
-        self.alert.then_some(self.basis)
+    pub fn alert_kind(&self) -> Option<&str> {
+        self.alert.then_some(&*self.basis)
     }
 }
 

@@ -66,13 +66,24 @@ struct Row {
     prev: Vec<u8>,
 }
 
+/// The `appended_at` text a record hashes: stored as text, or as Unix ms.
+const APPENDED_AT: &str = "ifnull(appended_ms, appended_at)";
+
+fn appended_at(r: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<String> {
+    Ok(match r.get::<_, rusqlite::types::Value>(column)? {
+        rusqlite::types::Value::Integer(ms) => crate::compact::format_ms(ms as u64).unwrap(),
+        rusqlite::types::Value::Text(text) => text,
+        other => panic!("appended_at {other:?}"),
+    })
+}
+
 fn row(conn: &Connection, seq: u64) -> Row {
     conn.query_row(
-        "SELECT appended_at, event, prev_hash FROM audit_records WHERE seq = ?1",
+        &format!("SELECT {APPENDED_AT}, event, prev_hash FROM audit_records WHERE seq = ?1"),
         [seq as i64],
         |r| {
             Ok(Row {
-                appended_at: r.get(0)?,
+                appended_at: appended_at(r, 0)?,
                 event: r.get(1)?,
                 prev: r.get(2)?,
             })
@@ -218,8 +229,8 @@ async fn an_inserted_record_is_named() {
         let event = template.event.replace("app-a", "intruder");
         let hash = record_hash(&prev, 12, &template.appended_at, &event);
         c.execute(
-            "INSERT INTO audit_records (seq, appended_at, event, prev_hash, hash, patient, outcome, recorded_ms, alert)
-             SELECT 12, appended_at, ?1, ?2, ?3, patient, outcome, recorded_ms, alert FROM audit_records WHERE seq = 13",
+            "INSERT INTO audit_records (seq, appended_at, appended_ms, event, prev_hash, hash, patient, outcome, recorded_ms, alert)
+             SELECT 12, appended_at, appended_ms, ?1, ?2, ?3, patient, outcome, recorded_ms, alert FROM audit_records WHERE seq = 13",
             params![event, prev.as_slice(), hash.as_slice()],
         )
         .unwrap();
@@ -230,8 +241,8 @@ async fn an_inserted_record_is_named() {
     let (_dir, path) = written_log().await;
     let result = tamper(&path, |c| {
         c.execute(
-            "INSERT INTO audit_records (seq, appended_at, event, prev_hash, hash, patient, outcome, recorded_ms, alert)
-             SELECT 36, appended_at, event, hash, hash, patient, outcome, recorded_ms, alert FROM audit_records WHERE seq = 35",
+            "INSERT INTO audit_records (seq, appended_at, appended_ms, event, prev_hash, hash, patient, outcome, recorded_ms, alert)
+             SELECT 36, appended_at, appended_ms, event, hash, hash, patient, outcome, recorded_ms, alert FROM audit_records WHERE seq = 35",
             [],
         )
         .unwrap();
@@ -367,16 +378,25 @@ async fn concurrent_appends_share_transactions() {
 /// Recomputes every record's `prev_hash` and `hash` from its content, as an
 /// attacker with write access but without the key would after an edit.
 fn rechain(conn: &Connection) {
-    let rows: Vec<(i64, String, String)> = conn
-        .prepare("SELECT seq, appended_at, event FROM audit_records ORDER BY seq")
+    let rows: Vec<(i64, String, crate::Body)> = conn
+        .prepare(&format!(
+            "SELECT seq, {APPENDED_AT}, event FROM audit_records ORDER BY seq"
+        ))
         .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_map([], |r| {
+            let body = match r.get::<_, rusqlite::types::Value>(2)? {
+                rusqlite::types::Value::Blob(bytes) => crate::Body::Compact(bytes),
+                rusqlite::types::Value::Text(json) => crate::Body::Json(json),
+                other => panic!("event {other:?}"),
+            };
+            Ok((r.get(0)?, appended_at(r, 1)?, body))
+        })
         .unwrap()
         .map(Result::unwrap)
         .collect();
     let mut prev = crate::chain::GENESIS;
-    for (seq, appended_at, event) in rows {
-        let hash = record_hash(&prev, seq as u64, &appended_at, &event);
+    for (seq, appended_at, body) in rows {
+        let hash = body.hash(&prev, seq as u64, &appended_at);
         conn.execute(
             "UPDATE audit_records SET prev_hash = ?1, hash = ?2 WHERE seq = ?3",
             params![prev.as_slice(), hash.as_slice(), seq],
