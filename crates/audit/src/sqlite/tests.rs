@@ -521,3 +521,173 @@ async fn alert_acknowledgements_are_held_to_the_chain() {
         (5, TamperKind::AcknowledgementMissing { alert_seq: 5 })
     );
 }
+
+/// 35 compact records as in `written_log` (requests' facts, not events),
+/// with a JSON record at 18, as a trail written across the upgrade holds.
+async fn compact_log() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(FILE_NAME);
+    let log = open(&path);
+    for i in 0..35u32 {
+        let client = if i % 2 == 0 { "app-a" } else { "app-b" };
+        if i == 17 {
+            log.append(vec![event(client, i % 3, i)]).await.unwrap();
+        } else {
+            let f = crate::tests::facts(client, i % 3, i);
+            log.record(crate::tests::NODE, vec![f]).await.unwrap();
+        }
+    }
+    drop(log);
+    (dir, path)
+}
+
+fn compact_body(conn: &Connection, seq: u64) -> Vec<u8> {
+    conn.query_row(
+        "SELECT event FROM audit_records WHERE seq = ?1",
+        [seq as i64],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn compact_records_verify_and_each_kind_of_tampering_is_named() {
+    let (_dir, path) = compact_log().await;
+    let report = verify_file(&path, &options()).unwrap();
+    assert_eq!(report.records, 35);
+
+    // One byte of a compact record changed.
+    let (_dir, path) = compact_log().await;
+    let result = tamper(&path, |c| {
+        let mut bytes = compact_body(c, 13);
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        c.execute(
+            "UPDATE audit_records SET event = ?1 WHERE seq = 13",
+            params![bytes],
+        )
+        .unwrap();
+    });
+    assert_eq!(first_bad(result), (13, TamperKind::ContentMismatch));
+
+    // Re-encoded with another client and re-hashed: its successor names it.
+    let (_dir, path) = compact_log().await;
+    let result = tamper(&path, |c| {
+        let (mut facts, node) = crate::compact::decode(&compact_body(c, 13)).unwrap();
+        facts.client_id = "app-x".into();
+        let bytes = crate::compact::encode(&facts, &node);
+        let old = row_appended(c, 13);
+        let prev: [u8; 32] = conn_hash(c, 12);
+        let hash = crate::chain::compact_record_hash(&prev, 13, &old, &bytes);
+        c.execute(
+            "UPDATE audit_records SET event = ?1, hash = ?2 WHERE seq = 13",
+            params![bytes, hash.as_slice()],
+        )
+        .unwrap();
+    });
+    assert_eq!(first_bad(result), (13, TamperKind::RewrittenPredecessor));
+
+    // An agent column pointed at another name, or the name itself renamed:
+    // the record would vanish from a search by its app.
+    let (_dir, path) = compact_log().await;
+    let result = tamper(&path, |c| {
+        c.execute(
+            "UPDATE audit_records SET client = (SELECT id FROM audit_names WHERE name = 'app-b') WHERE seq = 13",
+            [],
+        )
+        .unwrap();
+    });
+    assert_eq!(first_bad(result), (13, TamperKind::IndexMismatch));
+    let (_dir, path) = compact_log().await;
+    let result = tamper(&path, |c| {
+        c.execute(
+            "UPDATE audit_names SET name = 'app-z' WHERE name = 'app-a'",
+            [],
+        )
+        .unwrap();
+    });
+    assert_eq!(first_bad(result), (1, TamperKind::IndexMismatch));
+
+    // A compact record turned into text (the format changed under the hash).
+    let (_dir, path) = compact_log().await;
+    let result = tamper(&path, |c| {
+        c.execute(
+            "UPDATE audit_records SET event = CAST(event AS TEXT) WHERE seq = 20",
+            [],
+        )
+        .unwrap();
+    });
+    assert_eq!(first_bad(result), (20, TamperKind::ContentMismatch));
+
+    // Deleted: named as before.
+    let (_dir, path) = compact_log().await;
+    let result = tamper(&path, |c| {
+        c.execute("DELETE FROM audit_records WHERE seq = 13", [])
+            .unwrap();
+    });
+    assert_eq!(first_bad(result), (13, TamperKind::Missing));
+}
+
+fn row_appended(conn: &Connection, seq: u64) -> String {
+    conn.query_row(
+        &format!("SELECT {APPENDED_AT} FROM audit_records WHERE seq = ?1"),
+        [seq as i64],
+        |r| appended_at(r, 0),
+    )
+    .unwrap()
+}
+
+/// The target of issue 16: an audited consumer search costs at most 300
+/// bytes of `audit.db`, indexes included (pages in use after 5,000 searches
+/// by 1,000 patients, as a busy node writes them: in batches).
+#[tokio::test]
+async fn an_audited_search_costs_at_most_300_bytes_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(FILE_NAME);
+    let log = open(&path);
+    let searches = 5_000u32;
+    for batch in 0..searches / 100 {
+        let facts = (0..100)
+            .map(|i| {
+                let n = batch * 100 + i;
+                let patient = crate::tests::patient(n % 1000);
+                AuditFacts {
+                    interaction: crate::Interaction::Search,
+                    outcome: crate::AuditOutcome::Success,
+                    outcome_desc: None,
+                    recorded: crate::now_rfc3339(),
+                    request_id: Some(format!("00000000-0000-4000-8000-{n:012x}")),
+                    client_id: "bench-consumer".into(),
+                    organisation: Some("RX9".into()),
+                    user: None,
+                    purpose_of_use: None,
+                    patient: Some(patient),
+                    // 3.45 pointers per patient on average in the bench data.
+                    resources: (0..(1 + n % 6))
+                        .map(|k| format!("DocumentReference/RA{}-g1p{n:x}n{k}", n % 10))
+                        .collect(),
+                    query: Some(format!(
+                        "subject%3Aidentifier=https%3A%2F%2Ffhir.nhs.uk%2FId%2Fnhs-number%7C{}",
+                        patient.as_u64()
+                    )),
+                    access: Some(crate::AccessFacts {
+                        basis: "recorded".into(),
+                        reason: None,
+                        decision: "TRUSTED_APP".into(),
+                        alert: false,
+                        objection_overridden: false,
+                    }),
+                }
+            })
+            .collect();
+        log.record("nrls", facts).await.unwrap();
+    }
+    drop(log);
+    let conn = Connection::open(&path).unwrap();
+    let pragma = |name: &str| -> i64 { conn.pragma_query_value(None, name, |r| r.get(0)).unwrap() };
+    let used = (pragma("page_count") - pragma("freelist_count")) * pragma("page_size");
+    let per_search = used / i64::from(searches);
+    assert!(per_search <= 300, "{per_search} bytes per audited search");
+    drop(conn);
+    verify_file(&path, &options()).unwrap();
+}
