@@ -1,6 +1,7 @@
 //! Reads: searches, alerts and the streaming walk of `verify`.
 
-use rusqlite::{Connection, OptionalExtension, Row, params_from_iter, types::Value};
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 
 use crate::chain::{AuditRecord, Body, Hash};
 use crate::fields::SearchFields;
@@ -32,10 +33,12 @@ fn seq_of(value: i64) -> u64 {
 }
 
 /// The stored body: TEXT is a JSON record, BLOB a compact one.
+/// Text that is not UTF-8 (only a damaged or edited file holds it) is read
+/// lossily: its hash then fails to match, and verify names the record.
 fn body(row: &Row<'_>, column: usize) -> rusqlite::Result<Body> {
-    match row.get::<_, Value>(column)? {
-        Value::Text(json) => Ok(Body::Json(json)),
-        Value::Blob(bytes) => Ok(Body::Compact(bytes)),
+    match row.get_ref(column)? {
+        ValueRef::Text(json) => Ok(Body::Json(String::from_utf8_lossy(json).into_owned())),
+        ValueRef::Blob(bytes) => Ok(Body::Compact(bytes.to_vec())),
         other => Err(rusqlite::Error::InvalidColumnType(
             column,
             "event".into(),
@@ -46,9 +49,9 @@ fn body(row: &Row<'_>, column: usize) -> rusqlite::Result<Body> {
 
 /// `appended_at`: the text, or Unix ms (schema step 2) rendered as it was hashed.
 fn appended_at(row: &Row<'_>, column: usize) -> rusqlite::Result<String> {
-    match row.get::<_, Value>(column)? {
-        Value::Text(text) => Ok(text),
-        Value::Integer(ms) => Ok(u64::try_from(ms)
+    match row.get_ref(column)? {
+        ValueRef::Text(text) => Ok(String::from_utf8_lossy(text).into_owned()),
+        ValueRef::Integer(ms) => Ok(u64::try_from(ms)
             .ok()
             .and_then(crate::compact::format_ms)
             // Unrenderable: verify finds the hash does not match.

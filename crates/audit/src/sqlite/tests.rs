@@ -570,11 +570,11 @@ async fn compact_records_verify_and_each_kind_of_tampering_is_named() {
     });
     assert_eq!(first_bad(result), (13, TamperKind::ContentMismatch));
 
-    // Re-encoded with another client and re-hashed: its successor names it.
+    // Re-encoded with another request id and re-hashed: its successor names it.
     let (_dir, path) = compact_log().await;
     let result = tamper(&path, |c| {
         let (mut facts, node) = crate::compact::decode(&compact_body(c, 13)).unwrap();
-        facts.client_id = "app-x".into();
+        facts.request_id = Some("rex-forged".into());
         let bytes = crate::compact::encode(&facts, &node);
         let old = row_appended(c, 13);
         let prev: [u8; 32] = conn_hash(c, 12);
@@ -586,6 +586,21 @@ async fn compact_records_verify_and_each_kind_of_tampering_is_named() {
         .unwrap();
     });
     assert_eq!(first_bad(result), (13, TamperKind::RewrittenPredecessor));
+
+    // Another client without its index column: the index disagrees.
+    let (_dir, path) = compact_log().await;
+    let result = tamper(&path, |c| {
+        let (mut facts, node) = crate::compact::decode(&compact_body(c, 13)).unwrap();
+        facts.client_id = "app-x".into();
+        let bytes = crate::compact::encode(&facts, &node);
+        c.execute(
+            "UPDATE audit_records SET event = ?1 WHERE seq = 13",
+            params![bytes],
+        )
+        .unwrap();
+        rechain(c);
+    });
+    assert_eq!(first_bad(result), (13, TamperKind::IndexMismatch));
 
     // An agent column pointed at another name, or the name itself renamed:
     // the record would vanish from a search by its app.

@@ -99,7 +99,9 @@ fn rechain(db: &rusqlite::Connection) {
         .unwrap()
         .query_map([], |r| {
             let appended_at = match r.get::<_, rusqlite::types::Value>(1)? {
-                rusqlite::types::Value::Integer(ms) => audit::compact::format_ms(ms as u64).unwrap(),
+                rusqlite::types::Value::Integer(ms) => {
+                    audit::compact::format_ms(ms as u64).unwrap()
+                }
                 rusqlite::types::Value::Text(text) => text,
                 other => panic!("appended_at {other:?}"),
             };
