@@ -54,8 +54,9 @@ pub(crate) enum Command {
     Acknowledge {
         seq: u64,
         ack: Acknowledgement,
-        /// `ack.to_event(seq)`, prepared on the caller's thread.
-        event: PreparedEvent,
+        /// `ack.to_event(seq)`, prepared on the caller's thread (boxed:
+        /// acknowledgements are rare, appends are not).
+        event: Box<PreparedEvent>,
         reply: Reply<()>,
     },
     Checkpoint {
@@ -126,6 +127,7 @@ impl Queue {
         ack: Acknowledgement,
     ) -> Result<(), AuditError> {
         let event = PreparedEvent::new(&ack.to_event(seq))
+            .map(Box::new)
             .map_err(|e| AuditError::Serialise(e.to_string()))?;
         self.send(|reply| Command::Acknowledge {
             seq,

@@ -121,7 +121,10 @@ fn arbitrary_access() -> BoxedStrategy<AccessFacts> {
         .boxed()
 }
 
-fn who() -> BoxedStrategy<(String, Option<String>, Option<AuditUser>, Option<String>)> {
+/// Client id, organisation, user and purpose of use.
+type Who = (String, Option<String>, Option<AuditUser>, Option<String>);
+
+fn who() -> BoxedStrategy<Who> {
     (
         text(),
         proptest::option::of(text()),
