@@ -7,7 +7,7 @@ use store::sqlite::setup::{self, SetupError};
 use crate::AuditError;
 
 /// Append-only steps; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: records, their agents, checkpoints and alert acknowledgements.
     //
     // `seq` is assigned by the writer (last + 1), never by SQLite, so a gap

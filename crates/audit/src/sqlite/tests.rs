@@ -706,3 +706,72 @@ async fn an_audited_search_costs_at_most_300_bytes_on_disk() {
     drop(conn);
     verify_file(&path, &options()).unwrap();
 }
+
+/// A trail written before schema step 2 (JSON records, `appended_at` as
+/// text, agents as text rows) is migrated in place at open, keeps
+/// verifying, and continues with compact records; searches find both.
+#[tokio::test]
+async fn a_trail_from_before_compact_records_migrates_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(FILE_NAME);
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(super::schema::MIGRATIONS[0]).unwrap();
+    conn.pragma_update(None, "user_version", 1).unwrap();
+    let mut prev = crate::chain::GENESIS;
+    let appended_at = crate::now_rfc3339();
+    for seq in 1..=3u64 {
+        let event = event("app-old", 0, seq as u32);
+        let json = serde_json::to_string(&event).unwrap();
+        let fields = crate::fields::SearchFields::of(&event);
+        let hash = record_hash(&prev, seq, &appended_at, &json);
+        conn.execute(
+            "INSERT INTO audit_records (seq, appended_at, event, prev_hash, hash, patient, outcome, recorded_ms, alert)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL)",
+            params![seq as i64, appended_at, json, prev.as_slice(), hash.as_slice(),
+                    fields.patient.map(|p| p as i64), fields.outcome, fields.recorded_ms],
+        )
+        .unwrap();
+        for agent in &fields.agents {
+            conn.execute(
+                "INSERT INTO audit_agents (agent, seq) VALUES (?1, ?2)",
+                params![agent, seq as i64],
+            )
+            .unwrap();
+        }
+        prev = hash;
+    }
+    drop(conn);
+
+    let log = open(&path);
+    let facts = crate::tests::facts("app-new", 0, 9);
+    assert_eq!(
+        log.record(crate::tests::NODE, vec![facts]).await.unwrap(),
+        vec![4]
+    );
+    log.checkpoint().await.unwrap();
+    let report = log.verify(&options()).await.unwrap();
+    assert_eq!(report.records, 4);
+    let by = |agent: &str| AuditQuery {
+        agent: Some(agent.to_owned()),
+        ..AuditQuery::default()
+    };
+    let seqs = |page: AuditPage| page.records.iter().map(|r| r.seq).collect::<Vec<_>>();
+    assert_eq!(
+        seqs(log.search(&by("app-old")).await.unwrap()),
+        vec![3, 2, 1]
+    );
+    assert_eq!(seqs(log.search(&by("app-new")).await.unwrap()), vec![4]);
+    // Both kinds name the organisation; newest first across the formats.
+    assert_eq!(
+        seqs(log.search(&by("RX1")).await.unwrap()),
+        vec![4, 3, 2, 1]
+    );
+    let patient = AuditQuery {
+        patient: Some(crate::tests::patient(0)),
+        ..AuditQuery::default()
+    };
+    assert_eq!(seqs(log.search(&patient).await.unwrap()), vec![4, 3, 2, 1]);
+    let old = log.get(2).await.unwrap().unwrap();
+    assert!(old.compact.is_none());
+    assert_eq!(old.event().unwrap(), event("app-old", 0, 2));
+}
