@@ -11,7 +11,6 @@ use audit::{
     now_rfc3339,
 };
 use domain::NhsNumber;
-use fhir::AuditEvent;
 use telemetry::AuditMetrics;
 
 use crate::caller::Actor;
@@ -38,86 +37,8 @@ pub struct AuditDraft {
     pub nhs_login_subject: Option<String>,
 }
 
-/// The identifier system of an NHS login `sub` in an event's agents.
-pub const NHS_LOGIN_SUBJECT: &str = "https://login.nhs.uk/sub";
-
-/// nrls's own subtypes of DICOM "User Authentication" (the issue of an
-/// access token has no DICOM code).
-pub const SESSION_EVENT_SYSTEM: &str = "urn:nrls:audit-session-event";
-
-/// Events about a patient's NHS login session rather than their records:
-/// BALP records authentication as DICOM `110114` "User Authentication"
-/// with subtype `110122` Login or `110123` Logout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionEvent {
-    /// Signing in with NHS login (success or failure).
-    Login,
-    /// Signing out.
-    Logout,
-    /// A patient token issued from the session (`POST /patient/token`).
-    TokenIssued,
-}
-
-impl SessionEvent {
-    /// The `AuditEvent.subtype` coding: system, code, display.
-    pub fn subtype(self) -> (&'static str, &'static str, &'static str) {
-        match self {
-            SessionEvent::Login => (audit::event::systems::DCM, "110122", "Login"),
-            SessionEvent::Logout => (audit::event::systems::DCM, "110123", "Logout"),
-            SessionEvent::TokenIssued => (SESSION_EVENT_SYSTEM, "token-issued", "Token issued"),
-        }
-    }
-
-    /// Reads an event's `subtype` code back.
-    pub fn of_code(code: &str) -> Option<SessionEvent> {
-        [
-            SessionEvent::Login,
-            SessionEvent::Logout,
-            SessionEvent::TokenIssued,
-        ]
-        .into_iter()
-        .find(|e| e.subtype().1 == code)
-    }
-}
-
-/// DICOM `110114`, the `AuditEvent.type` of [`SessionEvent`]s.
-pub const USER_AUTHENTICATION: &str = "110114";
-
-/// Reshapes a RESTful event built by `AuditFacts` into a session event,
-/// and names the NHS login account as an agent: the facts' own fields
-/// (outcome, purpose, patient, time) are kept as built.
-fn shape(event: &mut AuditEvent, session_event: Option<SessionEvent>, subject: Option<String>) {
-    if let Some(kind) = session_event {
-        let (system, code, display) = kind.subtype();
-        event.kind = fhir::Coding::new(
-            audit::event::systems::DCM,
-            USER_AUTHENTICATION,
-            "User Authentication",
-        );
-        event.subtype = vec![fhir::Coding::new(system, code, display)];
-        event.action = Some("E".to_owned());
-    }
-    if let Some(subject) = subject {
-        // The patient, not the app, asked.
-        event.agent.iter_mut().for_each(|a| a.requestor = false);
-        event.agent.push(fhir::AuditAgent {
-            kind: Some(fhir::CodeableConcept {
-                coding: Some(vec![fhir::Coding::new(
-                    audit::event::systems::PARTICIPATION,
-                    "IRCP",
-                    "information recipient",
-                )]),
-                ..Default::default()
-            }),
-            who: Some(fhir::Reference {
-                identifier: Some(fhir::Identifier::new(NHS_LOGIN_SUBJECT, &subject)),
-                ..Default::default()
-            }),
-            requestor: true,
-            ..Default::default()
-        });
-    }
-}
+pub use audit::event::systems::{NHS_LOGIN_SUBJECT, SESSION_EVENT as SESSION_EVENT_SYSTEM};
+pub use audit::{SessionEvent, USER_AUTHENTICATION};
 
 impl AuditDraft {
     pub fn new(interaction: Interaction) -> AuditDraft {
@@ -166,7 +87,6 @@ pub async fn audited<T>(
         Err(e) => (e.status().as_u16(), Some(e.summary())),
     };
     let access = actor.access;
-    let (session_event, subject) = (draft.session_event, draft.nhs_login_subject);
     let facts = AuditFacts {
         interaction: draft.interaction,
         outcome: AuditOutcome::of_status(status),
@@ -186,10 +106,10 @@ pub async fn audited<T>(
         resources: draft.resources,
         query: draft.query,
         access: draft.access,
+        session: draft.session_event,
+        login_subject: draft.nhs_login_subject,
     };
     let services = ctx.access;
-    let mut event = facts.to_event(&services.node);
-    shape(&mut event, session_event, subject);
     let metrics = ctx.metrics.audit();
     // A server failure discloses nothing, and usually means the database is
     // away: the audit trail, often in the same database, would make the
@@ -197,14 +117,15 @@ pub async fn audited<T>(
     // is written in the background instead (or its failure logged).
     if matches!(&result, Err(e) if e.status().is_server_error()) {
         let (log, metrics) = (Arc::clone(&services.audit), metrics.clone());
+        let services_node = services.node.clone();
         tokio::spawn(async move {
-            if let Err(e) = append(log.as_ref(), &metrics, event).await {
+            if let Err(e) = append(log.as_ref(), &metrics, &services_node, facts).await {
                 tracing::warn!(error = %e, "audit write of a failed request failed");
             }
         });
         return result;
     }
-    match append(services.audit.as_ref(), metrics, event).await {
+    match append(services.audit.as_ref(), metrics, &services.node, facts).await {
         Ok(()) => result,
         Err(e) => {
             tracing::error!(error = %e, "audit write failed: refusing the response");
@@ -214,15 +135,17 @@ pub async fn audited<T>(
     }
 }
 
-/// Appends one event, counted in the backlog while it waits and as written
-/// once durable.
+/// Appends one request's facts (a compact record, rendered as the
+/// `AuditEvent` when read), counted in the backlog while it waits and as
+/// written once durable.
 async fn append(
     log: &dyn AuditLog,
     metrics: &AuditMetrics,
-    event: AuditEvent,
+    node: &str,
+    facts: AuditFacts,
 ) -> Result<(), AuditError> {
     let pending = metrics.pending();
-    let seqs = log.append(vec![event]).await?;
+    let seqs = log.record(node, vec![facts]).await?;
     drop(pending);
     metrics.written(seqs.len() as u64);
     Ok(())

@@ -33,6 +33,8 @@ impl Acknowledgement {
             resources: vec![format!("AuditEvent/{alert_seq}")],
             query: None,
             access: None,
+            session: None,
+            login_subject: None,
         };
         let mut event = facts.to_event(OBSERVER);
         let mut parts = vec![

@@ -9,7 +9,7 @@ use fhir::AuditEvent;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::chain::{Hash, Links, PreparedEvent};
-use crate::{Acknowledgement, AuditError, Checkpoint};
+use crate::{Acknowledgement, AuditError, AuditFacts, Checkpoint};
 
 /// Transactions run and commands they carried since open.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -54,8 +54,9 @@ pub(crate) enum Command {
     Acknowledge {
         seq: u64,
         ack: Acknowledgement,
-        /// `ack.to_event(seq)`, prepared on the caller's thread.
-        event: PreparedEvent,
+        /// `ack.to_event(seq)`, prepared on the caller's thread (boxed:
+        /// acknowledgements are rare, appends are not).
+        event: Box<PreparedEvent>,
         reply: Reply<()>,
     },
     Checkpoint {
@@ -102,6 +103,23 @@ impl Queue {
         self.send(|reply| Command::Append { events, reply }).await
     }
 
+    /// Encodes `facts` compactly on the caller's thread, queues them and
+    /// waits for their seqs.
+    pub(crate) async fn record(
+        &self,
+        node: &str,
+        facts: &[AuditFacts],
+    ) -> Result<Vec<u64>, AuditError> {
+        if facts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let events = facts
+            .iter()
+            .map(|f| PreparedEvent::compact(f, node))
+            .collect();
+        self.send(|reply| Command::Append { events, reply }).await
+    }
+
     /// Queues an acknowledgement (with its chain record) and waits.
     pub(crate) async fn acknowledge(
         &self,
@@ -109,6 +127,7 @@ impl Queue {
         ack: Acknowledgement,
     ) -> Result<(), AuditError> {
         let event = PreparedEvent::new(&ack.to_event(seq))
+            .map(Box::new)
             .map_err(|e| AuditError::Serialise(e.to_string()))?;
         self.send(|reply| Command::Acknowledge {
             seq,
@@ -164,7 +183,7 @@ pub(crate) fn chain<'b, E>(
             Command::Append { events, .. } => {
                 let mut seqs = Vec::with_capacity(events.len());
                 for event in events {
-                    let (seq, prev, hash) = links.push(appended_at, &event.json);
+                    let (seq, prev, hash) = links.push(appended_at, &event.body);
                     store(seq, event, &prev, &hash)?;
                     seqs.push(seq);
                 }

@@ -1,10 +1,21 @@
 //! The hash chain: how a record's hash is computed, how the writer extends
 //! the chain, and how `verify` walks it and names the first bad record.
 //!
-//! `hash(n) = SHA-256(hash(n-1) || "nrls-audit-record-v1\0" || seq(8, BE)
-//! || len(appended_at)(8, BE) || appended_at || len(json)(8, BE) || json)`,
-//! with `hash(0)` = 32 zero bytes. The JSON is hashed exactly as stored:
-//! it is serialised once at append and never re-serialised.
+//! A record is stored in one of two formats, and the chain hashes exactly
+//! what is stored:
+//!
+//! - format 1, the `AuditEvent` JSON: `hash(n) = SHA-256(hash(n-1) ||
+//!   "nrls-audit-record-v1\0" || seq(8, BE) || len(appended_at)(8, BE) ||
+//!   appended_at || len(json)(8, BE) || json)`. Serialised once at append,
+//!   never re-serialised. Acknowledgements, and events appended as events,
+//!   are kept this way; so is every record written before format 2.
+//! - format 2, the compact facts ([`crate::compact`]): the same with the tag
+//!   `"nrls-audit-record-v2\0"` and the compact bytes in place of the JSON.
+//!   Requests' records are kept this way; the `AuditEvent` is rendered from
+//!   the facts when read.
+//!
+//! `hash(0)` = 32 zero bytes. The two tags keep a record of one format from
+//! ever hashing like a record of the other.
 
 use std::time::Instant;
 
@@ -12,6 +23,7 @@ use fhir::AuditEvent;
 use sha2::{Digest, Sha256};
 
 use crate::checkpoint::{Checkpoint, CheckpointKey, CheckpointSigner, hex};
+use crate::event::AuditFacts;
 use crate::fields::SearchFields;
 
 /// A SHA-256 digest.
@@ -21,18 +33,101 @@ pub type Hash = [u8; 32];
 pub const GENESIS: Hash = [0; 32];
 
 const RECORD_TAG: &[u8] = b"nrls-audit-record-v1\0";
+const COMPACT_TAG: &[u8] = b"nrls-audit-record-v2\0";
 
-/// The chain hash of one record.
-pub fn record_hash(prev: &Hash, seq: u64, appended_at: &str, json: &str) -> Hash {
+fn tagged_hash(tag: &[u8], prev: &Hash, seq: u64, appended_at: &str, body: &[u8]) -> Hash {
     let mut h = Sha256::new();
     h.update(prev);
-    h.update(RECORD_TAG);
+    h.update(tag);
     h.update(seq.to_be_bytes());
     h.update((appended_at.len() as u64).to_be_bytes());
     h.update(appended_at.as_bytes());
-    h.update((json.len() as u64).to_be_bytes());
-    h.update(json.as_bytes());
+    h.update((body.len() as u64).to_be_bytes());
+    h.update(body);
     h.finalize().into()
+}
+
+/// The chain hash of one format-1 (JSON) record.
+pub fn record_hash(prev: &Hash, seq: u64, appended_at: &str, json: &str) -> Hash {
+    tagged_hash(RECORD_TAG, prev, seq, appended_at, json.as_bytes())
+}
+
+/// The chain hash of one format-2 (compact) record.
+pub fn compact_record_hash(prev: &Hash, seq: u64, appended_at: &str, compact: &[u8]) -> Hash {
+    tagged_hash(COMPACT_TAG, prev, seq, appended_at, compact)
+}
+
+/// How a compact body starts when kept as text.
+pub const COMPACT_TEXT_PREFIX: &str = "c2:";
+
+/// What one record stores and the chain hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// Format 1: the `AuditEvent` JSON.
+    Json(String),
+    /// Format 2: the compact facts ([`crate::compact`]).
+    Compact(Vec<u8>),
+}
+
+impl Body {
+    /// The chain hash of a record with this body.
+    pub fn hash(&self, prev: &Hash, seq: u64, appended_at: &str) -> Hash {
+        match self {
+            Body::Json(json) => record_hash(prev, seq, appended_at, json),
+            Body::Compact(bytes) => compact_record_hash(prev, seq, appended_at, bytes),
+        }
+    }
+
+    /// The body as text, for a text column (PostgreSQL's `event`): JSON as
+    /// is, a compact body as [`COMPACT_TEXT_PREFIX`] and its base64. JSON
+    /// always starts with `{`, so the two never meet.
+    pub fn to_text(&self) -> String {
+        match self {
+            Body::Json(json) => json.clone(),
+            Body::Compact(bytes) => {
+                use base64::Engine;
+                let mut text = String::with_capacity(4 + bytes.len() * 4 / 3);
+                text.push_str(COMPACT_TEXT_PREFIX);
+                base64::engine::general_purpose::STANDARD_NO_PAD.encode_string(bytes, &mut text);
+                text
+            }
+        }
+    }
+
+    /// Reads what [`Body::to_text`] wrote. Text that is neither stays JSON,
+    /// which verify then finds modified.
+    pub fn from_text(text: String) -> Body {
+        use base64::Engine;
+        match text
+            .strip_prefix(COMPACT_TEXT_PREFIX)
+            .map(|b64| base64::engine::general_purpose::STANDARD_NO_PAD.decode(b64))
+        {
+            Some(Ok(bytes)) => Body::Compact(bytes),
+            _ => Body::Json(text),
+        }
+    }
+
+    /// The `AuditEvent` JSON: as stored, or rendered from the facts. A
+    /// compact body that does not decode (a damaged file; verify names it)
+    /// renders as `null`.
+    pub fn render(&self) -> String {
+        match self {
+            Body::Json(json) => json.clone(),
+            Body::Compact(bytes) => render_compact(bytes),
+        }
+    }
+}
+
+fn render_compact(bytes: &[u8]) -> String {
+    match crate::compact::decode(bytes) {
+        Ok((facts, node)) => {
+            serde_json::to_string(&facts.to_event(&node)).unwrap_or_else(|_| "null".to_owned())
+        }
+        Err(error) => {
+            tracing::warn!(%error, "an audit record does not decode");
+            "null".to_owned()
+        }
+    }
 }
 
 /// One stored record of the log.
@@ -42,35 +137,112 @@ pub struct AuditRecord {
     pub seq: u64,
     /// When the record was appended (RFC 3339), part of the hash.
     pub appended_at: String,
-    /// The `AuditEvent`, exactly as hashed.
+    /// The `AuditEvent` JSON: exactly as hashed for a format-1 record,
+    /// rendered from the facts for a format-2 one.
     pub event_json: String,
     /// The previous record's hash ([`GENESIS`] for seq 1).
     pub prev_hash: Hash,
-    /// This record's chain hash ([`record_hash`]).
+    /// This record's chain hash ([`Body::hash`]).
     pub hash: Hash,
+    /// The compact facts as stored and hashed, for a format-2 record;
+    /// `None` for a format-1 record, whose JSON is what was hashed.
+    pub compact: Option<Vec<u8>>,
 }
 
 impl AuditRecord {
+    /// A record read back from storage; `render`: fill `event_json` from a
+    /// compact body (verify needs only the body).
+    pub(crate) fn stored(
+        seq: u64,
+        appended_at: String,
+        body: Body,
+        prev_hash: Hash,
+        hash: Hash,
+        render: bool,
+    ) -> AuditRecord {
+        let (event_json, compact) = match body {
+            Body::Json(json) => (json, None),
+            Body::Compact(bytes) => {
+                let json = if render {
+                    render_compact(&bytes)
+                } else {
+                    String::new()
+                };
+                (json, Some(bytes))
+            }
+        };
+        AuditRecord {
+            seq,
+            appended_at,
+            event_json,
+            prev_hash,
+            hash,
+            compact,
+        }
+    }
+
+    /// What was stored and hashed.
+    pub fn body(&self) -> Body {
+        match &self.compact {
+            Some(bytes) => Body::Compact(bytes.clone()),
+            None => Body::Json(self.event_json.clone()),
+        }
+    }
+
+    /// This record's hash as its content says, were it at `seq` after `prev`.
+    pub(crate) fn hash_at(&self, prev: &Hash, seq: u64) -> Hash {
+        match &self.compact {
+            Some(bytes) => compact_record_hash(prev, seq, &self.appended_at, bytes),
+            None => record_hash(prev, seq, &self.appended_at, &self.event_json),
+        }
+    }
+
     /// The stored event, parsed.
     pub fn event(&self) -> Result<AuditEvent, serde_json::Error> {
         serde_json::from_str(&self.event_json)
     }
 }
 
-/// An event ready to append: serialised, with its search fields. Built on
+/// A record ready to append: its body, with its search fields. Built on
 /// the caller's thread so the single writer thread only hashes and writes.
 #[derive(Debug, Clone)]
 pub(crate) struct PreparedEvent {
-    pub json: String,
+    pub body: Body,
     pub fields: SearchFields,
+    /// Which agent is which, for a compact record (backends may index the
+    /// three by role); `None` for a JSON record.
+    pub roles: Option<AgentRoles>,
+}
+
+/// The agents of a compact record by role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AgentRoles {
+    pub client: String,
+    pub org: Option<String>,
+    pub person: Option<String>,
 }
 
 impl PreparedEvent {
+    /// A format-1 record of `event`.
     pub(crate) fn new(event: &AuditEvent) -> Result<PreparedEvent, serde_json::Error> {
         Ok(PreparedEvent {
-            json: serde_json::to_string(event)?,
+            body: Body::Json(serde_json::to_string(event)?),
             fields: SearchFields::of(event),
+            roles: None,
         })
+    }
+
+    /// A format-2 record of `facts` observed by `node`: no JSON is built.
+    pub(crate) fn compact(facts: &AuditFacts, node: &str) -> PreparedEvent {
+        PreparedEvent {
+            body: Body::Compact(crate::compact::encode(facts, node)),
+            fields: SearchFields::of_facts(facts),
+            roles: Some(AgentRoles {
+                client: facts.client_id.clone(),
+                org: facts.organisation.clone(),
+                person: facts.user.as_ref().map(|u| u.person_id.clone()),
+            }),
+        }
     }
 }
 
@@ -226,10 +398,10 @@ pub(crate) struct Links {
 
 impl Links {
     /// Chains one more record; returns its seq, previous hash and hash.
-    pub(crate) fn push(&mut self, appended_at: &str, json: &str) -> (u64, Hash, Hash) {
+    pub(crate) fn push(&mut self, appended_at: &str, body: &Body) -> (u64, Hash, Hash) {
         let prev = self.hash;
         self.seq += 1;
-        self.hash = record_hash(&prev, self.seq, appended_at, json);
+        self.hash = body.hash(&prev, self.seq, appended_at);
         self.unsigned += 1;
         if self.unsigned >= self.records {
             self.due.push((self.seq, self.hash));

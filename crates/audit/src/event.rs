@@ -3,6 +3,8 @@
 //! agents for the app, the user and the organisation, the patient and the
 //! pointers as entities, the query base64-encoded, and the `X-Request-Id`.
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use domain::NhsNumber;
@@ -35,6 +37,63 @@ pub mod systems {
     pub const NRBAC_ROLE: &str = "urn:nrls:nrbac-role-code";
     /// nrls's own complex extension: how access was decided.
     pub const ACCESS_EXTENSION: &str = "urn:nrls:fhir:StructureDefinition:access-decision";
+    /// nrls's own subtypes of DICOM "User Authentication" (the issue of an
+    /// access token has no DICOM code).
+    pub const SESSION_EVENT: &str = "urn:nrls:audit-session-event";
+    /// The identifier system of an NHS login `sub` in an event's agents.
+    pub const NHS_LOGIN_SUBJECT: &str = "https://login.nhs.uk/sub";
+}
+
+/// DICOM `110114`, the `AuditEvent.type` of [`SessionEvent`]s.
+pub const USER_AUTHENTICATION: &str = "110114";
+
+/// Events about a patient's NHS login session rather than their records:
+/// BALP records authentication as DICOM `110114` "User Authentication"
+/// with subtype `110122` Login or `110123` Logout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionEvent {
+    /// Signing in with NHS login (success or failure).
+    Login,
+    /// Signing out.
+    Logout,
+    /// A patient token issued from the session (`POST /patient/token`).
+    TokenIssued,
+}
+
+impl SessionEvent {
+    const ALL: [SessionEvent; 3] = [
+        SessionEvent::Login,
+        SessionEvent::Logout,
+        SessionEvent::TokenIssued,
+    ];
+
+    /// The `AuditEvent.subtype` coding: system, code, display.
+    pub fn subtype(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            SessionEvent::Login => (systems::DCM, "110122", "Login"),
+            SessionEvent::Logout => (systems::DCM, "110123", "Logout"),
+            SessionEvent::TokenIssued => (systems::SESSION_EVENT, "token-issued", "Token issued"),
+        }
+    }
+
+    /// Reads an event's `subtype` code back.
+    pub fn of_code(code: &str) -> Option<SessionEvent> {
+        Self::ALL.into_iter().find(|e| e.subtype().1 == code)
+    }
+
+    /// The compact record's code (part of format 2: never renumbered).
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            SessionEvent::Login => 1,
+            SessionEvent::Logout => 2,
+            SessionEvent::TokenIssued => 3,
+        }
+    }
+
+    /// Inverse of [`SessionEvent::code`].
+    pub(crate) fn of_byte(code: u8) -> Option<SessionEvent> {
+        Self::ALL.into_iter().find(|e| e.code() == code)
+    }
 }
 
 /// The FHIR interaction audited.
@@ -129,12 +188,13 @@ pub struct AuditUser {
 /// How access was decided, as the policy said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessFacts {
-    /// `recorded`, `self-claimed` or `break-glass`.
-    pub basis: &'static str,
+    /// `recorded`, `self-claimed` or `break-glass` (owned when read back
+    /// from a stored record).
+    pub basis: Cow<'static, str>,
     /// The reason given for a self-claim or break-glass.
     pub reason: Option<String>,
     /// The policy's reason code (a basis such as `BREAK_GLASS` or a denial).
-    pub decision: &'static str,
+    pub decision: Cow<'static, str>,
     /// A privacy-officer alert was raised (self-claimed or break-glass).
     pub alert: bool,
     /// Break-glass lifted a patient objection.
@@ -145,9 +205,9 @@ impl AccessFacts {
     /// The facts of an allowed request.
     pub fn granted(basis: &AccessBasis, grant: &Grant<'_>) -> AccessFacts {
         AccessFacts {
-            basis: basis.kind(),
+            basis: Cow::Borrowed(basis.kind()),
             reason: basis.reason().map(str::to_owned),
-            decision: grant.basis.as_str(),
+            decision: Cow::Borrowed(grant.basis.as_str()),
             alert: grant.alert.is_some(),
             objection_overridden: grant.objection_overridden,
         }
@@ -156,17 +216,17 @@ impl AccessFacts {
     /// The facts of a denied request.
     pub fn denied(basis: &AccessBasis, denial: &Denial) -> AccessFacts {
         AccessFacts {
-            basis: basis.kind(),
+            basis: Cow::Borrowed(basis.kind()),
             reason: basis.reason().map(str::to_owned),
-            decision: denial.reason.as_str(),
+            decision: Cow::Borrowed(denial.reason.as_str()),
             alert: false,
             objection_overridden: false,
         }
     }
 
     /// The alert kind this decision raised, if any.
-    pub fn alert_kind(&self) -> Option<&'static str> {
-        self.alert.then_some(self.basis)
+    pub fn alert_kind(&self) -> Option<&str> {
+        self.alert.then_some(&*self.basis)
     }
 }
 
@@ -199,6 +259,10 @@ pub struct AuditFacts {
     pub query: Option<String>,
     /// The access decision, for consumer calls.
     pub access: Option<AccessFacts>,
+    /// Not a RESTful operation: a patient's sign-in, sign-out or token.
+    pub session: Option<SessionEvent>,
+    /// The NHS login `sub` of the patient acting, when known.
+    pub login_subject: Option<String>,
 }
 
 /// The current UTC time as FHIR `instant` (RFC 3339, millisecond precision).
@@ -228,6 +292,38 @@ impl AuditFacts {
     /// The `AuditEvent` for these facts; `node` names this nrls node (the
     /// source observer).
     pub fn to_event(&self, node: &str) -> AuditEvent {
+        let mut event = self.restful_event(node);
+        self.shape_session(&mut event);
+        event
+    }
+
+    /// A session event is typed as DICOM "User Authentication", and the NHS
+    /// login account that acted is named as the requesting agent; the other
+    /// fields (outcome, purpose, patient, time) render as for any request.
+    fn shape_session(&self, event: &mut AuditEvent) {
+        if let Some(kind) = self.session {
+            let (system, code, display) = kind.subtype();
+            event.kind = Coding::new(systems::DCM, USER_AUTHENTICATION, "User Authentication");
+            event.subtype = vec![Coding::new(system, code, display)];
+            event.action = Some("E".to_owned());
+        }
+        if let Some(subject) = &self.login_subject {
+            // The patient, not the app, asked.
+            event.agent.iter_mut().for_each(|a| a.requestor = false);
+            event.agent.push(AuditAgent {
+                kind: Some(concept(
+                    systems::PARTICIPATION,
+                    "IRCP",
+                    "information recipient",
+                )),
+                who: Some(identified(systems::NHS_LOGIN_SUBJECT, subject)),
+                requestor: true,
+                ..Default::default()
+            });
+        }
+    }
+
+    fn restful_event(&self, node: &str) -> AuditEvent {
         AuditEvent {
             resource_type: "AuditEvent".to_owned(),
             id: None,

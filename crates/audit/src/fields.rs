@@ -6,7 +6,7 @@
 use domain::NhsNumber;
 use fhir::AuditEvent;
 
-use crate::event::{access_of, systems};
+use crate::event::{AuditFacts, access_of, systems};
 
 /// What an audit search can filter on.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -25,6 +25,30 @@ pub struct SearchFields {
 }
 
 impl SearchFields {
+    /// The fields of the event `facts` render as, straight from the facts
+    /// (equal to `SearchFields::of(&facts.to_event(node))`, without building
+    /// the event).
+    pub fn of_facts(facts: &AuditFacts) -> SearchFields {
+        let mut agents: Vec<String> = std::iter::once(&facts.client_id)
+            .chain(facts.user.as_ref().map(|u| &u.person_id))
+            .chain(facts.organisation.as_ref())
+            .cloned()
+            .collect();
+        agents.sort_unstable();
+        agents.dedup();
+        SearchFields {
+            patient: facts.patient.map(NhsNumber::as_u64),
+            agents,
+            outcome: facts.outcome.code().to_owned(),
+            recorded_ms: parse_instant_ms(&facts.recorded).unwrap_or(0),
+            alert: facts
+                .access
+                .as_ref()
+                .and_then(|a| a.alert_kind())
+                .map(str::to_owned),
+        }
+    }
+
     /// The fields of `event`.
     pub fn of(event: &AuditEvent) -> SearchFields {
         let patient = event
@@ -43,7 +67,11 @@ impl SearchFields {
         let mut agents: Vec<String> = event
             .agent
             .iter()
-            .filter_map(|a| a.who.as_ref()?.identifier.as_ref()?.value.clone())
+            .filter_map(|a| a.who.as_ref()?.identifier.as_ref())
+            // An NHS login account is a patient acting, not an agent the
+            // admin search finds records by (nor one the compact index holds).
+            .filter(|i| i.system.as_deref() != Some(systems::NHS_LOGIN_SUBJECT))
+            .filter_map(|i| i.value.clone())
             .collect();
         agents.sort_unstable();
         agents.dedup();

@@ -21,6 +21,7 @@ pub mod acknowledgement;
 mod batch;
 pub mod chain;
 pub mod checkpoint;
+pub mod compact;
 pub mod event;
 pub mod fields;
 pub mod memory;
@@ -36,11 +37,14 @@ use fhir::AuditEvent;
 
 pub use batch::WriteStats;
 pub use chain::{
-    Anchor, AuditRecord, CheckpointPolicy, DEFAULT_TOLERANCE_SECONDS, Hash, Tamper, TamperKind,
-    VerifyOptions, VerifyReport,
+    Anchor, AuditRecord, Body, CheckpointPolicy, DEFAULT_TOLERANCE_SECONDS, Hash, Tamper,
+    TamperKind, VerifyOptions, VerifyReport,
 };
 pub use checkpoint::{Checkpoint, CheckpointKey, CheckpointSigner, CheckpointVersion};
-pub use event::{AccessFacts, AuditFacts, AuditOutcome, AuditUser, Interaction, now_rfc3339};
+pub use event::{
+    AccessFacts, AuditFacts, AuditOutcome, AuditUser, Interaction, SessionEvent,
+    USER_AUTHENTICATION, now_rfc3339,
+};
 pub use query::{Acknowledgement, Alert, AlertQuery, AuditCursor, AuditPage, AuditQuery};
 
 /// Why an audit operation failed.
@@ -85,6 +89,11 @@ pub trait AuditLog: Send + Sync + 'static {
     /// Appends events in order and returns their sequence numbers. Durable
     /// before it returns: the HTTP layer answers only after this is `Ok`.
     async fn append(&self, events: Vec<AuditEvent>) -> Result<Vec<u64>, AuditError>;
+
+    /// Appends the facts of requests observed by `node`, in order, as
+    /// compact records (format 2, see [`compact`]); reads render each as
+    /// `facts.to_event(node)`. Durable before it returns, as `append`.
+    async fn record(&self, node: &str, facts: Vec<AuditFacts>) -> Result<Vec<u64>, AuditError>;
 
     /// Records matching `query`, newest first, one page.
     async fn search(&self, query: &AuditQuery) -> Result<AuditPage, AuditError>;

@@ -10,8 +10,9 @@ use fhir::AuditEvent;
 use crate::chain::{ChainHead, GENESIS, PreparedEvent};
 use crate::verify::{StoredRow, Verifier};
 use crate::{
-    Acknowledgement, Alert, AlertQuery, AuditError, AuditLog, AuditPage, AuditQuery, AuditRecord,
-    Checkpoint, CheckpointPolicy, CheckpointSigner, VerifyError, VerifyOptions, VerifyReport,
+    Acknowledgement, Alert, AlertQuery, AuditError, AuditFacts, AuditLog, AuditPage, AuditQuery,
+    AuditRecord, Checkpoint, CheckpointPolicy, CheckpointSigner, VerifyError, VerifyOptions,
+    VerifyReport,
 };
 
 struct State {
@@ -56,15 +57,17 @@ impl MemoryAuditLog {
         let mut links = state.head.links(&self.policy);
         let mut seqs = Vec::with_capacity(events.len());
         for event in events {
-            let (seq, prev_hash, hash) = links.push(&appended_at, &event.json);
+            let (seq, prev_hash, hash) = links.push(&appended_at, &event.body);
             state.rows.push(StoredRow {
-                record: AuditRecord {
+                // Rendered when read, as the other backends do.
+                record: AuditRecord::stored(
                     seq,
-                    appended_at: appended_at.clone(),
-                    event_json: event.json,
+                    appended_at.clone(),
+                    event.body,
                     prev_hash,
                     hash,
-                },
+                    false,
+                ),
                 fields: event.fields,
             });
             seqs.push(seq);
@@ -81,8 +84,26 @@ impl MemoryAuditLog {
     }
 }
 
+/// A copy of `record` with its event JSON, rendered if compact.
+fn rendered(record: &AuditRecord) -> AuditRecord {
+    let mut copy = record.clone();
+    if record.compact.is_some() {
+        copy.event_json = record.body().render();
+    }
+    copy
+}
+
 #[async_trait]
 impl AuditLog for MemoryAuditLog {
+    async fn record(&self, node: &str, facts: Vec<AuditFacts>) -> Result<Vec<u64>, AuditError> {
+        let prepared = facts
+            .iter()
+            .map(|f| PreparedEvent::compact(f, node))
+            .collect();
+        let mut state = self.lock();
+        Ok(self.chain(&mut state, prepared, false))
+    }
+
     async fn append(&self, events: Vec<AuditEvent>) -> Result<Vec<u64>, AuditError> {
         let prepared = events
             .iter()
@@ -104,7 +125,7 @@ impl AuditLog for MemoryAuditLog {
         let records: Vec<AuditRecord> = matching
             .by_ref()
             .take(count)
-            .map(|row| row.record.clone())
+            .map(|row| rendered(&row.record))
             .collect();
         let next_before_seq = match (matching.next(), records.last()) {
             (Some(_), Some(last)) => Some(last.seq),
@@ -121,7 +142,7 @@ impl AuditLog for MemoryAuditLog {
         Ok(seq
             .checked_sub(1)
             .and_then(|i| state.rows.get(usize::try_from(i).ok()?))
-            .map(|row| row.record.clone()))
+            .map(|row| rendered(&row.record)))
     }
 
     async fn alerts(&self, query: &AlertQuery) -> Result<Vec<Alert>, AuditError> {
@@ -135,7 +156,7 @@ impl AuditLog for MemoryAuditLog {
                 let kind = row.fields.alert.clone()?;
                 let acknowledgement = state.acks.get(&row.record.seq).cloned();
                 (!query.unacknowledged_only || acknowledgement.is_none()).then(|| Alert {
-                    record: row.record.clone(),
+                    record: rendered(&row.record),
                     kind,
                     acknowledgement,
                 })

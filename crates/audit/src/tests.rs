@@ -44,6 +44,8 @@ pub(crate) fn facts(client: &str, patient_n: u32, minute: u32) -> AuditFacts {
         resources: vec!["DocumentReference/RX1-1".to_owned()],
         query: Some("subject:identifier=https://fhir.nhs.uk/Id/nhs-number|9990000018".to_owned()),
         access: None,
+        session: None,
+        login_subject: None,
     }
 }
 
@@ -66,33 +68,62 @@ fn break_glass(minute: u32) -> fhir::AuditEvent {
 
 /// A break-glass search with `reason`: it raises an alert.
 pub(crate) fn break_glass_because(reason: &str, minute: u32) -> fhir::AuditEvent {
+    break_glass_facts(reason, minute).to_event(NODE)
+}
+
+pub(crate) fn break_glass_facts(reason: &str, minute: u32) -> AuditFacts {
     let mut f = facts("glass-app", 1, minute);
     f.access = Some(AccessFacts {
-        basis: "break-glass",
+        basis: "break-glass".into(),
         reason: Some(reason.to_owned()),
-        decision: "BREAK_GLASS",
+        decision: "BREAK_GLASS".into(),
         alert: true,
         objection_overridden: true,
     });
-    f.to_event(NODE)
+    f
 }
 
-async fn all_behaviour(log: &dyn AuditLog) {
+/// Appends `facts` as compact records, or as their events (JSON records).
+async fn add(log: &dyn AuditLog, compact: bool, facts: Vec<AuditFacts>) -> Vec<u64> {
+    if compact {
+        log.record(NODE, facts).await.unwrap()
+    } else {
+        let events = facts.iter().map(|f| f.to_event(NODE)).collect();
+        log.append(events).await.unwrap()
+    }
+}
+
+/// The shared behaviour, with records in either format: reads render a
+/// compact record as exactly the event its facts make.
+async fn all_behaviour(log: &dyn AuditLog, compact: bool) {
     // Append in two calls; seqs continue.
-    let seqs = log
-        .append((0..5).map(|m| event("app-a", m % 2, m)).collect())
-        .await
-        .unwrap();
+    let seqs = add(
+        log,
+        compact,
+        (0..5).map(|m| facts("app-a", m % 2, m)).collect(),
+    )
+    .await;
     assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
-    let seqs = log
-        .append(vec![
-            event("app-b", 0, 10),
-            break_glass(11),
-            break_glass(12),
-        ])
-        .await
-        .unwrap();
+    let seqs = add(
+        log,
+        compact,
+        vec![
+            facts("app-b", 0, 10),
+            break_glass_facts("unconscious", 11),
+            break_glass_facts("unconscious", 12),
+        ],
+    )
+    .await;
     assert_eq!(seqs, vec![6, 7, 8]);
+    assert_eq!(
+        log.get(3).await.unwrap().unwrap().compact.is_some(),
+        compact
+    );
+    assert_eq!(
+        log.get(7).await.unwrap().unwrap().event_json,
+        serde_json::to_string(&break_glass(11)).unwrap(),
+        "rendered byte for byte as the event"
+    );
 
     // Read back one, byte for byte.
     let third = log.get(3).await.unwrap().unwrap();
@@ -227,20 +258,24 @@ async fn all_behaviour(log: &dyn AuditLog) {
 
 #[tokio::test]
 async fn memory_backend_behaviour() {
-    let log = memory::MemoryAuditLog::new(signer(), CheckpointPolicy::default());
-    all_behaviour(&log).await;
+    for compact in [false, true] {
+        let log = memory::MemoryAuditLog::new(signer(), CheckpointPolicy::default());
+        all_behaviour(&log, compact).await;
+    }
 }
 
 #[tokio::test]
 async fn sqlite_backend_behaviour() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = sqlite::SqliteAuditLog::open(
-        &dir.path().join("audit.db"),
-        signer(),
-        sqlite::SqliteAuditOptions::default(),
-    )
-    .unwrap();
-    all_behaviour(&log).await;
+    for compact in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = sqlite::SqliteAuditLog::open(
+            &dir.path().join("audit.db"),
+            signer(),
+            sqlite::SqliteAuditOptions::default(),
+        )
+        .unwrap();
+        all_behaviour(&log, compact).await;
+    }
 }
 
 #[tokio::test]
@@ -372,5 +407,21 @@ async fn postgres_backend_behaviour() {
     )
     .await
     .unwrap();
-    all_behaviour(&log).await;
+    all_behaviour(&log, false).await;
+}
+
+#[tokio::test]
+async fn postgres_backend_behaviour_with_compact_records() {
+    let db = testkit::postgres::TestDatabase::create().await;
+    let pointers = store::postgres::PostgresStore::open(db.options())
+        .await
+        .unwrap();
+    let log = postgres::PostgresAuditLog::open(
+        pointers.database(),
+        signer(),
+        postgres::PostgresAuditOptions::default(),
+    )
+    .await
+    .unwrap();
+    all_behaviour(&log, true).await;
 }

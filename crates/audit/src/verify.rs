@@ -12,9 +12,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use crate::acknowledgement::acknowledgement_of;
-use crate::chain::{
-    AuditRecord, GENESIS, Hash, Tamper, TamperKind, VerifyOptions, VerifyReport, record_hash,
-};
+use crate::chain::{AuditRecord, GENESIS, Hash, Tamper, TamperKind, VerifyOptions, VerifyReport};
 use crate::checkpoint::{Checkpoint, CheckpointVersion};
 use crate::fields::{SearchFields, parse_instant_ms};
 use crate::query::Acknowledgement;
@@ -115,18 +113,29 @@ impl<'o> Verifier<'o> {
     pub(crate) fn push(&mut self, row: &StoredRow) -> Result<(), Tamper> {
         let r = &row.record;
         self.check_link(r)?;
-        let event = r.event().map_err(|_| Tamper {
+        let modified = Tamper {
             first_bad_seq: r.seq,
             kind: TamperKind::ContentMismatch,
-        })?;
-        if SearchFields::of(&event) != row.fields {
+        };
+        // A compact record is never an acknowledgement: those are JSON.
+        let (fields, acknowledgement) = match &r.compact {
+            Some(bytes) => {
+                let (facts, _) = crate::compact::decode(bytes).map_err(|_| modified)?;
+                (SearchFields::of_facts(&facts), None)
+            }
+            None => {
+                let event = r.event().map_err(|_| modified)?;
+                (SearchFields::of(&event), acknowledgement_of(&event))
+            }
+        };
+        if fields != row.fields {
             return bad(r.seq, TamperKind::IndexMismatch);
         }
         self.check_time(r)?;
         if row.fields.alert.is_some() {
             self.alerts.insert(r.seq);
         }
-        if let Some((alert_seq, ack)) = acknowledgement_of(&event) {
+        if let Some((alert_seq, ack)) = acknowledgement {
             // Writers acknowledge an alert once, after it was appended.
             if !self.alerts.contains(&alert_seq) || self.chain_acks.contains_key(&alert_seq) {
                 return bad(r.seq, TamperKind::AcknowledgementMissing { alert_seq });
@@ -155,8 +164,7 @@ impl<'o> Verifier<'o> {
             // always a gap: the expected record is gone.
             return bad(self.expected, TamperKind::Missing);
         }
-        let self_consistent =
-            record_hash(&r.prev_hash, r.seq, &r.appended_at, &r.event_json) == r.hash;
+        let self_consistent = r.hash_at(&r.prev_hash, r.seq) == r.hash;
         let linked = r.prev_hash == self.last;
         match (self_consistent, linked) {
             (true, true) => Ok(()),
@@ -166,8 +174,7 @@ impl<'o> Verifier<'o> {
             (true, false) if r.seq > 1 => bad(r.seq - 1, TamperKind::RewrittenPredecessor),
             (true, false) => bad(r.seq, TamperKind::ContentMismatch),
             (false, _) => {
-                let was =
-                    |seq| record_hash(&r.prev_hash, seq, &r.appended_at, &r.event_json) == r.hash;
+                let was = |seq| r.hash_at(&r.prev_hash, seq) == r.hash;
                 // Renumbered up by one: something was inserted before it.
                 if r.seq > 1 && was(r.seq - 1) && r.prev_hash == self.before_last {
                     return bad(r.seq - 1, TamperKind::Inserted);
@@ -316,7 +323,7 @@ impl<'o> Verifier<'o> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chain::CheckpointPolicy;
+    use crate::chain::{CheckpointPolicy, record_hash};
     use crate::checkpoint::CheckpointSigner;
     use crate::tests::{event, options_for, signer};
 
@@ -336,6 +343,7 @@ mod tests {
                 event_json: json,
                 prev_hash: prev,
                 hash,
+                compact: None,
             };
             let fields = SearchFields::of(&record.event().unwrap());
             rows.push(StoredRow { record, fields });

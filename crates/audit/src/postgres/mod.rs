@@ -30,8 +30,9 @@ use store::postgres::Database;
 
 use crate::batch::{Command, WriteStats};
 use crate::{
-    Acknowledgement, Alert, AlertQuery, AuditError, AuditLog, AuditPage, AuditQuery, AuditRecord,
-    Checkpoint, CheckpointPolicy, CheckpointSigner, VerifyError, VerifyOptions, VerifyReport,
+    Acknowledgement, Alert, AlertQuery, AuditError, AuditFacts, AuditLog, AuditPage, AuditQuery,
+    AuditRecord, Checkpoint, CheckpointPolicy, CheckpointSigner, VerifyError, VerifyOptions,
+    VerifyReport,
 };
 
 use writer::Writer;
@@ -107,6 +108,10 @@ pub async fn search_database(db: &Database, query: &AuditQuery) -> Result<AuditP
 impl AuditLog for PostgresAuditLog {
     async fn append(&self, events: Vec<AuditEvent>) -> Result<Vec<u64>, AuditError> {
         self.writer.queue().append(&events).await
+    }
+
+    async fn record(&self, node: &str, facts: Vec<AuditFacts>) -> Result<Vec<u64>, AuditError> {
+        self.writer.queue().record(node, &facts).await
     }
 
     async fn search(&self, query: &AuditQuery) -> Result<AuditPage, AuditError> {

@@ -7,7 +7,7 @@ use store::postgres::{Database, OpError, settle};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use crate::chain::{Anchor, AuditRecord, Hash};
+use crate::chain::{Anchor, AuditRecord, Body, Hash};
 use crate::fields::SearchFields;
 use crate::verify::{StoredRow, Verifier};
 use crate::{
@@ -39,14 +39,19 @@ fn to_sql(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
+fn stored_record(row: &Row, render: bool) -> Result<AuditRecord, OpError> {
+    Ok(AuditRecord::stored(
+        seq_of(row.try_get(0)?),
+        row.try_get(1)?,
+        Body::from_text(row.try_get(2)?),
+        hash(row.try_get(3)?)?,
+        hash(row.try_get(4)?)?,
+        render,
+    ))
+}
+
 fn record(row: &Row) -> Result<AuditRecord, OpError> {
-    Ok(AuditRecord {
-        seq: seq_of(row.try_get(0)?),
-        appended_at: row.try_get(1)?,
-        event_json: row.try_get(2)?,
-        prev_hash: hash(row.try_get(3)?)?,
-        hash: hash(row.try_get(4)?)?,
-    })
+    stored_record(row, true)
 }
 
 pub(super) async fn ping(db: &Database) -> Result<(), AuditError> {
@@ -225,7 +230,7 @@ fn stored_row(row: &Row) -> Result<StoredRow, OpError> {
     agents.sort_unstable();
     let patient: Option<i64> = row.try_get(5)?;
     Ok(StoredRow {
-        record: record(row)?,
+        record: stored_record(row, false)?,
         fields: SearchFields {
             patient: patient.map(|p| u64::try_from(p).unwrap_or(u64::MAX)),
             agents,

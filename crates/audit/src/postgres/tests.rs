@@ -101,6 +101,56 @@ async fn tampering_with_the_tables_is_named() {
     );
 }
 
+/// As `written_log`, in compact records (requests' facts).
+async fn compact_log() -> (TestDatabase, PostgresAuditLog) {
+    let db = TestDatabase::create().await;
+    let log = open_node(&db, signer()).await;
+    for i in 0..35u32 {
+        let client = if i % 2 == 0 { "app-a" } else { "app-b" };
+        let facts = crate::tests::facts(client, i % 3, i);
+        log.record(crate::tests::NODE, vec![facts]).await.unwrap();
+    }
+    (db, log)
+}
+
+#[tokio::test]
+async fn tampering_with_compact_records_is_named() {
+    let (db, log) = compact_log().await;
+    assert_eq!(log.verify(&options()).await.unwrap().records, 35);
+    let record = log.get(7).await.unwrap().unwrap();
+    assert!(record.compact.is_some());
+    assert_eq!(
+        record.event().unwrap(),
+        crate::tests::facts("app-a", 0, 6).to_event(crate::tests::NODE)
+    );
+    // Modified content: one more base64 digit.
+    db.execute("UPDATE audit_records SET event = event || 'A' WHERE seq = 7")
+        .await;
+    assert_eq!(
+        first_bad(log.verify(&options()).await),
+        (7, TamperKind::ContentMismatch)
+    );
+    let (db, log) = compact_log().await;
+    db.execute("UPDATE audit_records SET patient = NULL WHERE seq = 12")
+        .await;
+    assert_eq!(
+        first_bad(log.verify(&options()).await),
+        (12, TamperKind::IndexMismatch)
+    );
+    let (db, log) = compact_log().await;
+    db.execute("DELETE FROM audit_agents WHERE seq = 13").await;
+    assert_eq!(
+        first_bad(log.verify(&options()).await),
+        (13, TamperKind::IndexMismatch)
+    );
+    let (db, log) = compact_log().await;
+    db.execute("DELETE FROM audit_records WHERE seq = 20").await;
+    assert_eq!(
+        first_bad(log.verify(&options()).await),
+        (20, TamperKind::Missing)
+    );
+}
+
 #[tokio::test]
 async fn a_truncated_tail_is_caught_by_the_chain_head() {
     let (db, log) = written_log().await;

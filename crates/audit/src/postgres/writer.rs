@@ -213,7 +213,7 @@ async fn lock_head(tx: &Transaction<'_>) -> Result<(u64, Hash, u64), OpError> {
 #[derive(Default)]
 struct Columns<'a> {
     seq: Vec<i64>,
-    event: Vec<&'a str>,
+    event: Vec<String>,
     prev_hash: Vec<Vec<u8>>,
     hash: Vec<Vec<u8>>,
     patient: Vec<Option<i64>>,
@@ -227,7 +227,7 @@ struct Columns<'a> {
 impl<'a> Columns<'a> {
     fn push(&mut self, seq: i64, event: &'a PreparedEvent, prev: &Hash, hash: &Hash) {
         self.seq.push(seq);
-        self.event.push(&event.json);
+        self.event.push(event.body.to_text());
         self.prev_hash.push(prev.to_vec());
         self.hash.push(hash.to_vec());
         self.patient
@@ -277,7 +277,7 @@ async fn commit(
         {
             *result = match acknowledge(&tx, *seq, ack).await? {
                 Ok(()) => {
-                    let (ack_seq, prev, hash) = chained.links.push(&appended_at, &event.json);
+                    let (ack_seq, prev, hash) = chained.links.push(&appended_at, &event.body);
                     acks.push(sql_seq(ack_seq)?, event, &prev, &hash);
                     Ok(Done::Unit)
                 }

@@ -15,8 +15,9 @@ use fhir::AuditEvent;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::{
-    Acknowledgement, Alert, AlertQuery, AuditError, AuditLog, AuditPage, AuditQuery, AuditRecord,
-    Checkpoint, CheckpointPolicy, CheckpointSigner, VerifyError, VerifyOptions, VerifyReport,
+    Acknowledgement, Alert, AlertQuery, AuditError, AuditFacts, AuditLog, AuditPage, AuditQuery,
+    AuditRecord, Checkpoint, CheckpointPolicy, CheckpointSigner, VerifyError, VerifyOptions,
+    VerifyReport,
 };
 
 use crate::batch::Command;
@@ -135,6 +136,10 @@ pub fn search_file(path: &Path, query: &AuditQuery) -> Result<AuditPage, AuditEr
 impl AuditLog for SqliteAuditLog {
     async fn append(&self, events: Vec<AuditEvent>) -> Result<Vec<u64>, AuditError> {
         self.writer.queue().append(&events).await
+    }
+
+    async fn record(&self, node: &str, facts: Vec<AuditFacts>) -> Result<Vec<u64>, AuditError> {
+        self.writer.queue().record(node, &facts).await
     }
 
     async fn search(&self, query: &AuditQuery) -> Result<AuditPage, AuditError> {

@@ -1,8 +1,9 @@
 //! Reads: searches, alerts and the streaming walk of `verify`.
 
-use rusqlite::{Connection, OptionalExtension, Row, params_from_iter, types::Value};
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 
-use crate::chain::{AuditRecord, Hash};
+use crate::chain::{AuditRecord, Body, Hash};
 use crate::fields::SearchFields;
 use crate::verify::{StoredRow, Verifier};
 use crate::{
@@ -12,7 +13,8 @@ use crate::{
 
 use super::schema::sqlite_error;
 
-const RECORD_COLUMNS: &str = "r.seq, r.appended_at, r.event, r.prev_hash, r.hash";
+const RECORD_COLUMNS: &str =
+    "r.seq, ifnull(r.appended_ms, r.appended_at), r.event, r.prev_hash, r.hash";
 
 fn hash(bytes: Vec<u8>) -> rusqlite::Result<Hash> {
     Hash::try_from(bytes.as_slice()).map_err(|_| {
@@ -30,14 +32,51 @@ fn seq_of(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
+/// The stored body: TEXT is a JSON record, BLOB a compact one.
+/// Text that is not UTF-8 (only a damaged or edited file holds it) is read
+/// lossily: its hash then fails to match, and verify names the record.
+fn body(row: &Row<'_>, column: usize) -> rusqlite::Result<Body> {
+    match row.get_ref(column)? {
+        ValueRef::Text(json) => Ok(Body::Json(String::from_utf8_lossy(json).into_owned())),
+        ValueRef::Blob(bytes) => Ok(Body::Compact(bytes.to_vec())),
+        other => Err(rusqlite::Error::InvalidColumnType(
+            column,
+            "event".into(),
+            other.data_type(),
+        )),
+    }
+}
+
+/// `appended_at`: the text, or Unix ms (schema step 2) rendered as it was hashed.
+fn appended_at(row: &Row<'_>, column: usize) -> rusqlite::Result<String> {
+    match row.get_ref(column)? {
+        ValueRef::Text(text) => Ok(String::from_utf8_lossy(text).into_owned()),
+        ValueRef::Integer(ms) => Ok(u64::try_from(ms)
+            .ok()
+            .and_then(crate::compact::format_ms)
+            // Unrenderable: verify finds the hash does not match.
+            .unwrap_or_default()),
+        other => Err(rusqlite::Error::InvalidColumnType(
+            column,
+            "appended_at".into(),
+            other.data_type(),
+        )),
+    }
+}
+
+fn stored_record(row: &Row<'_>, render: bool) -> rusqlite::Result<AuditRecord> {
+    Ok(AuditRecord::stored(
+        seq_of(row.get(0)?),
+        appended_at(row, 1)?,
+        body(row, 2)?,
+        hash(row.get(3)?)?,
+        hash(row.get(4)?)?,
+        render,
+    ))
+}
+
 fn record(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
-    Ok(AuditRecord {
-        seq: seq_of(row.get(0)?),
-        appended_at: row.get(1)?,
-        event_json: row.get(2)?,
-        prev_hash: hash(row.get(3)?)?,
-        hash: hash(row.get(4)?)?,
-    })
+    stored_record(row, true)
 }
 
 fn to_sql(seq: u64) -> i64 {
@@ -52,7 +91,19 @@ pub(super) fn search(conn: &Connection, query: &AuditQuery) -> Result<AuditPage,
         args.push(Value::Integer(to_sql(patient.as_u64())));
     }
     if let Some(agent) = &query.agent {
-        sql.push_str(" AND r.seq IN (SELECT seq FROM audit_agents WHERE agent = ?)");
+        // Compact records name agents by id, in three indexed columns;
+        // JSON records in `audit_agents`.
+        let id: Option<i64> = conn
+            .prepare_cached("SELECT id FROM audit_names WHERE name = ?1")
+            .and_then(|mut s| s.query_row([agent], |row| row.get(0)).optional())
+            .map_err(sqlite_error)?;
+        sql.push_str(
+            " AND (r.client = ? OR r.org = ? OR r.person = ?
+                   OR r.seq IN (SELECT seq FROM audit_agents WHERE agent = ?))",
+        );
+        // No id: no compact record names it; -1 is never an id.
+        let id = Value::Integer(id.unwrap_or(-1));
+        args.extend([id.clone(), id.clone(), id]);
         args.push(Value::Text(agent.clone()));
     }
     if let Some(since) = query.since_ms {
@@ -183,7 +234,11 @@ pub(super) fn verify(
     let mut statement = tx
         .prepare(&format!(
             "SELECT {RECORD_COLUMNS}, r.patient, r.outcome, r.recorded_ms, r.alert,
-                (SELECT group_concat(agent, char(31)) FROM audit_agents g WHERE g.seq = r.seq)
+                (SELECT group_concat(agent, char(31)) FROM audit_agents g WHERE g.seq = r.seq),
+                (SELECT name FROM audit_names WHERE id = r.client),
+                (SELECT name FROM audit_names WHERE id = r.org),
+                (SELECT name FROM audit_names WHERE id = r.person),
+                r.client IS NOT NULL OR r.org IS NOT NULL OR r.person IS NOT NULL
              FROM audit_records r ORDER BY r.seq"
         ))
         .map_err(sqlite_error)?;
@@ -200,10 +255,26 @@ fn stored_row(row: &Row<'_>) -> rusqlite::Result<StoredRow> {
     let mut agents: Vec<String> = agents
         .map(|a| a.split('\u{1f}').map(str::to_owned).collect())
         .unwrap_or_default();
+    // A compact record's agents by role; one name may fill two roles. An id
+    // whose name is gone reads as a name no event has, so verify flags it.
+    if row.get::<_, bool>(13)? {
+        let mut named: Vec<String> = (10..13)
+            .filter_map(|column| match row.get_ref(column) {
+                Ok(rusqlite::types::ValueRef::Null) => None,
+                Ok(rusqlite::types::ValueRef::Text(name)) => {
+                    Some(String::from_utf8_lossy(name).into_owned())
+                }
+                _ => Some("\u{0}missing".to_owned()),
+            })
+            .collect();
+        named.sort_unstable();
+        named.dedup();
+        agents.extend(named);
+    }
     agents.sort_unstable();
     let patient: Option<i64> = row.get(5)?;
     Ok(StoredRow {
-        record: record(row)?,
+        record: stored_record(row, false)?,
         fields: SearchFields {
             patient: patient.map(|p| u64::try_from(p).unwrap_or(u64::MAX)),
             agents,

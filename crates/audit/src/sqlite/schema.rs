@@ -7,7 +7,7 @@ use store::sqlite::setup::{self, SetupError};
 use crate::AuditError;
 
 /// Append-only steps; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: records, their agents, checkpoints and alert acknowledgements.
     //
     // `seq` is assigned by the writer (last + 1), never by SQLite, so a gap
@@ -48,6 +48,29 @@ const MIGRATIONS: &[&str] = &[
         acknowledged_at TEXT NOT NULL,
         note TEXT NULL
     );",
+    // 2: compact records (issue 16). Format-2 records store their compact
+    // facts as a BLOB in `event` (format-1 JSON stays TEXT: the value's
+    // type is the format). Rows written from now on keep `appended_at` as
+    // Unix ms in `appended_ms` (the hashed text renders back from it
+    // exactly; `appended_at` is then ''). Agents of a format-2 record are
+    // integer ids of `audit_names` in three columns, each with a partial
+    // index, instead of text rows of `audit_agents` (kept for format-1
+    // records: acknowledgements, and everything written before). The
+    // patient index no longer repeats `seq`: an index entry ends with the
+    // rowid, which is `seq`, so the order it gives is the same.
+    "CREATE TABLE audit_names (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE
+    );
+    ALTER TABLE audit_records ADD COLUMN appended_ms INTEGER NULL;
+    ALTER TABLE audit_records ADD COLUMN client INTEGER NULL;
+    ALTER TABLE audit_records ADD COLUMN org INTEGER NULL;
+    ALTER TABLE audit_records ADD COLUMN person INTEGER NULL;
+    DROP INDEX audit_by_patient;
+    CREATE INDEX audit_by_patient ON audit_records (patient) WHERE patient IS NOT NULL;
+    CREATE INDEX audit_by_client ON audit_records (client) WHERE client IS NOT NULL;
+    CREATE INDEX audit_by_org ON audit_records (org) WHERE org IS NOT NULL;
+    CREATE INDEX audit_by_person ON audit_records (person) WHERE person IS NOT NULL;",
 ];
 
 pub(super) fn sqlite_error(e: rusqlite::Error) -> AuditError {

@@ -66,13 +66,24 @@ struct Row {
     prev: Vec<u8>,
 }
 
+/// The `appended_at` text a record hashes: stored as text, or as Unix ms.
+const APPENDED_AT: &str = "ifnull(appended_ms, appended_at)";
+
+fn appended_at(r: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<String> {
+    Ok(match r.get::<_, rusqlite::types::Value>(column)? {
+        rusqlite::types::Value::Integer(ms) => crate::compact::format_ms(ms as u64).unwrap(),
+        rusqlite::types::Value::Text(text) => text,
+        other => panic!("appended_at {other:?}"),
+    })
+}
+
 fn row(conn: &Connection, seq: u64) -> Row {
     conn.query_row(
-        "SELECT appended_at, event, prev_hash FROM audit_records WHERE seq = ?1",
+        &format!("SELECT {APPENDED_AT}, event, prev_hash FROM audit_records WHERE seq = ?1"),
         [seq as i64],
         |r| {
             Ok(Row {
-                appended_at: r.get(0)?,
+                appended_at: appended_at(r, 0)?,
                 event: r.get(1)?,
                 prev: r.get(2)?,
             })
@@ -218,8 +229,8 @@ async fn an_inserted_record_is_named() {
         let event = template.event.replace("app-a", "intruder");
         let hash = record_hash(&prev, 12, &template.appended_at, &event);
         c.execute(
-            "INSERT INTO audit_records (seq, appended_at, event, prev_hash, hash, patient, outcome, recorded_ms, alert)
-             SELECT 12, appended_at, ?1, ?2, ?3, patient, outcome, recorded_ms, alert FROM audit_records WHERE seq = 13",
+            "INSERT INTO audit_records (seq, appended_at, appended_ms, event, prev_hash, hash, patient, outcome, recorded_ms, alert)
+             SELECT 12, appended_at, appended_ms, ?1, ?2, ?3, patient, outcome, recorded_ms, alert FROM audit_records WHERE seq = 13",
             params![event, prev.as_slice(), hash.as_slice()],
         )
         .unwrap();
@@ -230,8 +241,8 @@ async fn an_inserted_record_is_named() {
     let (_dir, path) = written_log().await;
     let result = tamper(&path, |c| {
         c.execute(
-            "INSERT INTO audit_records (seq, appended_at, event, prev_hash, hash, patient, outcome, recorded_ms, alert)
-             SELECT 36, appended_at, event, hash, hash, patient, outcome, recorded_ms, alert FROM audit_records WHERE seq = 35",
+            "INSERT INTO audit_records (seq, appended_at, appended_ms, event, prev_hash, hash, patient, outcome, recorded_ms, alert)
+             SELECT 36, appended_at, appended_ms, event, hash, hash, patient, outcome, recorded_ms, alert FROM audit_records WHERE seq = 35",
             [],
         )
         .unwrap();
@@ -367,16 +378,25 @@ async fn concurrent_appends_share_transactions() {
 /// Recomputes every record's `prev_hash` and `hash` from its content, as an
 /// attacker with write access but without the key would after an edit.
 fn rechain(conn: &Connection) {
-    let rows: Vec<(i64, String, String)> = conn
-        .prepare("SELECT seq, appended_at, event FROM audit_records ORDER BY seq")
+    let rows: Vec<(i64, String, crate::Body)> = conn
+        .prepare(&format!(
+            "SELECT seq, {APPENDED_AT}, event FROM audit_records ORDER BY seq"
+        ))
         .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_map([], |r| {
+            let body = match r.get::<_, rusqlite::types::Value>(2)? {
+                rusqlite::types::Value::Blob(bytes) => crate::Body::Compact(bytes),
+                rusqlite::types::Value::Text(json) => crate::Body::Json(json),
+                other => panic!("event {other:?}"),
+            };
+            Ok((r.get(0)?, appended_at(r, 1)?, body))
+        })
         .unwrap()
         .map(Result::unwrap)
         .collect();
     let mut prev = crate::chain::GENESIS;
-    for (seq, appended_at, event) in rows {
-        let hash = record_hash(&prev, seq as u64, &appended_at, &event);
+    for (seq, appended_at, body) in rows {
+        let hash = body.hash(&prev, seq as u64, &appended_at);
         conn.execute(
             "UPDATE audit_records SET prev_hash = ?1, hash = ?2 WHERE seq = ?3",
             params![prev.as_slice(), hash.as_slice(), seq],
@@ -500,4 +520,260 @@ async fn alert_acknowledgements_are_held_to_the_chain() {
         first_bad(removed),
         (5, TamperKind::AcknowledgementMissing { alert_seq: 5 })
     );
+}
+
+/// 35 compact records as in `written_log` (requests' facts, not events),
+/// with a JSON record at 18, as a trail written across the upgrade holds.
+async fn compact_log() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(FILE_NAME);
+    let log = open(&path);
+    for i in 0..35u32 {
+        let client = if i % 2 == 0 { "app-a" } else { "app-b" };
+        if i == 17 {
+            log.append(vec![event(client, i % 3, i)]).await.unwrap();
+        } else {
+            let f = crate::tests::facts(client, i % 3, i);
+            log.record(crate::tests::NODE, vec![f]).await.unwrap();
+        }
+    }
+    drop(log);
+    (dir, path)
+}
+
+fn compact_body(conn: &Connection, seq: u64) -> Vec<u8> {
+    conn.query_row(
+        "SELECT event FROM audit_records WHERE seq = ?1",
+        [seq as i64],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn compact_records_verify_and_each_kind_of_tampering_is_named() {
+    let (_dir, path) = compact_log().await;
+    let report = verify_file(&path, &options()).unwrap();
+    assert_eq!(report.records, 35);
+
+    // One byte of a compact record changed.
+    let (_dir, path) = compact_log().await;
+    let result = tamper(&path, |c| {
+        let mut bytes = compact_body(c, 13);
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        c.execute(
+            "UPDATE audit_records SET event = ?1 WHERE seq = 13",
+            params![bytes],
+        )
+        .unwrap();
+    });
+    assert_eq!(first_bad(result), (13, TamperKind::ContentMismatch));
+
+    // Re-encoded with another request id and re-hashed: its successor names it.
+    let (_dir, path) = compact_log().await;
+    let result = tamper(&path, |c| {
+        let (mut facts, node) = crate::compact::decode(&compact_body(c, 13)).unwrap();
+        facts.request_id = Some("rex-forged".into());
+        let bytes = crate::compact::encode(&facts, &node);
+        let old = row_appended(c, 13);
+        let prev: [u8; 32] = conn_hash(c, 12);
+        let hash = crate::chain::compact_record_hash(&prev, 13, &old, &bytes);
+        c.execute(
+            "UPDATE audit_records SET event = ?1, hash = ?2 WHERE seq = 13",
+            params![bytes, hash.as_slice()],
+        )
+        .unwrap();
+    });
+    assert_eq!(first_bad(result), (13, TamperKind::RewrittenPredecessor));
+
+    // Another client without its index column: the index disagrees.
+    let (_dir, path) = compact_log().await;
+    let result = tamper(&path, |c| {
+        let (mut facts, node) = crate::compact::decode(&compact_body(c, 13)).unwrap();
+        facts.client_id = "app-x".into();
+        let bytes = crate::compact::encode(&facts, &node);
+        c.execute(
+            "UPDATE audit_records SET event = ?1 WHERE seq = 13",
+            params![bytes],
+        )
+        .unwrap();
+        rechain(c);
+    });
+    assert_eq!(first_bad(result), (13, TamperKind::IndexMismatch));
+
+    // An agent column pointed at another name, or the name itself renamed:
+    // the record would vanish from a search by its app.
+    let (_dir, path) = compact_log().await;
+    let result = tamper(&path, |c| {
+        c.execute(
+            "UPDATE audit_records SET client = (SELECT id FROM audit_names WHERE name = 'app-b') WHERE seq = 13",
+            [],
+        )
+        .unwrap();
+    });
+    assert_eq!(first_bad(result), (13, TamperKind::IndexMismatch));
+    let (_dir, path) = compact_log().await;
+    let result = tamper(&path, |c| {
+        c.execute(
+            "UPDATE audit_names SET name = 'app-z' WHERE name = 'app-a'",
+            [],
+        )
+        .unwrap();
+    });
+    assert_eq!(first_bad(result), (1, TamperKind::IndexMismatch));
+
+    // A compact record turned into text (the format changed under the hash).
+    let (_dir, path) = compact_log().await;
+    let result = tamper(&path, |c| {
+        c.execute(
+            "UPDATE audit_records SET event = CAST(event AS TEXT) WHERE seq = 20",
+            [],
+        )
+        .unwrap();
+    });
+    assert_eq!(first_bad(result), (20, TamperKind::ContentMismatch));
+
+    // Deleted: named as before.
+    let (_dir, path) = compact_log().await;
+    let result = tamper(&path, |c| {
+        c.execute("DELETE FROM audit_records WHERE seq = 13", [])
+            .unwrap();
+    });
+    assert_eq!(first_bad(result), (13, TamperKind::Missing));
+}
+
+fn row_appended(conn: &Connection, seq: u64) -> String {
+    conn.query_row(
+        &format!("SELECT {APPENDED_AT} FROM audit_records WHERE seq = ?1"),
+        [seq as i64],
+        |r| appended_at(r, 0),
+    )
+    .unwrap()
+}
+
+/// The target of issue 16: an audited consumer search costs at most 300
+/// bytes of `audit.db`, indexes included (pages in use after 5,000 searches
+/// by 1,000 patients, as a busy node writes them: in batches).
+#[tokio::test]
+async fn an_audited_search_costs_at_most_300_bytes_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(FILE_NAME);
+    let log = open(&path);
+    let searches = 5_000u32;
+    for batch in 0..searches / 100 {
+        let facts = (0..100)
+            .map(|i| {
+                let n = batch * 100 + i;
+                let patient = crate::tests::patient(n % 1000);
+                AuditFacts {
+                    interaction: crate::Interaction::Search,
+                    outcome: crate::AuditOutcome::Success,
+                    outcome_desc: None,
+                    recorded: crate::now_rfc3339(),
+                    request_id: Some(format!("00000000-0000-4000-8000-{n:012x}")),
+                    client_id: "bench-consumer".into(),
+                    organisation: Some("RX9".into()),
+                    user: None,
+                    purpose_of_use: None,
+                    patient: Some(patient),
+                    // 3.45 pointers per patient on average in the bench data.
+                    resources: (0..(1 + n % 6))
+                        .map(|k| format!("DocumentReference/RA{}-g1p{n:x}n{k}", n % 10))
+                        .collect(),
+                    query: Some(format!(
+                        "subject%3Aidentifier=https%3A%2F%2Ffhir.nhs.uk%2FId%2Fnhs-number%7C{}",
+                        patient.as_u64()
+                    )),
+                    access: Some(crate::AccessFacts {
+                        basis: "recorded".into(),
+                        reason: None,
+                        decision: "TRUSTED_APP".into(),
+                        alert: false,
+                        objection_overridden: false,
+                    }),
+                    session: None,
+                    login_subject: None,
+                }
+            })
+            .collect();
+        log.record("nrls", facts).await.unwrap();
+    }
+    drop(log);
+    let conn = Connection::open(&path).unwrap();
+    let pragma = |name: &str| -> i64 { conn.pragma_query_value(None, name, |r| r.get(0)).unwrap() };
+    let used = (pragma("page_count") - pragma("freelist_count")) * pragma("page_size");
+    let per_search = used / i64::from(searches);
+    assert!(per_search <= 300, "{per_search} bytes per audited search");
+    drop(conn);
+    verify_file(&path, &options()).unwrap();
+}
+
+/// A trail written before schema step 2 (JSON records, `appended_at` as
+/// text, agents as text rows) is migrated in place at open, keeps
+/// verifying, and continues with compact records; searches find both.
+#[tokio::test]
+async fn a_trail_from_before_compact_records_migrates_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(FILE_NAME);
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(super::schema::MIGRATIONS[0]).unwrap();
+    conn.pragma_update(None, "user_version", 1).unwrap();
+    let mut prev = crate::chain::GENESIS;
+    let appended_at = crate::now_rfc3339();
+    for seq in 1..=3u64 {
+        let event = event("app-old", 0, seq as u32);
+        let json = serde_json::to_string(&event).unwrap();
+        let fields = crate::fields::SearchFields::of(&event);
+        let hash = record_hash(&prev, seq, &appended_at, &json);
+        conn.execute(
+            "INSERT INTO audit_records (seq, appended_at, event, prev_hash, hash, patient, outcome, recorded_ms, alert)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL)",
+            params![seq as i64, appended_at, json, prev.as_slice(), hash.as_slice(),
+                    fields.patient.map(|p| p as i64), fields.outcome, fields.recorded_ms],
+        )
+        .unwrap();
+        for agent in &fields.agents {
+            conn.execute(
+                "INSERT INTO audit_agents (agent, seq) VALUES (?1, ?2)",
+                params![agent, seq as i64],
+            )
+            .unwrap();
+        }
+        prev = hash;
+    }
+    drop(conn);
+
+    let log = open(&path);
+    let facts = crate::tests::facts("app-new", 0, 9);
+    assert_eq!(
+        log.record(crate::tests::NODE, vec![facts]).await.unwrap(),
+        vec![4]
+    );
+    log.checkpoint().await.unwrap();
+    let report = log.verify(&options()).await.unwrap();
+    assert_eq!(report.records, 4);
+    let by = |agent: &str| AuditQuery {
+        agent: Some(agent.to_owned()),
+        ..AuditQuery::default()
+    };
+    let seqs = |page: AuditPage| page.records.iter().map(|r| r.seq).collect::<Vec<_>>();
+    assert_eq!(
+        seqs(log.search(&by("app-old")).await.unwrap()),
+        vec![3, 2, 1]
+    );
+    assert_eq!(seqs(log.search(&by("app-new")).await.unwrap()), vec![4]);
+    // Both kinds name the organisation; newest first across the formats.
+    assert_eq!(
+        seqs(log.search(&by("RX1")).await.unwrap()),
+        vec![4, 3, 2, 1]
+    );
+    let patient = AuditQuery {
+        patient: Some(crate::tests::patient(0)),
+        ..AuditQuery::default()
+    };
+    assert_eq!(seqs(log.search(&patient).await.unwrap()), vec![4, 3, 2, 1]);
+    let old = log.get(2).await.unwrap().unwrap();
+    assert!(old.compact.is_none());
+    assert_eq!(old.event().unwrap(), event("app-old", 0, 2));
 }

@@ -7,6 +7,7 @@
 //! A ticker thread asks for a checkpoint every `policy.seconds`, so an idle
 //! node still signs its last records.
 
+use std::collections::HashMap;
 use std::sync::{Arc, mpsc as std_mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::mpsc;
 
 use crate::batch::{BatchOutcome, Command, Counters, Done, Queue, WriteStats, chain, deliver};
-use crate::chain::{ChainHead, GENESIS, Hash, PreparedEvent};
+use crate::chain::{Body, ChainHead, GENESIS, Hash, PreparedEvent};
 use crate::{Acknowledgement, AuditError, Checkpoint, CheckpointPolicy, CheckpointSigner};
 
 use super::schema::sqlite_error;
@@ -32,6 +33,59 @@ struct Worker {
     head: ChainHead,
     signer: CheckpointSigner,
     policy: CheckpointPolicy,
+    names: Names,
+}
+
+/// Ids of agent names in `audit_names`, cached: a busy node sees the same
+/// few apps and organisations over and over.
+#[derive(Default)]
+struct Names {
+    ids: HashMap<String, i64>,
+}
+
+/// Enough for every app and organisation of a region; past it the cache
+/// starts again rather than grow without bound.
+const NAME_CACHE: usize = 100_000;
+
+impl Names {
+    fn id(&mut self, conn: &Connection, name: &str) -> Result<i64, AuditError> {
+        if let Some(&id) = self.ids.get(name) {
+            return Ok(id);
+        }
+        conn.prepare_cached("INSERT OR IGNORE INTO audit_names (name) VALUES (?1)")
+            .and_then(|mut s| s.execute([name]))
+            .map_err(sqlite_error)?;
+        let id: i64 = conn
+            .prepare_cached("SELECT id FROM audit_names WHERE name = ?1")
+            .and_then(|mut s| s.query_row([name], |row| row.get(0)))
+            .map_err(sqlite_error)?;
+        if self.ids.len() >= NAME_CACHE {
+            self.ids.clear();
+        }
+        self.ids.insert(name.to_owned(), id);
+        Ok(id)
+    }
+
+    /// A rolled-back batch may have added names: their ids are gone.
+    fn forget(&mut self) {
+        self.ids.clear();
+    }
+}
+
+/// A batch's `appended_at`, and as Unix ms when it renders back exactly
+/// (always, for the text `now_rfc3339` writes): the column then holds 6
+/// bytes instead of 24.
+struct Appended {
+    text: String,
+    ms: Option<i64>,
+}
+
+impl Appended {
+    fn now() -> Appended {
+        let text = crate::event::now_rfc3339();
+        let ms = crate::compact::recorded_ms(&text).and_then(|ms| i64::try_from(ms).ok());
+        Appended { text, ms }
+    }
 }
 
 impl Writer {
@@ -47,6 +101,7 @@ impl Writer {
             conn,
             signer,
             policy,
+            names: Names::default(),
         };
         worker.sign_at_open()?;
         let (commands, receiver) = mpsc::channel(max_batch.saturating_mul(4));
@@ -188,6 +243,7 @@ impl Worker {
                 deliver(batch, Ok(&mut outcome), counters);
             }
             Err(error) => {
+                self.names.forget();
                 if !self.conn.is_autocommit()
                     && let Err(e) = self.conn.execute_batch("ROLLBACK")
                 {
@@ -198,17 +254,19 @@ impl Worker {
         }
     }
 
-    fn try_commit(&self, batch: &[Command]) -> Result<BatchOutcome, AuditError> {
+    fn try_commit(&mut self, batch: &[Command]) -> Result<BatchOutcome, AuditError> {
         let conn = &self.conn;
+        let names = &mut self.names;
         conn.execute_batch("BEGIN IMMEDIATE")
             .map_err(sqlite_error)?;
-        let appended_at = crate::event::now_rfc3339();
+        let appended = Appended::now();
+        let appended_at = &appended.text;
         let first_seq = self.head.seq;
         let mut chained = chain(
             batch,
             self.head.links(&self.policy),
-            &appended_at,
-            |seq, event, prev, hash| insert_record(conn, seq, &appended_at, event, prev, hash),
+            appended_at,
+            |seq, event, prev, hash| insert_record(conn, names, seq, &appended, event, prev, hash),
         )?;
         // After the records, so one may name a record of this very batch;
         // each accepted acknowledgement is chained as a record of its own.
@@ -219,8 +277,8 @@ impl Worker {
             {
                 *result = match acknowledge(conn, *seq, ack)? {
                     Ok(()) => {
-                        let (ack_seq, prev, hash) = chained.links.push(&appended_at, &event.json);
-                        insert_record(conn, ack_seq, &appended_at, event, &prev, &hash)?;
+                        let (ack_seq, prev, hash) = chained.links.push(appended_at, &event.body);
+                        insert_record(conn, names, ack_seq, &appended, event, &prev, &hash)?;
                         Ok(Done::Unit)
                     }
                     Err(refused) => Err(refused),
@@ -250,37 +308,69 @@ fn sql_seq(seq: u64) -> Result<i64, AuditError> {
 
 fn insert_record(
     conn: &Connection,
+    names: &mut Names,
     seq: u64,
-    appended_at: &str,
+    appended: &Appended,
     event: &PreparedEvent,
     prev: &Hash,
     hash: &Hash,
 ) -> Result<(), AuditError> {
     let seq = sql_seq(seq)?;
     let patient = event.fields.patient.and_then(|p| i64::try_from(p).ok());
+    // JSON as TEXT, compact records as BLOB: the column's type is the format.
+    let body: &dyn rusqlite::ToSql = match &event.body {
+        Body::Json(json) => json,
+        Body::Compact(bytes) => bytes,
+    };
+    let appended_at = if appended.ms.is_some() {
+        ""
+    } else {
+        &appended.text
+    };
+    let (mut client, mut org, mut person) = (None, None, None);
+    if let Some(roles) = &event.roles {
+        client = Some(names.id(conn, &roles.client)?);
+        org = roles
+            .org
+            .as_deref()
+            .map(|n| names.id(conn, n))
+            .transpose()?;
+        person = roles
+            .person
+            .as_deref()
+            .map(|n| names.id(conn, n))
+            .transpose()?;
+    }
     conn.prepare_cached(
-        "INSERT INTO audit_records (seq, appended_at, event, prev_hash, hash, patient, outcome, recorded_ms, alert)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO audit_records (seq, appended_at, appended_ms, event, prev_hash, hash, patient, outcome, recorded_ms, alert, client, org, person)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )
     .and_then(|mut s| {
         s.execute(params![
             seq,
             appended_at,
-            event.json,
+            appended.ms,
+            body,
             prev.as_slice(),
             hash.as_slice(),
             patient,
             event.fields.outcome,
             event.fields.recorded_ms,
             event.fields.alert,
+            client,
+            org,
+            person,
         ])
     })
     .map_err(sqlite_error)?;
-    let mut agents = conn
-        .prepare_cached("INSERT OR IGNORE INTO audit_agents (agent, seq) VALUES (?1, ?2)")
-        .map_err(sqlite_error)?;
-    for agent in &event.fields.agents {
-        agents.execute(params![agent, seq]).map_err(sqlite_error)?;
+    // A compact record's agents are its three columns.
+    if event.roles.is_none() {
+        let mut agents = conn
+            .prepare_cached("INSERT OR IGNORE INTO audit_agents (agent, seq) VALUES (?1, ?2)")
+            .map_err(sqlite_error)?;
+        for agent in &event.fields.agents {
+            agents.execute(params![agent, seq]).map_err(sqlite_error)?;
+        }
     }
     Ok(())
 }

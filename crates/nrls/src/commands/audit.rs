@@ -327,6 +327,8 @@ mod tests {
             resources: vec![],
             query: None,
             access: None,
+            session: None,
+            login_subject: None,
         }
     }
 

@@ -794,10 +794,18 @@ async fn the_audit_trail_verifies_and_detects_tampering() {
         String::from_utf8_lossy(&ok.stderr)
     );
     let db = rusqlite::Connection::open(dir.join("audit.db")).unwrap();
+    // Record 3 made to name another interaction (a search a read, a create
+    // an update): its compact record's interaction bits changed in place.
+    let mut bytes: Vec<u8> = db
+        .query_row("SELECT event FROM audit_records WHERE seq = 3", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    bytes[1] ^= 1;
     let changed = db
         .execute(
-            "UPDATE audit_records SET event = replace(event, '\"E\"', '\"R\"') WHERE seq = 3",
-            [],
+            "UPDATE audit_records SET event = ?1 WHERE seq = 3",
+            rusqlite::params![bytes],
         )
         .unwrap();
     assert_eq!(changed, 1);

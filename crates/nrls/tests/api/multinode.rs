@@ -594,7 +594,7 @@ async fn consumer_reads_go_to_the_replica() {
     let audited: i64 = client
         .0
         .query_one(
-            "SELECT count(*) FROM audit_records WHERE event LIKE '%\"consumer\"%'",
+            "SELECT count(*) FROM audit_agents WHERE agent = 'consumer'",
             &[],
         )
         .await

@@ -23,6 +23,8 @@ async fn clinician_looked(s: &Service, nhs: &str) -> Vec<&'static str> {
         resources: vec!["RR8-planted".into()],
         query: Some(format!("subject:identifier={NHS}|{nhs}")),
         access: None,
+        session: None,
+        login_subject: None,
     };
     let access = s.state.access();
     access

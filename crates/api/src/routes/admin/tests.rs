@@ -267,12 +267,14 @@ async fn alerts_are_listed_and_acknowledged() {
         resources: vec![],
         query: None,
         access: Some(AccessFacts {
-            basis: "break-glass",
+            basis: "break-glass".into(),
             reason: Some("cardiac arrest".into()),
-            decision: "BREAK_GLASS",
+            decision: "BREAK_GLASS".into(),
             alert: true,
             objection_overridden: false,
         }),
+        session: None,
+        login_subject: None,
     };
     let seqs = f
         .audit

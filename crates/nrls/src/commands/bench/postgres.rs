@@ -10,7 +10,10 @@ use serde_json::{Value, json};
 
 use super::load;
 use super::server::{self, CONSUMER, PRODUCER, ServerProcess, ServerSettings};
-use super::suite::{CreatePlan, Embedded, RunArgs, import_child_to, load_json, search_plan};
+use super::suite::{
+    AuditUsage, CreatePlan, Embedded, RunArgs, audit_growth, import_child_to, load_json,
+    search_plan,
+};
 use crate::dataset::Dataset;
 
 /// The database of the postgres scenario, or why it is skipped: the backend
@@ -83,9 +86,11 @@ impl PostgresRun<'_> {
         let warmup = Duration::from_secs(2);
         let duration = Duration::from_secs(args.duration);
         let plan = Arc::new(search_plan(self.dataset, &consumer));
+        let audit_before = audit_usage(&self.url).await;
         let search = load::closed_loop(addr, plan, args.connections, warmup, duration)
             .await
             .map_err(|e| e.to_string())?;
+        let audit = audit_growth(audit_before, audit_usage(&self.url).await);
         let create_plan = Arc::new(CreatePlan::new(self.dataset, &producer, args.seed));
         let create = load::closed_loop(addr, create_plan, args.producers, warmup, duration)
             .await
@@ -98,9 +103,32 @@ impl PostgresRun<'_> {
         value["ratio_to_embedded"] = json!(ratio(search.per_second, embedded.search));
         value["rss_kib"] = json!(rss);
         results.push(("postgres-search-max", value));
+        results.push(("postgres-audit-bytes", audit));
         let mut value = load_json(&create);
         value["ratio_to_embedded"] = json!(ratio(create.per_second, embedded.create));
         results.push(("postgres-create", value));
         Ok(results)
     }
+}
+
+/// The audit tables' size on disk (heap, TOAST and indexes) and the chain
+/// head's seq.
+async fn audit_usage(url: &str) -> AuditUsage {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| e.to_string())?;
+    let task = tokio::spawn(connection);
+    let row = client
+        .query_one(
+            "SELECT (pg_total_relation_size('audit_records')
+                     + pg_total_relation_size('audit_agents'))::bigint,
+                    (SELECT seq FROM audit_head WHERE id = 1)",
+            &[],
+        )
+        .await
+        .map_err(|e| e.to_string());
+    drop(client);
+    let _ = task.await;
+    let row = row?;
+    Ok((row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64))
 }

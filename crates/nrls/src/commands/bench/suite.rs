@@ -280,6 +280,7 @@ impl Suite {
         let plan = Arc::new(search_plan(&self.dataset, &consumer_token));
         let (warmup, duration, connections) = (self.warmup, self.duration, self.args.connections);
         let mut embedded = Embedded::default();
+        let audit_before = audit_usage(&self.store_dir);
         if self.wanted("search-max") {
             let result = load::closed_loop(addr, plan.clone(), connections, warmup, duration)
                 .await
@@ -298,6 +299,10 @@ impl Suite {
             let mut value = load_json(&result);
             value["target_rate"] = json!(rate);
             self.recorder.emit("search-latency", value)?;
+        }
+        if self.wanted("search-max") || self.wanted("search-latency") {
+            let value = audit_growth(audit_before, audit_usage(&self.store_dir));
+            self.recorder.emit("audit-bytes", value)?;
         }
         if self.wanted("create") {
             let create = Arc::new(CreatePlan::new(
@@ -434,6 +439,44 @@ fn dir_bytes(dir: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// The audit trail's size and its last seq: (bytes, records).
+pub(super) type AuditUsage = Result<(u64, u64), String>;
+
+/// `audit.db` as the server sees it: its pages in use, the WAL's included
+/// (read through SQLite while the server runs, so frames not yet copied
+/// back into the file count once), and the last seq.
+fn audit_usage(store_dir: &Path) -> AuditUsage {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let conn = rusqlite::Connection::open_with_flags(store_dir.join("audit.db"), flags)
+        .map_err(|e| e.to_string())?;
+    let pragma = |name: &str| -> Result<u64, String> {
+        conn.pragma_query_value(None, name, |row| row.get::<_, i64>(0))
+            .map(|v| v as u64)
+            .map_err(|e| e.to_string())
+    };
+    let used = pragma("page_count")?.saturating_sub(pragma("freelist_count")?);
+    let records: i64 = conn
+        .query_row("SELECT ifnull(max(seq), 0) FROM audit_records", [], |r| {
+            r.get(0)
+        })
+        .map_err(|e| e.to_string())?;
+    Ok((used * pragma("page_size")?, records as u64))
+}
+
+/// Bytes the audit trail grew by per record appended between two readings
+/// (every one an audited search when taken around the search scenarios).
+pub(super) fn audit_growth(before: AuditUsage, after: AuditUsage) -> Value {
+    match (before, after) {
+        (Ok((b0, r0)), Ok((b1, r1))) if r1 > r0 => {
+            let (bytes, records) = (b1.saturating_sub(b0), r1 - r0);
+            json!({"records": records, "bytes": bytes,
+                   "bytes_per_record": (bytes as f64 / records as f64).round()})
+        }
+        (Err(e), _) | (_, Err(e)) => json!({"skipped": true, "reason": e}),
+        _ => json!({"skipped": true, "reason": "no audit records were appended"}),
+    }
 }
 
 /// Consumer searches by NHS number over 10,000 patients of the dataset.
