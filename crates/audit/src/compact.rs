@@ -58,7 +58,6 @@ const F_OVERRIDDEN: u16 = 1 << 13;
 const F_SESSION: u16 = 1 << 14;
 /// The NHS login `sub` of the patient acting.
 const F_LOGIN_SUBJECT: u16 = 1 << 15;
-const F_KNOWN: u16 = u16::MAX;
 
 /// Prefixes of `AuditFacts::resources` (code = index; 0 is none).
 const RESOURCE_PREFIXES: &[&str] = &["", "DocumentReference/", "AuditEvent/"];
@@ -217,9 +216,7 @@ pub fn decode(bytes: &[u8]) -> Result<(AuditFacts, String), DecodeError> {
         .get(usize::from(kind >> 3))
         .ok_or(DecodeError("outcome"))?;
     let flags = u16::from_le_bytes([r.byte()?, r.byte()?]);
-    if flags & !F_KNOWN != 0 {
-        return Err(DecodeError("unknown flags"));
-    }
+    // All 16 flag bits are assigned: a new optional part needs a new format.
     let has = |flag: u16| flags & flag != 0;
     let recorded = if has(F_RECORDED_MS) {
         let ms = r.varint()?;
