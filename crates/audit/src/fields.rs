@@ -13,7 +13,8 @@ use crate::event::{AuditFacts, access_of, systems};
 pub struct SearchFields {
     /// The patient's NHS number, as an integer.
     pub patient: Option<u64>,
-    /// Identifier values of every agent (client id, person id, ODS code),
+    /// Identifier values of every agent (client id, person id, ODS code,
+    /// NHS login account),
     /// sorted and without duplicates.
     pub agents: Vec<String>,
     /// `AuditEvent.outcome`: `0`, `4`, `8` or `12`.
@@ -32,6 +33,7 @@ impl SearchFields {
         let mut agents: Vec<String> = std::iter::once(&facts.client_id)
             .chain(facts.user.as_ref().map(|u| &u.person_id))
             .chain(facts.organisation.as_ref())
+            .chain(facts.login_subject.as_ref())
             .cloned()
             .collect();
         agents.sort_unstable();
@@ -68,9 +70,6 @@ impl SearchFields {
             .agent
             .iter()
             .filter_map(|a| a.who.as_ref()?.identifier.as_ref())
-            // An NHS login account is a patient acting, not an agent the
-            // admin search finds records by (nor one the compact index holds).
-            .filter(|i| i.system.as_deref() != Some(systems::NHS_LOGIN_SUBJECT))
             .filter_map(|i| i.value.clone())
             .collect();
         agents.sort_unstable();

@@ -254,6 +254,28 @@ async fn all_behaviour(log: &dyn AuditLog, compact: bool) {
         ),
         "{err:?}"
     );
+
+    // A patient's sign-in is found by their NHS login account (an agent
+    // with no role column of its own, beside a person id) and verifies.
+    let mut sign_in = facts("nrls-patient", 1, 20);
+    sign_in.session = Some(SessionEvent::Login);
+    sign_in.login_subject = Some("nhs-login-sub-1".to_owned());
+    assert_eq!(add(log, compact, vec![sign_in]).await, vec![10]);
+    assert_eq!(
+        log.search(&by("nhs-login-sub-1"))
+            .await
+            .unwrap()
+            .records
+            .iter()
+            .map(|r| r.seq)
+            .collect::<Vec<_>>(),
+        vec![10]
+    );
+    assert_eq!(
+        log.search(&by("555000111222")).await.unwrap().records.len(),
+        9
+    );
+    assert_eq!(log.verify(&options()).await.unwrap().records, 10);
 }
 
 #[tokio::test]

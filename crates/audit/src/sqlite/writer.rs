@@ -363,12 +363,27 @@ fn insert_record(
         ])
     })
     .map_err(sqlite_error)?;
-    // A compact record's agents are its three columns.
-    if event.roles.is_none() {
+    // A compact record's agents are its three role columns, and any agent
+    // without a role column (a patient's NHS login account) goes in
+    // `audit_agents` like a JSON record's.
+    let has_role = |agent: &str| {
+        event.roles.as_ref().is_some_and(|r| {
+            r.client == agent
+                || r.org.as_deref() == Some(agent)
+                || r.person.as_deref() == Some(agent)
+        })
+    };
+    let mut unnamed = event
+        .fields
+        .agents
+        .iter()
+        .filter(|a| !has_role(a))
+        .peekable();
+    if unnamed.peek().is_some() {
         let mut agents = conn
             .prepare_cached("INSERT OR IGNORE INTO audit_agents (agent, seq) VALUES (?1, ?2)")
             .map_err(sqlite_error)?;
-        for agent in &event.fields.agents {
+        for agent in unnamed {
             agents.execute(params![agent, seq]).map_err(sqlite_error)?;
         }
     }
