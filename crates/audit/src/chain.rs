@@ -222,6 +222,31 @@ pub(crate) struct AgentRoles {
     pub person: Option<String>,
 }
 
+impl AgentRoles {
+    /// Whether one of the three roles is `agent`.
+    pub(crate) fn names(&self, agent: &str) -> bool {
+        self.client == agent
+            || self.org.as_deref() == Some(agent)
+            || self.person.as_deref() == Some(agent)
+    }
+}
+
+/// A batch's `appended_at`, and as Unix ms when it renders back exactly
+/// (always, for the text `now_rfc3339` writes): backends then store the
+/// integer instead of 24 bytes of text.
+pub(crate) struct Appended {
+    pub text: String,
+    pub ms: Option<i64>,
+}
+
+impl Appended {
+    pub(crate) fn now() -> Appended {
+        let text = crate::event::now_rfc3339();
+        let ms = crate::compact::recorded_ms(&text).and_then(|ms| i64::try_from(ms).ok());
+        Appended { text, ms }
+    }
+}
+
 impl PreparedEvent {
     /// A format-1 record of `event`.
     pub(crate) fn new(event: &AuditEvent) -> Result<PreparedEvent, serde_json::Error> {

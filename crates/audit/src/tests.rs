@@ -1,5 +1,5 @@
 //! Behaviour every backend shares: append, read, search and paging, alerts,
-//! checkpoints and a clean verify. Run against memory and SQLite.
+//! checkpoints and a clean verify. Run against memory, SQLite and PostgreSQL.
 
 use domain::NhsNumber;
 use domain::access::{AccessBasis, Denial, ReasonCode};
@@ -95,7 +95,7 @@ async fn add(log: &dyn AuditLog, compact: bool, facts: Vec<AuditFacts>) -> Vec<u
 
 /// The shared behaviour, with records in either format: reads render a
 /// compact record as exactly the event its facts make.
-async fn all_behaviour(log: &dyn AuditLog, compact: bool) {
+pub(crate) async fn all_behaviour(log: &dyn AuditLog, compact: bool) {
     // Append in two calls; seqs continue.
     let seqs = add(
         log,

@@ -17,7 +17,10 @@ use crate::{
 
 use super::audit_error;
 
-const RECORD_COLUMNS: &str = "r.seq, r.appended_at, r.event, r.prev_hash, r.hash";
+const RECORD_COLUMNS: &str =
+    "r.seq, r.appended_at, r.event, r.prev_hash, r.hash, r.body, r.appended_ms";
+/// How many columns `RECORD_COLUMNS` is: a query's own columns follow.
+const AFTER_RECORD: usize = 7;
 /// Rows fetched per round trip by the verify walk.
 const VERIFY_CHUNK: i32 = 2000;
 
@@ -40,10 +43,24 @@ fn to_sql(seq: u64) -> i64 {
 }
 
 fn stored_record(row: &Row, render: bool) -> Result<AuditRecord, OpError> {
+    // Since schema step 7 `appended_at` is kept as Unix ms, rendered back as
+    // it was hashed (unrenderable: verify finds the hash does not match).
+    let appended_at = match row.try_get::<_, Option<i64>>(6)? {
+        Some(ms) => u64::try_from(ms)
+            .ok()
+            .and_then(crate::compact::format_ms)
+            .unwrap_or_default(),
+        None => row.try_get(1)?,
+    };
+    // A compact record in `body` (step 7), or in `event` as text (before).
+    let body = match row.try_get::<_, Option<Vec<u8>>>(5)? {
+        Some(bytes) => Body::Compact(bytes),
+        None => Body::from_text(row.try_get(2)?),
+    };
     Ok(AuditRecord::stored(
         seq_of(row.try_get(0)?),
-        row.try_get(1)?,
-        Body::from_text(row.try_get(2)?),
+        appended_at,
+        body,
         hash(row.try_get(3)?)?,
         hash(row.try_get(4)?)?,
         render,
@@ -78,10 +95,15 @@ pub(super) async fn search(db: &Database, query: &AuditQuery) -> Result<AuditPag
         sql.push_str(&format!(" AND r.patient = ${}", args.len()));
     }
     if let Some(agent) = &query.agent {
+        // A compact record names its agents by id in three indexed columns;
+        // a JSON record (and an agent with no role column) in `audit_agents`.
         args.push(agent);
+        let n = args.len();
         sql.push_str(&format!(
-            " AND r.seq IN (SELECT seq FROM audit_agents WHERE agent = ${})",
-            args.len()
+            " AND (r.client = (SELECT id FROM audit_names WHERE name = ${n})
+                   OR r.org = (SELECT id FROM audit_names WHERE name = ${n})
+                   OR r.person = (SELECT id FROM audit_names WHERE name = ${n})
+                   OR r.seq IN (SELECT seq FROM audit_agents WHERE agent = ${n}))"
         ));
     }
     if let Some(since) = &query.since_ms {
@@ -155,15 +177,16 @@ pub(super) async fn alerts(db: &Database, query: &AlertQuery) -> Result<Vec<Aler
             .await?;
         rows.iter()
             .map(|row| {
-                let by: Option<String> = row.try_get(6)?;
+                let c = AFTER_RECORD;
+                let by: Option<String> = row.try_get(c + 1)?;
                 Ok(Alert {
                     record: record(row)?,
-                    kind: row.try_get(5)?,
+                    kind: row.try_get(c)?,
                     acknowledgement: match by {
                         Some(by) => Some(Acknowledgement {
                             by,
-                            at: row.try_get(7)?,
-                            note: row.try_get(8)?,
+                            at: row.try_get(c + 2)?,
+                            note: row.try_get(c + 3)?,
                         }),
                         None => None,
                     },
@@ -226,17 +249,31 @@ async fn acknowledgements(
 }
 
 fn stored_row(row: &Row) -> Result<StoredRow, OpError> {
-    let mut agents: Vec<String> = row.try_get(9)?;
+    let c = AFTER_RECORD;
+    let mut agents: Vec<String> = row.try_get(c + 4)?;
+    // A compact record's agents by role; one name may fill two roles. An id
+    // whose name is gone reads as a name no event has, so verify flags it.
+    let mut named = Vec::with_capacity(3);
+    for role in 0..3 {
+        let id: Option<i32> = row.try_get(c + 5 + 2 * role)?;
+        let name: Option<String> = row.try_get(c + 6 + 2 * role)?;
+        if id.is_some() {
+            named.push(name.unwrap_or_else(|| "\u{1}missing".to_owned()));
+        }
+    }
+    named.sort_unstable();
+    named.dedup();
+    agents.extend(named);
     agents.sort_unstable();
-    let patient: Option<i64> = row.try_get(5)?;
+    let patient: Option<i64> = row.try_get(c)?;
     Ok(StoredRow {
         record: stored_record(row, false)?,
         fields: SearchFields {
             patient: patient.map(|p| u64::try_from(p).unwrap_or(u64::MAX)),
             agents,
-            outcome: row.try_get(6)?,
-            recorded_ms: row.try_get(7)?,
-            alert: row.try_get(8)?,
+            outcome: row.try_get(c + 1)?,
+            recorded_ms: row.try_get(c + 2)?,
+            alert: row.try_get(c + 3)?,
         },
     })
 }
@@ -284,7 +321,10 @@ async fn walk(
     let statement = tx
         .prepare(&format!(
             "SELECT {RECORD_COLUMNS}, r.patient, r.outcome, r.recorded_ms, r.alert,
-                ARRAY(SELECT g.agent FROM audit_agents g WHERE g.seq = r.seq)
+                ARRAY(SELECT g.agent FROM audit_agents g WHERE g.seq = r.seq),
+                r.client, (SELECT name FROM audit_names WHERE id = r.client),
+                r.org, (SELECT name FROM audit_names WHERE id = r.org),
+                r.person, (SELECT name FROM audit_names WHERE id = r.person)
              FROM audit_records r ORDER BY r.seq"
         ))
         .await?;

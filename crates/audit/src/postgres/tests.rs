@@ -33,6 +33,26 @@ async fn open_node(db: &TestDatabase, key: CheckpointSigner) -> PostgresAuditLog
     .unwrap()
 }
 
+/// The behaviour every backend shares, in JSON and in compact records.
+#[tokio::test]
+async fn postgres_backend_behaviour() {
+    for compact in [false, true] {
+        let db = TestDatabase::create().await;
+        let pointers = PostgresStore::open(db.options()).await.unwrap();
+        let log = PostgresAuditLog::open(
+            pointers.database(),
+            signer(),
+            PostgresAuditOptions {
+                max_batch: 64,
+                checkpoints: CheckpointPolicy::default(),
+            },
+        )
+        .await
+        .unwrap();
+        crate::tests::all_behaviour(&log, compact).await;
+    }
+}
+
 /// 35 records appended one by one: checkpoints at 10, 20, 30; 31..35 unsigned.
 async fn written_log() -> (TestDatabase, PostgresAuditLog) {
     let db = TestDatabase::create().await;
@@ -123,8 +143,14 @@ async fn tampering_with_compact_records_is_named() {
         record.event().unwrap(),
         crate::tests::facts("app-a", 0, 6).to_event(crate::tests::NODE)
     );
-    // Modified content: one more base64 digit.
-    db.execute("UPDATE audit_records SET event = event || 'A' WHERE seq = 7")
+    // Stored as bytes in `body`, not as text in `event`.
+    assert_eq!(
+        db.query_i64("SELECT count(*) FROM audit_records WHERE body IS NOT NULL AND event = ''")
+            .await,
+        35
+    );
+    // Modified content: one more byte.
+    db.execute("UPDATE audit_records SET body = body || '\\x00'::bytea WHERE seq = 7")
         .await;
     assert_eq!(
         first_bad(log.verify(&options()).await),
@@ -137,11 +163,38 @@ async fn tampering_with_compact_records_is_named() {
         first_bad(log.verify(&options()).await),
         (12, TamperKind::IndexMismatch)
     );
+    // An agent's id removed, pointed at another name, or its name edited.
     let (db, log) = compact_log().await;
-    db.execute("DELETE FROM audit_agents WHERE seq = 13").await;
+    db.execute("UPDATE audit_records SET client = NULL WHERE seq = 13")
+        .await;
     assert_eq!(
         first_bad(log.verify(&options()).await),
         (13, TamperKind::IndexMismatch)
+    );
+    let (db, log) = compact_log().await;
+    db.execute(
+        "UPDATE audit_records SET org = (SELECT id FROM audit_names WHERE name = 'app-a')
+         WHERE seq = 14",
+    )
+    .await;
+    assert_eq!(
+        first_bad(log.verify(&options()).await),
+        (14, TamperKind::IndexMismatch)
+    );
+    let (db, log) = compact_log().await;
+    db.execute("UPDATE audit_names SET name = 'app-x' WHERE name = 'app-b'")
+        .await;
+    assert_eq!(
+        first_bad(log.verify(&options()).await),
+        (2, TamperKind::IndexMismatch)
+    );
+    // The appended time, kept as ms, moved by a millisecond.
+    let (db, log) = compact_log().await;
+    db.execute("UPDATE audit_records SET appended_ms = appended_ms + 1 WHERE seq = 15")
+        .await;
+    assert_eq!(
+        first_bad(log.verify(&options()).await),
+        (15, TamperKind::ContentMismatch)
     );
     let (db, log) = compact_log().await;
     db.execute("DELETE FROM audit_records WHERE seq = 20").await;
@@ -283,7 +336,7 @@ async fn rechain(db: &TestDatabase) {
     let client = db.session().await;
     let rows = client
         .query(
-            "SELECT seq, appended_at, event FROM audit_records ORDER BY seq",
+            "SELECT seq, appended_at, event, appended_ms FROM audit_records ORDER BY seq",
             &[],
         )
         .await
@@ -292,6 +345,11 @@ async fn rechain(db: &TestDatabase) {
     let mut last = 0i64;
     for row in rows {
         let (seq, appended_at, event): (i64, String, String) = (row.get(0), row.get(1), row.get(2));
+        // Since step 7 the time the chain hashed is kept as ms.
+        let appended_at = match row.get::<_, Option<i64>>(3) {
+            Some(ms) => crate::compact::format_ms(ms as u64).unwrap(),
+            None => appended_at,
+        };
         let hash = crate::chain::record_hash(&prev, seq as u64, &appended_at, &event);
         client
             .execute(
@@ -367,4 +425,44 @@ async fn a_rewritten_and_rechained_trail_and_a_forged_acknowledgement_fail() {
         matches!(kind, TamperKind::CheckpointOverdue { .. }),
         "{kind:?}"
     );
+}
+
+/// Records written before schema step 7 (a compact body as base64 text in
+/// `event`, agents as rows of `audit_agents`, `appended_at` as text) still
+/// read, search and verify beside the ones written after it.
+#[tokio::test]
+async fn compact_records_from_before_step_7_verify_and_are_found() {
+    let (db, log) = compact_log().await;
+    db.execute(
+        "INSERT INTO audit_agents (agent, seq)
+         SELECT n.name, r.seq FROM audit_records r
+         JOIN audit_names n ON n.id IN (r.client, r.org, r.person) WHERE r.seq <= 10",
+    )
+    .await;
+    // As the writer formatted the time (`now_rfc3339`: no fraction when the
+    // milliseconds are zero, otherwise exactly as many digits as needed).
+    db.execute(
+        "UPDATE audit_records SET
+            event = 'c2:' || rtrim(translate(encode(body, 'base64'), E'\\n', ''), '='),
+            body = NULL, client = NULL, org = NULL, person = NULL,
+            appended_at = rtrim(rtrim(to_char(timestamp 'epoch' + appended_ms * interval '1 millisecond',
+                'YYYY-MM-DD\"T\"HH24:MI:SS.MS'), '0'), '.') || 'Z',
+            appended_ms = NULL
+         WHERE seq <= 10",
+    )
+    .await;
+    assert_eq!(log.verify(&options()).await.unwrap().records, 35);
+    let record = log.get(3).await.unwrap().unwrap();
+    assert!(record.compact.is_some());
+    assert_eq!(
+        record.event().unwrap(),
+        crate::tests::facts("app-a", 2, 2).to_event(crate::tests::NODE)
+    );
+    let by = |agent: &str| crate::AuditQuery {
+        agent: Some(agent.to_owned()),
+        count: 100,
+        ..crate::AuditQuery::default()
+    };
+    assert_eq!(log.search(&by("app-a")).await.unwrap().records.len(), 18);
+    assert_eq!(log.search(&by("RX1")).await.unwrap().records.len(), 35);
 }

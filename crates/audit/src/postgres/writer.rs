@@ -8,6 +8,7 @@
 //! A ticker asks for a checkpoint every `policy.seconds`, so an idle node
 //! still signs the records it (or a node that died) left unsigned.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::types::ToSql;
 
 use crate::batch::{BatchOutcome, Command, Counters, Done, Queue, WriteStats, chain, deliver};
-use crate::chain::{ChainHead, Hash, Links, PreparedEvent};
+use crate::chain::{Appended, Body, ChainHead, Hash, Links, PreparedEvent};
 use crate::{Acknowledgement, AuditError, Checkpoint, CheckpointPolicy, CheckpointSigner};
 
 use super::{PostgresAuditOptions, audit_error};
@@ -30,10 +31,22 @@ const LOCK_HEAD: &str = "SELECT h.seq, h.hash,
 const LAST_CHECKPOINT: &str =
     "SELECT seq, \"interval\" FROM audit_checkpoints ORDER BY seq DESC LIMIT 1";
 const INSERT_RECORDS: &str = "INSERT INTO audit_records
-    (seq, appended_at, event, prev_hash, hash, patient, outcome, recorded_ms, alert)
-    SELECT s, $2, e, p, h, pt, o, r, a
-    FROM unnest($1::bigint[], $3::text[], $4::bytea[], $5::bytea[], $6::bigint[],
-                $7::text[], $8::bigint[], $9::text[]) AS t(s, e, p, h, pt, o, r, a)";
+    (seq, appended_at, appended_ms, event, body, prev_hash, hash, patient, outcome, recorded_ms,
+     alert, client, org, person)
+    SELECT s, $2, $3, e, b, p, h, pt, o, r, a, c, g, pe
+    FROM unnest($1::bigint[], $4::text[], $5::bytea[], $6::bytea[], $7::bytea[], $8::bigint[],
+                $9::text[], $10::bigint[], $11::text[], $12::int[], $13::int[], $14::int[])
+        AS t(s, e, b, p, h, pt, o, r, a, c, g, pe)";
+/// Ids of the given names, adding those not there yet. Run after the head
+/// is locked, so no other node's batch is adding names meanwhile and the
+/// second half sees every name committed before; the first half returns
+/// those this statement adds (invisible to the second).
+const NAME_IDS: &str = "WITH wanted AS (SELECT unnest($1::text[]) AS name),
+    added AS (INSERT INTO audit_names (name) SELECT name FROM wanted
+              ON CONFLICT (name) DO NOTHING RETURNING id, name)
+    SELECT id, name FROM added
+    UNION ALL
+    SELECT n.id, n.name FROM audit_names n WHERE n.name IN (SELECT name FROM wanted)";
 const INSERT_AGENTS: &str = "INSERT INTO audit_agents (agent, seq)
     SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING";
 const MOVE_HEAD: &str = "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1";
@@ -60,6 +73,9 @@ struct Worker {
     /// When this node last signed: the "unsigned for `seconds`" rule is
     /// judged per node, and every node's ticker forces one anyway.
     checkpointed_at: Instant,
+    /// Ids of agent names in `audit_names`, as committed: names are never
+    /// renamed or removed, so an id once committed stays right.
+    names: HashMap<String, i32>,
 }
 
 impl Writer {
@@ -74,6 +90,7 @@ impl Writer {
             signer,
             policy: options.checkpoints,
             checkpointed_at: Instant::now(),
+            names: HashMap::new(),
         };
         worker.sign_at_open().await?;
         let (commands, receiver) = mpsc::channel(max_batch.saturating_mul(4));
@@ -167,18 +184,26 @@ impl Worker {
         let mut batch = Vec::with_capacity(max_batch);
         while receiver.recv_many(&mut batch, max_batch).await > 0 {
             counters.batch(batch.len());
-            let (signer, policy, checkpointed_at) =
-                (&self.signer, &self.policy, self.checkpointed_at);
+            let (signer, policy, checkpointed_at, names) = (
+                &self.signer,
+                &self.policy,
+                self.checkpointed_at,
+                &self.names,
+            );
             let outcome = self
                 .db
-                .run(async |conn| commit(conn, &batch, signer, policy, checkpointed_at).await)
+                .run(async |conn| {
+                    commit(conn, &batch, signer, policy, checkpointed_at, names).await
+                })
                 .await
                 .map_err(audit_error);
             match outcome {
-                Ok(mut outcome) => {
+                Ok((mut outcome, added)) => {
                     if !outcome.checkpoints.is_empty() {
                         self.checkpointed_at = Instant::now();
                     }
+                    // Only once committed: a rolled-back batch's ids are gone.
+                    self.names.extend(added);
                     deliver(&mut batch, Ok(&mut outcome), &counters);
                 }
                 // Nothing was committed (or, if the connection died during
@@ -209,25 +234,107 @@ async fn lock_head(tx: &Transaction<'_>) -> Result<(u64, Hash, u64), OpError> {
     Ok((seq_of(row.try_get(0)?), hash, seq_of(row.try_get(2)?)))
 }
 
+/// The ids of a batch's agent names: those committed before, and those
+/// this batch adds.
+struct NameIds<'n> {
+    committed: &'n HashMap<String, i32>,
+    added: HashMap<String, i32>,
+}
+
+impl NameIds<'_> {
+    fn id(&self, name: &str) -> Result<i32, OpError> {
+        self.committed
+            .get(name)
+            .or_else(|| self.added.get(name))
+            .copied()
+            .ok_or_else(|| OpError::Corrupt(format!("no audit_names id for {name:?}")))
+    }
+
+    fn of(&self, name: Option<&str>) -> Result<Option<i32>, OpError> {
+        name.map(|n| self.id(n)).transpose()
+    }
+}
+
+/// Looks up (adding where new) the role names of `batch`'s compact records
+/// that `committed` does not hold yet.
+async fn name_ids<'n>(
+    tx: &Transaction<'_>,
+    batch: &[Command],
+    committed: &'n HashMap<String, i32>,
+) -> Result<NameIds<'n>, OpError> {
+    let mut wanted: Vec<&str> = batch
+        .iter()
+        .filter_map(|command| match command {
+            Command::Append { events, .. } => Some(events),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|event| event.roles.as_ref())
+        .flat_map(|r| {
+            [
+                Some(r.client.as_str()),
+                r.org.as_deref(),
+                r.person.as_deref(),
+            ]
+        })
+        .flatten()
+        .filter(|name| !committed.contains_key(*name))
+        .collect();
+    let mut added = HashMap::new();
+    if !wanted.is_empty() {
+        wanted.sort_unstable();
+        wanted.dedup();
+        let statement = tx.prepare_cached(NAME_IDS).await?;
+        for row in tx.query(&statement, &[&wanted]).await? {
+            added.insert(row.try_get::<_, String>(1)?, row.try_get::<_, i32>(0)?);
+        }
+    }
+    Ok(NameIds { committed, added })
+}
+
 /// The batch's records as column arrays, bound once for one INSERT.
 #[derive(Default)]
 struct Columns<'a> {
     seq: Vec<i64>,
+    /// A JSON record's event; `''` for a compact record.
     event: Vec<String>,
+    /// A compact record's facts.
+    body: Vec<Option<&'a [u8]>>,
     prev_hash: Vec<Vec<u8>>,
     hash: Vec<Vec<u8>>,
     patient: Vec<Option<i64>>,
     outcome: Vec<&'a str>,
     recorded_ms: Vec<i64>,
     alert: Vec<Option<&'a str>>,
+    client: Vec<Option<i32>>,
+    org: Vec<Option<i32>>,
+    person: Vec<Option<i32>>,
+    /// Agents with no role column: every agent of a JSON record, and any
+    /// of a compact record not in its three (a patient's NHS login account).
     agent: Vec<&'a str>,
     agent_seq: Vec<i64>,
 }
 
 impl<'a> Columns<'a> {
-    fn push(&mut self, seq: i64, event: &'a PreparedEvent, prev: &Hash, hash: &Hash) {
+    fn push(
+        &mut self,
+        seq: i64,
+        event: &'a PreparedEvent,
+        prev: &Hash,
+        hash: &Hash,
+        names: &NameIds<'_>,
+    ) -> Result<(), OpError> {
         self.seq.push(seq);
-        self.event.push(event.body.to_text());
+        match &event.body {
+            Body::Json(json) => {
+                self.event.push(json.clone());
+                self.body.push(None);
+            }
+            Body::Compact(bytes) => {
+                self.event.push(String::new());
+                self.body.push(Some(bytes));
+            }
+        }
         self.prev_hash.push(prev.to_vec());
         self.hash.push(hash.to_vec());
         self.patient
@@ -235,10 +342,20 @@ impl<'a> Columns<'a> {
         self.outcome.push(&event.fields.outcome);
         self.recorded_ms.push(event.fields.recorded_ms);
         self.alert.push(event.fields.alert.as_deref());
+        let roles = event.roles.as_ref();
+        self.client
+            .push(names.of(roles.map(|r| r.client.as_str()))?);
+        self.org
+            .push(names.of(roles.and_then(|r| r.org.as_deref()))?);
+        self.person
+            .push(names.of(roles.and_then(|r| r.person.as_deref()))?);
         for agent in &event.fields.agents {
-            self.agent.push(agent);
-            self.agent_seq.push(seq);
+            if !roles.is_some_and(|r| r.names(agent)) {
+                self.agent.push(agent);
+                self.agent_seq.push(seq);
+            }
         }
+        Ok(())
     }
 }
 
@@ -248,24 +365,24 @@ async fn commit(
     signer: &CheckpointSigner,
     policy: &CheckpointPolicy,
     checkpointed_at: Instant,
-) -> Result<BatchOutcome, OpError> {
+    committed_names: &HashMap<String, i32>,
+) -> Result<(BatchOutcome, HashMap<String, i32>), OpError> {
     let tx = conn.transaction().await?;
     let (first_seq, first_hash, checkpointed) = lock_head(&tx).await?;
+    let names = name_ids(&tx, batch, committed_names).await?;
     let mut head = ChainHead::new(first_seq, first_hash, checkpointed);
     head.checkpointed_at = checkpointed_at;
-    let appended_at = crate::event::now_rfc3339();
+    let appended = Appended::now();
+    let appended_at = appended.text.as_str();
     let mut columns = Columns::default();
     let mut chained = chain(
         batch,
         head.links(policy),
-        &appended_at,
-        |seq, event, prev, hash| {
-            columns.push(sql_seq(seq)?, event, prev, hash);
-            Ok::<(), OpError>(())
-        },
+        appended_at,
+        |seq, event, prev, hash| columns.push(sql_seq(seq)?, event, prev, hash, &names),
     )?;
     if chained.links.seq > first_seq {
-        insert(&tx, &columns, &appended_at, &chained.links).await?;
+        insert(&tx, &columns, &appended, &chained.links).await?;
     }
     // After the records, so one may name a record of this very batch;
     // each accepted acknowledgement is chained as a record of its own.
@@ -277,8 +394,8 @@ async fn commit(
         {
             *result = match acknowledge(&tx, *seq, ack).await? {
                 Ok(()) => {
-                    let (ack_seq, prev, hash) = chained.links.push(&appended_at, &event.body);
-                    acks.push(sql_seq(ack_seq)?, event, &prev, &hash);
+                    let (ack_seq, prev, hash) = chained.links.push(appended_at, &event.body);
+                    acks.push(sql_seq(ack_seq)?, event, &prev, &hash, &names)?;
                     Ok(Done::Unit)
                 }
                 Err(refused) => Err(refused),
@@ -286,20 +403,21 @@ async fn commit(
         }
     }
     if !acks.seq.is_empty() {
-        insert(&tx, &acks, &appended_at, &chained.links).await?;
+        insert(&tx, &acks, &appended, &chained.links).await?;
     }
     let checkpoints = head.checkpoints_for(&chained.links, signer, policy, chained.forced);
     for checkpoint in &checkpoints {
         insert_checkpoint(&tx, checkpoint).await?;
     }
     tx.commit().await?;
-    Ok(BatchOutcome {
+    let outcome = BatchOutcome {
         first_seq,
         seq: chained.links.seq,
         hash: chained.links.hash,
         checkpoints,
         results: chained.results,
-    })
+    };
+    Ok((outcome, names.added))
 }
 
 /// Inserts `columns` and moves the head to `links`: prepared once per
@@ -308,7 +426,7 @@ async fn commit(
 async fn insert(
     tx: &Transaction<'_>,
     columns: &Columns<'_>,
-    appended_at: &str,
+    appended: &Appended,
     links: &Links,
 ) -> Result<(), OpError> {
     let (records, agents, head) = tokio::try_join!(
@@ -318,16 +436,27 @@ async fn insert(
     )?;
     let head_seq = sql_seq(links.seq)?;
     let head_hash = links.hash.as_slice();
-    let record_params: [&(dyn ToSql + Sync); 9] = [
+    // The text is kept only when the ms would not render back to it.
+    let appended_at = if appended.ms.is_some() {
+        ""
+    } else {
+        appended.text.as_str()
+    };
+    let record_params: [&(dyn ToSql + Sync); 14] = [
         &columns.seq,
         &appended_at,
+        &appended.ms,
         &columns.event,
+        &columns.body,
         &columns.prev_hash,
         &columns.hash,
         &columns.patient,
         &columns.outcome,
         &columns.recorded_ms,
         &columns.alert,
+        &columns.client,
+        &columns.org,
+        &columns.person,
     ];
     let head_params: [&(dyn ToSql + Sync); 2] = [&head_seq, &head_hash];
     let insert_records = tx.execute(&records, &record_params);

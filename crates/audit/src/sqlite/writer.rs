@@ -16,7 +16,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::mpsc;
 
 use crate::batch::{BatchOutcome, Command, Counters, Done, Queue, WriteStats, chain, deliver};
-use crate::chain::{Body, ChainHead, GENESIS, Hash, PreparedEvent};
+use crate::chain::{Appended, Body, ChainHead, GENESIS, Hash, PreparedEvent};
 use crate::{Acknowledgement, AuditError, Checkpoint, CheckpointPolicy, CheckpointSigner};
 
 use super::schema::sqlite_error;
@@ -69,22 +69,6 @@ impl Names {
     /// A rolled-back batch may have added names: their ids are gone.
     fn forget(&mut self) {
         self.ids.clear();
-    }
-}
-
-/// A batch's `appended_at`, and as Unix ms when it renders back exactly
-/// (always, for the text `now_rfc3339` writes): the column then holds 6
-/// bytes instead of 24.
-struct Appended {
-    text: String,
-    ms: Option<i64>,
-}
-
-impl Appended {
-    fn now() -> Appended {
-        let text = crate::event::now_rfc3339();
-        let ms = crate::compact::recorded_ms(&text).and_then(|ms| i64::try_from(ms).ok());
-        Appended { text, ms }
     }
 }
 
@@ -366,18 +350,11 @@ fn insert_record(
     // A compact record's agents are its three role columns, and any agent
     // without a role column (a patient's NHS login account) goes in
     // `audit_agents` like a JSON record's.
-    let has_role = |agent: &str| {
-        event.roles.as_ref().is_some_and(|r| {
-            r.client == agent
-                || r.org.as_deref() == Some(agent)
-                || r.person.as_deref() == Some(agent)
-        })
-    };
     let mut unnamed = event
         .fields
         .agents
         .iter()
-        .filter(|a| !has_role(a))
+        .filter(|a| !event.roles.as_ref().is_some_and(|r| r.names(a)))
         .peekable();
     if unnamed.peek().is_some() {
         let mut agents = conn

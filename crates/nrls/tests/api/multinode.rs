@@ -594,7 +594,8 @@ async fn consumer_reads_go_to_the_replica() {
     let audited: i64 = client
         .0
         .query_one(
-            "SELECT count(*) FROM audit_agents WHERE agent = 'consumer'",
+            "SELECT count(*) FROM audit_records
+             WHERE client = (SELECT id FROM audit_names WHERE name = 'consumer')",
             &[],
         )
         .await

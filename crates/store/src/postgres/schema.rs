@@ -61,7 +61,41 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         compatible_from: 5,
         sql: SUBSCRIPTIONS_V6,
     },
+    Migration {
+        version: 7,
+        name: "compact audit records: binary bodies, agent ids, appended_ms",
+        compatible_from: 7,
+        sql: COMPACT_AUDIT_V7,
+    },
 ];
+
+/// Step 7: compact audit records in their own columns (issue 16), as the
+/// embedded `audit.db` keeps them since its step 2. A format-2 record's
+/// facts go in `body` (`bytea`; `event` is then `''`), not as base64 text in
+/// `event`; its agents are `audit_names` ids in three columns, each with a
+/// partial index (B-tree deduplication makes an entry for a frequent client
+/// or organisation a few bytes), instead of text rows of `audit_agents`
+/// (kept for JSON records, and for an agent with no role column such as a
+/// patient's NHS login account). Rows written from now on keep `appended_at`
+/// as Unix ms in `appended_ms` (the hashed text renders back from it exactly;
+/// `appended_at` is then `''`). Rows written before stay as they are and
+/// verify as before. Not compatible with older nodes: they would read a
+/// compact record's empty `event` as a modified record.
+const COMPACT_AUDIT_V7: &str = r#"
+CREATE TABLE audit_names (
+    id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name text COLLATE "C" NOT NULL UNIQUE
+);
+ALTER TABLE audit_records
+    ADD COLUMN body bytea,
+    ADD COLUMN appended_ms bigint,
+    ADD COLUMN client integer,
+    ADD COLUMN org integer,
+    ADD COLUMN person integer;
+CREATE INDEX audit_by_client ON audit_records (client) WHERE client IS NOT NULL;
+CREATE INDEX audit_by_org ON audit_records (org) WHERE org IS NOT NULL;
+CREATE INDEX audit_by_person ON audit_records (person) WHERE person IS NOT NULL;
+"#;
 
 /// Step 6: subscriptions (`store::subscriptions`). Expand-only: older nodes
 /// never read these tables (but they still mark outbox events dispatched

@@ -121,7 +121,8 @@ async fn audit_usage(url: &str) -> AuditUsage {
     let row = client
         .query_one(
             "SELECT (pg_total_relation_size('audit_records')
-                     + pg_total_relation_size('audit_agents'))::bigint,
+                     + pg_total_relation_size('audit_agents')
+                     + pg_total_relation_size('audit_names'))::bigint,
                     (SELECT seq FROM audit_head WHERE id = 1)",
             &[],
         )
