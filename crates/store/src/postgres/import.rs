@@ -115,15 +115,18 @@ pub(super) async fn import(
         }
     }
     let tx = conn.transaction().await?;
+    // No JIT: these statements are planned per batch, and on tables whose
+    // statistics lag a bulk load the estimates pass `jit_above_cost`, so each
+    // batch paid ~100 ms compiling what it runs once.
     tx.batch_execute(&format!(
-        "SET LOCAL statement_timeout = {}",
+        "SET LOCAL statement_timeout = {}; SET LOCAL jit = off",
         TIMEOUT.as_millis()
     ))
     .await?;
     tx.batch_execute(STAGE).await?;
     stage(&tx, records, first_of.values().copied()).await?;
     tx.batch_execute(INDEX_KEYS).await?;
-    let (fates, accepted) = decide(&tx, records).await?;
+    let (fates, accepted) = decide(&tx, records, first_of.len()).await?;
     store(&tx, records, &accepted).await?;
     tx.commit().await?;
     Ok(outcome(records, fates, repeats))
@@ -163,10 +166,22 @@ async fn stage(
 async fn decide(
     tx: &Transaction<'_>,
     records: &[PointerRecord],
+    staged: usize,
 ) -> Result<(HashMap<usize, Fate>, Vec<(usize, i64)>), OpError> {
     let mut fates = HashMap::new();
-    tx.execute(CLAIM_IDS, &[]).await?;
-    for row in tx.query(EXISTING, &[]).await? {
+    let claimed = tx.execute(CLAIM_IDS, &[]).await?;
+    // Every id new (a first load): nothing to compare, so the pointers table
+    // is not touched. This matters at scale: the staging table's statistics
+    // are taken before the claim, so the planner expects every row to need
+    // its stored JSON, and on a large table whose statistics lag the load it
+    // chose to sort the whole of `pointers` for each batch (10M import fell
+    // from 20k to under 6k pointers/s by 4.4M; docs/performance.md).
+    let existing = if usize::try_from(claimed).unwrap_or(usize::MAX) < staged {
+        tx.query(EXISTING, &[]).await?
+    } else {
+        Vec::new()
+    };
+    for row in existing {
         let index = index_of(column(&row, 0)?)?;
         let stored: String = column(&row, 1)?;
         let fate = if stored == records[index].json {
