@@ -61,6 +61,11 @@ struct Inner {
     shared_care_record: Option<SharedCareRecord>,
     patient: PatientAccess,
     started: Instant,
+    /// Signalled when this node commits something subscription delivery
+    /// acts on (a pointer write's outbox event, a new or reactivated
+    /// subscription's handshake), so that it runs at once rather than at
+    /// its next poll.
+    delivery_due: Arc<tokio::sync::Notify>,
 }
 
 /// Cheap to clone: one `Arc`.
@@ -117,6 +122,7 @@ impl AppState {
             shared_care_record: None,
             patient: PatientAccess::default(),
             started: Instant::now(),
+            delivery_due: Arc::new(tokio::sync::Notify::new()),
         }))
     }
 
@@ -180,7 +186,15 @@ impl AppState {
             catalogue: Catalogue::nrl_v3(),
             search_limits: inner.settings.search_limits,
             shared_care_record: inner.shared_care_record.as_ref(),
+            delivery_due: &inner.delivery_due,
         }
+    }
+
+    /// Signalled when this node commits work for subscription delivery (see
+    /// `Context::delivery_due`); a task not waiting when it was signalled
+    /// still wakes once.
+    pub fn delivery_due(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.0.delivery_due)
     }
 
     /// The primary store: writes and producers' reads.

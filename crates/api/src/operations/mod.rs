@@ -52,4 +52,7 @@ pub struct Context<'a> {
     pub search_limits: SearchLimits,
     /// The federator, when sources are configured.
     pub shared_care_record: Option<&'a SharedCareRecord>,
+    /// Signalled after a pointer write or a new or reactivated subscription
+    /// commits: wakes subscription delivery.
+    pub delivery_due: &'a tokio::sync::Notify,
 }

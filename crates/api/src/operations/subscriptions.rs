@@ -210,6 +210,7 @@ async fn create(
     draft.resources.push(format!("Subscription/{}", record.id));
     let store = subscriptions(ctx)?;
     store.create_subscription(record.clone()).await?;
+    ctx.delivery_due.notify_one();
     let stored = store
         .subscription(&record.id)
         .await?
@@ -300,6 +301,7 @@ pub async fn reactivate_subscription(
         own(ctx, caller, id, &mut draft).await?;
         let store = subscriptions(ctx)?;
         store.reactivate(id).await?;
+        ctx.delivery_due.notify_one();
         let stored = store
             .subscription(id)
             .await?

@@ -79,6 +79,7 @@ async fn create_pointer(
         .extend(supersedes.iter().map(|s| s.target.to_string()));
     let record = record(doc, valid, id.clone(), 1)?;
     ctx.store.create(record, supersedes).await?;
+    ctx.delivery_due.notify_one();
     Ok(Written { id, version: 1 })
 }
 
@@ -149,6 +150,7 @@ async fn update_pointer(
         }) if client_version.is_some() => Err(precondition_failed(&id, expected, actual)),
         other => other.map_err(ApiError::from),
     }?;
+    ctx.delivery_due.notify_one();
     Ok(Written { id, version })
 }
 
@@ -191,7 +193,9 @@ async fn delete_pointer(
             id,
         }) => Err(precondition_failed(&id, expected, actual)),
         other => other.map_err(ApiError::from),
-    }
+    }?;
+    ctx.delivery_due.notify_one();
+    Ok(())
 }
 
 /// The NHS number a body names, if it names a valid one.

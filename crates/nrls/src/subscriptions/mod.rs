@@ -9,6 +9,10 @@
 //!    LOCKED`, so nodes share the work and a dead node's lease expires), and
 //!    sends each its next notification in its own task (`delivery.rs`).
 //!
+//! A round also starts as soon as this node commits a pointer write or a
+//! new or reactivated subscription (`AppState::delivery_due`), so the poll
+//! interval bounds only the latency of other nodes' writes and of retries.
+//!
 //! It holds the service state weakly, so it never keeps a closing store
 //! open, and stops once the service lets go.
 
@@ -97,6 +101,7 @@ impl Worker {
     /// Starts the task.
     pub fn spawn(self) -> JoinHandle<()> {
         let worker = Arc::new(self);
+        let due = worker.state.upgrade().map(|state| state.delivery_due());
         tokio::spawn(async move {
             let mut last_purge = Instant::now();
             loop {
@@ -111,6 +116,7 @@ impl Worker {
                 tokio::select! {
                     () = tokio::time::sleep(worker.settings.poll) => {}
                     () = worker.wake.notified() => {}
+                    () = delivery_due(due.as_deref()) => {}
                 }
             }
             tracing::debug!("subscription delivery stopped");
@@ -157,6 +163,15 @@ impl Worker {
             tokio::spawn(async move { delivery::deliver(&worker, claim).await });
         }
         Ok(())
+    }
+}
+
+/// Resolves when this node next commits work for delivery (never, without
+/// a state to ask).
+async fn delivery_due(signal: Option<&tokio::sync::Notify>) {
+    match signal {
+        Some(signal) => signal.notified().await,
+        None => std::future::pending().await,
     }
 }
 

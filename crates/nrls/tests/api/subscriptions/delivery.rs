@@ -342,3 +342,42 @@ async fn heartbeats_come_at_the_requested_period() {
     );
     s.stop().await;
 }
+
+/// With the poll a minute away, this node's own commits start a delivery
+/// round at once: a new subscription's handshake and a pointer's event
+/// arrive within seconds, on both backends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_commits_wake_delivery_without_waiting_for_the_poll() {
+    let quick = Duration::from_secs(5);
+    for backend in BACKENDS {
+        let s = TestServer::start_with(backend, |c| {
+            configure(c);
+            c.subscriptions.poll_interval_ms = 60_000;
+        })
+        .await;
+        let receiver = Receiver::start(Mode::Ok).await;
+        let producer = s.client("producer-a", "RR8").await;
+        let consumer = s.client("consumer", "RX9").await;
+        let id = subscribe(
+            &consumer,
+            &body(0, &receiver.url, MIN_UPDATE, "id-only", None),
+        )
+        .await;
+        receiver
+            .wait_for(quick, "the handshake, without a poll", |r| {
+                r.iter().any(|x| x.kind() == "handshake")
+            })
+            .await;
+        wait_status(&consumer, &id, "active").await;
+        let created = producer.create(&pointer("RR8", 0, RESPECT)).await;
+        receiver
+            .wait_for(quick, "the event, without a poll", |r| event_count(r) >= 1)
+            .await;
+        let focus: Vec<String> = receiver
+            .events()
+            .iter()
+            .flat_map(Received::focus_ids)
+            .collect();
+        assert_eq!(focus, vec![created], "{backend:?}");
+    }
+}
