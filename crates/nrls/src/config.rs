@@ -322,7 +322,8 @@ pub struct SubscriptionsConfig {
     pub retry_delays_ms: Vec<u64>,
     /// Total nominal wait after which delivery gives up (subscription `error`).
     pub retry_window_ms: u64,
-    /// How often each node looks for new events and due deliveries.
+    /// How often each node looks for new events and due deliveries when
+    /// nothing wakes it (its own commits do).
     pub poll_interval_ms: u64,
     /// How long a node holds a subscription it is delivering to before
     /// another node may take it over (it must exceed the time-out).
