@@ -78,24 +78,11 @@ impl Body {
         }
     }
 
-    /// The body as text, for a text column (PostgreSQL's `event`): JSON as
-    /// is, a compact body as [`COMPACT_TEXT_PREFIX`] and its base64. JSON
-    /// always starts with `{`, so the two never meet.
-    pub fn to_text(&self) -> String {
-        match self {
-            Body::Json(json) => json.clone(),
-            Body::Compact(bytes) => {
-                use base64::Engine;
-                let mut text = String::with_capacity(4 + bytes.len() * 4 / 3);
-                text.push_str(COMPACT_TEXT_PREFIX);
-                base64::engine::general_purpose::STANDARD_NO_PAD.encode_string(bytes, &mut text);
-                text
-            }
-        }
-    }
-
-    /// Reads what [`Body::to_text`] wrote. Text that is neither stays JSON,
-    /// which verify then finds modified.
+    /// Reads a body kept as text, as PostgreSQL's `event` column held compact
+    /// records before its schema step 7: [`COMPACT_TEXT_PREFIX`] and the
+    /// base64 (no padding) of the facts, or JSON (which always starts with
+    /// `{`). Text that is neither stays JSON, which verify then finds
+    /// modified.
     pub fn from_text(text: String) -> Body {
         use base64::Engine;
         match text
@@ -223,11 +210,20 @@ pub(crate) struct AgentRoles {
 }
 
 impl AgentRoles {
+    /// The names that fill a role.
+    pub(crate) fn all(&self) -> impl Iterator<Item = &str> {
+        [
+            Some(self.client.as_str()),
+            self.org.as_deref(),
+            self.person.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
     /// Whether one of the three roles is `agent`.
     pub(crate) fn names(&self, agent: &str) -> bool {
-        self.client == agent
-            || self.org.as_deref() == Some(agent)
-            || self.person.as_deref() == Some(agent)
+        self.all().any(|name| name == agent)
     }
 }
 

@@ -24,6 +24,27 @@ pub(crate) struct StoredRow {
     pub fields: SearchFields,
 }
 
+/// A stored record's agents for comparison with its facts: the text agents
+/// (`audit_agents`) and the names of its role columns. Each role is `None`
+/// when its column is empty, `Some(None)` when it holds an id whose name is
+/// gone, which reads as a name no event has, so verify flags it. One name
+/// may fill two roles.
+pub(crate) fn stored_agents(
+    mut agents: Vec<String>,
+    roles: [Option<Option<String>>; 3],
+) -> Vec<String> {
+    let mut named: Vec<String> = roles
+        .into_iter()
+        .flatten()
+        .map(|name| name.unwrap_or_else(|| "\u{0}missing".to_owned()))
+        .collect();
+    named.sort_unstable();
+    named.dedup();
+    agents.extend(named);
+    agents.sort_unstable();
+    agents
+}
+
 fn bad<T>(first_bad_seq: u64, kind: TamperKind) -> Result<T, Tamper> {
     Err(Tamper {
         first_bad_seq,

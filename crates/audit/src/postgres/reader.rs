@@ -9,7 +9,7 @@ use tokio_postgres::types::ToSql;
 
 use crate::chain::{Anchor, AuditRecord, Body, Hash};
 use crate::fields::SearchFields;
-use crate::verify::{StoredRow, Verifier};
+use crate::verify::{StoredRow, Verifier, stored_agents};
 use crate::{
     Acknowledgement, Alert, AlertQuery, AuditError, AuditPage, AuditQuery, Checkpoint, VerifyError,
     VerifyOptions, VerifyReport,
@@ -250,21 +250,15 @@ async fn acknowledgements(
 
 fn stored_row(row: &Row) -> Result<StoredRow, OpError> {
     let c = AFTER_RECORD;
-    let mut agents: Vec<String> = row.try_get(c + 4)?;
-    // A compact record's agents by role; one name may fill two roles. An id
-    // whose name is gone reads as a name no event has, so verify flags it.
-    let mut named = Vec::with_capacity(3);
-    for role in 0..3 {
-        let id: Option<i32> = row.try_get(c + 5 + 2 * role)?;
-        let name: Option<String> = row.try_get(c + 6 + 2 * role)?;
-        if id.is_some() {
-            named.push(name.unwrap_or_else(|| "\u{1}missing".to_owned()));
-        }
-    }
-    named.sort_unstable();
-    named.dedup();
-    agents.extend(named);
-    agents.sort_unstable();
+    // Each role column's id, and the name it stands for.
+    let role = |i: usize| -> Result<Option<Option<String>>, OpError> {
+        let id: Option<i32> = row.try_get(c + 5 + 2 * i)?;
+        Ok(match id {
+            Some(_) => Some(row.try_get(c + 6 + 2 * i)?),
+            None => None,
+        })
+    };
+    let agents = stored_agents(row.try_get(c + 4)?, [role(0)?, role(1)?, role(2)?]);
     let patient: Option<i64> = row.try_get(c)?;
     Ok(StoredRow {
         record: stored_record(row, false)?,

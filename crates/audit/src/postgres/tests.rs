@@ -20,13 +20,21 @@ fn node_signer(node: u8) -> CheckpointSigner {
 }
 
 async fn open_node(db: &TestDatabase, key: CheckpointSigner) -> PostgresAuditLog {
+    open_with(db, key, POLICY).await
+}
+
+async fn open_with(
+    db: &TestDatabase,
+    key: CheckpointSigner,
+    checkpoints: CheckpointPolicy,
+) -> PostgresAuditLog {
     let pointers = PostgresStore::open(db.options()).await.unwrap();
     PostgresAuditLog::open(
         pointers.database(),
         key,
         PostgresAuditOptions {
             max_batch: 64,
-            checkpoints: POLICY,
+            checkpoints,
         },
     )
     .await
@@ -38,17 +46,7 @@ async fn open_node(db: &TestDatabase, key: CheckpointSigner) -> PostgresAuditLog
 async fn postgres_backend_behaviour() {
     for compact in [false, true] {
         let db = TestDatabase::create().await;
-        let pointers = PostgresStore::open(db.options()).await.unwrap();
-        let log = PostgresAuditLog::open(
-            pointers.database(),
-            signer(),
-            PostgresAuditOptions {
-                max_batch: 64,
-                checkpoints: CheckpointPolicy::default(),
-            },
-        )
-        .await
-        .unwrap();
+        let log = open_with(&db, signer(), CheckpointPolicy::default()).await;
         crate::tests::all_behaviour(&log, compact).await;
     }
 }

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::types::ToSql;
 
 use crate::batch::{BatchOutcome, Command, Counters, Done, Queue, WriteStats, chain, deliver};
-use crate::chain::{Appended, Body, ChainHead, Hash, Links, PreparedEvent};
+use crate::chain::{AgentRoles, Appended, Body, ChainHead, Hash, Links, PreparedEvent};
 use crate::{Acknowledgement, AuditError, Checkpoint, CheckpointPolicy, CheckpointSigner};
 
 use super::{PostgresAuditOptions, audit_error};
@@ -270,14 +270,7 @@ async fn name_ids<'n>(
         })
         .flatten()
         .filter_map(|event| event.roles.as_ref())
-        .flat_map(|r| {
-            [
-                Some(r.client.as_str()),
-                r.org.as_deref(),
-                r.person.as_deref(),
-            ]
-        })
-        .flatten()
+        .flat_map(AgentRoles::all)
         .filter(|name| !committed.contains_key(*name))
         .collect();
     let mut added = HashMap::new();

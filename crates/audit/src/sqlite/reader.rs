@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 
 use crate::chain::{AuditRecord, Body, Hash};
 use crate::fields::SearchFields;
-use crate::verify::{StoredRow, Verifier};
+use crate::verify::{StoredRow, Verifier, stored_agents};
 use crate::{
     Acknowledgement, Alert, AlertQuery, AuditError, AuditPage, AuditQuery, Checkpoint, VerifyError,
     VerifyOptions, VerifyReport,
@@ -237,8 +237,7 @@ pub(super) fn verify(
                 (SELECT group_concat(agent, char(31)) FROM audit_agents g WHERE g.seq = r.seq),
                 (SELECT name FROM audit_names WHERE id = r.client),
                 (SELECT name FROM audit_names WHERE id = r.org),
-                (SELECT name FROM audit_names WHERE id = r.person),
-                r.client IS NOT NULL OR r.org IS NOT NULL OR r.person IS NOT NULL
+                (SELECT name FROM audit_names WHERE id = r.person)
              FROM audit_records r ORDER BY r.seq"
         ))
         .map_err(sqlite_error)?;
@@ -252,26 +251,17 @@ pub(super) fn verify(
 
 fn stored_row(row: &Row<'_>) -> rusqlite::Result<StoredRow> {
     let agents: Option<String> = row.get(9)?;
-    let mut agents: Vec<String> = agents
+    let agents: Vec<String> = agents
         .map(|a| a.split('\u{1f}').map(str::to_owned).collect())
         .unwrap_or_default();
-    // A compact record's agents by role; one name may fill two roles. An id
-    // whose name is gone reads as a name no event has, so verify flags it.
-    if row.get::<_, bool>(13)? {
-        let mut named: Vec<String> = (10..13)
-            .filter_map(|column| match row.get_ref(column) {
-                Ok(rusqlite::types::ValueRef::Null) => None,
-                Ok(rusqlite::types::ValueRef::Text(name)) => {
-                    Some(String::from_utf8_lossy(name).into_owned())
-                }
-                _ => Some("\u{0}missing".to_owned()),
-            })
-            .collect();
-        named.sort_unstable();
-        named.dedup();
-        agents.extend(named);
-    }
-    agents.sort_unstable();
+    // The role columns' names (a value that is not text reads as a name no
+    // event has).
+    let role = |column: usize| match row.get_ref(column) {
+        Ok(ValueRef::Null) => None,
+        Ok(ValueRef::Text(name)) => Some(Some(String::from_utf8_lossy(name).into_owned())),
+        _ => Some(None),
+    };
+    let agents = stored_agents(agents, [role(10), role(11), role(12)]);
     let patient: Option<i64> = row.get(5)?;
     Ok(StoredRow {
         record: stored_record(row, false)?,

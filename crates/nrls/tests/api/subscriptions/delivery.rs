@@ -8,19 +8,9 @@ async fn handshake_then_numbered_events_in_order() {
     for backend in BACKENDS {
         let s = server(backend).await;
         let receiver = Receiver::start(Mode::Ok).await;
-        let producer = s.client("producer-a", "RR8").await;
-        let consumer = s.client("consumer", "RX9").await;
-        let id = subscribe(
-            &consumer,
-            &body(0, &receiver.url, MIN_UPDATE, "id-only", None),
-        )
-        .await;
-        receiver
-            .wait_for(WAIT, "the handshake", |r| {
-                r.iter().any(|x| x.kind() == "handshake")
-            })
-            .await;
-        wait_status(&consumer, &id, "active").await;
+        let subscription = body(0, &receiver.url, MIN_UPDATE, "id-only", None);
+        let (producer, consumer, id) =
+            active_subscription(&s, &receiver, &subscription, WAIT).await;
         let handshake = &receiver.received()[0];
         assert_notification_profile(&handshake.body, &id, "id-only");
         assert_eq!(
@@ -356,19 +346,9 @@ async fn local_commits_wake_delivery_without_waiting_for_the_poll() {
         })
         .await;
         let receiver = Receiver::start(Mode::Ok).await;
-        let producer = s.client("producer-a", "RR8").await;
-        let consumer = s.client("consumer", "RX9").await;
-        let id = subscribe(
-            &consumer,
-            &body(0, &receiver.url, MIN_UPDATE, "id-only", None),
-        )
-        .await;
-        receiver
-            .wait_for(quick, "the handshake, without a poll", |r| {
-                r.iter().any(|x| x.kind() == "handshake")
-            })
-            .await;
-        wait_status(&consumer, &id, "active").await;
+        // The handshake within `quick`: no poll would come in time.
+        let subscription = body(0, &receiver.url, MIN_UPDATE, "id-only", None);
+        let (producer, _, _) = active_subscription(&s, &receiver, &subscription, quick).await;
         let created = producer.create(&pointer("RR8", 0, RESPECT)).await;
         receiver
             .wait_for(quick, "the event, without a poll", |r| event_count(r) >= 1)

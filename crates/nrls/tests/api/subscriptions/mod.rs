@@ -93,6 +93,27 @@ async fn subscribe(consumer: &Client, body: &Value) -> String {
     created["id"].as_str().unwrap().to_owned()
 }
 
+/// The producer and consumer of `s`, and the consumer's subscription made
+/// of `body`, once its handshake reached `receiver` (within `within`) and it
+/// is active.
+async fn active_subscription(
+    s: &TestServer,
+    receiver: &Receiver,
+    body: &Value,
+    within: Duration,
+) -> (Client, Client, String) {
+    let producer = s.client("producer-a", "RR8").await;
+    let consumer = s.client("consumer", "RX9").await;
+    let id = subscribe(&consumer, body).await;
+    receiver
+        .wait_for(within, "the handshake", |r| {
+            r.iter().any(|x| x.kind() == "handshake")
+        })
+        .await;
+    wait_status(&consumer, &id, "active").await;
+    (producer, consumer, id)
+}
+
 async fn subscription_status(consumer: &Client, id: &str) -> (String, String) {
     let reply = consumer.get(&format!("{SUBSCRIPTION}/{id}")).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
