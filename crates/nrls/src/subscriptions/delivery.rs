@@ -264,7 +264,9 @@ async fn try_attempt(
             "active"
         },
         kind,
-        events_since_start: sub.state.events_total,
+        // Events numbered after the claim was read may be in this bundle
+        // (a fan-out can run meanwhile); the count is at least the newest.
+        events_since_start: sub.state.events_total.max(covered),
         error: None,
     };
     let bundle = notification::bundle(
