@@ -80,7 +80,7 @@ impl SqliteAuditLog {
         schema::configure_writer(&conn)?;
         schema::migrate(&mut conn)?;
         let reader = Arc::new(Mutex::new(read_only(path)?));
-        let writer = Writer::spawn(conn, signer, options.checkpoints, options.max_batch)?;
+        let writer = Writer::spawn(conn, path, signer, options.checkpoints, options.max_batch)?;
         Ok(SqliteAuditLog {
             path: path.to_owned(),
             reader,

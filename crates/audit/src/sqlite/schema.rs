@@ -95,6 +95,20 @@ pub(super) fn configure_writer(conn: &Connection) -> Result<(), AuditError> {
     setup::configure_writer(conn, super::FILE_NAME).map_err(setup_error)
 }
 
+/// The writer's WAL checkpoints, moved to a thread of their own.
+pub(super) fn background_checkpoints(
+    writer: &Connection,
+    path: &std::path::Path,
+) -> Result<setup::BackgroundCheckpoints, AuditError> {
+    setup::BackgroundCheckpoints::start(
+        writer,
+        path,
+        super::FILE_NAME,
+        setup::CheckpointSchedule::default(),
+    )
+    .map_err(setup_error)
+}
+
 pub(super) fn configure_reader(conn: &Connection) -> Result<(), AuditError> {
     setup::configure_reader(conn).map_err(setup_error)
 }

@@ -8,11 +8,13 @@
 //! node still signs its last records.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, mpsc as std_mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
+use store::sqlite::setup::BackgroundCheckpoints;
 use tokio::sync::mpsc;
 
 use crate::batch::{BatchOutcome, Command, Counters, Done, Queue, WriteStats, chain, deliver};
@@ -34,6 +36,7 @@ struct Worker {
     signer: CheckpointSigner,
     policy: CheckpointPolicy,
     names: Names,
+    wal: BackgroundCheckpoints,
 }
 
 /// Ids of agent names in `audit_names`, cached: a busy node sees the same
@@ -75,17 +78,20 @@ impl Names {
 impl Writer {
     pub(super) fn spawn(
         conn: Connection,
+        path: &Path,
         signer: CheckpointSigner,
         policy: CheckpointPolicy,
         max_batch: usize,
     ) -> Result<Writer, AuditError> {
         let max_batch = max_batch.max(1);
+        let checkpoints = super::schema::background_checkpoints(&conn, path)?;
         let mut worker = Worker {
             head: load_head(&conn)?,
             conn,
             signer,
             policy,
             names: Names::default(),
+            wal: checkpoints,
         };
         worker.sign_at_open()?;
         let (commands, receiver) = mpsc::channel(max_batch.saturating_mul(4));
@@ -212,6 +218,7 @@ impl Worker {
         while receiver.blocking_recv_many(&mut batch, max_batch) > 0 {
             counters.batch(batch.len());
             self.commit(&mut batch, counters);
+            self.wal.after_batch(&self.conn);
         }
         tracing::debug!("audit writer stopped");
     }

@@ -115,7 +115,7 @@ impl SqliteStore {
         schema::register_dictionaries(&conn, &codec)?;
         // Readers open after the migration, so they never see a half-built schema.
         let readers = ReadPool::open(path, options.read_connections, Arc::clone(&codec))?;
-        let writer = Writer::spawn(conn, options.max_batch, Arc::clone(&codec))?;
+        let writer = Writer::spawn(conn, path, options.max_batch, Arc::clone(&codec))?;
         Ok(SqliteStore {
             bulk: bulk::Bulk::new(path.to_owned(), codec),
             subscriptions: subscriptions::Lane::new(path.to_owned()),

@@ -122,6 +122,15 @@ pub(super) fn configure_writer(conn: &Connection) -> Result<(), StoreError> {
     setup::configure_writer(conn, FILE).map_err(store_error)
 }
 
+/// The writer's WAL checkpoints, moved to a thread of their own.
+pub(super) fn background_checkpoints(
+    writer: &Connection,
+    path: &std::path::Path,
+) -> Result<setup::BackgroundCheckpoints, StoreError> {
+    setup::BackgroundCheckpoints::start(writer, path, FILE, setup::CheckpointSchedule::default())
+        .map_err(store_error)
+}
+
 /// Settings for a read-only pool connection.
 pub(super) fn configure_reader(conn: &Connection) -> Result<(), StoreError> {
     setup::configure_reader(conn).map_err(store_error)

@@ -1,6 +1,7 @@
 //! Group commit: one thread owns the write connection and commits writes in
 //! batches, one transaction (and so one fsync) per batch.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -10,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::StoreError;
 use crate::compression::JsonCodec;
+use crate::sqlite::setup::BackgroundCheckpoints;
 
 use super::mutations::{self, OpError, WriteOp};
 use super::row::sqlite_error;
@@ -51,10 +53,12 @@ impl Writer {
     /// writes (at least one).
     pub(super) fn spawn(
         conn: Connection,
+        path: &Path,
         max_batch: usize,
         codec: Arc<JsonCodec>,
     ) -> Result<Writer, StoreError> {
         let max_batch = max_batch.max(1);
+        let checkpoints = super::schema::background_checkpoints(&conn, path)?;
         // A bounded queue: when the disk cannot keep up, callers wait in
         // `submit` (asynchronously) instead of piling up memory. A few batches'
         // worth keeps the next batch full while one is committing.
@@ -64,7 +68,16 @@ impl Writer {
         let thread_codec = Arc::clone(&codec);
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, receiver, max_batch, &thread_counters, &thread_codec))
+            .spawn(move || {
+                run(
+                    conn,
+                    receiver,
+                    max_batch,
+                    &thread_counters,
+                    &thread_codec,
+                    &checkpoints,
+                )
+            })
             .map_err(|e| StoreError::Unavailable(format!("cannot start the sqlite writer: {e}")))?;
         Ok(Writer {
             requests: Some(requests),
@@ -133,6 +146,7 @@ fn run(
     max_batch: usize,
     counters: &Counters,
     codec: &JsonCodec,
+    checkpoints: &BackgroundCheckpoints,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     // Blocks for the first request, then takes whatever else is already queued
@@ -149,6 +163,7 @@ fn run(
             // The caller may have gone away; its write stands regardless.
             let _ = request.reply.send(outcome);
         }
+        checkpoints.after_batch(&conn);
     }
     tracing::debug!("sqlite writer stopped");
 }
