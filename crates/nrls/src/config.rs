@@ -186,6 +186,9 @@ pub struct AuditConfig {
     pub checkpoint_records: u64,
     /// ...or when a record has been unsigned this long.
     pub checkpoint_seconds: u64,
+    /// Page size of a new embedded `audit.db` (an existing file keeps its
+    /// own); `audit::sqlite::DEFAULT_PAGE_SIZE` explains the trade-off.
+    pub sqlite_page_size: u32,
 }
 
 impl Default for AuditConfig {
@@ -195,6 +198,7 @@ impl Default for AuditConfig {
             signing_key_file: None,
             checkpoint_records: policy.records,
             checkpoint_seconds: policy.seconds,
+            sqlite_page_size: audit::sqlite::DEFAULT_PAGE_SIZE,
         }
     }
 }
@@ -506,6 +510,11 @@ impl Config {
         }
         self.store.check_postgres()?;
         self.telemetry.check()?;
+        if !audit::sqlite::is_page_size(self.audit.sqlite_page_size) {
+            return Err(ConfigError::Invalid(
+                "audit.sqlite_page_size must be a power of two from 512 to 65536".into(),
+            ));
+        }
         if self.store.max_batch == 0 || self.store.read_connections == 0 {
             return Err(ConfigError::Invalid(
                 "store.max_batch and store.read_connections must be at least 1".into(),
@@ -534,6 +543,17 @@ mod tests {
         let err = Config::parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
         assert!(err.contains("lisen"), "{err}");
         assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn the_audit_page_size_is_a_power_of_two_sqlite_accepts() {
+        assert_eq!(Config::parse("").unwrap().audit.sqlite_page_size, 4096);
+        let c = Config::parse("[audit]\nsqlite_page_size = 2048\n").unwrap();
+        assert_eq!(c.audit.sqlite_page_size, 2048);
+        for bad in [0, 256, 3000, 131_072] {
+            let err = Config::parse(&format!("[audit]\nsqlite_page_size = {bad}\n")).unwrap_err();
+            assert!(err.contains("audit.sqlite_page_size"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -89,6 +89,18 @@ fn setup_error(error: SetupError) -> AuditError {
     }
 }
 
+/// Only a file without tables takes `size`, and only before WAL mode is set;
+/// an existing file keeps its page size (changing it needs a VACUUM).
+pub(super) fn choose_page_size(conn: &Connection, size: u32) -> Result<(), AuditError> {
+    if !super::is_page_size(size) {
+        return Err(AuditError::Internal(format!(
+            "audit page size {size} is not a power of two from 512 to 65536"
+        )));
+    }
+    conn.pragma_update(None, "page_size", size)
+        .map_err(sqlite_error)
+}
+
 /// The writer: WAL, and `synchronous=FULL` so an append acknowledged to the
 /// caller survives a power cut (group commit keeps that affordable).
 pub(super) fn configure_writer(conn: &Connection) -> Result<(), AuditError> {

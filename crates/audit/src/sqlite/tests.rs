@@ -23,6 +23,7 @@ fn open(path: &Path) -> SqliteAuditLog {
         SqliteAuditOptions {
             max_batch: 64,
             checkpoints: POLICY,
+            page_size: DEFAULT_PAGE_SIZE,
         },
     )
     .unwrap()
@@ -776,4 +777,31 @@ async fn a_trail_from_before_compact_records_migrates_and_verifies() {
     let old = log.get(2).await.unwrap().unwrap();
     assert!(old.compact.is_none());
     assert_eq!(old.event().unwrap(), event("app-old", 0, 2));
+}
+
+#[tokio::test]
+async fn a_new_file_takes_the_chosen_page_size_and_an_existing_file_keeps_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let page_size = |path: &Path| -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .pragma_query_value(None, "page_size", |r| r.get(0))
+            .unwrap()
+    };
+    let with = |size| SqliteAuditOptions {
+        max_batch: 64,
+        checkpoints: POLICY,
+        page_size: size,
+    };
+    let path = dir.path().join(FILE_NAME);
+    let log = SqliteAuditLog::open(&path, signer(), with(2048)).unwrap();
+    log.append(vec![event("app-a", 1, 1)]).await.unwrap();
+    drop(log);
+    assert_eq!(page_size(&path), 2048);
+    let log = SqliteAuditLog::open(&path, signer(), with(8192)).unwrap();
+    log.append(vec![event("app-a", 2, 2)]).await.unwrap();
+    drop(log);
+    assert_eq!(page_size(&path), 2048, "an existing file keeps its pages");
+    verify_file(&path, &options()).unwrap();
+    assert!(SqliteAuditLog::open(&dir.path().join("b.db"), signer(), with(3000)).is_err());
 }

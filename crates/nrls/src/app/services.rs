@@ -60,6 +60,7 @@ pub(super) async fn access_services(
         let signer = audit::CheckpointSigner::load_or_create(&key_file).map_err(|e| fail(&e))?;
         let options = audit::sqlite::SqliteAuditOptions {
             checkpoints,
+            page_size: config.audit.sqlite_page_size,
             ..Default::default()
         };
         services.audit = Arc::new(
