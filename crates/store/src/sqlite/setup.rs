@@ -119,8 +119,8 @@ impl Default for CheckpointSchedule {
     /// keeps each copy, and so the fsync of the database file that competes
     /// with the writer's WAL fsyncs, small; 1,000 frames (SQLite's own
     /// automatic threshold, 4 MiB) keeps the WAL in the page cache. 50 ms
-    /// and 16,384 frames gave a longer p99.9. An idle round reads only the
-    /// WAL index in shared memory.
+    /// and 16,384 frames gave a longer p99.9. While nothing is committed the
+    /// thread slows down to a round every 320 ms (`next_wait`).
     fn default() -> Self {
         CheckpointSchedule {
             period: Duration::from_millis(10),
@@ -168,18 +168,22 @@ impl BackgroundCheckpoints {
         let thread = std::thread::Builder::new()
             .name(format!("checkpoint-{file}"))
             .spawn(move || {
-                while let Err(mpsc::RecvTimeoutError::Timeout) =
-                    stopped.recv_timeout(schedule.period)
-                {
+                let mut wait = schedule.period;
+                let mut last = None;
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
                     match passive(&conn) {
-                        Ok(frames) if frames >= schedule.restart_frames => {
-                            ask.store(true, Ordering::Relaxed);
+                        Ok(progress) => {
+                            if progress.frames >= schedule.restart_frames {
+                                ask.store(true, Ordering::Relaxed);
+                            }
+                            wait = next_wait(wait, schedule.period, last, progress);
+                            last = Some(progress);
                         }
-                        Ok(_) => {}
                         // The next round tries again; the WAL keeps every
                         // commit meanwhile, so nothing is at risk.
                         Err(error) => {
                             tracing::warn!(file, %error, "background WAL checkpoint failed");
+                            wait = schedule.period;
                         }
                     }
                 }
@@ -204,10 +208,40 @@ impl BackgroundCheckpoints {
     }
 }
 
+/// What a checkpoint round found: the WAL's length and how much of it is
+/// in the database file, in frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Progress {
+    frames: i64,
+    copied: i64,
+}
+
 /// Copies every committed frame no reader still needs into the database
-/// file, without waiting for any lock; returns the WAL's length in frames.
-fn passive(conn: &Connection) -> Result<i64, rusqlite::Error> {
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
+/// file, without waiting for any lock.
+fn passive(conn: &Connection) -> Result<Progress, rusqlite::Error> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        Ok(Progress {
+            frames: row.get(1)?,
+            copied: row.get(2)?,
+        })
+    })
+}
+
+/// The longest an idle file's checkpoint thread sleeps.
+const IDLE_WAIT: Duration = Duration::from_millis(320);
+
+/// Back to `period` as soon as anything was committed; while nothing was
+/// (the same WAL, all copied), the wait doubles up to [`IDLE_WAIT`], so an
+/// idle node's thread wakes ~3 times a second instead of 100. The first
+/// round after idling finds more to copy, and the writer catches up if it
+/// passed `restart_frames` meanwhile.
+fn next_wait(wait: Duration, period: Duration, last: Option<Progress>, now: Progress) -> Duration {
+    let idle = last == Some(now) && now.frames == now.copied;
+    if idle {
+        (wait * 2).min(IDLE_WAIT.max(period))
+    } else {
+        period
+    }
 }
 
 impl Drop for BackgroundCheckpoints {
@@ -298,6 +332,33 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         drop(checkpoints);
+    }
+
+    #[test]
+    fn an_idle_file_is_checkpointed_less_often_and_a_commit_brings_the_pace_back() {
+        let period = Duration::from_millis(10);
+        let all_copied = Progress {
+            frames: 40,
+            copied: 40,
+        };
+        let mut wait = period;
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            wait = next_wait(wait, period, Some(all_copied), all_copied);
+            waits.push(wait.as_millis());
+        }
+        assert_eq!(waits, [20, 40, 80, 160, 320, 320, 320, 320]);
+        let committed = Progress {
+            frames: 41,
+            copied: 40,
+        };
+        assert_eq!(next_wait(wait, period, Some(all_copied), committed), period);
+        let behind = Progress {
+            frames: 40,
+            copied: 30,
+        };
+        assert_eq!(next_wait(wait, period, Some(behind), behind), period);
+        assert_eq!(next_wait(wait, period, None, all_copied), period);
     }
 
     #[test]
