@@ -1,8 +1,9 @@
 //! What every nrls SQLite file shares (the pointer store's `nrls.db`, the
 //! audit trail's `audit.db`, the access facts' `access.db`): connection
-//! settings, the `user_version` migration runner, and which SQLite failures
-//! may pass (HTTP 503) and which are faults (500). Each owner maps
-//! [`SetupError`] into its own error type.
+//! settings, the `user_version` migration runner, WAL checkpoints off the
+//! commit path for the busy writers ([`BackgroundCheckpoints`]), and which
+//! SQLite failures may pass (HTTP 503) and which are faults (500). Each
+//! owner maps [`SetupError`] into its own error type.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -115,7 +116,8 @@ pub struct CheckpointSchedule {
 }
 
 impl Default for CheckpointSchedule {
-    /// Measured (docs/performance.md, "Background WAL checkpoints"): 10 ms
+    /// Measured (docs/performance.md, "WAL checkpoints off the commit
+    /// path"): 10 ms
     /// keeps each copy, and so the fsync of the database file that competes
     /// with the writer's WAL fsyncs, small; 1,000 frames (SQLite's own
     /// automatic threshold, 4 MiB) keeps the WAL in the page cache. 50 ms
