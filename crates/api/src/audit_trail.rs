@@ -11,6 +11,7 @@ use audit::{
     now_rfc3339,
 };
 use domain::NhsNumber;
+use store::{AuditKept, PointerWrite};
 use telemetry::AuditMetrics;
 
 use crate::caller::Actor;
@@ -18,7 +19,7 @@ use crate::error::{ApiError, Dependency};
 use crate::operations::Context;
 
 /// What a request touched, filled in by the operation as it learns it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct AuditDraft {
     pub interaction: Interaction,
     pub patient: Option<NhsNumber>,
@@ -35,6 +36,9 @@ pub struct AuditDraft {
     pub session_event: Option<SessionEvent>,
     /// The NHS login `sub` of the patient acting, when known.
     pub nhs_login_subject: Option<String>,
+    /// Set by [`write_audited`] when the store kept the success record with
+    /// the write itself: `audited` then has nothing left to append.
+    kept_with_change: bool,
 }
 
 pub use audit::event::systems::{NHS_LOGIN_SUBJECT, SESSION_EVENT as SESSION_EVENT_SYSTEM};
@@ -51,6 +55,7 @@ impl AuditDraft {
             always: false,
             session_event: None,
             nhs_login_subject: None,
+            kept_with_change: false,
         }
     }
 
@@ -78,7 +83,9 @@ pub async fn audited<T>(
     draft: AuditDraft,
     result: Result<T, ApiError>,
 ) -> Result<T, ApiError> {
-    if !draft.is_recorded() {
+    // Only the last fallible step of an operation keeps its record with the
+    // write, so a kept record always goes with an `Ok`.
+    if !draft.is_recorded() || (draft.kept_with_change && result.is_ok()) {
         return result;
     }
     // Operations answer Ok only with success; the status is the error's.
@@ -86,29 +93,7 @@ pub async fn audited<T>(
         Ok(_) => (200, None),
         Err(e) => (e.status().as_u16(), Some(e.summary())),
     };
-    let access = actor.access;
-    let facts = AuditFacts {
-        interaction: draft.interaction,
-        outcome: AuditOutcome::of_status(status),
-        outcome_desc,
-        recorded: now_rfc3339(),
-        request_id: Some(actor.request_id.to_owned()),
-        client_id: actor.client_id.to_owned(),
-        organisation: actor.organisation.map(ToString::to_string),
-        user: access.and_then(|a| a.user.as_ref()).map(|u| AuditUser {
-            person_id: u.person_id().to_owned(),
-            role_code: u.role().role_code.clone(),
-        }),
-        purpose_of_use: access
-            .and_then(|a| a.purpose.as_ref())
-            .map(|p| p.code().to_owned()),
-        patient: draft.patient,
-        resources: draft.resources,
-        query: draft.query,
-        access: draft.access,
-        session: draft.session_event,
-        login_subject: draft.nhs_login_subject,
-    };
+    let facts = facts_of(actor, draft, status, outcome_desc);
     let services = ctx.access;
     let metrics = ctx.metrics.audit();
     // A server failure discloses nothing, and usually means the database is
@@ -133,6 +118,82 @@ pub async fn audited<T>(
             Err(ApiError::Unavailable(Dependency::AuditTrail))
         }
     }
+}
+
+/// The facts of a request that ended with `status`.
+fn facts_of(
+    actor: Actor<'_>,
+    draft: AuditDraft,
+    status: u16,
+    outcome_desc: Option<String>,
+) -> AuditFacts {
+    let access = actor.access;
+    AuditFacts {
+        interaction: draft.interaction,
+        outcome: AuditOutcome::of_status(status),
+        outcome_desc,
+        recorded: now_rfc3339(),
+        request_id: Some(actor.request_id.to_owned()),
+        client_id: actor.client_id.to_owned(),
+        organisation: actor.organisation.map(ToString::to_string),
+        user: access.and_then(|a| a.user.as_ref()).map(|u| AuditUser {
+            person_id: u.person_id().to_owned(),
+            role_code: u.role().role_code.clone(),
+        }),
+        purpose_of_use: access
+            .and_then(|a| a.purpose.as_ref())
+            .map(|p| p.code().to_owned()),
+        patient: draft.patient,
+        resources: draft.resources,
+        query: draft.query,
+        access: draft.access,
+        session: draft.session_event,
+        login_subject: draft.nhs_login_subject,
+    }
+}
+
+/// Runs a pointer write, the operation's last fallible step, with the
+/// request's success record kept in the same store transaction when the
+/// store keeps an audit outbox (issue 16, "share the fsync"): the response
+/// then waits for one durable commit, not one in the store and one in the
+/// audit log. `draft` must already name everything the write touches.
+/// Otherwise the write runs alone and `audited` appends the record as usual.
+pub async fn write_audited(
+    ctx: &Context<'_>,
+    actor: Actor<'_>,
+    draft: &mut AuditDraft,
+    write: PointerWrite,
+) -> Result<(), ApiError> {
+    let services = ctx.access;
+    let Some(outbox) = services.audit_outbox.as_ref() else {
+        return plain_write(ctx, write).await;
+    };
+    let facts = facts_of(actor, draft.clone(), 200, None);
+    let entry = audit::compact::encode(&facts, &services.node);
+    match ctx.store.write_audited(write, entry).await? {
+        AuditKept::WithTheChange => {
+            draft.kept_with_change = true;
+            outbox.kept();
+            ctx.metrics.audit().written(1);
+        }
+        AuditKept::NotKept => {}
+    }
+    Ok(())
+}
+
+async fn plain_write(ctx: &Context<'_>, write: PointerWrite) -> Result<(), ApiError> {
+    match write {
+        PointerWrite::Create { record, supersedes } => ctx.store.create(record, supersedes).await,
+        PointerWrite::Update {
+            record,
+            expected_version,
+        } => ctx.store.update(record, expected_version).await,
+        PointerWrite::Delete {
+            id,
+            expected_version,
+        } => ctx.store.delete(&id, expected_version).await,
+    }
+    .map_err(ApiError::from)
 }
 
 /// Appends one request's facts (a compact record, rendered as the

@@ -63,6 +63,20 @@ pub(crate) enum Command {
         reply: Reply<Option<Checkpoint>>,
     },
     Tick,
+    /// Records moved from the pointer store's audit outbox (see
+    /// [`crate::outbox`]), chained like an append. The backend first drops
+    /// every entry at or below the outbox id it has already taken from
+    /// `source`, inside the batch's transaction, so a move repeated after a
+    /// crash appends nothing twice.
+    Move {
+        source: String,
+        /// The highest outbox id of the request, kept after the backend
+        /// drops entries it has already taken.
+        through: u64,
+        /// (outbox id, record), ids ascending.
+        entries: Vec<(u64, PreparedEvent)>,
+        reply: Reply<u64>,
+    },
 }
 
 /// The sending side of a writer's queue.
@@ -120,6 +134,23 @@ impl Queue {
         self.send(|reply| Command::Append { events, reply }).await
     }
 
+    /// Decodes outboxed records on the caller's thread, queues them and
+    /// waits for the highest outbox id the log now holds from `source`.
+    pub(crate) async fn record_moved(
+        &self,
+        source: &str,
+        entries: Vec<(u64, Vec<u8>)>,
+    ) -> Result<u64, AuditError> {
+        let (entries, through) = prepare_moved(entries)?;
+        self.send(|reply| Command::Move {
+            source: source.to_owned(),
+            through,
+            entries,
+            reply,
+        })
+        .await
+    }
+
     /// Queues an acknowledgement (with its chain record) and waits.
     pub(crate) async fn acknowledge(
         &self,
@@ -147,6 +178,21 @@ impl Queue {
     pub(crate) fn close(&mut self) {
         drop(self.commands.take());
     }
+}
+
+/// Outboxed records as the writer chains them, sorted by outbox id, and
+/// the highest id among them.
+pub(crate) fn prepare_moved(
+    mut entries: Vec<(u64, Vec<u8>)>,
+) -> Result<(Vec<(u64, PreparedEvent)>, u64), AuditError> {
+    entries.sort_by_key(|(id, _)| *id);
+    entries.dedup_by_key(|(id, _)| *id);
+    let through = entries.last().map_or(0, |(id, _)| *id);
+    let prepared = entries
+        .into_iter()
+        .map(|(id, bytes)| PreparedEvent::from_compact(bytes).map(|event| (id, event)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((prepared, through))
 }
 
 pub(crate) enum Done {
@@ -194,6 +240,13 @@ pub(crate) fn chain<'b, E>(
                 Ok(Done::Unit)
             }
             Command::Acknowledge { .. } => Ok(Done::Unit),
+            Command::Move { entries, .. } => {
+                for (_, event) in entries {
+                    let (seq, prev, hash) = links.push(appended_at, &event.body);
+                    store(seq, event, &prev, &hash)?;
+                }
+                Ok(Done::Unit)
+            }
         });
     }
     Ok(Chained {
@@ -260,6 +313,9 @@ fn answer(command: Command, result: Result<Done, AuditError>, checkpoint: Option
             let _ = reply.send(result.map(|_| checkpoint.cloned()));
         }
         Command::Tick => {}
+        Command::Move { through, reply, .. } => {
+            let _ = reply.send(result.map(|_| through));
+        }
     }
 }
 

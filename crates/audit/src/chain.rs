@@ -22,6 +22,7 @@ use std::time::Instant;
 use fhir::AuditEvent;
 use sha2::{Digest, Sha256};
 
+use crate::AuditError;
 use crate::checkpoint::{Checkpoint, CheckpointKey, CheckpointSigner, hex};
 use crate::event::AuditFacts;
 use crate::fields::SearchFields;
@@ -255,8 +256,26 @@ impl PreparedEvent {
 
     /// A format-2 record of `facts` observed by `node`: no JSON is built.
     pub(crate) fn compact(facts: &AuditFacts, node: &str) -> PreparedEvent {
+        PreparedEvent::of_facts(crate::compact::encode(facts, node), facts)
+    }
+
+    /// The format-2 record whose canonical bytes are `bytes` (as
+    /// `compact::encode` made them, e.g. kept in the store's audit outbox).
+    pub(crate) fn from_compact(bytes: Vec<u8>) -> Result<PreparedEvent, AuditError> {
+        let (facts, node) = crate::compact::decode(&bytes)
+            .map_err(|e| AuditError::Internal(format!("an outboxed audit record: {e}")))?;
+        // Chained exactly as given: re-encoding must not change a byte.
+        if crate::compact::encode(&facts, &node) != bytes {
+            return Err(AuditError::Internal(
+                "an outboxed audit record is not in canonical form".into(),
+            ));
+        }
+        Ok(PreparedEvent::of_facts(bytes, &facts))
+    }
+
+    fn of_facts(bytes: Vec<u8>, facts: &AuditFacts) -> PreparedEvent {
         PreparedEvent {
-            body: Body::Compact(crate::compact::encode(facts, node)),
+            body: Body::Compact(bytes),
             fields: SearchFields::of_facts(facts),
             roles: Some(AgentRoles {
                 client: facts.client_id.clone(),

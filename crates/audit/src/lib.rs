@@ -25,6 +25,7 @@ pub mod compact;
 pub mod event;
 pub mod fields;
 pub mod memory;
+pub mod outbox;
 pub mod postgres;
 mod query;
 pub mod sqlite;
@@ -94,6 +95,27 @@ pub trait AuditLog: Send + Sync + 'static {
     /// compact records (format 2, see [`compact`]); reads render each as
     /// `facts.to_event(node)`. Durable before it returns, as `append`.
     async fn record(&self, node: &str, facts: Vec<AuditFacts>) -> Result<Vec<u64>, AuditError>;
+
+    /// Chains records moved from the pointer store's audit outbox
+    /// (`entries`: outbox id and compact record, see [`outbox`]), and
+    /// returns the highest outbox id the log now holds from `source`.
+    /// Entries at or below the id it already held are skipped, in the same
+    /// transaction, so a move repeated after a crash appends nothing twice.
+    /// Durable before it returns, as `append`.
+    ///
+    /// The default refuses: a backend overrides it when its node's store
+    /// keeps an audit outbox.
+    async fn record_moved(
+        &self,
+        source: &str,
+        entries: Vec<(u64, Vec<u8>)>,
+    ) -> Result<u64, AuditError> {
+        let _ = (source, entries);
+        Err(AuditError::Internal(format!(
+            "the {} audit log takes no records from an outbox",
+            self.backend()
+        )))
+    }
 
     /// Records matching `query`, newest first, one page.
     async fn search(&self, query: &AuditQuery) -> Result<AuditPage, AuditError>;

@@ -20,6 +20,8 @@ struct State {
     checkpoints: Vec<Checkpoint>,
     acks: HashMap<u64, Acknowledgement>,
     head: ChainHead,
+    /// The highest audit outbox id taken from each source.
+    moved: HashMap<String, u64>,
 }
 
 /// An [`AuditLog`] in memory.
@@ -38,6 +40,7 @@ impl MemoryAuditLog {
                 checkpoints: Vec::new(),
                 acks: HashMap::new(),
                 head: ChainHead::new(0, GENESIS, 0),
+                moved: HashMap::new(),
             }),
             signer,
             policy,
@@ -102,6 +105,25 @@ impl AuditLog for MemoryAuditLog {
             .collect();
         let mut state = self.lock();
         Ok(self.chain(&mut state, prepared, false))
+    }
+
+    async fn record_moved(
+        &self,
+        source: &str,
+        entries: Vec<(u64, Vec<u8>)>,
+    ) -> Result<u64, AuditError> {
+        let (entries, through) = crate::batch::prepare_moved(entries)?;
+        let mut state = self.lock();
+        let floor = state.moved.get(source).copied().unwrap_or(0);
+        let events = entries
+            .into_iter()
+            .filter(|(id, _)| *id > floor)
+            .map(|(_, event)| event)
+            .collect();
+        self.chain(&mut state, events, false);
+        let through = floor.max(through);
+        state.moved.insert(source.to_owned(), through);
+        Ok(through)
     }
 
     async fn append(&self, events: Vec<AuditEvent>) -> Result<Vec<u64>, AuditError> {

@@ -71,6 +71,8 @@ pub struct Application {
     pub store: SharedStore,
     /// The audit trail, signed once more at shutdown.
     pub audit: audit::SharedAuditLog,
+    /// Moves audited writes' records from the store into the trail.
+    audit_outbox: Option<Arc<audit::outbox::AuditOutbox>>,
     /// OTLP span export, when configured; flushed at shutdown.
     trace_export: Option<crate::otlp::TraceExport>,
     /// Subscription delivery, started with the listeners.
@@ -132,7 +134,16 @@ impl Application {
         let (ops, trace_export) = operability(&config, metrics, &lifecycle, &reloader, local)?;
         metrics_apps(&ops, &authenticator);
         let session_store = web_pages::session_store(&config, stores.database.clone())?;
-        let access = access_services(&config, &public_url, stores.database).await?;
+        let mut access = access_services(&config, &public_url, stores.database).await?;
+        // The embedded store keeps each audited write's record in the write's
+        // own transaction (one fsync, not two); see `audit::outbox`.
+        if config.store.backend == Backend::Sqlite {
+            access
+                .keep_audit_with_writes(&stores.primary)
+                .await
+                .map_err(|e| StartError::Access(e.to_string()))?;
+        }
+        let audit_outbox = access.audit_outbox.clone();
         if demo_mode {
             web_pages::seed_demo_access(&access).await?;
         }
@@ -198,6 +209,7 @@ impl Application {
             public_url,
             store: stores.primary,
             audit: audit_log,
+            audit_outbox,
             trace_export,
             delivery,
         })
@@ -220,6 +232,7 @@ impl Application {
             self.timing,
             self.lifecycle,
             self.store,
+            self.audit_outbox,
             self.delivery,
             shutdown,
         )

@@ -59,6 +59,7 @@ pub async fn serve(
     timing: ShutdownTiming,
     lifecycle: Lifecycle,
     store: SharedStore,
+    audit_outbox: Option<Arc<audit::outbox::AuditOutbox>>,
     delivery: crate::subscriptions::Worker,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -116,6 +117,14 @@ pub async fn serve(
         && tokio::time::timeout(ADMIN_GRACE, task).await.is_err()
     {
         tracing::warn!("admin listener did not stop in time");
+    }
+    // The last writes' audit records go into the trail (and under the final
+    // checkpoint) while the store is still open; any left stay durable in
+    // the store and are moved at the next start.
+    if let Some(outbox) = audit_outbox
+        && let Err(error) = outbox.drain().await
+    {
+        tracing::warn!(%error, "audit records left in the outbox until the next start");
     }
     close_store(store).await;
     // Normally already ended with the store; a store still held by abandoned

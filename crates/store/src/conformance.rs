@@ -30,9 +30,11 @@ use domain::{NhsNumber, OdsCode, PointerId, PointerRecord, Supersede};
 
 use crate::{PointerStore, SharedStore, StoreError};
 
+mod audit_outbox_cases;
 mod cases;
 mod outbox_cases;
 mod subscription_cases;
+pub use audit_outbox_cases::*;
 pub use cases::*;
 pub use outbox_cases::*;
 pub use subscription_cases::*;
@@ -252,6 +254,9 @@ macro_rules! conformance_tests {
             outbox_rejected_writes_record_nothing,
             outbox_mark_dispatched_removes_events,
             outbox_concurrent_writes_one_event_each,
+            audit_outbox_keeps_each_committed_writes_record,
+            audit_outbox_keeps_nothing_for_a_rejected_write,
+            audit_outbox_removal_is_idempotent_and_ids_only_grow,
             subscription_create_read_list_delete,
             subscription_fan_out_numbers_without_gaps,
             subscription_supersede_is_one_event,

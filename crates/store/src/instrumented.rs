@@ -12,8 +12,8 @@ use domain::{NhsNumber, OdsCode, PointerId, PointerRecord, Supersede};
 use telemetry::StoreMetrics;
 
 use crate::{
-    ImportOutcome, PointerEvent, PointerStore, PoolStats, SharedStore, StoreError, StoredPointer,
-    WriteStats,
+    AuditKept, ImportOutcome, OutboxedAudit, PointerEvent, PointerStore, PointerWrite, PoolStats,
+    SharedStore, StoreError, StoredPointer, WriteStats,
 };
 
 /// Times each call to the wrapped store.
@@ -118,6 +118,33 @@ impl PointerStore for InstrumentedStore {
     async fn mark_dispatched(&self, seqs: &[i64]) -> Result<(), StoreError> {
         self.timed("mark_dispatched", self.inner.mark_dispatched(seqs))
             .await
+    }
+
+    async fn write_audited(
+        &self,
+        write: PointerWrite,
+        audit: Vec<u8>,
+    ) -> Result<AuditKept, StoreError> {
+        let operation = match &write {
+            PointerWrite::Create { .. } => "create",
+            PointerWrite::Update { .. } => "update",
+            PointerWrite::Delete { .. } => "delete",
+        };
+        self.timed(operation, self.inner.write_audited(write, audit))
+            .await
+    }
+
+    async fn audit_outbox(&self, limit: usize) -> Result<Vec<OutboxedAudit>, StoreError> {
+        self.timed("audit_outbox", self.inner.audit_outbox(limit))
+            .await
+    }
+
+    async fn remove_audit_outbox(&self, through: u64) -> Result<(), StoreError> {
+        self.timed(
+            "remove_audit_outbox",
+            self.inner.remove_audit_outbox(through),
+        )
+        .await
     }
 
     async fn count(&self) -> Result<u64, StoreError> {

@@ -2,6 +2,7 @@
 //! own folder and must pass the one [`conformance`] suite.
 
 pub mod access;
+pub mod audit_outbox;
 pub mod compression;
 pub mod instrumented;
 pub mod memory;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use domain::{NhsNumber, OdsCode, PointerId, PointerRecord, Supersede};
 
+pub use audit_outbox::{AuditKept, OutboxedAudit, PointerWrite};
 pub use instrumented::InstrumentedStore;
 pub use outbox::{PointerChange, PointerEvent};
 pub use stats::{PoolStats, WriteStats};
@@ -178,6 +180,46 @@ pub trait PointerStore: Send + Sync + 'static {
             "the {} backend keeps no outbox",
             self.backend()
         )))
+    }
+
+    /// Runs `write` and keeps `audit` (the request's audit record, opaque
+    /// bytes) in the same transaction, when the backend keeps an audit
+    /// outbox (see [`audit_outbox`]); a rejected write keeps nothing.
+    ///
+    /// The default runs the write alone and answers
+    /// [`AuditKept::NotKept`]: the caller then appends the record itself.
+    async fn write_audited(
+        &self,
+        write: PointerWrite,
+        audit: Vec<u8>,
+    ) -> Result<AuditKept, StoreError> {
+        let _ = audit;
+        match write {
+            PointerWrite::Create { record, supersedes } => self.create(record, supersedes).await,
+            PointerWrite::Update {
+                record,
+                expected_version,
+            } => self.update(record, expected_version).await,
+            PointerWrite::Delete {
+                id,
+                expected_version,
+            } => self.delete(&id, expected_version).await,
+        }?;
+        Ok(AuditKept::NotKept)
+    }
+
+    /// Up to `limit` audit records waiting in the outbox, lowest id first.
+    /// The default (no outbox) has none.
+    async fn audit_outbox(&self, limit: usize) -> Result<Vec<OutboxedAudit>, StoreError> {
+        let _ = limit;
+        Ok(Vec::new())
+    }
+
+    /// Forgets the outbox's records up to and including id `through`, once
+    /// the audit log holds them. Removing again is harmless.
+    async fn remove_audit_outbox(&self, through: u64) -> Result<(), StoreError> {
+        let _ = through;
+        Ok(())
     }
 
     /// Number of pointers stored (for status pages and benchmarks).

@@ -1,23 +1,21 @@
-//! One pointer write, as the [`crate::PointerStore`] methods hand it to a
-//! backend: each SQL backend applies it in one transaction of its own.
+//! One write, as the [`crate::PointerStore`] methods hand it to a backend:
+//! each SQL backend applies it in one transaction of its own.
 
-use domain::{PointerId, PointerRecord, Supersede};
+use crate::PointerWrite;
 
 /// One write.
 #[derive(Debug)]
 pub(crate) enum WriteOp {
-    Create {
-        record: PointerRecord,
-        supersedes: Vec<Supersede>,
-    },
-    Update {
-        record: PointerRecord,
-        expected_version: u32,
-    },
-    Delete {
-        id: PointerId,
-        expected_version: Option<u32>,
-    },
+    /// A pointer create, update or delete.
+    Pointer(PointerWrite),
     /// Removes outbox events from the pending set (see [`crate::outbox`]).
     MarkDispatched { seqs: Vec<i64> },
+    /// Forgets audit outbox records up to an id (see [`crate::audit_outbox`]).
+    RemoveAuditOutbox { through: u64 },
+}
+
+impl From<PointerWrite> for WriteOp {
+    fn from(write: PointerWrite) -> WriteOp {
+        WriteOp::Pointer(write)
+    }
 }

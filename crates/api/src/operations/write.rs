@@ -6,11 +6,11 @@ use domain::validation::{
 };
 use domain::{PointerId, PointerRecord};
 use fhir::DocumentReference;
-use store::StoreError;
+use store::{PointerWrite, StoreError};
 
 use super::Context;
 use super::read::{own_id, own_pointer};
-use crate::audit_trail::{AuditDraft, audited};
+use crate::audit_trail::{AuditDraft, audited, write_audited};
 use crate::caller::Caller;
 use crate::error::ApiError;
 
@@ -78,7 +78,8 @@ async fn create_pointer(
         .resources
         .extend(supersedes.iter().map(|s| s.target.to_string()));
     let record = record(doc, valid, id.clone(), 1)?;
-    ctx.store.create(record, supersedes).await?;
+    let write = PointerWrite::Create { record, supersedes };
+    write_audited(ctx, caller.actor(), draft, write).await?;
     ctx.delivery_due.notify_one();
     Ok(Written { id, version: 1 })
 }
@@ -144,11 +145,15 @@ async fn update_pointer(
     valid.supersedes.clear();
     let version = existing.version + 1;
     let record = record(doc, valid, id.clone(), version)?;
-    match ctx.store.update(record, existing.version).await {
-        Err(StoreError::VersionConflict {
+    let write = PointerWrite::Update {
+        record,
+        expected_version: existing.version,
+    };
+    match write_audited(ctx, caller.actor(), draft, write).await {
+        Err(ApiError::Store(StoreError::VersionConflict {
             expected, actual, ..
-        }) if client_version.is_some() => Err(precondition_failed(&id, expected, actual)),
-        other => other.map_err(ApiError::from),
+        })) if client_version.is_some() => Err(precondition_failed(&id, expected, actual)),
+        other => other,
     }?;
     ctx.delivery_due.notify_one();
     Ok(Written { id, version })
@@ -186,13 +191,17 @@ async fn delete_pointer(
     draft: &mut AuditDraft,
 ) -> Result<(), ApiError> {
     let existing = own_pointer(ctx, caller, path_id, draft).await?;
-    match ctx.store.delete(&existing.id, if_match).await {
-        Err(StoreError::VersionConflict {
+    let write = PointerWrite::Delete {
+        id: existing.id.clone(),
+        expected_version: if_match,
+    };
+    match write_audited(ctx, caller.actor(), draft, write).await {
+        Err(ApiError::Store(StoreError::VersionConflict {
             expected,
             actual,
             id,
-        }) => Err(precondition_failed(&id, expected, actual)),
-        other => other.map_err(ApiError::from),
+        })) => Err(precondition_failed(&id, expected, actual)),
+        other => other,
     }?;
     ctx.delivery_due.notify_one();
     Ok(())

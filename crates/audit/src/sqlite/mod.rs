@@ -163,6 +163,14 @@ impl AuditLog for SqliteAuditLog {
         self.writer.queue().record(node, &facts).await
     }
 
+    async fn record_moved(
+        &self,
+        source: &str,
+        entries: Vec<(u64, Vec<u8>)>,
+    ) -> Result<u64, AuditError> {
+        self.writer.queue().record_moved(source, entries).await
+    }
+
     async fn search(&self, query: &AuditQuery) -> Result<AuditPage, AuditError> {
         let query = query.clone();
         self.read(move |conn| reader::search(conn, &query)).await

@@ -71,6 +71,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX audit_by_client ON audit_records (client) WHERE client IS NOT NULL;
     CREATE INDEX audit_by_org ON audit_records (org) WHERE org IS NOT NULL;
     CREATE INDEX audit_by_person ON audit_records (person) WHERE person IS NOT NULL;",
+    // 3: the highest audit outbox id taken from each source (the pointer
+    // store's `audit_outbox`), advanced in the transaction that chains the
+    // records, so a move repeated after a crash appends nothing twice.
+    "CREATE TABLE audit_moved (
+        source TEXT PRIMARY KEY,
+        through INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 pub(super) fn sqlite_error(e: rusqlite::Error) -> AuditError {

@@ -245,11 +245,13 @@ impl Worker {
         }
     }
 
-    fn try_commit(&mut self, batch: &[Command]) -> Result<BatchOutcome, AuditError> {
+    fn try_commit(&mut self, batch: &mut [Command]) -> Result<BatchOutcome, AuditError> {
         let conn = &self.conn;
         let names = &mut self.names;
         conn.execute_batch("BEGIN IMMEDIATE")
             .map_err(sqlite_error)?;
+        let moved = drop_taken(conn, batch)?;
+        let batch = &*batch;
         let appended = Appended::now();
         let appended_at = &appended.text;
         let first_seq = self.head.seq;
@@ -282,6 +284,15 @@ impl Worker {
         for checkpoint in &checkpoints {
             insert_checkpoint(conn, checkpoint, false)?;
         }
+        for (source, through) in &moved {
+            let through = sql_seq(*through)?;
+            conn.prepare_cached(
+                "INSERT INTO audit_moved (source, through) VALUES (?1, ?2)
+                 ON CONFLICT (source) DO UPDATE SET through = max(through, excluded.through)",
+            )
+            .and_then(|mut s| s.execute(params![source, through]))
+            .map_err(sqlite_error)?;
+        }
         conn.execute_batch("COMMIT").map_err(sqlite_error)?;
         Ok(BatchOutcome {
             first_seq,
@@ -291,6 +302,47 @@ impl Worker {
             results: chained.results,
         })
     }
+}
+
+/// Drops from each move of `batch` the entries its source's records were
+/// already taken through (by an earlier move that committed, perhaps in
+/// another process, before a crash kept the store from forgetting them),
+/// raises each move's `through` to its source's mark, and returns each
+/// source's new high-water mark. Runs inside the batch's
+/// transaction, which holds the write lock, so no other writer can take the
+/// same entries meanwhile.
+fn drop_taken(
+    conn: &Connection,
+    batch: &mut [Command],
+) -> Result<HashMap<String, u64>, AuditError> {
+    let mut taken: HashMap<String, u64> = HashMap::new();
+    for command in batch {
+        if let Command::Move {
+            source,
+            through,
+            entries,
+            ..
+        } = command
+        {
+            let floor = match taken.get(source.as_str()) {
+                Some(floor) => *floor,
+                None => stored_through(conn, source)?,
+            };
+            entries.retain(|(id, _)| *id > floor);
+            // The reply names the log's mark, which may be past the request's.
+            *through = floor.max(*through);
+            taken.insert(source.clone(), *through);
+        }
+    }
+    Ok(taken)
+}
+
+fn stored_through(conn: &Connection, source: &str) -> Result<u64, AuditError> {
+    let through: Option<i64> = conn
+        .prepare_cached("SELECT through FROM audit_moved WHERE source = ?1")
+        .and_then(|mut s| s.query_row([source], |row| row.get(0)).optional())
+        .map_err(sqlite_error)?;
+    Ok(through.and_then(|t| u64::try_from(t).ok()).unwrap_or(0))
 }
 
 fn sql_seq(seq: u64) -> Result<i64, AuditError> {

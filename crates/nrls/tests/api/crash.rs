@@ -144,6 +144,61 @@ async fn sqlite_survives_kill_9_under_load() {
     use store::PointerStore;
     store.health().await.unwrap();
     assert!(store.count().await.unwrap() >= acknowledged.len() as u64);
+    // Each create's audit record commits with its pointer (the audit
+    // outbox) and is moved into the trail later; a kill between the two
+    // must lose none: every node start moves what the last one left.
+    assert!(store.audit_outbox(10).await.unwrap().is_empty());
+    let audited = audited_creates(&deployment.data_dir().join(audit::sqlite::FILE_NAME));
+    let missing: Vec<_> = acknowledged.difference(&audited).collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged creates without their audit record: {missing:?}"
+    );
+    let key = audit::CheckpointSigner::load_or_create(
+        &deployment.data_dir().join(audit::sqlite::KEY_FILE_NAME),
+    )
+    .unwrap();
+    let options = audit::VerifyOptions {
+        keys: vec![key.public()],
+        ..audit::VerifyOptions::default()
+    };
+    let report = audit::sqlite::verify_file(
+        &deployment.data_dir().join(audit::sqlite::FILE_NAME),
+        &options,
+    );
+    assert!(report.is_ok(), "{report:?}");
+}
+
+/// The pointer ids of every successful create in the audit file.
+fn audited_creates(path: &std::path::Path) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    let mut query = audit::AuditQuery {
+        count: 1000,
+        ..audit::AuditQuery::default()
+    };
+    loop {
+        let page = audit::sqlite::search_file(path, &query).unwrap();
+        for record in &page.records {
+            let event = record.event().unwrap();
+            let created = event
+                .subtype
+                .iter()
+                .any(|c| c.code.as_deref() == Some("create"))
+                && event.outcome.as_deref() == Some("0");
+            if created {
+                ids.extend(
+                    event
+                        .entity
+                        .iter()
+                        .filter_map(|e| e.what.as_ref()?.reference.clone()),
+                );
+            }
+        }
+        match (page.records.last(), page.records.len() == query.count) {
+            (Some(last), true) => query.before_seq = Some(last.seq),
+            _ => return ids,
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -54,7 +54,9 @@ use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use domain::{NhsNumber, OdsCode, PointerId, PointerRecord, Supersede};
 
-use crate::{ImportOutcome, PointerEvent, PointerStore, PoolStats, StoreError, StoredPointer};
+use crate::{
+    ImportOutcome, PointerEvent, PointerStore, PointerWrite, PoolStats, StoreError, StoredPointer,
+};
 
 pub use error::OpError;
 pub use schema::{MIGRATION_LOCK, migrations_fingerprint};
@@ -224,14 +226,18 @@ impl PointerStore for PostgresStore {
         record: PointerRecord,
         supersedes: Vec<Supersede>,
     ) -> Result<(), StoreError> {
-        self.write(WriteOp::Create { record, supersedes }).await
+        self.write(WriteOp::Pointer(PointerWrite::Create {
+            record,
+            supersedes,
+        }))
+        .await
     }
 
     async fn update(&self, record: PointerRecord, expected_version: u32) -> Result<(), StoreError> {
-        self.write(WriteOp::Update {
+        self.write(WriteOp::Pointer(PointerWrite::Update {
             record,
             expected_version,
-        })
+        }))
         .await
     }
 
@@ -240,10 +246,10 @@ impl PointerStore for PostgresStore {
         id: &PointerId,
         expected_version: Option<u32>,
     ) -> Result<(), StoreError> {
-        self.write(WriteOp::Delete {
+        self.write(WriteOp::Pointer(PointerWrite::Delete {
             id: id.clone(),
             expected_version,
-        })
+        }))
         .await
     }
 

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use deadpool_postgres::{Object, Transaction};
 use domain::{PointerId, PointerRecord, Supersede};
 
-use crate::{PointerChange, StoreError};
+use crate::{PointerChange, PointerWrite, StoreError};
 
 use super::error::OpError;
 use super::row::{Columns, column, nhs_to_sql, pointer_columns};
@@ -44,16 +44,21 @@ impl WriteOp {
     pub(super) async fn apply(&self, conn: &mut Object) -> Result<(), OpError> {
         let tx = conn.transaction().await?;
         match self {
-            WriteOp::Create { record, supersedes } => create(&tx, record, supersedes).await?,
-            WriteOp::Update {
+            WriteOp::Pointer(PointerWrite::Create { record, supersedes }) => {
+                create(&tx, record, supersedes).await?;
+            }
+            WriteOp::Pointer(PointerWrite::Update {
                 record,
                 expected_version,
-            } => update(&tx, record, *expected_version).await?,
-            WriteOp::Delete {
+            }) => update(&tx, record, *expected_version).await?,
+            WriteOp::Pointer(PointerWrite::Delete {
                 id,
                 expected_version,
-            } => delete(&tx, id, *expected_version).await?,
+            }) => delete(&tx, id, *expected_version).await?,
             WriteOp::MarkDispatched { seqs } => mark_dispatched(&tx, seqs).await?,
+            // This backend keeps no audit outbox (`write_audited` is the
+            // trait's default), so there is never anything to remove.
+            WriteOp::RemoveAuditOutbox { .. } => {}
         }
         tx.commit().await?;
         Ok(())

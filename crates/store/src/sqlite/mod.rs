@@ -53,7 +53,7 @@ use domain::{NhsNumber, OdsCode, PointerId, PointerRecord, Supersede};
 use rusqlite::Connection;
 
 use crate::compression::JsonCodec;
-use crate::{ImportOutcome, PointerEvent, PointerStore, StoreError, StoredPointer};
+use crate::{ImportOutcome, PointerEvent, PointerStore, PointerWrite, StoreError, StoredPointer};
 
 use mutations::WriteOp;
 use reader::ReadPool;
@@ -138,16 +138,19 @@ impl PointerStore for SqliteStore {
         supersedes: Vec<Supersede>,
     ) -> Result<(), StoreError> {
         self.writer
-            .submit(WriteOp::Create { record, supersedes })
+            .submit(WriteOp::Pointer(PointerWrite::Create {
+                record,
+                supersedes,
+            }))
             .await
     }
 
     async fn update(&self, record: PointerRecord, expected_version: u32) -> Result<(), StoreError> {
         self.writer
-            .submit(WriteOp::Update {
+            .submit(WriteOp::Pointer(PointerWrite::Update {
                 record,
                 expected_version,
-            })
+            }))
             .await
     }
 
@@ -157,10 +160,10 @@ impl PointerStore for SqliteStore {
         expected_version: Option<u32>,
     ) -> Result<(), StoreError> {
         self.writer
-            .submit(WriteOp::Delete {
+            .submit(WriteOp::Pointer(PointerWrite::Delete {
                 id: id.clone(),
                 expected_version,
-            })
+            }))
             .await
     }
 
@@ -200,6 +203,27 @@ impl PointerStore for SqliteStore {
             .submit(WriteOp::MarkDispatched {
                 seqs: seqs.to_vec(),
             })
+            .await
+    }
+
+    async fn write_audited(
+        &self,
+        write: crate::PointerWrite,
+        audit: Vec<u8>,
+    ) -> Result<crate::AuditKept, StoreError> {
+        self.writer
+            .submit_audited(write.into(), Some(audit))
+            .await?;
+        Ok(crate::AuditKept::WithTheChange)
+    }
+
+    async fn audit_outbox(&self, limit: usize) -> Result<Vec<crate::OutboxedAudit>, StoreError> {
+        self.readers.audit_outbox(limit)
+    }
+
+    async fn remove_audit_outbox(&self, through: u64) -> Result<(), StoreError> {
+        self.writer
+            .submit(WriteOp::RemoveAuditOutbox { through })
             .await
     }
 

@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::compression::JsonCodec;
 use crate::outbox::join_ids;
-use crate::{PointerChange, StoreError};
+use crate::{PointerChange, PointerWrite, StoreError};
 
 use super::row::{Columns, INSERT, decode, encode_labels, nhs_to_sql, pointer_columns};
 
@@ -49,16 +49,19 @@ pub(super) fn apply(
         json.ok_or_else(|| OpError::Rejected(StoreError::Internal("write without its JSON".into())))
     };
     match op {
-        WriteOp::Create { record, supersedes } => create(conn, record, compressed()?, supersedes),
-        WriteOp::Update {
+        WriteOp::Pointer(PointerWrite::Create { record, supersedes }) => {
+            create(conn, record, compressed()?, supersedes)
+        }
+        WriteOp::Pointer(PointerWrite::Update {
             record,
             expected_version,
-        } => update(conn, record, compressed()?, *expected_version),
-        WriteOp::Delete {
+        }) => update(conn, record, compressed()?, *expected_version),
+        WriteOp::Pointer(PointerWrite::Delete {
             id,
             expected_version,
-        } => delete(conn, id, *expected_version, codec),
+        }) => delete(conn, id, *expected_version, codec),
         WriteOp::MarkDispatched { seqs } => mark_dispatched(conn, seqs),
+        WriteOp::RemoveAuditOutbox { through } => remove_audit_outbox(conn, *through),
     }
 }
 
@@ -85,6 +88,21 @@ fn record_event(
         encode_labels(&focus.security_labels),
         domain::clock::now_instant(),
     ])?;
+    Ok(())
+}
+
+/// Keeps an audited write's audit record (see [`crate::audit_outbox`]);
+/// runs after the write succeeded, inside its savepoint.
+pub(super) fn keep_audit(conn: &Connection, entry: &[u8]) -> Result<(), OpError> {
+    conn.prepare_cached("INSERT INTO audit_outbox (entry) VALUES (?1)")?
+        .execute([entry])?;
+    Ok(())
+}
+
+fn remove_audit_outbox(conn: &Connection, through: u64) -> Result<(), OpError> {
+    let through = i64::try_from(through).unwrap_or(i64::MAX);
+    conn.prepare_cached("DELETE FROM audit_outbox WHERE id <= ?1")?
+        .execute([through])?;
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use crate::compression::JsonCodec;
 use crate::outbox::split_ids;
-use crate::{PointerChange, PointerEvent, StoreError, StoredPointer};
+use crate::{OutboxedAudit, PointerChange, PointerEvent, StoreError, StoredPointer};
 
 use super::row::{
     corrupt, decode, decode_labels, missing_dictionary, nhs_to_sql, pointer_columns, sqlite_error,
@@ -138,6 +138,24 @@ impl ReadPool {
                  FROM pointer_events ORDER BY seq LIMIT ?1",
             )?;
             let rows = statement.query_map([limit], decode_event)?;
+            rows.collect()
+        })
+    }
+
+    /// The oldest audit outbox records (a small table: the audit log takes
+    /// them within milliseconds).
+    pub(super) fn audit_outbox(&self, limit: usize) -> Result<Vec<OutboxedAudit>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(|conn, _| {
+            let mut statement =
+                conn.prepare_cached("SELECT id, entry FROM audit_outbox ORDER BY id LIMIT ?1")?;
+            let rows = statement.query_map([limit], |row| {
+                let id: i64 = row.get(0)?;
+                Ok(OutboxedAudit {
+                    id: u64::try_from(id).map_err(|_| corrupt(0, "id"))?,
+                    entry: row.get(1)?,
+                })
+            })?;
             rows.collect()
         })
     }

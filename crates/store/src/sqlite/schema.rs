@@ -106,6 +106,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
         recorded_at TEXT NOT NULL,
         PRIMARY KEY (subscription, number)
     ) WITHOUT ROWID;",
+    // 5: the audit outbox (`crate::audit_outbox`): an audited write's audit
+    // record, committed with the write, until the audit log holds it. Only
+    // waiting rows stay, so the table stays small. AUTOINCREMENT: the audit
+    // log remembers the highest id it took, so an id must never come back.
+    "CREATE TABLE audit_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        entry BLOB NOT NULL
+    );",
 ];
 
 fn store_error(error: setup::SetupError) -> StoreError {

@@ -9,9 +9,9 @@ use std::thread::JoinHandle;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::StoreError;
 use crate::compression::JsonCodec;
 use crate::sqlite::setup::BackgroundCheckpoints;
+use crate::{PointerWrite, StoreError};
 
 use super::mutations::{self, OpError, WriteOp};
 use super::row::sqlite_error;
@@ -36,6 +36,8 @@ struct Request {
     op: WriteOp,
     /// The JSON of the op's record, compressed by the caller (see `submit`).
     json: Option<Vec<u8>>,
+    /// The request's audit record, kept with the write when it succeeds.
+    audit: Option<Vec<u8>>,
     reply: oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -95,19 +97,38 @@ impl Writer {
     /// If the caller stops waiting (its request was cancelled), the write still
     /// happens: it may already be in a batch being committed.
     pub(super) async fn submit(&self, op: WriteOp) -> Result<(), StoreError> {
+        self.submit_audited(op, None).await
+    }
+
+    /// As [`Writer::submit`], keeping `audit` in the audit outbox in the
+    /// write's own savepoint: the record commits exactly when the write does.
+    pub(super) async fn submit_audited(
+        &self,
+        op: WriteOp,
+        audit: Option<Vec<u8>>,
+    ) -> Result<(), StoreError> {
         let stopped = || StoreError::Unavailable("the sqlite writer has stopped".into());
         let requests = self.requests.as_ref().ok_or_else(stopped)?;
         let json = match &op {
-            WriteOp::Create { record, .. } | WriteOp::Update { record, .. } => Some(
+            WriteOp::Pointer(
+                PointerWrite::Create { record, .. } | PointerWrite::Update { record, .. },
+            ) => Some(
                 self.codec
                     .compress(&record.json)
                     .map_err(|e| StoreError::Internal(e.to_string()))?,
             ),
-            WriteOp::Delete { .. } | WriteOp::MarkDispatched { .. } => None,
+            WriteOp::Pointer(PointerWrite::Delete { .. })
+            | WriteOp::MarkDispatched { .. }
+            | WriteOp::RemoveAuditOutbox { .. } => None,
         };
         let (reply, outcome) = oneshot::channel();
         requests
-            .send(Request { op, json, reply })
+            .send(Request {
+                op,
+                json,
+                audit,
+                reply,
+            })
             .await
             .map_err(|_| stopped())?;
         outcome.await.map_err(|_| stopped())?
@@ -217,7 +238,14 @@ fn try_commit_batch(
     let mut outcomes = Vec::with_capacity(batch.len());
     for request in batch {
         exec("SAVEPOINT write_op")?;
-        let outcome = match mutations::apply(conn, &request.op, request.json.as_deref(), codec) {
+        let applied =
+            mutations::apply(conn, &request.op, request.json.as_deref(), codec).and_then(|()| {
+                match &request.audit {
+                    Some(entry) => mutations::keep_audit(conn, entry),
+                    None => Ok(()),
+                }
+            });
+        let outcome = match applied {
             Ok(()) => Ok(()),
             Err(OpError::Rejected(error)) => Err(error),
             Err(OpError::Sqlite(error)) => {
