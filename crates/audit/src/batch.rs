@@ -65,17 +65,15 @@ pub(crate) enum Command {
     Tick,
     /// Records moved from the pointer store's audit outbox (see
     /// [`crate::outbox`]), chained like an append. The backend first drops
-    /// every entry at or below the outbox id it has already taken from
-    /// `source`, inside the batch's transaction, so a move repeated after a
-    /// crash appends nothing twice.
+    /// every entry it has already taken, inside the batch's transaction, so
+    /// a move repeated after a crash appends nothing twice.
     Move {
         source: String,
-        /// The highest outbox id of the request, kept after the backend
-        /// drops entries it has already taken.
+        /// The highest outbox id of the request.
         through: u64,
         /// (outbox id, record), ids ascending.
         entries: Vec<(u64, PreparedEvent)>,
-        reply: Reply<u64>,
+        reply: Reply<()>,
     },
 }
 
@@ -135,12 +133,12 @@ impl Queue {
     }
 
     /// Decodes outboxed records on the caller's thread, queues them and
-    /// waits for the highest outbox id the log now holds from `source`.
+    /// waits for their batch to commit.
     pub(crate) async fn record_moved(
         &self,
         source: &str,
         entries: Vec<(u64, Vec<u8>)>,
-    ) -> Result<u64, AuditError> {
+    ) -> Result<(), AuditError> {
         let (entries, through) = prepare_moved(entries)?;
         self.send(|reply| Command::Move {
             source: source.to_owned(),
@@ -313,8 +311,8 @@ fn answer(command: Command, result: Result<Done, AuditError>, checkpoint: Option
             let _ = reply.send(result.map(|_| checkpoint.cloned()));
         }
         Command::Tick => {}
-        Command::Move { through, reply, .. } => {
-            let _ = reply.send(result.map(|_| through));
+        Command::Move { reply, .. } => {
+            let _ = reply.send(result.map(drop));
         }
     }
 }

@@ -97,11 +97,15 @@ pub trait AuditLog: Send + Sync + 'static {
     async fn record(&self, node: &str, facts: Vec<AuditFacts>) -> Result<Vec<u64>, AuditError>;
 
     /// Chains records moved from the pointer store's audit outbox
-    /// (`entries`: outbox id and compact record, see [`outbox`]), and
-    /// returns the highest outbox id the log now holds from `source`.
-    /// Entries at or below the id it already held are skipped, in the same
-    /// transaction, so a move repeated after a crash appends nothing twice.
-    /// Durable before it returns, as `append`.
+    /// (`entries`: outbox id and compact record, see [`outbox`]), skipping,
+    /// in the same transaction, every entry the log already took, so a
+    /// move repeated after a crash appends nothing twice. Durable before it
+    /// returns, as `append`.
+    ///
+    /// How a backend knows what it took: SQLite keeps the highest outbox id
+    /// per `source` (the embedded store hands ids out in commit order);
+    /// PostgreSQL deletes each outbox row in the transaction that chains it
+    /// (there a lower id may commit after a higher one).
     ///
     /// The default refuses: a backend overrides it when its node's store
     /// keeps an audit outbox.
@@ -109,7 +113,7 @@ pub trait AuditLog: Send + Sync + 'static {
         &self,
         source: &str,
         entries: Vec<(u64, Vec<u8>)>,
-    ) -> Result<u64, AuditError> {
+    ) -> Result<(), AuditError> {
         let _ = (source, entries);
         Err(AuditError::Internal(format!(
             "the {} audit log takes no records from an outbox",

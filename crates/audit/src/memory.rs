@@ -111,7 +111,7 @@ impl AuditLog for MemoryAuditLog {
         &self,
         source: &str,
         entries: Vec<(u64, Vec<u8>)>,
-    ) -> Result<u64, AuditError> {
+    ) -> Result<(), AuditError> {
         let (entries, through) = crate::batch::prepare_moved(entries)?;
         let mut state = self.lock();
         let floor = state.moved.get(source).copied().unwrap_or(0);
@@ -121,9 +121,8 @@ impl AuditLog for MemoryAuditLog {
             .map(|(_, event)| event)
             .collect();
         self.chain(&mut state, events, false);
-        let through = floor.max(through);
-        state.moved.insert(source.to_owned(), through);
-        Ok(through)
+        state.moved.insert(source.to_owned(), floor.max(through));
+        Ok(())
     }
 
     async fn append(&self, events: Vec<AuditEvent>) -> Result<Vec<u64>, AuditError> {

@@ -6,9 +6,9 @@
 //! ([`store::PointerStore::write_audited`]), so the response waits for one
 //! durable commit instead of two. The record is durable from that commit
 //! on; [`AuditOutbox`] then chains it into the audit log, a batch at a time,
-//! and has the store forget it. The log remembers the highest outbox id it
-//! took ([`AuditLog::record_moved`]), so a crash between the two steps
-//! repeats the move without appending anything twice.
+//! and has the store forget it. The log knows which outbox records it took
+//! ([`AuditLog::record_moved`]), so a crash between the two steps repeats
+//! the move without appending anything twice.
 //!
 //! Readers of the trail must still see every acknowledged write:
 //! [`OutboxedLog`] wraps the audit log and moves what is waiting before
@@ -76,37 +76,29 @@ impl AuditOutbox {
         self.wake.notify_one();
     }
 
-    /// Moves every record waiting now, whoever kept it (a previous run's
-    /// too): what start-up and shutdown run.
+    /// Moves every record waiting now, whoever kept it: a previous run, or
+    /// (PostgreSQL) another node whose own mover has not got to it yet.
+    /// What start-up, shutdown and every reader of the trail run: one read
+    /// of an outbox that is nearly always empty.
     pub async fn drain(&self) -> Result<(), AuditError> {
-        self.move_through(u64::MAX).await
+        let _moving = self.moving.lock().await;
+        self.move_waiting().await
     }
 
-    /// Returns once every record this process kept before the call is in
-    /// the audit log: what a reader of the trail waits for. Free when
-    /// nothing is waiting.
-    pub async fn flush(&self) -> Result<(), AuditError> {
-        let target = self.kept.load(Ordering::Acquire);
-        if self.moved.load(Ordering::Acquire) >= target {
-            return Ok(());
-        }
-        self.move_through(target).await
-    }
-
-    /// Moves records as they are kept, for as long as `self` lives. A
+    /// Moves records as they are kept, for as long as the process runs. A
     /// failed move is logged and retried; nothing is lost meanwhile.
     pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let outbox = Arc::clone(self);
         tokio::spawn(async move {
             loop {
-                if outbox.moved.load(Ordering::Acquire) >= outbox.kept.load(Ordering::Acquire) {
+                if !outbox.behind() {
                     // A `kept` meanwhile leaves a permit, so none is missed;
                     // a busy node's writes pile up while a move commits and
                     // go into the next one together.
                     outbox.wake.notified().await;
                     continue;
                 }
-                if let Err(error) = outbox.flush().await {
+                if let Err(error) = outbox.catch_up().await {
                     tracing::warn!(%error, "moving audit records from the outbox failed; retrying");
                     tokio::time::sleep(RETRY).await;
                 }
@@ -114,13 +106,23 @@ impl AuditOutbox {
         })
     }
 
-    /// Moves records until the outbox is empty, then marks every record
-    /// kept before the move began (and at most `target`) as moved.
-    async fn move_through(&self, target: u64) -> Result<(), AuditError> {
+    /// Records this process kept that no finished move has covered.
+    fn behind(&self) -> bool {
+        self.moved.load(Ordering::Acquire) < self.kept.load(Ordering::Acquire)
+    }
+
+    async fn catch_up(&self) -> Result<(), AuditError> {
         let _moving = self.moving.lock().await;
-        if self.moved.load(Ordering::Acquire) >= target {
+        // A reader's drain may have done it meanwhile.
+        if !self.behind() {
             return Ok(());
         }
+        self.move_waiting().await
+    }
+
+    /// Moves records until the outbox is empty, then counts every record
+    /// kept before the move began as moved. Runs under `moving`.
+    async fn move_waiting(&self) -> Result<(), AuditError> {
         // Kept before this read began, so committed and visible to it.
         let covered = self.kept.load(Ordering::Acquire);
         let Some(store) = self.store.upgrade() else {
@@ -134,12 +136,10 @@ impl AuditOutbox {
             if page.is_empty() {
                 break;
             }
+            let ids: Vec<u64> = page.iter().map(|e| e.id).collect();
             let entries = page.into_iter().map(|e| (e.id, e.entry)).collect();
-            let through = self.log.record_moved(SOURCE, entries).await?;
-            store
-                .remove_audit_outbox(through)
-                .await
-                .map_err(unavailable)?;
+            self.log.record_moved(SOURCE, entries).await?;
+            store.remove_audit_outbox(&ids).await.map_err(unavailable)?;
             if !full {
                 break;
             }
@@ -155,7 +155,8 @@ fn unavailable(error: StoreError) -> AuditError {
 
 /// The audit log as readers must see it: every read first moves the
 /// records waiting in the outbox, so an acknowledged write's record is
-/// never missing from a search, a patient's access log or `verify`.
+/// never missing from a search, a patient's access log or `verify`, on
+/// whichever node it was written.
 pub struct OutboxedLog {
     outbox: Arc<AuditOutbox>,
 }
@@ -184,41 +185,41 @@ impl AuditLog for OutboxedLog {
         &self,
         source: &str,
         entries: Vec<(u64, Vec<u8>)>,
-    ) -> Result<u64, AuditError> {
+    ) -> Result<(), AuditError> {
         self.log().record_moved(source, entries).await
     }
 
     async fn search(&self, query: &AuditQuery) -> Result<AuditPage, AuditError> {
-        self.outbox.flush().await?;
+        self.outbox.drain().await?;
         self.log().search(query).await
     }
 
     async fn get(&self, seq: u64) -> Result<Option<AuditRecord>, AuditError> {
-        self.outbox.flush().await?;
+        self.outbox.drain().await?;
         self.log().get(seq).await
     }
 
     async fn alerts(&self, query: &AlertQuery) -> Result<Vec<Alert>, AuditError> {
-        self.outbox.flush().await?;
+        self.outbox.drain().await?;
         self.log().alerts(query).await
     }
 
     async fn acknowledge(&self, seq: u64, ack: Acknowledgement) -> Result<(), AuditError> {
-        self.outbox.flush().await?;
+        self.outbox.drain().await?;
         self.log().acknowledge(seq, ack).await
     }
 
     async fn checkpoint(&self) -> Result<Option<Checkpoint>, AuditError> {
         // Signs the moved records too; a store already closed leaves its
         // records for the next start, which moves them before serving.
-        if let Err(error) = self.outbox.flush().await {
+        if let Err(error) = self.outbox.drain().await {
             tracing::warn!(%error, "audit records left in the outbox until the next start");
         }
         self.log().checkpoint().await
     }
 
     async fn verify(&self, options: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
-        self.outbox.flush().await?;
+        self.outbox.drain().await?;
         self.log().verify(options).await
     }
 

@@ -135,9 +135,9 @@ impl Application {
         metrics_apps(&ops, &authenticator);
         let session_store = web_pages::session_store(&config, stores.database.clone())?;
         let mut access = access_services(&config, &public_url, stores.database).await?;
-        // The embedded store keeps each audited write's record in the write's
-        // own transaction (one fsync, not two); see `audit::outbox`.
-        if config.store.backend == Backend::Sqlite {
+        // A durable store keeps each audited write's record in the write's
+        // own transaction (one commit, not two); see `audit::outbox`.
+        if matches!(config.store.backend, Backend::Sqlite | Backend::Postgres) {
             access
                 .keep_audit_with_writes(&stores.primary)
                 .await

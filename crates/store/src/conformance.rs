@@ -256,7 +256,7 @@ macro_rules! conformance_tests {
             outbox_concurrent_writes_one_event_each,
             audit_outbox_keeps_each_committed_writes_record,
             audit_outbox_keeps_nothing_for_a_rejected_write,
-            audit_outbox_removal_is_idempotent_and_ids_only_grow,
+            audit_outbox_removal_is_by_id_idempotent_and_ids_only_grow,
             subscription_create_read_list_delete,
             subscription_fan_out_numbers_without_gaps,
             subscription_supersede_is_one_event,

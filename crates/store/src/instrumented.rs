@@ -139,12 +139,9 @@ impl PointerStore for InstrumentedStore {
             .await
     }
 
-    async fn remove_audit_outbox(&self, through: u64) -> Result<(), StoreError> {
-        self.timed(
-            "remove_audit_outbox",
-            self.inner.remove_audit_outbox(through),
-        )
-        .await
+    async fn remove_audit_outbox(&self, ids: &[u64]) -> Result<(), StoreError> {
+        self.timed("remove_audit_outbox", self.inner.remove_audit_outbox(ids))
+            .await
     }
 
     async fn count(&self) -> Result<u64, StoreError> {

@@ -215,10 +215,12 @@ pub trait PointerStore: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
-    /// Forgets the outbox's records up to and including id `through`, once
-    /// the audit log holds them. Removing again is harmless.
-    async fn remove_audit_outbox(&self, through: u64) -> Result<(), StoreError> {
-        let _ = through;
+    /// Forgets the outbox's records `ids`, once the audit log holds them.
+    /// Removing again (or an unknown id) is harmless. By id, not "up to an
+    /// id": where ids are handed out before commit (PostgreSQL), a lower id
+    /// may still commit after a higher one was read.
+    async fn remove_audit_outbox(&self, ids: &[u64]) -> Result<(), StoreError> {
+        let _ = ids;
         Ok(())
     }
 

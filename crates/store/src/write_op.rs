@@ -10,8 +10,8 @@ pub(crate) enum WriteOp {
     Pointer(PointerWrite),
     /// Removes outbox events from the pending set (see [`crate::outbox`]).
     MarkDispatched { seqs: Vec<i64> },
-    /// Forgets audit outbox records up to an id (see [`crate::audit_outbox`]).
-    RemoveAuditOutbox { through: u64 },
+    /// Forgets audit outbox records (see [`crate::audit_outbox`]).
+    RemoveAuditOutbox { ids: Vec<u64> },
 }
 
 impl From<PointerWrite> for WriteOp {

@@ -114,6 +114,14 @@ impl AuditLog for PostgresAuditLog {
         self.writer.queue().record(node, &facts).await
     }
 
+    async fn record_moved(
+        &self,
+        source: &str,
+        entries: Vec<(u64, Vec<u8>)>,
+    ) -> Result<(), AuditError> {
+        self.writer.queue().record_moved(source, entries).await
+    }
+
     async fn search(&self, query: &AuditQuery) -> Result<AuditPage, AuditError> {
         reader::search(&self.db, query).await
     }

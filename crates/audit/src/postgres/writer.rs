@@ -193,7 +193,7 @@ impl Worker {
             let outcome = self
                 .db
                 .run(async |conn| {
-                    commit(conn, &batch, signer, policy, checkpointed_at, names).await
+                    commit(conn, &mut batch, signer, policy, checkpointed_at, names).await
                 })
                 .await
                 .map_err(audit_error);
@@ -264,11 +264,13 @@ async fn name_ids<'n>(
 ) -> Result<NameIds<'n>, OpError> {
     let mut wanted: Vec<&str> = batch
         .iter()
-        .filter_map(|command| match command {
-            Command::Append { events, .. } => Some(events),
-            _ => None,
+        .flat_map(|command| -> Box<dyn Iterator<Item = &PreparedEvent> + '_> {
+            match command {
+                Command::Append { events, .. } => Box::new(events.iter()),
+                Command::Move { entries, .. } => Box::new(entries.iter().map(|(_, e)| e)),
+                _ => Box::new(std::iter::empty()),
+            }
         })
-        .flatten()
         .filter_map(|event| event.roles.as_ref())
         .flat_map(AgentRoles::all)
         .filter(|name| !committed.contains_key(*name))
@@ -354,7 +356,7 @@ impl<'a> Columns<'a> {
 
 async fn commit(
     conn: &mut Object,
-    batch: &[Command],
+    batch: &mut [Command],
     signer: &CheckpointSigner,
     policy: &CheckpointPolicy,
     checkpointed_at: Instant,
@@ -362,6 +364,8 @@ async fn commit(
 ) -> Result<(BatchOutcome, HashMap<String, i32>), OpError> {
     let tx = conn.transaction().await?;
     let (first_seq, first_hash, checkpointed) = lock_head(&tx).await?;
+    take_moved(&tx, batch).await?;
+    let batch = &*batch;
     let names = name_ids(&tx, batch, committed_names).await?;
     let mut head = ChainHead::new(first_seq, first_hash, checkpointed);
     head.checkpointed_at = checkpointed_at;
@@ -411,6 +415,33 @@ async fn commit(
         results: chained.results,
     };
     Ok((outcome, names.added))
+}
+
+/// Takes each move's records out of the pointer store's audit outbox (the
+/// table is in this database), keeping only the entries whose row this
+/// transaction deleted: a row another node's move took first, or a repeat
+/// of a move that committed, is gone, so nothing is chained twice. Ids are
+/// not a high-water mark here: a lower id may commit after a higher one.
+async fn take_moved(tx: &Transaction<'_>, batch: &mut [Command]) -> Result<(), OpError> {
+    for command in batch {
+        if let Command::Move { entries, .. } = command {
+            let ids: Vec<i64> = entries
+                .iter()
+                .filter_map(|(id, _)| i64::try_from(*id).ok())
+                .collect();
+            let statement = tx
+                .prepare_cached("DELETE FROM audit_outbox WHERE id = ANY($1) RETURNING id")
+                .await?;
+            let taken: std::collections::HashSet<u64> = tx
+                .query(&statement, &[&ids])
+                .await?
+                .iter()
+                .map(|row| row.try_get::<_, i64>(0).map(seq_of))
+                .collect::<Result<_, _>>()?;
+            entries.retain(|(id, _)| taken.contains(id));
+        }
+    }
+    Ok(())
 }
 
 /// Inserts `columns` and moves the head to `links`: prepared once per

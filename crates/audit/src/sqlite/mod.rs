@@ -167,7 +167,7 @@ impl AuditLog for SqliteAuditLog {
         &self,
         source: &str,
         entries: Vec<(u64, Vec<u8>)>,
-    ) -> Result<u64, AuditError> {
+    ) -> Result<(), AuditError> {
         self.writer.queue().record_moved(source, entries).await
     }
 

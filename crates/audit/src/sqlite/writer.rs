@@ -307,8 +307,7 @@ impl Worker {
 /// Drops from each move of `batch` the entries its source's records were
 /// already taken through (by an earlier move that committed, perhaps in
 /// another process, before a crash kept the store from forgetting them),
-/// raises each move's `through` to its source's mark, and returns each
-/// source's new high-water mark. Runs inside the batch's
+/// and returns each source's new high-water mark. Runs inside the batch's
 /// transaction, which holds the write lock, so no other writer can take the
 /// same entries meanwhile.
 fn drop_taken(
@@ -329,9 +328,7 @@ fn drop_taken(
                 None => stored_through(conn, source)?,
             };
             entries.retain(|(id, _)| *id > floor);
-            // The reply names the log's mark, which may be past the request's.
-            *through = floor.max(*through);
-            taken.insert(source.clone(), *through);
+            taken.insert(source.clone(), floor.max(*through));
         }
     }
     Ok(taken)

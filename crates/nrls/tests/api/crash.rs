@@ -144,40 +144,68 @@ async fn sqlite_survives_kill_9_under_load() {
     use store::PointerStore;
     store.health().await.unwrap();
     assert!(store.count().await.unwrap() >= acknowledged.len() as u64);
-    // Each create's audit record commits with its pointer (the audit
-    // outbox) and is moved into the trail later; a kill between the two
-    // must lose none: every node start moves what the last one left.
     assert!(store.audit_outbox(10).await.unwrap().is_empty());
-    let audited = audited_creates(&deployment.data_dir().join(audit::sqlite::FILE_NAME));
+    drop(store);
+    let log = audit::sqlite::SqliteAuditLog::open_in(
+        &deployment.data_dir(),
+        audit::sqlite::SqliteAuditOptions::default(),
+    )
+    .unwrap();
+    assert_every_create_audited(&deployment, &log, &acknowledged).await;
+}
+
+/// Each create's audit record commits with its pointer (the audit outbox)
+/// and is moved into the trail afterwards; a kill between the two must lose
+/// none, because every node start moves what the last one left. And the
+/// chain still verifies, with the deployment's key.
+async fn assert_every_create_audited(
+    deployment: &Deployment,
+    log: &dyn audit::AuditLog,
+    acknowledged: &BTreeSet<String>,
+) {
+    let audited = audited_creates(log).await;
     let missing: Vec<_> = acknowledged.difference(&audited).collect();
     assert!(
         missing.is_empty(),
         "acknowledged creates without their audit record: {missing:?}"
     );
-    let key = audit::CheckpointSigner::load_or_create(
-        &deployment.data_dir().join(audit::sqlite::KEY_FILE_NAME),
-    )
-    .unwrap();
+    assert!(!acknowledged.is_empty());
     let options = audit::VerifyOptions {
-        keys: vec![key.public()],
+        keys: node_keys(deployment),
         ..audit::VerifyOptions::default()
     };
-    let report = audit::sqlite::verify_file(
-        &deployment.data_dir().join(audit::sqlite::FILE_NAME),
-        &options,
-    );
+    let report = log.verify(&options).await;
     assert!(report.is_ok(), "{report:?}");
 }
 
-/// The pointer ids of every successful create in the audit file.
-fn audited_creates(path: &std::path::Path) -> BTreeSet<String> {
+/// The checkpoint keys of every node of `deployment`: the shared data
+/// folder's, and each node's own (nodes with a folder each).
+fn node_keys(deployment: &Deployment) -> Vec<audit::CheckpointKey> {
+    let data = deployment.data_dir();
+    let folders = std::fs::read_dir(data.parent().unwrap())
+        .unwrap()
+        .map(|entry| entry.unwrap().path());
+    std::iter::once(data.clone())
+        .chain(folders)
+        .map(|folder| folder.join(audit::sqlite::KEY_FILE_NAME))
+        .filter(|file| file.exists())
+        .map(|file| {
+            audit::CheckpointSigner::load_or_create(&file)
+                .unwrap()
+                .public()
+        })
+        .collect()
+}
+
+/// The pointer ids of every successful create in the trail.
+async fn audited_creates(log: &dyn audit::AuditLog) -> BTreeSet<String> {
     let mut ids = BTreeSet::new();
     let mut query = audit::AuditQuery {
         count: 1000,
         ..audit::AuditQuery::default()
     };
     loop {
-        let page = audit::sqlite::search_file(path, &query).unwrap();
+        let page = log.search(&query).await.unwrap();
         for record in &page.records {
             let event = record.event().unwrap();
             let created = event
@@ -219,6 +247,22 @@ async fn postgres_survives_kill_9_under_load() {
     )
     .await;
     assert_eq!(orphans, 0, "every id row has its pointer");
+    assert_eq!(count("SELECT count(*) FROM audit_outbox").await, 0);
+    let pointers = store::postgres::PostgresStore::open(database.options())
+        .await
+        .unwrap();
+    let key = audit::CheckpointSigner::load_or_create(
+        &deployment.data_dir().join(audit::sqlite::KEY_FILE_NAME),
+    )
+    .unwrap();
+    let log = audit::postgres::PostgresAuditLog::open(
+        pointers.database(),
+        key,
+        audit::postgres::PostgresAuditOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_every_create_audited(&deployment, &log, &acknowledged).await;
 }
 
 /// What a request during a fault must get: a 503 OperationOutcome saying

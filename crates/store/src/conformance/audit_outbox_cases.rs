@@ -85,9 +85,9 @@ pub async fn audit_outbox_keeps_nothing_for_a_rejected_write(store: SharedStore)
     assert!(waiting(&store).await.is_empty());
 }
 
-/// Removal forgets records up to an id, a second removal is harmless, and
-/// ids only grow: the audit log remembers the highest it took.
-pub async fn audit_outbox_removal_is_idempotent_and_ids_only_grow(store: SharedStore) {
+/// Removal forgets exactly the records named, a second removal is
+/// harmless, and ids only grow.
+pub async fn audit_outbox_removal_is_by_id_idempotent_and_ids_only_grow(store: SharedStore) {
     for n in 0..3 {
         let record = pointer(CUSTODIAN, &format!("r{n}"), 1);
         if audited_create(&store, &record, &[n]).await == AuditKept::NotKept {
@@ -97,10 +97,11 @@ pub async fn audit_outbox_removal_is_idempotent_and_ids_only_grow(store: SharedS
     let entries = waiting(&store).await;
     assert_eq!(entries.len(), 3);
     assert!(entries.windows(2).all(|w| w[0].id < w[1].id), "{entries:?}");
-    store.remove_audit_outbox(entries[1].id).await.unwrap();
+    let first_two = [entries[0].id, entries[1].id];
+    store.remove_audit_outbox(&first_two).await.unwrap();
     assert_eq!(waiting(&store).await, vec![entries[2].clone()]);
-    store.remove_audit_outbox(entries[1].id).await.unwrap();
-    store.remove_audit_outbox(entries[2].id).await.unwrap();
+    store.remove_audit_outbox(&first_two).await.unwrap();
+    store.remove_audit_outbox(&[entries[2].id]).await.unwrap();
     assert!(waiting(&store).await.is_empty());
     for n in 3..5 {
         let record = pointer(CUSTODIAN, &format!("r{n}"), 1);

@@ -203,11 +203,16 @@ impl PostgresStore {
     /// Runs one write, retrying it when PostgreSQL broke a deadlock by
     /// aborting it.
     async fn write(&self, op: WriteOp) -> Result<(), StoreError> {
+        self.write_keeping(op, None).await
+    }
+
+    /// Runs `op`, keeping `audit` in the audit outbox in its transaction.
+    async fn write_keeping(&self, op: WriteOp, audit: Option<&[u8]>) -> Result<(), StoreError> {
         let deadline = self.start();
         let mut conn = deadline.connection(&self.pool).await?;
         let mut attempt = 1;
         loop {
-            let outcome = deadline.run(op.apply(&mut conn)).await;
+            let outcome = deadline.run(op.apply(&mut conn, audit)).await;
             match session::retry_or_settle(conn, outcome, attempt) {
                 session::Next::Done(result) => return result,
                 session::Next::Retry(again) => {
@@ -317,6 +322,30 @@ impl PointerStore for PostgresStore {
             seqs: seqs.to_vec(),
         })
         .await
+    }
+
+    async fn write_audited(
+        &self,
+        write: PointerWrite,
+        audit: Vec<u8>,
+    ) -> Result<crate::AuditKept, StoreError> {
+        self.write_keeping(write.into(), Some(&audit)).await?;
+        Ok(crate::AuditKept::WithTheChange)
+    }
+
+    async fn audit_outbox(&self, limit: usize) -> Result<Vec<crate::OutboxedAudit>, StoreError> {
+        let deadline = self.start();
+        let conn = deadline.connection(&self.pool).await?;
+        let outcome = deadline.run(reads::audit_outbox(&conn, limit)).await;
+        session::settle(conn, outcome)
+    }
+
+    async fn remove_audit_outbox(&self, ids: &[u64]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.write(WriteOp::RemoveAuditOutbox { ids: ids.to_vec() })
+            .await
     }
 
     async fn count(&self) -> Result<u64, StoreError> {

@@ -61,6 +61,26 @@ pub(super) async fn pointers_after(
     Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
 }
 
+/// The oldest audit outbox records (see [`crate::audit_outbox`]).
+pub(super) async fn audit_outbox(
+    conn: &Object,
+    limit: usize,
+) -> Result<Vec<crate::OutboxedAudit>, OpError> {
+    let statement = conn
+        .prepare_cached("SELECT id, entry FROM audit_outbox ORDER BY id LIMIT $1")
+        .await?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = conn.query(&statement, &[&limit]).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(crate::OutboxedAudit {
+                id: u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0),
+                entry: row.try_get(1)?,
+            })
+        })
+        .collect()
+}
+
 /// The oldest pending outbox events (see [`crate::outbox`]).
 pub(super) async fn pending_events(
     conn: &Object,

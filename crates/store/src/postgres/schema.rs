@@ -67,7 +67,25 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         compatible_from: 7,
         sql: COMPACT_AUDIT_V7,
     },
+    Migration {
+        version: 8,
+        name: "audit outbox: audited writes' records, kept with the write",
+        compatible_from: 7,
+        sql: AUDIT_OUTBOX_V8,
+    },
 ];
+
+/// Step 8: the audit outbox (`crate::audit_outbox`, issue 16): an audited
+/// write's audit record, inserted in the write's own transaction; the audit
+/// log's writer deletes each row in the transaction that chains it. Only
+/// waiting rows stay, so the table stays small. Expand-only: older nodes
+/// never write to it (they append their records directly).
+const AUDIT_OUTBOX_V8: &str = r#"
+CREATE TABLE audit_outbox (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    entry bytea NOT NULL
+);
+"#;
 
 /// Step 7: compact audit records in their own columns (issue 16), as the
 /// embedded `audit.db` keeps them since its step 2. A format-2 record's

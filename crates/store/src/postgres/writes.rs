@@ -39,9 +39,14 @@ const RELEASE_MASTER: &str =
     "DELETE FROM master_identifiers WHERE custodian = $1 AND master_identifier = $2";
 
 impl WriteOp {
-    /// Runs the write in its own transaction and commits it. On an error the
-    /// transaction is dropped, which rolls it back.
-    pub(super) async fn apply(&self, conn: &mut Object) -> Result<(), OpError> {
+    /// Runs the write in its own transaction, with `audit` kept in the audit
+    /// outbox when given, and commits it. On an error the transaction is
+    /// dropped, which rolls it back.
+    pub(super) async fn apply(
+        &self,
+        conn: &mut Object,
+        audit: Option<&[u8]>,
+    ) -> Result<(), OpError> {
         let tx = conn.transaction().await?;
         match self {
             WriteOp::Pointer(PointerWrite::Create { record, supersedes }) => {
@@ -56,9 +61,13 @@ impl WriteOp {
                 expected_version,
             }) => delete(&tx, id, *expected_version).await?,
             WriteOp::MarkDispatched { seqs } => mark_dispatched(&tx, seqs).await?,
-            // This backend keeps no audit outbox (`write_audited` is the
-            // trait's default), so there is never anything to remove.
-            WriteOp::RemoveAuditOutbox { .. } => {}
+            WriteOp::RemoveAuditOutbox { ids } => remove_audit_outbox(&tx, ids).await?,
+        }
+        if let Some(entry) = audit {
+            let statement = tx
+                .prepare_cached("INSERT INTO audit_outbox (entry) VALUES ($1)")
+                .await?;
+            tx.execute(&statement, &[&entry]).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -177,6 +186,18 @@ async fn record_event(
         ],
     )
     .await?;
+    Ok(())
+}
+
+async fn remove_audit_outbox(tx: &Transaction<'_>, ids: &[u64]) -> Result<(), OpError> {
+    let ids: Vec<i64> = ids
+        .iter()
+        .filter_map(|id| i64::try_from(*id).ok())
+        .collect();
+    let statement = tx
+        .prepare_cached("DELETE FROM audit_outbox WHERE id = ANY($1)")
+        .await?;
+    tx.execute(&statement, &[&ids]).await?;
     Ok(())
 }
 

@@ -221,9 +221,12 @@ impl PointerStore for SqliteStore {
         self.readers.audit_outbox(limit)
     }
 
-    async fn remove_audit_outbox(&self, through: u64) -> Result<(), StoreError> {
+    async fn remove_audit_outbox(&self, ids: &[u64]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         self.writer
-            .submit(WriteOp::RemoveAuditOutbox { through })
+            .submit(WriteOp::RemoveAuditOutbox { ids: ids.to_vec() })
             .await
     }
 

@@ -61,7 +61,7 @@ pub(super) fn apply(
             expected_version,
         }) => delete(conn, id, *expected_version, codec),
         WriteOp::MarkDispatched { seqs } => mark_dispatched(conn, seqs),
-        WriteOp::RemoveAuditOutbox { through } => remove_audit_outbox(conn, *through),
+        WriteOp::RemoveAuditOutbox { ids } => remove_audit_outbox(conn, ids),
     }
 }
 
@@ -99,10 +99,11 @@ pub(super) fn keep_audit(conn: &Connection, entry: &[u8]) -> Result<(), OpError>
     Ok(())
 }
 
-fn remove_audit_outbox(conn: &Connection, through: u64) -> Result<(), OpError> {
-    let through = i64::try_from(through).unwrap_or(i64::MAX);
-    conn.prepare_cached("DELETE FROM audit_outbox WHERE id <= ?1")?
-        .execute([through])?;
+fn remove_audit_outbox(conn: &Connection, ids: &[u64]) -> Result<(), OpError> {
+    let mut remove = conn.prepare_cached("DELETE FROM audit_outbox WHERE id = ?1")?;
+    for id in ids {
+        remove.execute([i64::try_from(*id).unwrap_or(i64::MAX)])?;
+    }
     Ok(())
 }
 
