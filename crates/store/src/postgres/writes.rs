@@ -50,24 +50,18 @@ impl WriteOp {
         let tx = conn.transaction().await?;
         match self {
             WriteOp::Pointer(PointerWrite::Create { record, supersedes }) => {
-                create(&tx, record, supersedes).await?;
+                create(&tx, record, supersedes, audit).await?;
             }
             WriteOp::Pointer(PointerWrite::Update {
                 record,
                 expected_version,
-            }) => update(&tx, record, *expected_version).await?,
+            }) => update(&tx, record, *expected_version, audit).await?,
             WriteOp::Pointer(PointerWrite::Delete {
                 id,
                 expected_version,
-            }) => delete(&tx, id, *expected_version).await?,
+            }) => delete(&tx, id, *expected_version, audit).await?,
             WriteOp::MarkDispatched { seqs } => mark_dispatched(&tx, seqs).await?,
             WriteOp::RemoveAuditOutbox { ids } => remove_audit_outbox(&tx, ids).await?,
-        }
-        if let Some(entry) = audit {
-            let statement = tx
-                .prepare_cached("INSERT INTO audit_outbox (entry) VALUES ($1)")
-                .await?;
-            tx.execute(&statement, &[&entry]).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -85,6 +79,7 @@ async fn create(
     tx: &Transaction<'_>,
     record: &PointerRecord,
     supersedes: &[Supersede],
+    audit: Option<&[u8]>,
 ) -> Result<(), OpError> {
     // Claiming the id takes its sequence; a rolled-back create leaves a gap,
     // never a reused number.
@@ -132,7 +127,7 @@ async fn create(
         let ids = supersedes.iter().map(|s| s.target.as_str()).collect();
         (PointerChange::Superseded, ids)
     };
-    record_event(tx, change, &Focus::of(record), &replaced).await
+    record_event(tx, change, &Focus::of(record), &replaced, audit).await
 }
 
 /// What an outbox event says about the pointer written.
@@ -156,36 +151,49 @@ impl<'a> Focus<'a> {
     }
 }
 
-/// Adds the write's outbox row (see [`crate::outbox`]) in the write's own
-/// transaction: one more single-row insert, the only cost the outbox puts on
-/// the write path.
+/// The write's subscription outbox row (see [`crate::outbox`]).
+const RECORD_EVENT: &str = "INSERT INTO pointer_events (nhs_number, change, focus,
+        additional_context, custodian, type_key, security_labels, recorded_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// The same, with the request's audit record kept in the audit outbox
+/// (see [`crate::audit_outbox`]) by the same statement.
+const RECORD_EVENT_AND_AUDIT: &str = "WITH kept AS (INSERT INTO audit_outbox (entry) VALUES ($9))
+     INSERT INTO pointer_events (nhs_number, change, focus,
+        additional_context, custodian, type_key, security_labels, recorded_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// Adds the write's outbox row (see [`crate::outbox`]), and its audit
+/// record when given, in the write's own transaction: one more statement,
+/// the only cost either outbox puts on the write path.
 async fn record_event(
     tx: &Transaction<'_>,
     change: PointerChange,
     focus: &Focus<'_>,
     additional_context: &[&str],
+    audit: Option<&[u8]>,
 ) -> Result<(), OpError> {
-    let statement = tx
-        .prepare_cached(
-            "INSERT INTO pointer_events (nhs_number, change, focus, additional_context,
-                custodian, type_key, security_labels, recorded_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .await?;
-    tx.execute(
-        &statement,
-        &[
-            &focus.nhs_number,
-            &change.as_str(),
-            &focus.id,
-            &additional_context,
-            &focus.custodian,
-            &focus.type_key,
-            &focus.security_labels,
-            &domain::clock::now_instant(),
-        ],
-    )
-    .await?;
+    let recorded_at = domain::clock::now_instant();
+    let change = change.as_str();
+    let mut values: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+        &focus.nhs_number,
+        &change,
+        &focus.id,
+        &additional_context,
+        &focus.custodian,
+        &focus.type_key,
+        &focus.security_labels,
+        &recorded_at,
+    ];
+    let sql = match &audit {
+        Some(entry) => {
+            values.push(entry);
+            RECORD_EVENT_AND_AUDIT
+        }
+        None => RECORD_EVENT,
+    };
+    let statement = tx.prepare_cached(sql).await?;
+    tx.execute(&statement, &values).await?;
     Ok(())
 }
 
@@ -278,6 +286,7 @@ async fn update(
     tx: &Transaction<'_>,
     record: &PointerRecord,
     expected_version: u32,
+    audit: Option<&[u8]>,
 ) -> Result<(), OpError> {
     let lock = tx.prepare_cached(LOCK_ID).await?;
     let Some(row) = tx.query_opt(&lock, &[&record.id.as_str()]).await? else {
@@ -338,13 +347,14 @@ async fn update(
         )
         .await?;
     }
-    record_event(tx, PointerChange::Updated, &Focus::of(record), &[]).await
+    record_event(tx, PointerChange::Updated, &Focus::of(record), &[], audit).await
 }
 
 async fn delete(
     tx: &Transaction<'_>,
     id: &PointerId,
     expected_version: Option<u32>,
+    audit: Option<&[u8]>,
 ) -> Result<(), OpError> {
     // Deleting the id row locks it, like `FOR UPDATE`; a version conflict
     // below rolls the whole transaction back.
@@ -390,7 +400,7 @@ async fn delete(
         type_key: column(&removed, 3)?,
         security_labels: &labels,
     };
-    record_event(tx, PointerChange::Deleted, &focus, &[]).await
+    record_event(tx, PointerChange::Deleted, &focus, &[], audit).await
 }
 
 async fn claim_master(
