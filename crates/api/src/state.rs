@@ -106,10 +106,17 @@ impl AppState {
         access: AccessServices,
     ) -> Self {
         let weak = Arc::downgrade(&store);
+        let outbox = access.audit_outbox.as_ref().map(Arc::downgrade);
         ops.metrics().watch_store(move || {
-            weak.upgrade()
+            let mut snapshot = weak
+                .upgrade()
                 .map(|store| crate::ops::store_snapshot(store.as_ref()))
-                .unwrap_or_default()
+                .unwrap_or_default();
+            snapshot.audit_outbox = outbox
+                .as_ref()
+                .and_then(std::sync::Weak::upgrade)
+                .map(|outbox| outbox.waiting());
+            snapshot
         });
         AppState(Arc::new(Inner {
             consumer_store: Arc::clone(&store),

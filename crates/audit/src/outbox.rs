@@ -106,9 +106,15 @@ impl AuditOutbox {
         })
     }
 
-    /// Records this process kept that no finished move has covered.
+    /// Records this process kept that no finished move has covered (the
+    /// `nrls_audit_outbox_events` gauge).
+    pub fn waiting(&self) -> u64 {
+        let moved = self.moved.load(Ordering::Acquire);
+        self.kept.load(Ordering::Acquire).saturating_sub(moved)
+    }
+
     fn behind(&self) -> bool {
-        self.moved.load(Ordering::Acquire) < self.kept.load(Ordering::Acquire)
+        self.waiting() > 0
     }
 
     async fn catch_up(&self) -> Result<(), AuditError> {

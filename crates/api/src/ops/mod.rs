@@ -87,5 +87,6 @@ pub fn store_snapshot(store: &dyn store::PointerStore) -> telemetry::StoreSnapsh
             in_use: p.in_use,
             max: p.max,
         }),
+        audit_outbox: None,
     }
 }

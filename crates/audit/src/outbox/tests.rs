@@ -115,6 +115,7 @@ async fn a_read_through_the_outboxed_log_sees_every_kept_write() {
     let log = OutboxedLog::new(Arc::clone(&outbox));
     keep(&store, 0..5).await;
     (0..5).for_each(|_| outbox.kept());
+    assert_eq!(outbox.waiting(), 5);
     // No mover task runs here: the read itself moves them.
     let query = AuditQuery {
         patient: Some(patient(1)),
@@ -122,6 +123,7 @@ async fn a_read_through_the_outboxed_log_sees_every_kept_write() {
     };
     assert_eq!(log.search(&query).await.unwrap().records.len(), 5);
     assert!(store.audit_outbox(10).await.unwrap().is_empty());
+    assert_eq!(outbox.waiting(), 0);
     assert_eq!(log.verify(&options()).await.unwrap().records, 5);
 }
 

@@ -192,6 +192,20 @@ async fn metrics_series_move_with_traffic() {
     assert_eq!(ops::series(&after, "nrls_apps_onboarded"), 3.0);
     // Nothing is waiting to be written once the requests have been answered.
     assert_eq!(ops::series(&after, "nrls_audit_backlog_events"), 0.0);
+    // The create's record was kept with it; the trail takes it within moments.
+    assert!(after.contains("\nnrls_audit_outbox_events "), "{after}");
+    let mut waiting = ops::series(&after, "nrls_audit_outbox_events");
+    for _ in 0..100 {
+        if waiting == 0.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        waiting = ops::series(
+            &server.scrape(&server.url).await,
+            "nrls_audit_outbox_events",
+        );
+    }
+    assert_eq!(waiting, 0.0, "the audit outbox was never emptied");
     // No raw path or query string ever becomes a label.
     assert!(!after.contains("no/such/path") && !after.contains(&support::patient(1)));
     server.stop().await;

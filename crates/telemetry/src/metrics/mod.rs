@@ -45,6 +45,7 @@ pub mod names {
     pub const RATE_LIMITED: &str = "nrls_rate_limit_rejections_total";
     pub const AUDIT_BACKLOG: &str = "nrls_audit_backlog_events";
     pub const AUDIT_WRITTEN: &str = "nrls_audit_events_written_total";
+    pub const AUDIT_OUTBOX: &str = "nrls_audit_outbox_events";
     pub const FEDERATION_REQUESTS: &str = "nrls_federation_source_requests_total";
     pub const FEDERATION_DURATION: &str = "nrls_federation_source_request_duration_seconds";
     pub const RELOADS: &str = "nrls_config_reloads_total";

@@ -17,6 +17,9 @@ pub struct StoreSnapshot {
     pub write_batches: Option<(u64, u64)>,
     /// Connection pool use.
     pub pool: Option<PoolSnapshot>,
+    /// Audit records this node kept in the store's audit outbox with their
+    /// writes that the trail has not taken yet (normally 0, for a moment).
+    pub audit_outbox: Option<u64>,
 }
 
 /// A connection pool's use at one instant.
@@ -78,6 +81,15 @@ impl Collector for StoreStatsCollector {
                 "Writes carried by those transactions; divide by store_write_batches for the mean batch size",
                 None,
                 counter.metric_type(),
+            )?)?;
+        }
+        if let Some(waiting) = snapshot.audit_outbox {
+            let gauge = ConstGauge::new(i64::try_from(waiting).unwrap_or(i64::MAX));
+            gauge.encode(encoder.encode_descriptor(
+                "audit_outbox_events",
+                "Audit records kept with their writes that the trail has not taken yet",
+                None,
+                gauge.metric_type(),
             )?)?;
         }
         if let Some(pool) = snapshot.pool {

@@ -42,6 +42,7 @@ fn every_family_is_exported_with_conventional_names() {
             in_use: 1,
             max: 8,
         }),
+        audit_outbox: Some(3),
     });
     let guard = metrics.http().in_flight();
     let text = metrics.render();
@@ -67,6 +68,7 @@ fn every_family_is_exported_with_conventional_names() {
         ("nrls_apps_onboarded", 3.0),
         ("nrls_audit_backlog_events", 7.0),
         ("nrls_audit_events_written_total", 2.0),
+        ("nrls_audit_outbox_events", 3.0),
         (
             r#"nrls_federation_source_requests_total{source="north",result="timeout"}"#,
             1.0,
@@ -108,6 +110,7 @@ fn every_family_is_exported_with_conventional_names() {
         names::STORE_WRITE_OPS,
         names::STORE_POOL_CONNECTIONS,
         names::STORE_POOL_MAX,
+        names::AUDIT_OUTBOX,
         names::TOKENS,
         names::RATE_LIMITED,
         names::AUDIT_BACKLOG,
@@ -132,4 +135,5 @@ fn store_families_are_absent_until_a_store_reports_them() {
     let text = Metrics::new().render();
     assert!(!text.contains("nrls_store_write_batches_total"));
     assert!(!text.contains("nrls_store_pool_connections"));
+    assert!(!text.contains("nrls_audit_outbox_events"));
 }
