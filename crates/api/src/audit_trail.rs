@@ -166,7 +166,10 @@ pub async fn write_audited(
 ) -> Result<(), ApiError> {
     let services = ctx.access;
     let Some(outbox) = services.audit_outbox.as_ref() else {
-        return plain_write(ctx, write).await;
+        return write
+            .apply(ctx.store.as_ref())
+            .await
+            .map_err(ApiError::from);
     };
     let facts = facts_of(actor, draft.clone(), 200, None);
     let entry = audit::compact::encode(&facts, &services.node);
@@ -179,21 +182,6 @@ pub async fn write_audited(
         AuditKept::NotKept => {}
     }
     Ok(())
-}
-
-async fn plain_write(ctx: &Context<'_>, write: PointerWrite) -> Result<(), ApiError> {
-    match write {
-        PointerWrite::Create { record, supersedes } => ctx.store.create(record, supersedes).await,
-        PointerWrite::Update {
-            record,
-            expected_version,
-        } => ctx.store.update(record, expected_version).await,
-        PointerWrite::Delete {
-            id,
-            expected_version,
-        } => ctx.store.delete(&id, expected_version).await,
-    }
-    .map_err(ApiError::from)
 }
 
 /// Appends one request's facts (a compact record, rendered as the

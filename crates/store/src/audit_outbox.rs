@@ -10,6 +10,8 @@
 
 use domain::{PointerId, PointerRecord, Supersede};
 
+use crate::{PointerStore, StoreError};
+
 /// A pointer write that an audit record goes with.
 #[derive(Debug)]
 pub enum PointerWrite {
@@ -28,6 +30,25 @@ pub enum PointerWrite {
         id: PointerId,
         expected_version: Option<u32>,
     },
+}
+
+impl PointerWrite {
+    /// Runs the write alone, through the store's plain methods: what a
+    /// store without an audit outbox does, and a caller with no outbox to
+    /// feed.
+    pub async fn apply<S: PointerStore + ?Sized>(self, store: &S) -> Result<(), StoreError> {
+        match self {
+            PointerWrite::Create { record, supersedes } => store.create(record, supersedes).await,
+            PointerWrite::Update {
+                record,
+                expected_version,
+            } => store.update(record, expected_version).await,
+            PointerWrite::Delete {
+                id,
+                expected_version,
+            } => store.delete(&id, expected_version).await,
+        }
+    }
 }
 
 /// Where a committed write's audit record went.

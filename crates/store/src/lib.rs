@@ -194,17 +194,7 @@ pub trait PointerStore: Send + Sync + 'static {
         audit: Vec<u8>,
     ) -> Result<AuditKept, StoreError> {
         let _ = audit;
-        match write {
-            PointerWrite::Create { record, supersedes } => self.create(record, supersedes).await,
-            PointerWrite::Update {
-                record,
-                expected_version,
-            } => self.update(record, expected_version).await,
-            PointerWrite::Delete {
-                id,
-                expected_version,
-            } => self.delete(&id, expected_version).await,
-        }?;
+        write.apply(self).await?;
         Ok(AuditKept::NotKept)
     }
 
