@@ -128,6 +128,26 @@ async fn a_read_through_the_outboxed_log_sees_every_kept_write() {
 }
 
 #[tokio::test]
+async fn a_closed_store_fails_a_drain_only_while_records_this_node_kept_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(dir.path());
+    let outbox = AuditOutbox::new(&store, sqlite_log(dir.path()));
+    keep(&store, 0..2).await;
+    (0..2).for_each(|_| outbox.kept());
+    outbox.drain().await.unwrap();
+    // Shutdown: the store closes after the last drain; the final
+    // checkpoint's drain has nothing left to move.
+    drop(store);
+    outbox.drain().await.unwrap();
+    // A record kept after that drain cannot be moved now: said, not hidden.
+    outbox.kept();
+    assert!(matches!(
+        outbox.drain().await,
+        Err(AuditError::Unavailable(_))
+    ));
+}
+
+#[tokio::test]
 async fn a_crash_between_the_move_and_the_removal_appends_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
     let store = sqlite_store(dir.path());
