@@ -1,10 +1,12 @@
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
+
+use crate::elements::elements;
 
 /// Elements a struct does not model, kept verbatim.
 pub type Extra = Map<String, Value>;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Coding {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub system: Option<String>,
@@ -29,7 +31,7 @@ impl Coding {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CodeableConcept {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub coding: Option<Vec<Coding>>,
@@ -46,7 +48,7 @@ impl CodeableConcept {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Identifier {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub system: Option<String>,
@@ -66,7 +68,7 @@ impl Identifier {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Reference {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
@@ -80,7 +82,7 @@ pub struct Reference {
     pub extra: Extra,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Meta {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -93,7 +95,7 @@ pub struct Meta {
     pub extra: Extra,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Extension {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -104,7 +106,7 @@ pub struct Extension {
     pub extra: Extra,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Attachment {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -118,3 +120,39 @@ pub struct Attachment {
     #[serde(flatten)]
     pub extra: Extra,
 }
+
+elements!(Coding {
+    system: "system",
+    version: "version",
+    code: "code",
+    display: "display"
+});
+elements!(CodeableConcept {
+    coding: "coding",
+    text: "text"
+});
+elements!(Identifier {
+    system: "system",
+    value: "value"
+});
+elements!(Reference {
+    reference: "reference",
+    kind: "type",
+    identifier: "identifier",
+    display: "display"
+});
+elements!(Meta {
+    version_id: "versionId",
+    last_updated: "lastUpdated",
+    security: "security"
+});
+elements!(Extension {
+    url: "url",
+    value_codeable_concept: "valueCodeableConcept"
+});
+elements!(Attachment {
+    content_type: "contentType",
+    url: "url",
+    data: "data",
+    creation: "creation"
+});

@@ -1,11 +1,12 @@
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::datatypes::{
     Attachment, CodeableConcept, Coding, Extension, Extra, Identifier, Meta, Reference,
 };
+use crate::elements::elements;
 
 /// FHIR R4 `DocumentReference`: the pointer resource.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DocumentReference {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -44,7 +45,7 @@ pub struct DocumentReference {
     pub extra: Extra,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RelatesTo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
@@ -54,7 +55,7 @@ pub struct RelatesTo {
     pub extra: Extra,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Content {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attachment: Option<Attachment>,
@@ -66,7 +67,7 @@ pub struct Content {
     pub extra: Extra,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Context {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,6 +77,38 @@ pub struct Context {
     #[serde(flatten)]
     pub extra: Extra,
 }
+
+elements!(DocumentReference {
+    resource_type: "resourceType",
+    id: "id",
+    meta: "meta",
+    master_identifier: "masterIdentifier",
+    status: "status",
+    doc_status: "docStatus",
+    kind: "type",
+    category: "category",
+    subject: "subject",
+    date: "date",
+    author: "author",
+    custodian: "custodian",
+    relates_to: "relatesTo",
+    security_label: "securityLabel",
+    content: "content",
+    context: "context",
+});
+elements!(RelatesTo {
+    code: "code",
+    target: "target"
+});
+elements!(Content {
+    attachment: "attachment",
+    format: "format",
+    extension: "extension"
+});
+elements!(Context {
+    practice_setting: "practiceSetting",
+    related: "related"
+});
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,7 @@ mod audit_event;
 mod bundle;
 mod datatypes;
 mod document_reference;
+mod elements;
 mod operation_outcome;
 
 pub use audit_event::{AuditAgent, AuditEntity, AuditEntityDetail, AuditEvent, AuditSource};

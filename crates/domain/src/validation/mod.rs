@@ -84,11 +84,30 @@ impl Submission {
     /// DocumentReference at all: not JSON (`MESSAGE_NOT_WELL_FORMED`), or an
     /// element of the wrong JSON type (each one, from the R4 check).
     pub fn parse(json: &[u8]) -> Result<Submission, Vec<Issue>> {
+        match std::str::from_utf8(json) {
+            Ok(text) => Submission::parse_text(text),
+            // Not UTF-8: not JSON either, and serde_json's error reading the
+            // bytes says where.
+            Err(_) => match serde_json::from_slice::<serde::de::IgnoredAny>(json) {
+                Err(e) => Err(vec![not_well_formed(&e)]),
+                Ok(_) => Err(vec![Issue::general(
+                    crate::ErrorCode::MessageNotWellFormed,
+                    crate::IssueType::Structure,
+                    "the body is not UTF-8 text".to_owned(),
+                )]),
+            },
+        }
+    }
+
+    /// [`Submission::parse`] for text already known to be UTF-8. Both passes
+    /// (the R4 walk and the typed parse) read it as text, which spares
+    /// serde_json a UTF-8 check of every string.
+    pub fn parse_text(text: &str) -> Result<Submission, Vec<Issue>> {
         let mut r4_issues = Vec::new();
-        if let Err(e) = r4::check_json(json, &mut r4_issues) {
+        if let Err(e) = r4::check_text(text, &mut r4_issues) {
             return Err(vec![not_well_formed(&e)]);
         }
-        match serde_json::from_slice::<DocumentReference>(json) {
+        match serde_json::from_str::<DocumentReference>(text) {
             Ok(doc) => Ok(Submission { doc, r4_issues }),
             // The R4 walk skips what it refuses unread; the typed parse reads
             // all, and finds the nesting past serde_json's limit in there.

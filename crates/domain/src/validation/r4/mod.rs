@@ -39,7 +39,24 @@ pub use table::{FHIR_VERSION, PATTERNS};
 /// Checks the JSON text of a DocumentReference against FHIR R4, appending one
 /// issue per violation. `Err` only when the text is not JSON at all.
 pub fn check_json(json: &[u8], issues: &mut Vec<Issue>) -> Result<(), serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_slice(json);
+    match std::str::from_utf8(json) {
+        Ok(text) => check_text(text, issues),
+        // Read as bytes, the error names where the text stops being UTF-8.
+        Err(_) => walk_text(&mut serde_json::Deserializer::from_slice(json), issues),
+    }
+}
+
+/// [`check_json`] for text already known to be UTF-8: one check of the whole
+/// text is far cheaper than serde_json's check of every string it reads from
+/// bytes.
+pub fn check_text(text: &str, issues: &mut Vec<Issue>) -> Result<(), serde_json::Error> {
+    walk_text(&mut serde_json::Deserializer::from_str(text), issues)
+}
+
+fn walk_text<'de, R: serde_json::de::Read<'de>>(
+    de: &mut serde_json::Deserializer<R>,
+    issues: &mut Vec<Issue>,
+) -> Result<(), serde_json::Error> {
     let root = walk::Path::ROOT;
     walk::Node {
         issues,
@@ -47,7 +64,7 @@ pub fn check_json(json: &[u8], issues: &mut Vec<Issue>) -> Result<(), serde_json
         ty: Type::Complex(table::DOCUMENT_REFERENCE),
         many: false,
     }
-    .deserialize(&mut de)?;
+    .deserialize(&mut *de)?;
     de.end()
 }
 

@@ -30,19 +30,36 @@ const MAX_STRING: usize = 1024 * 1024;
 
 /// Checks a JSON string against `primitive` (a string-valued primitive).
 pub fn check_str(primitive: Primitive, text: &str) -> Result<(), Fault> {
-    if text.trim().is_empty() {
+    let bytes = text.as_bytes();
+    // A string starting with a visible ASCII character cannot be blank, which
+    // spares the common case the Unicode-aware trim.
+    let maybe_blank = bytes.first().is_none_or(|b| !b.is_ascii_graphic());
+    if maybe_blank && text.trim().is_empty() {
         return Err(Fault::Empty);
     }
     if text.len() > MAX_STRING && text.chars().count() > MAX_STRING {
         return Err(Fault::TooLong);
     }
-    if text
-        .bytes()
-        .any(|b| b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n'))
-    {
+    // One pass without early exit (so it compiles to a vector loop) finds the
+    // control characters and the `\s` of the patterns together.
+    let (control, space) = bytes.iter().fold((false, false), |(control, space), &b| {
+        (
+            control | (b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n')),
+            space | (b == b' ' || (b'\t'..=b'\r').contains(&b)),
+        )
+    });
+    if control {
         return Err(Fault::Control);
     }
-    if !matches_pattern(primitive, text) {
+    let pattern = match primitive {
+        // `[ \r\n\t\S]+` refuses only vertical tab and form feed, which are
+        // control characters, refused above.
+        Primitive::String | Primitive::Markdown => true,
+        // `\S*`
+        Primitive::Uri | Primitive::Url | Primitive::Canonical => !space,
+        _ => matches_pattern(primitive, text),
+    };
+    if !pattern {
         return Err(Fault::Pattern);
     }
     let calendar = match primitive {
@@ -295,7 +312,7 @@ fn two_digits_in(b: &[u8], i: usize, lo: u8, hi: u8) -> bool {
 
 /// "Dates SHALL be valid dates": the day exists in that month of that year.
 /// Only called on text that matched the pattern.
-fn real_date(s: &str) -> bool {
+pub(super) fn real_date(s: &str) -> bool {
     let b = s.as_bytes();
     if b.len() < 10 {
         return true;

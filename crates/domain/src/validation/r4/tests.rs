@@ -4,7 +4,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::model::Primitive;
-use super::primitive::matches_pattern;
+use super::primitive::{Fault, check_str, is_string_valued, matches_pattern, real_date};
 use super::{PATTERNS, check_json};
 use crate::issue::{ErrorCode, Issue, IssueType};
 use crate::validation::tests::valid_json;
@@ -486,6 +486,50 @@ proptest! {
         for (p, rx) in PATTERNS.iter().filter_map(|(p, rx)| rx.map(|rx| (*p, rx))) {
             let rx = regex::Regex::new(&format!("^(?:{rx})$")).unwrap();
             prop_assert_eq!(matches_pattern(p, &s), rx.is_match(&s), "{:?} on {:?}", p, s);
+        }
+    }
+}
+
+/// `check_str` as the rules read, one after the other: the fast version must
+/// give the same answer on every string.
+fn check_str_by_the_rules(p: Primitive, text: &str) -> Result<(), Fault> {
+    if text.trim().is_empty() {
+        return Err(Fault::Empty);
+    }
+    if text.chars().count() > 1024 * 1024 {
+        return Err(Fault::TooLong);
+    }
+    if text
+        .bytes()
+        .any(|b| b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n'))
+    {
+        return Err(Fault::Control);
+    }
+    if !matches_pattern(p, text) {
+        return Err(Fault::Pattern);
+    }
+    let calendar = !matches!(
+        p,
+        Primitive::Date | Primitive::DateTime | Primitive::Instant
+    ) || real_date(text);
+    if calendar {
+        Ok(())
+    } else {
+        Err(Fault::Calendar)
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    /// Control characters, every kind of space (ASCII and not) and the
+    /// characters of dates and URIs, in any order.
+    #[test]
+    fn check_str_agrees_with_the_rules_in_order(
+        s in "[0-9a-zA-Z:\\-+.T /=\t\n\r\u{0B}\u{0C}\u{01}\u{1F}\u{A0}\u{2003}é]{0,30}"
+    ) {
+        for (p, _) in PATTERNS.iter().filter(|(p, _)| is_string_valued(*p)) {
+            prop_assert_eq!(check_str(*p, &s), check_str_by_the_rules(*p, &s), "{:?} on {:?}", p, s);
         }
     }
 }

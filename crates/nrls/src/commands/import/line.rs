@@ -52,7 +52,7 @@ pub fn to_record(
             })
             .collect::<Vec<_>>()
     };
-    let submission = Submission::parse(line.as_bytes()).map_err(to_line_issues)?;
+    let submission = Submission::parse_text(line).map_err(to_line_issues)?;
     let doc = &submission.doc;
     let custodian = doc
         .custodian
