@@ -8,6 +8,11 @@ use nrls::commands::{
     token,
 };
 
+/// mimalloc instead of the system allocator: see docs/performance.md,
+/// "The allocator".
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "nrls",
