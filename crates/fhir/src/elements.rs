@@ -15,10 +15,11 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Visitor};
 
-/// An object key, borrowed from the input unless it had escapes.
-pub(crate) struct Key<'de>(pub(crate) Cow<'de, str>);
+/// An object key, borrowed from the input unless it had escapes (also what
+/// the R4 walk of a pointer's text reads keys with).
+pub struct JsonKey<'de>(pub Cow<'de, str>);
 
-impl<'de> serde::Deserialize<'de> for Key<'de> {
+impl<'de> serde::Deserialize<'de> for JsonKey<'de> {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         KeySeed.deserialize(d)
     }
@@ -27,30 +28,30 @@ impl<'de> serde::Deserialize<'de> for Key<'de> {
 struct KeySeed;
 
 impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = Key<'de>;
+    type Value = JsonKey<'de>;
 
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Key<'de>, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<JsonKey<'de>, D::Error> {
         d.deserialize_str(self)
     }
 }
 
 impl<'de> Visitor<'de> for KeySeed {
-    type Value = Key<'de>;
+    type Value = JsonKey<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an element name")
     }
 
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-        Ok(Key(Cow::Borrowed(v)))
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<JsonKey<'de>, E> {
+        Ok(JsonKey(Cow::Borrowed(v)))
     }
 
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-        Ok(Key(Cow::Owned(v.to_owned())))
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<JsonKey<'de>, E> {
+        Ok(JsonKey(Cow::Owned(v.to_owned())))
     }
 
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
-        Ok(Key(Cow::Owned(v)))
+    fn visit_string<E: de::Error>(self, v: String) -> Result<JsonKey<'de>, E> {
+        Ok(JsonKey(Cow::Owned(v)))
     }
 }
 
@@ -78,7 +79,7 @@ macro_rules! elements {
                     ) -> Result<$ty, A::Error> {
                         let mut out = $ty::default();
                         $(let mut $field = false;)*
-                        while let Some($crate::elements::Key(key)) = map.next_key()? {
+                        while let Some($crate::elements::JsonKey(key)) = map.next_key()? {
                             match key.as_ref() {
                                 $($key => {
                                     if std::mem::replace(&mut $field, true) {

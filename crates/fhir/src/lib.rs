@@ -16,6 +16,7 @@ pub use audit_event::{AuditAgent, AuditEntity, AuditEntityDetail, AuditEvent, Au
 pub use bundle::{BundleEntry, SearchsetBuilder};
 pub use datatypes::{Attachment, CodeableConcept, Coding, Extension, Identifier, Meta, Reference};
 pub use document_reference::{Content, Context, DocumentReference, RelatesTo};
+pub use elements::JsonKey;
 pub use operation_outcome::{OperationOutcome, OutcomeIssue};
 
 /// Media type nrls answers with.

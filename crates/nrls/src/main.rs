@@ -9,7 +9,7 @@ use nrls::commands::{
 };
 
 /// mimalloc instead of the system allocator: see docs/performance.md,
-/// "The allocator".
+/// "Issue 16: one read of the text, and the allocator".
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

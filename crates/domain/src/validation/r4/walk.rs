@@ -4,7 +4,6 @@
 //! pointer is checked without allocating. Only an issue allocates (its
 //! expression and sentence).
 
-use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -269,7 +268,7 @@ fn object<'de, A: MapAccess<'de>>(
     let def = &TYPES[usize::from(index)];
     let root = index == DOCUMENT_REFERENCE;
     let mut seen = Seen::default();
-    while let Some(key) = map.next_key_seed(Key)? {
+    while let Some(fhir::JsonKey(key)) = map.next_key()? {
         seen.keys += 1;
         if key != "id" {
             seen.not_id += 1;
@@ -403,33 +402,6 @@ fn finish(issues: &mut Vec<Issue>, path: &Path<'_>, index: u16, seen: &Seen) {
                 .to_owned(),
             ));
         }
-    }
-}
-
-/// An object key, borrowed from the input unless it had escapes.
-struct Key;
-
-impl<'de> DeserializeSeed<'de> for Key {
-    type Value = Cow<'de, str>;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Key {
-    type Value = Cow<'de, str>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a key")
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Cow<'de, str>, E> {
-        Ok(Cow::Borrowed(v))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Cow<'de, str>, E> {
-        Ok(Cow::Owned(v.to_owned()))
     }
 }
 
