@@ -17,6 +17,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
+use domain::PointerRecord;
 use zstd::zstd_safe::{CCtx, CDict, DCtx, DDict};
 
 /// Which dictionary a row was compressed with: the key of the backend's
@@ -124,6 +125,57 @@ impl JsonCodec {
         Ok(out)
     }
 
+    /// The JSON of every record, compressed, in order: the batch split
+    /// between the machine's cores (a bulk load's batch, before its
+    /// transaction, so the database waits for SQL alone).
+    pub fn compress_all(&self, records: &[PointerRecord]) -> Result<Vec<Vec<u8>>, CodecError> {
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let share = records.len().div_ceil(threads).max(1);
+        let compress = |part: &[PointerRecord]| {
+            part.iter()
+                .map(|r| self.compress(&r.json))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let parts: Vec<_> = std::thread::scope(|scope| {
+            let mut chunks = records.chunks(share);
+            let first = chunks.next().unwrap_or_default();
+            let others: Vec<_> = chunks
+                .map(|part| scope.spawn(move || compress(part)))
+                .collect();
+            let mut parts = vec![compress(first)];
+            // A panic goes on to the caller's (blocking) task, which reports it.
+            parts.extend(
+                others
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
+            );
+            parts
+        });
+        let mut all = Vec::with_capacity(records.len());
+        for part in parts {
+            all.extend(part?);
+        }
+        Ok(all)
+    }
+
+    /// A row's JSON from what it stores: a frame and the dictionary it was
+    /// made with, or (a row from before compression) the plain text. Any
+    /// other combination is damage.
+    pub fn stored_json(
+        &self,
+        text: Option<String>,
+        frame: Option<&[u8]>,
+        dictionary: Option<DictionaryId>,
+    ) -> Result<String, CodecError> {
+        match (text, frame, dictionary) {
+            (None, Some(frame), Some(id)) => self.decompress(id, frame),
+            (Some(text), None, None) => Ok(text),
+            _ => Err(CodecError::Damaged(
+                "neither a frame with its dictionary nor text",
+            )),
+        }
+    }
+
     /// The JSON of a row compressed with dictionary `id`.
     pub fn decompress(&self, id: DictionaryId, frame: &[u8]) -> Result<String, CodecError> {
         let decoder = self
@@ -152,6 +204,22 @@ impl JsonCodec {
         }
         String::from_utf8(out).map_err(|_| CodecError::Damaged("not UTF-8"))
     }
+}
+
+/// `json` compressed with `dictionary`, as another build of nrls (one with
+/// another dictionary) would store it: for tests of rows this build did not
+/// write.
+#[cfg(test)]
+pub(crate) fn frame_made_with(dictionary: &[u8], json: &str) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(zstd::zstd_safe::compress_bound(json.len()));
+    CCtx::create()
+        .compress_using_cdict(
+            &mut frame,
+            json.as_bytes(),
+            &CDict::create(dictionary, LEVEL),
+        )
+        .expect("a test frame compresses");
+    frame
 }
 
 #[cfg(test)]

@@ -809,11 +809,14 @@ mod measure {
             per_pointer(total, n)
         );
         let json = database
-            .query_i64("SELECT sum(octet_length(json))::bigint FROM pointers")
+            .query_i64(
+                "SELECT (coalesce(sum(octet_length(json)), 0)
+                    + coalesce(sum(octet_length(json_zstd)), 0))::bigint FROM pointers",
+            )
             .await;
         println!(
             "postgres: {:45} {:8.1} bytes/pointer",
-            "of which JSON text",
+            "of which JSON (text or zstd frame)",
             per_pointer(json, n)
         );
     }

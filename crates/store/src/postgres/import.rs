@@ -25,10 +25,12 @@ use domain::PointerRecord;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 
+use crate::compression::{CURRENT_ID, JsonCodec};
 use crate::{ImportOutcome, StoreError};
 
+use super::dictionaries;
 use super::error::OpError;
-use super::row::{column, nhs_to_sql, pointer_columns, version_to_sql};
+use super::row::{column, json, nhs_to_sql, pointer_columns, unknown_dictionary, version_to_sql};
 
 /// The longest one batch may take: far longer than a request's time-out,
 /// because a batch carries thousands of pointers.
@@ -59,7 +61,7 @@ const CLAIM_IDS: &str = "WITH claimed AS (
     UPDATE nrls_import b SET seq = c.seq FROM claimed c WHERE b.id = c.id";
 
 /// The stored JSON of each record whose id was already stored, to compare.
-const EXISTING: &str = "SELECT b.ord, p.json FROM nrls_import b
+const EXISTING: &str = "SELECT b.ord, p.json, p.json_zstd, p.json_dictionary FROM nrls_import b
     JOIN pointer_ids i ON i.id = b.id
     JOIN pointers p ON p.nhs_number = i.nhs_number AND p.seq = i.seq
     WHERE b.seq IS NULL";
@@ -95,9 +97,13 @@ enum Fate {
 }
 
 /// Imports `records` in one transaction, committed before returning.
+/// `frames` holds each record's JSON compressed with dictionary
+/// [`CURRENT_ID`], in the same order.
 pub(super) async fn import(
     conn: &mut Object,
     records: &[PointerRecord],
+    frames: &[Vec<u8>],
+    codec: &JsonCodec,
 ) -> Result<ImportOutcome, OpError> {
     if records.is_empty() {
         return Ok(ImportOutcome::default());
@@ -126,8 +132,8 @@ pub(super) async fn import(
     tx.batch_execute(STAGE).await?;
     stage(&tx, records, first_of.values().copied()).await?;
     tx.batch_execute(INDEX_KEYS).await?;
-    let (fates, accepted) = decide(&tx, records, first_of.len()).await?;
-    store(&tx, records, &accepted).await?;
+    let (fates, accepted) = decide(&tx, records, first_of.len(), codec).await?;
+    store(&tx, records, frames, &accepted).await?;
     tx.commit().await?;
     Ok(outcome(records, fates, repeats))
 }
@@ -167,6 +173,7 @@ async fn decide(
     tx: &Transaction<'_>,
     records: &[PointerRecord],
     staged: usize,
+    codec: &JsonCodec,
 ) -> Result<(HashMap<usize, Fate>, Vec<(usize, i64)>), OpError> {
     let mut fates = HashMap::new();
     let claimed = tx.execute(CLAIM_IDS, &[]).await?;
@@ -181,9 +188,12 @@ async fn decide(
     } else {
         Vec::new()
     };
+    if unknown_dictionary(&existing, 3, codec).is_some() {
+        dictionaries::load(tx.client(), codec).await?;
+    }
     for row in existing {
         let index = index_of(column(&row, 0)?)?;
-        let stored: String = column(&row, 1)?;
+        let stored = json(&row, 1, codec)?;
         let fate = if stored == records[index].json {
             Fate::AlreadyPresent
         } else {
@@ -218,6 +228,7 @@ async fn decide(
 async fn store(
     tx: &Transaction<'_>,
     records: &[PointerRecord],
+    frames: &[Vec<u8>],
     accepted: &[(usize, i64)],
 ) -> Result<(), OpError> {
     if accepted.is_empty() {
@@ -235,11 +246,17 @@ async fn store(
         Type::TEXT_ARRAY,
         Type::TEXT,
         Type::TEXT,
+        Type::BYTEA,
+        Type::INT8,
     ];
     let writer = BinaryCopyInWriter::new(sink, &types);
     let mut writer = std::pin::pin!(writer);
+    let text: Option<&str> = None;
     for (index, seq) in accepted {
         let r = &records[*index];
+        let frame = frames
+            .get(*index)
+            .ok_or_else(|| StoreError::Internal("a record without its compressed JSON".into()))?;
         let version = version_to_sql(r.version)?;
         writer
             .as_mut()
@@ -253,7 +270,9 @@ async fn store(
                 &r.master_identifier,
                 &r.security_labels,
                 &r.last_updated,
-                &r.json,
+                &text,
+                frame,
+                &CURRENT_ID,
             ])
             .await?;
     }

@@ -38,6 +38,7 @@
 //! - **TLS** with rustls when the URL asks (`sslmode=prefer`/`require`),
 //!   verified against `ca_file` when given; see `tls.rs`.
 
+mod dictionaries;
 mod error;
 mod import;
 mod reads;
@@ -48,12 +49,14 @@ mod subscriptions;
 mod tls;
 mod writes;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use domain::{NhsNumber, OdsCode, PointerId, PointerRecord, Supersede};
 
+use crate::compression::JsonCodec;
 use crate::{
     ImportOutcome, PointerEvent, PointerStore, PointerWrite, PoolStats, StoreError, StoredPointer,
 };
@@ -118,6 +121,9 @@ pub struct PostgresStore {
     deadline: Duration,
     /// The database was a hot standby when opened.
     standby: bool,
+    /// Compresses pointer JSON for its rows and reads every dictionary the
+    /// database holds (schema step 9).
+    codec: Arc<JsonCodec>,
 }
 
 /// The nrls database as the other components that keep their data in it (the
@@ -175,10 +181,19 @@ impl PostgresStore {
             schema::check(&config, tls.clone()).await?
         };
         let pool = session::pool(&options, config, &settings, tls)?;
+        let deadline = options.statement_timeout + Duration::from_secs(1);
+        let codec = Arc::new(JsonCodec::new().map_err(|e| StoreError::Internal(e.to_string()))?);
+        Database {
+            pool: pool.clone(),
+            deadline,
+        }
+        .run(async |conn| dictionaries::register(conn, &codec, settings.standby).await)
+        .await?;
         Ok(PostgresStore {
             pool,
-            deadline: options.statement_timeout + Duration::from_secs(1),
+            deadline,
             standby: settings.standby,
+            codec,
         })
     }
 
@@ -212,7 +227,7 @@ impl PostgresStore {
         let mut conn = deadline.connection(&self.pool).await?;
         let mut attempt = 1;
         loop {
-            let outcome = deadline.run(op.apply(&mut conn, audit)).await;
+            let outcome = deadline.run(op.apply(&mut conn, audit, &self.codec)).await;
             match session::retry_or_settle(conn, outcome, attempt) {
                 session::Next::Done(result) => return result,
                 session::Next::Retry(again) => {
@@ -261,7 +276,7 @@ impl PointerStore for PostgresStore {
     async fn get(&self, id: &PointerId) -> Result<Option<PointerRecord>, StoreError> {
         let deadline = self.start();
         let conn = deadline.connection(&self.pool).await?;
-        let outcome = deadline.run(reads::get(&conn, id)).await;
+        let outcome = deadline.run(reads::get(&conn, id, &self.codec)).await;
         session::settle(conn, outcome)
     }
 
@@ -272,17 +287,29 @@ impl PointerStore for PostgresStore {
         let deadline = self.start();
         let conn = deadline.connection(&self.pool).await?;
         let outcome = deadline
-            .run(reads::patient_pointers(&conn, nhs_number))
+            .run(reads::patient_pointers(&conn, nhs_number, &self.codec))
             .await;
         session::settle(conn, outcome)
     }
 
     async fn import(&self, records: Vec<PointerRecord>) -> Result<ImportOutcome, StoreError> {
+        // Compressed on every core before a connection is taken: the
+        // transaction then waits for SQL alone.
+        let codec = Arc::clone(&self.codec);
+        let (records, frames) = tokio::task::spawn_blocking(move || {
+            let frames = codec.compress_all(&records);
+            (records, frames)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("bulk compression task failed: {e}")))?;
+        let frames = frames.map_err(|e| StoreError::Internal(e.to_string()))?;
         let deadline = Deadline::after(import::TIMEOUT + Duration::from_secs(1));
         let mut conn = deadline.connection(&self.pool).await?;
         let mut attempt = 1;
         loop {
-            let outcome = deadline.run(import::import(&mut conn, &records)).await;
+            let outcome = deadline
+                .run(import::import(&mut conn, &records, &frames, &self.codec))
+                .await;
             match session::retry_or_settle(conn, outcome, attempt) {
                 session::Next::Done(result) => return result,
                 session::Next::Retry(again) => {
@@ -302,7 +329,13 @@ impl PointerStore for PostgresStore {
         let deadline = self.start();
         let conn = deadline.connection(&self.pool).await?;
         let outcome = deadline
-            .run(reads::pointers_after(&conn, after_seq, limit, custodian))
+            .run(reads::pointers_after(
+                &conn,
+                after_seq,
+                limit,
+                custodian,
+                &self.codec,
+            ))
             .await;
         session::settle(conn, outcome)
     }

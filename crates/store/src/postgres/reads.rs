@@ -4,10 +4,15 @@
 use deadpool_postgres::Object;
 use domain::{NhsNumber, OdsCode, PointerId, PointerRecord};
 
+use crate::compression::JsonCodec;
 use crate::{PointerChange, PointerEvent, StoreError, StoredPointer};
 
+use super::dictionaries;
 use super::error::OpError;
-use super::row::{column, decode, nhs_to_sql, pointer_columns};
+use super::row::{column, decode, nhs_to_sql, pointer_columns, unknown_dictionary};
+
+/// Where `json_dictionary` is in a row of [`pointer_columns`].
+const DICTIONARY_COLUMN: usize = 11;
 
 // The sub-select resolves the id to its partition key first; the executor then
 // prunes every other partition and reads one row by primary key.
@@ -31,19 +36,43 @@ const AFTER: &str = concat!(
       ORDER BY seq LIMIT $3"
 );
 
-pub(super) async fn get(conn: &Object, id: &PointerId) -> Result<Option<PointerRecord>, OpError> {
+pub(super) async fn get(
+    conn: &Object,
+    id: &PointerId,
+    codec: &JsonCodec,
+) -> Result<Option<PointerRecord>, OpError> {
     let statement = conn.prepare_cached(GET).await?;
-    let row = conn.query_opt(&statement, &[&id.as_str()]).await?;
-    Ok(row.map(|r| decode(&r)).transpose()?.map(|s| s.record))
+    let rows = conn.query(&statement, &[&id.as_str()]).await?;
+    Ok(decode_all(conn, &rows, codec)
+        .await?
+        .pop()
+        .map(|s| s.record))
 }
 
 pub(super) async fn patient_pointers(
     conn: &Object,
     nhs_number: NhsNumber,
+    codec: &JsonCodec,
 ) -> Result<Vec<StoredPointer>, OpError> {
     let statement = conn.prepare_cached(PATIENT).await?;
     let rows = conn.query(&statement, &[&nhs_to_sql(nhs_number)]).await?;
-    Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
+    decode_all(conn, &rows, codec).await
+}
+
+/// Decodes rows of [`pointer_columns`], first loading any dictionary they
+/// name that this node has not seen (one a newer node stored since).
+async fn decode_all(
+    conn: &Object,
+    rows: &[tokio_postgres::Row],
+    codec: &JsonCodec,
+) -> Result<Vec<StoredPointer>, OpError> {
+    if unknown_dictionary(rows, DICTIONARY_COLUMN, codec).is_some() {
+        dictionaries::load(conn, codec).await?;
+    }
+    Ok(rows
+        .iter()
+        .map(|row| decode(row, codec))
+        .collect::<Result<_, _>>()?)
 }
 
 pub(super) async fn pointers_after(
@@ -51,6 +80,7 @@ pub(super) async fn pointers_after(
     after_seq: i64,
     limit: usize,
     custodian: Option<&OdsCode>,
+    codec: &JsonCodec,
 ) -> Result<Vec<StoredPointer>, OpError> {
     let statement = conn.prepare_cached(AFTER).await?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -58,7 +88,7 @@ pub(super) async fn pointers_after(
     let rows = conn
         .query(&statement, &[&after_seq, &custodian, &limit])
         .await?;
-    Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
+    decode_all(conn, &rows, codec).await
 }
 
 /// The oldest audit outbox records (see [`crate::audit_outbox`]).

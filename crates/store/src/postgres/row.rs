@@ -4,19 +4,22 @@ use domain::{NhsNumber, OdsCode, PointerId, PointerRecord};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
+use crate::compression::{CURRENT_ID, DictionaryId, JsonCodec};
 use crate::{StoreError, StoredPointer};
 
 /// The columns [`decode`] reads and [`Columns::params`] binds, in order. A
 /// macro so queries can be built with `concat!`.
 macro_rules! pointer_columns {
     () => {
-        "nhs_number, seq, version, id, custodian, type_key, master_identifier, security_labels, last_updated, json"
+        "nhs_number, seq, version, id, custodian, type_key, master_identifier, security_labels, last_updated, json, json_zstd, json_dictionary"
     };
 }
 pub(super) use pointer_columns;
 
 /// The values of [`pointer_columns`] for `record` at `seq`, ready to bind as
-/// `$1`..`$10`.
+/// `$1`..`$12`. `frame` is the record's JSON compressed with dictionary
+/// [`CURRENT_ID`] ([`JsonCodec::compress`]): every row written now is
+/// compressed, and its `json` text is NULL.
 pub(super) struct Columns<'a> {
     record: &'a PointerRecord,
     nhs_number: i64,
@@ -24,10 +27,17 @@ pub(super) struct Columns<'a> {
     version: i32,
     id: &'a str,
     custodian: &'a str,
+    text: Option<&'a str>,
+    frame: &'a [u8],
+    dictionary: DictionaryId,
 }
 
 impl<'a> Columns<'a> {
-    pub(super) fn of(record: &'a PointerRecord, seq: i64) -> Result<Self, StoreError> {
+    pub(super) fn of(
+        record: &'a PointerRecord,
+        seq: i64,
+        frame: &'a [u8],
+    ) -> Result<Self, StoreError> {
         Ok(Columns {
             record,
             nhs_number: nhs_to_sql(record.nhs_number),
@@ -35,10 +45,13 @@ impl<'a> Columns<'a> {
             version: version_to_sql(record.version)?,
             id: record.id.as_str(),
             custodian: record.custodian.as_str(),
+            text: None,
+            frame,
+            dictionary: CURRENT_ID,
         })
     }
 
-    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 10] {
+    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 12] {
         let r = self.record;
         [
             &self.nhs_number,
@@ -50,7 +63,9 @@ impl<'a> Columns<'a> {
             &r.master_identifier,
             &r.security_labels,
             &r.last_updated,
-            &r.json,
+            &self.text,
+            &self.frame,
+            &self.dictionary,
         ]
     }
 }
@@ -66,8 +81,9 @@ pub(super) fn version_to_sql(version: u32) -> Result<i32, StoreError> {
 }
 
 /// Reads a row of [`pointer_columns`]. A value that no longer parses (a row
-/// edited by hand, say) is `Internal`.
-pub(super) fn decode(row: &Row) -> Result<StoredPointer, StoreError> {
+/// edited by hand, say) is `Internal`; so is a frame of a dictionary `codec`
+/// does not know ([`unknown_dictionary`] finds those first).
+pub(super) fn decode(row: &Row, codec: &JsonCodec) -> Result<StoredPointer, StoreError> {
     let nhs_number: i64 = column(row, 0)?;
     let version: i32 = column(row, 2)?;
     let id: String = column(row, 3)?;
@@ -84,12 +100,40 @@ pub(super) fn decode(row: &Row) -> Result<StoredPointer, StoreError> {
         security_labels: column(row, 7)?,
         version: u32::try_from(version).map_err(|_| corrupt("version"))?,
         last_updated: column(row, 8)?,
-        json: column(row, 9)?,
+        json: json(row, 9, codec)?,
     };
     Ok(StoredPointer {
         seq: column(row, 1)?,
         record,
     })
+}
+
+/// The JSON kept in columns `first`..`first + 2` of `row` (`json`,
+/// `json_zstd`, `json_dictionary`).
+pub(super) fn json(row: &Row, first: usize, codec: &JsonCodec) -> Result<String, StoreError> {
+    codec
+        .stored_json(
+            column(row, first)?,
+            column(row, first + 1)?,
+            column(row, first + 2)?,
+        )
+        .map_err(|e| StoreError::Internal(format!("stored json: {e}")))
+}
+
+/// A dictionary that column `column` of some row names and `codec` lacks:
+/// one another node stored after this one loaded the table.
+pub(super) fn unknown_dictionary(
+    rows: &[Row],
+    column: usize,
+    codec: &JsonCodec,
+) -> Option<DictionaryId> {
+    rows.iter()
+        .filter_map(|row| {
+            row.try_get::<_, Option<DictionaryId>>(column)
+                .ok()
+                .flatten()
+        })
+        .find(|id| *id != CURRENT_ID && !codec.knows(*id))
 }
 
 /// One column of `row`; a type mismatch is a bug in our SQL: `Internal`.

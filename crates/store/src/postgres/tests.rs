@@ -589,3 +589,161 @@ async fn open_without_migrating_only_checks() {
         .unwrap();
     assert_eq!(store.count().await.unwrap(), 0);
 }
+
+/// How a pointer's JSON is kept: (`json` is NULL, bytes of `json_zstd`,
+/// `json_dictionary`).
+async fn stored_json(database: &TestDatabase, id: &str) -> (bool, Option<i32>, Option<i64>) {
+    let row = database
+        .session()
+        .await
+        .query_one(
+            "SELECT json IS NULL, length(json_zstd), json_dictionary FROM pointers
+             WHERE (nhs_number, seq) = (SELECT nhs_number, seq FROM pointer_ids WHERE id = $1)",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2))
+}
+
+/// Stores `record` as a node of schema step 8 did: its JSON as text, with no
+/// frame and no dictionary.
+async fn store_as_text(
+    database: &TestDatabase,
+    record: &domain::PointerRecord,
+    frame: Option<(&[u8], i64)>,
+) {
+    let session = database.session().await;
+    let nhs = super::row::nhs_to_sql(record.nhs_number);
+    let seq: i64 = session
+        .query_one(
+            "INSERT INTO pointer_ids (id, nhs_number, seq)
+             VALUES ($1, $2, nextval('pointer_seq')) RETURNING seq",
+            &[&record.id.as_str(), &nhs],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let (text, zstd, dictionary) = match frame {
+        Some((frame, dictionary)) => (None, Some(frame), Some(dictionary)),
+        None => (Some(record.json.as_str()), None, None),
+    };
+    session
+        .execute(
+            "INSERT INTO pointers (nhs_number, seq, version, id, custodian, type_key,
+                master_identifier, security_labels, last_updated, json, json_zstd, json_dictionary)
+             VALUES ($1, $2, 1, $3, $4, $5, NULL, '{}', $6, $7, $8, $9)",
+            &[
+                &nhs,
+                &seq,
+                &record.id.as_str(),
+                &record.custodian.as_str(),
+                &record.type_key,
+                &record.last_updated,
+                &text,
+                &zstd,
+                &dictionary,
+            ],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn new_rows_are_stored_compressed_with_their_dictionary() {
+    let database = TestDatabase::create().await;
+    let store = open(&database).await;
+    let record = pointer(CUSTODIAN, "compressed", 1);
+    store.create(record.clone(), Vec::new()).await.unwrap();
+    let imported = pointer(CUSTODIAN, "imported", 1);
+    store.import(vec![imported.clone()]).await.unwrap();
+    for r in [&record, &imported] {
+        let (text_null, bytes, dictionary) = stored_json(&database, r.id.as_str()).await;
+        assert!(text_null, "{} kept its text", r.id.as_str());
+        assert_eq!(dictionary, Some(crate::compression::CURRENT_ID));
+        let bytes = usize::try_from(bytes.unwrap()).unwrap();
+        assert!(bytes * 2 < r.json.len(), "{bytes} of {}", r.json.len());
+        assert_eq!(store.get(&r.id).await.unwrap().as_ref(), Some(r));
+    }
+    // An update rewrites the row compressed, and reads back as written.
+    let updated = next_version(&record);
+    store.update(updated.clone(), 1).await.unwrap();
+    assert_eq!(store.get(&record.id).await.unwrap(), Some(updated));
+    assert!(stored_json(&database, record.id.as_str()).await.0);
+}
+
+#[tokio::test]
+async fn rows_written_before_compression_stay_readable_and_writable() {
+    let database = TestDatabase::create().await;
+    let store = open(&database).await;
+    let old = pointer(CUSTODIAN, "old", 1);
+    store_as_text(&database, &old, None).await;
+
+    assert_eq!(store.get(&old.id).await.unwrap(), Some(old.clone()));
+    let found = store
+        .patient_pointers(crate::conformance::patient(1))
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].record, old);
+    // A re-import of the same pointer finds it, by content, already present;
+    // other content under its id is a duplicate.
+    let again = store.import(vec![old.clone()]).await.unwrap();
+    assert_eq!((again.imported, again.already_present), (0, 1));
+    let mut changed = old.clone();
+    changed.json = changed.json.replace("old", "changed");
+    let clash = store.import(vec![changed]).await.unwrap();
+    assert!(matches!(
+        clash.rejected[..],
+        [(0, StoreError::DuplicateId(_))]
+    ));
+    // Exports read both kinds of row.
+    store
+        .create(pointer(CUSTODIAN, "new", 1), Vec::new())
+        .await
+        .unwrap();
+    let page = store.pointers_after(0, 10, None).await.unwrap();
+    assert_eq!(page.len(), 2);
+    assert_eq!(page[0].record, old);
+    // An update of an old row writes it compressed.
+    let updated = next_version(&old);
+    store.update(updated.clone(), 1).await.unwrap();
+    assert_eq!(store.get(&old.id).await.unwrap(), Some(updated));
+    assert!(stored_json(&database, old.id.as_str()).await.0);
+}
+
+#[tokio::test]
+async fn a_dictionary_added_by_another_node_is_loaded_on_first_use() {
+    let database = TestDatabase::create().await;
+    let store = open(&database).await;
+    // Another node (a later nrls) stores dictionary 2 and rows made with it.
+    let read = pointer(CUSTODIAN, "later", 1);
+    let imported = pointer(CUSTODIAN, "later-imported", 2);
+    let dictionary = read.json.replace("later", "earlier").into_bytes();
+    database
+        .session()
+        .await
+        .execute(
+            "INSERT INTO json_dictionaries (id, dictionary) VALUES (2, $1)",
+            &[&dictionary],
+        )
+        .await
+        .unwrap();
+    for record in [&read, &imported] {
+        let frame = crate::compression::frame_made_with(&dictionary, &record.json);
+        store_as_text(&database, record, Some((&frame, 2))).await;
+    }
+    // The import compares with a row of dictionary 2 before any read loaded it.
+    let again = store.import(vec![imported.clone()]).await.unwrap();
+    assert_eq!((again.imported, again.already_present), (0, 1));
+    let other = open(&database).await;
+    assert_eq!(other.get(&read.id).await.unwrap(), Some(read));
+    // A dictionary nobody stored is damage: an internal error, not a panic.
+    database
+        .execute("UPDATE pointers SET json_dictionary = 99")
+        .await;
+    match other.get(&imported.id).await {
+        Err(StoreError::Internal(message)) => assert!(message.contains("99"), "{message}"),
+        unexpected => panic!("expected Internal, got {unexpected:?}"),
+    }
+}

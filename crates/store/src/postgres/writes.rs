@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use deadpool_postgres::{Object, Transaction};
 use domain::{PointerId, PointerRecord, Supersede};
 
+use crate::compression::JsonCodec;
 use crate::{PointerChange, PointerWrite, StoreError};
 
 use super::error::OpError;
@@ -25,11 +26,12 @@ pub(super) use crate::write_op::WriteOp;
 const INSERT: &str = concat!(
     "INSERT INTO pointers (",
     pointer_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
 );
 /// Same parameters as [`INSERT`]; `seq` and `nhs_number` find the row.
 const UPDATE: &str = "UPDATE pointers SET version = $3, id = $4, custodian = $5, type_key = $6,
-        master_identifier = $7, security_labels = $8, last_updated = $9, json = $10
+        master_identifier = $7, security_labels = $8, last_updated = $9, json = $10,
+        json_zstd = $11, json_dictionary = $12
     WHERE nhs_number = $1 AND seq = $2";
 const LOCK_ID: &str = "SELECT nhs_number, seq FROM pointer_ids WHERE id = $1 FOR UPDATE";
 const DELETE_ROW: &str = "DELETE FROM pointers WHERE nhs_number = $1 AND seq = $2";
@@ -41,21 +43,31 @@ const RELEASE_MASTER: &str =
 impl WriteOp {
     /// Runs the write in its own transaction, with `audit` kept in the audit
     /// outbox when given, and commits it. On an error the transaction is
-    /// dropped, which rolls it back.
+    /// dropped, which rolls it back. A written pointer's JSON is compressed
+    /// before the transaction starts, so no lock waits on it.
     pub(super) async fn apply(
         &self,
         conn: &mut Object,
         audit: Option<&[u8]>,
+        codec: &JsonCodec,
     ) -> Result<(), OpError> {
+        let frame = match self {
+            WriteOp::Pointer(
+                PointerWrite::Create { record, .. } | PointerWrite::Update { record, .. },
+            ) => codec
+                .compress(&record.json)
+                .map_err(|e| StoreError::Internal(e.to_string()))?,
+            _ => Vec::new(),
+        };
         let tx = conn.transaction().await?;
         match self {
             WriteOp::Pointer(PointerWrite::Create { record, supersedes }) => {
-                create(&tx, record, supersedes, audit).await?;
+                create(&tx, record, &frame, supersedes, audit).await?;
             }
             WriteOp::Pointer(PointerWrite::Update {
                 record,
                 expected_version,
-            }) => update(&tx, record, *expected_version, audit).await?,
+            }) => update(&tx, record, &frame, *expected_version, audit).await?,
             WriteOp::Pointer(PointerWrite::Delete {
                 id,
                 expected_version,
@@ -78,6 +90,7 @@ struct Location {
 async fn create(
     tx: &Transaction<'_>,
     record: &PointerRecord,
+    frame: &[u8],
     supersedes: &[Supersede],
     audit: Option<&[u8]>,
 ) -> Result<(), OpError> {
@@ -119,7 +132,7 @@ async fn create(
         tx.execute(&delete_id, &[&target.target.as_str()]).await?;
     }
     let insert = tx.prepare_cached(INSERT).await?;
-    tx.execute(&insert, &Columns::of(record, seq)?.params())
+    tx.execute(&insert, &Columns::of(record, seq, frame)?.params())
         .await?;
     let (change, replaced) = if supersedes.is_empty() {
         (PointerChange::Created, Vec::new())
@@ -285,6 +298,7 @@ async fn lock_targets(
 async fn update(
     tx: &Transaction<'_>,
     record: &PointerRecord,
+    frame: &[u8],
     expected_version: u32,
     audit: Option<&[u8]>,
 ) -> Result<(), OpError> {
@@ -327,7 +341,7 @@ async fn update(
         }
     }
     // The pointer keeps its `seq`, so its place in searches and cursors.
-    let columns = Columns::of(record, old.seq)?;
+    let columns = Columns::of(record, old.seq, frame)?;
     if old.nhs_number == nhs_to_sql(record.nhs_number) {
         let statement = tx.prepare_cached(UPDATE).await?;
         tx.execute(&statement, &columns.params()).await?;

@@ -100,13 +100,13 @@ impl Bulk {
     ) -> Result<ImportOutcome, StoreError> {
         let codec = Arc::clone(&self.codec);
         let compressed = tokio::task::spawn_blocking(move || {
-            let json = compress_all(&codec, &records);
+            let json = codec.compress_all(&records);
             (records, json)
         });
         let (records, json) = compressed
             .await
             .map_err(|e| StoreError::Internal(format!("bulk compression task failed: {e}")))?;
-        let json = json?;
+        let json = json.map_err(|e| StoreError::Internal(e.to_string()))?;
         self.run(move |conn, codec| {
             let outcome = import_batch(conn, codec, &records, &json);
             if outcome.is_err() && !conn.is_autocommit() {
@@ -131,38 +131,6 @@ impl Bulk {
         })
         .await
     }
-}
-
-/// The JSON of every record, compressed, in order: the batch split between
-/// the machine's cores.
-fn compress_all(codec: &JsonCodec, records: &[PointerRecord]) -> Result<Vec<Vec<u8>>, StoreError> {
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let share = records.len().div_ceil(threads).max(1);
-    let compress = |part: &[PointerRecord]| {
-        part.iter()
-            .map(|r| codec.compress(&r.json))
-            .collect::<Result<Vec<_>, _>>()
-    };
-    let parts: Vec<_> = std::thread::scope(|scope| {
-        let mut chunks = records.chunks(share);
-        let first = chunks.next().unwrap_or_default();
-        let others: Vec<_> = chunks
-            .map(|part| scope.spawn(move || compress(part)))
-            .collect();
-        let mut parts = vec![compress(first)];
-        // A panic goes on to the blocking task, whose caller reports it.
-        parts.extend(
-            others
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
-        );
-        parts
-    });
-    let mut all = Vec::with_capacity(records.len());
-    for part in parts {
-        all.extend(part.map_err(|e| StoreError::Internal(e.to_string()))?);
-    }
-    Ok(all)
 }
 
 /// One transaction for the whole batch; `Err` means nothing of it was stored.

@@ -617,21 +617,13 @@ async fn rows_written_before_compression_stay_readable_and_writable() {
 
 #[tokio::test]
 async fn a_dictionary_added_by_another_process_is_loaded_on_first_use() {
-    use zstd::zstd_safe::{CCtx, CDict};
     let dir = tempfile::tempdir().unwrap();
     let path = db_path(&dir);
     let store = open(&path);
     // Another process (a later nrls) stores dictionary 2 and a row made with it.
     let record = pointer(CUSTODIAN, "later", 1);
     let dictionary = record.json.replace("later", "earlier").into_bytes();
-    let mut frame = Vec::with_capacity(4096);
-    CCtx::create()
-        .compress_using_cdict(
-            &mut frame,
-            record.json.as_bytes(),
-            &CDict::create(&dictionary, 3),
-        )
-        .unwrap();
+    let frame = crate::compression::frame_made_with(&dictionary, &record.json);
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute(
