@@ -1,20 +1,26 @@
 //! Bulk import: one transaction per batch, a constant number of statements
 //! whatever the batch size.
 //!
-//! Only the keys of the batch (position, patient, id, custodian,
-//! masterIdentifier) are staged, with binary COPY, into a temporary table;
-//! set-based statements there make the same decisions, in the same order, as
-//! one `create` per record would: an id already stored (identical JSON:
-//! already present; other content: rejected), then a masterIdentifier held by
-//! another pointer of the custodian (rejected). Rejected records do not stop
-//! the others. The records that pass then go, whole, with a second binary
-//! COPY straight into the partitioned `pointers` table: each pointer's JSON
-//! crosses the wire and is written once.
+//! The batch's keys go to the server as arrays, and set-based statements over
+//! them make the same decisions, in the same order, as one `create` per
+//! record would: claim the ids not yet stored (in batch order, so sequences
+//! follow the file); an id already stored is compared by content (identical
+//! JSON: already present; other content: rejected); then claim the
+//! masterIdentifiers of the claimed records (a masterIdentifier held by
+//! another pointer of the custodian: rejected, and its id given back).
+//! Rejected records do not stop the others. The records that pass then go,
+//! whole, with one binary COPY straight into the partitioned `pointers`
+//! table: each pointer's (compressed) JSON crosses the wire and is written
+//! once.
 //!
-//! Before this shape the whole batch was staged with its JSON and moved with
-//! `INSERT ... SELECT`, and the masterIdentifier check compared every staged
-//! row with every claimed one; at 5,000 a batch that check alone took ~1 s
-//! (docs/performance.md, "Pointer store").
+//! Each claim returns what it took (`RETURNING`), and the decisions are made
+//! here from those answers. An earlier shape staged the keys in a temporary
+//! table and recorded each decision there with `UPDATE`s: creating, indexing
+//! and twice rewriting that table was two thirds of a batch's time in the
+//! database (docs/performance.md, "PostgreSQL import without a staging
+//! table"). Before that, the whole batch was staged with its JSON and the
+//! masterIdentifier check compared every staged row with every claimed one
+//! (~1 s a batch of 5,000).
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -36,55 +42,30 @@ use super::row::{column, json, nhs_to_sql, pointer_columns, unknown_dictionary, 
 /// because a batch carries thousands of pointers.
 pub(super) const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The staged keys. The index on `id` lets the joins with the ids just
-/// claimed look each one up instead of scanning the batch per row.
-const STAGE: &str = r#"CREATE TEMP TABLE nrls_import (
-    ord integer NOT NULL,
-    nhs_number bigint NOT NULL,
-    seq bigint,
-    master_taken boolean NOT NULL DEFAULT false,
-    id text COLLATE "C" NOT NULL,
-    custodian text COLLATE "C" NOT NULL,
-    master_identifier text COLLATE "C"
-) ON COMMIT DROP"#;
+/// Claims the ids not yet stored, in batch order, and returns the sequence
+/// each claimed id took. (PostgreSQL evaluates the volatile `nextval` after
+/// the sort, so sequences follow the batch.)
+const CLAIM_IDS: &str = "INSERT INTO pointer_ids (id, nhs_number, seq)
+    SELECT id, nhs_number, nextval('pointer_seq')
+    FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS b(id, nhs_number, ord)
+    ORDER BY ord
+    ON CONFLICT (id) DO NOTHING RETURNING id, seq";
 
-const COPY_KEYS: &str = "COPY nrls_import (ord, nhs_number, id, custodian, master_identifier)
-    FROM STDIN BINARY";
-
-const INDEX_KEYS: &str = "CREATE INDEX ON nrls_import (id); ANALYZE nrls_import";
-
-/// Claims the ids not yet stored, in batch order, and notes their sequences.
-const CLAIM_IDS: &str = "WITH claimed AS (
-        INSERT INTO pointer_ids (id, nhs_number, seq)
-        SELECT id, nhs_number, nextval('pointer_seq') FROM nrls_import ORDER BY ord
-        ON CONFLICT (id) DO NOTHING RETURNING id, seq)
-    UPDATE nrls_import b SET seq = c.seq FROM claimed c WHERE b.id = c.id";
-
-/// The stored JSON of each record whose id was already stored, to compare.
-const EXISTING: &str = "SELECT b.ord, p.json, p.json_zstd, p.json_dictionary FROM nrls_import b
-    JOIN pointer_ids i ON i.id = b.id
+/// The stored JSON of each of the given ids, to compare.
+const EXISTING: &str = "SELECT i.id, p.json, p.json_zstd, p.json_dictionary FROM pointer_ids i
     JOIN pointers p ON p.nhs_number = i.nhs_number AND p.seq = i.seq
-    WHERE b.seq IS NULL";
+    WHERE i.id = ANY($1)";
 
-/// Claims the masterIdentifiers of the records being stored, in batch order,
-/// and marks the records that got theirs.
-const CLAIM_MASTERS: &str = "WITH taken AS (
-        INSERT INTO master_identifiers (custodian, master_identifier, id)
-        SELECT custodian, master_identifier, id FROM nrls_import
-        WHERE seq IS NOT NULL AND master_identifier IS NOT NULL ORDER BY ord
-        ON CONFLICT DO NOTHING RETURNING id)
-    UPDATE nrls_import b SET master_taken = true FROM taken t WHERE b.id = t.id";
-
-/// The records whose masterIdentifier another pointer holds.
-const MASTER_CLASHES: &str = "SELECT ord, id FROM nrls_import
-    WHERE seq IS NOT NULL AND master_identifier IS NOT NULL AND NOT master_taken";
+/// Claims masterIdentifiers, in batch order; returns the ids that got theirs.
+const CLAIM_MASTERS: &str = "INSERT INTO master_identifiers (custodian, master_identifier, id)
+    SELECT custodian, master_identifier, id
+    FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY
+        AS m(custodian, master_identifier, id, ord)
+    ORDER BY ord
+    ON CONFLICT DO NOTHING RETURNING id";
 
 /// Gives back the ids of records rejected for their masterIdentifier.
-const UNCLAIM_IDS: &str = "WITH released AS (DELETE FROM pointer_ids WHERE id = ANY($1))
-    UPDATE nrls_import SET seq = NULL WHERE id = ANY($1)";
-
-/// The records to store, with the sequences they claimed.
-const ACCEPTED: &str = "SELECT ord, seq FROM nrls_import WHERE seq IS NOT NULL";
+const UNCLAIM_IDS: &str = "DELETE FROM pointer_ids WHERE id = ANY($1)";
 
 const COPY_POINTERS: &str = concat!("COPY pointers (", pointer_columns!(), ") FROM STDIN BINARY");
 
@@ -129,99 +110,141 @@ pub(super) async fn import(
         TIMEOUT.as_millis()
     ))
     .await?;
-    tx.batch_execute(STAGE).await?;
-    stage(&tx, records, first_of.values().copied()).await?;
-    tx.batch_execute(INDEX_KEYS).await?;
-    let (fates, accepted) = decide(&tx, records, first_of.len(), codec).await?;
+    let mut firsts: Vec<usize> = first_of.values().copied().collect();
+    firsts.sort_unstable();
+    let (fates, accepted) = decide(&tx, records, &firsts, codec).await?;
     store(&tx, records, frames, &accepted).await?;
     tx.commit().await?;
     Ok(outcome(records, fates, repeats))
 }
 
-/// Streams the keys of the records at `indexes` into the staging table.
-async fn stage(
-    tx: &Transaction<'_>,
-    records: &[PointerRecord],
-    indexes: impl Iterator<Item = usize>,
-) -> Result<(), OpError> {
-    let sink = tx.copy_in(COPY_KEYS).await?;
-    let types = [Type::INT4, Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT];
-    let writer = BinaryCopyInWriter::new(sink, &types);
-    let mut writer = std::pin::pin!(writer);
-    for index in indexes {
-        let r = &records[index];
-        let ord = ord(index)?;
-        writer
-            .as_mut()
-            .write(&[
-                &ord,
-                &nhs_to_sql(r.nhs_number),
-                &r.id.as_str(),
-                &r.custodian.as_str(),
-                &r.master_identifier,
-            ])
-            .await?;
-    }
-    writer.finish().await?;
-    Ok(())
-}
-
-/// Runs the checks and claims what passes; returns the fate of every staged
-/// record that was not stored, by batch position, and the `(position, seq)`
-/// of every record to store.
+/// Runs the checks and claims what passes, for the records at `firsts` (in
+/// batch order, one per id); returns the fate of every one that was not
+/// stored, by batch position, and the `(position, seq)` of every record to
+/// store, in sequence order.
 async fn decide(
     tx: &Transaction<'_>,
     records: &[PointerRecord],
-    staged: usize,
+    firsts: &[usize],
     codec: &JsonCodec,
 ) -> Result<(HashMap<usize, Fate>, Vec<(usize, i64)>), OpError> {
     let mut fates = HashMap::new();
-    let claimed = tx.execute(CLAIM_IDS, &[]).await?;
-    // Every id new (a first load): nothing to compare, so the pointers table
-    // is not touched. This matters at scale: the staging table's statistics
-    // are taken before the claim, so the planner expects every row to need
-    // its stored JSON, and on a large table whose statistics lag the load it
-    // chose to sort the whole of `pointers` for each batch (10M import fell
-    // from 20k to under 6k pointers/s by 4.4M; docs/performance.md).
-    let existing = if usize::try_from(claimed).unwrap_or(usize::MAX) < staged {
-        tx.query(EXISTING, &[]).await?
-    } else {
-        Vec::new()
-    };
-    if unknown_dictionary(&existing, 3, codec).is_some() {
-        dictionaries::load(tx.client(), codec).await?;
+    let ids: Vec<&str> = firsts.iter().map(|&i| records[i].id.as_str()).collect();
+    let patients: Vec<i64> = firsts
+        .iter()
+        .map(|&i| nhs_to_sql(records[i].nhs_number))
+        .collect();
+    let claim = tx.prepare_cached(CLAIM_IDS).await?;
+    let mut seq_of: HashMap<String, i64> = HashMap::with_capacity(firsts.len());
+    for row in tx.query(&claim, &[&ids, &patients]).await? {
+        seq_of.insert(column(&row, 0)?, column(&row, 1)?);
     }
-    for row in existing {
-        let index = index_of(column(&row, 0)?)?;
-        let stored = json(&row, 1, codec)?;
-        let fate = if stored == records[index].json {
-            Fate::AlreadyPresent
-        } else {
-            Fate::Rejected(StoreError::DuplicateId(records[index].id.clone()))
-        };
-        fates.insert(index, fate);
+    // Every id new (a first load): nothing to compare, so `pointers` is not
+    // read.
+    if seq_of.len() < firsts.len() {
+        compare_existing(tx, records, firsts, &seq_of, codec, &mut fates).await?;
     }
-    tx.execute(CLAIM_MASTERS, &[]).await?;
-    let mut unclaim = Vec::new();
-    for row in tx.query(MASTER_CLASHES, &[]).await? {
-        let index = index_of(column(&row, 0)?)?;
-        unclaim.push(column::<String>(&row, 1)?);
-        let master = records[index].master_identifier.clone().unwrap_or_default();
-        fates.insert(
-            index,
-            Fate::Rejected(StoreError::DuplicateMasterIdentifier(master)),
-        );
-    }
+    let claimed: Vec<usize> = firsts
+        .iter()
+        .copied()
+        .filter(|&i| seq_of.contains_key(records[i].id.as_str()))
+        .collect();
+    let unclaim = claim_masters(tx, records, &claimed, &mut fates).await?;
     if !unclaim.is_empty() {
-        tx.execute(UNCLAIM_IDS, &[&unclaim]).await?;
+        let statement = tx.prepare_cached(UNCLAIM_IDS).await?;
+        tx.execute(&statement, &[&unclaim]).await?;
     }
-    let mut accepted = Vec::new();
-    for row in tx.query(ACCEPTED, &[]).await? {
-        accepted.push((index_of(column(&row, 0)?)?, column::<i64>(&row, 1)?));
-    }
+    let mut accepted: Vec<(usize, i64)> = claimed
+        .iter()
+        .filter(|i| !fates.contains_key(*i))
+        .filter_map(|&i| seq_of.get(records[i].id.as_str()).map(|&seq| (i, seq)))
+        .collect();
     // Sequence order: the rows land in `pointers` as one `create` each would.
     accepted.sort_unstable_by_key(|(_, seq)| *seq);
     Ok((fates, accepted))
+}
+
+/// Decides the records whose ids were already stored (not in `claimed`, the
+/// ids this batch claimed): already present when the stored JSON is the
+/// same, a duplicate id otherwise.
+async fn compare_existing(
+    tx: &Transaction<'_>,
+    records: &[PointerRecord],
+    firsts: &[usize],
+    claimed: &HashMap<String, i64>,
+    codec: &JsonCodec,
+    fates: &mut HashMap<usize, Fate>,
+) -> Result<(), OpError> {
+    let taken: Vec<usize> = firsts
+        .iter()
+        .copied()
+        .filter(|&i| !claimed.contains_key(records[i].id.as_str()))
+        .collect();
+    let ids: Vec<&str> = taken.iter().map(|&i| records[i].id.as_str()).collect();
+    let statement = tx.prepare_cached(EXISTING).await?;
+    let existing = tx.query(&statement, &[&ids]).await?;
+    if unknown_dictionary(&existing, 3, codec).is_some() {
+        dictionaries::load(tx.client(), codec).await?;
+    }
+    let mut stored: HashMap<String, String> = HashMap::with_capacity(existing.len());
+    for row in &existing {
+        stored.insert(column(row, 0)?, json(row, 1, codec)?);
+    }
+    for index in taken {
+        let record = &records[index];
+        // No stored row: the id's pointer was deleted between the claim and
+        // this read, by another writer; the id was taken when claimed.
+        let fate = match stored.get(record.id.as_str()) {
+            Some(json) if *json == record.json => Fate::AlreadyPresent,
+            _ => Fate::Rejected(StoreError::DuplicateId(record.id.clone())),
+        };
+        fates.insert(index, fate);
+    }
+    Ok(())
+}
+
+/// Claims the masterIdentifiers of the `claimed` records that have one;
+/// returns the ids of those whose masterIdentifier another pointer holds,
+/// recording their rejection.
+async fn claim_masters(
+    tx: &Transaction<'_>,
+    records: &[PointerRecord],
+    claimed: &[usize],
+    fates: &mut HashMap<usize, Fate>,
+) -> Result<Vec<String>, OpError> {
+    let with_master: Vec<(usize, &str)> = claimed
+        .iter()
+        .filter_map(|&i| records[i].master_identifier.as_deref().map(|m| (i, m)))
+        .collect();
+    if with_master.is_empty() {
+        return Ok(Vec::new());
+    }
+    let custodians: Vec<&str> = with_master
+        .iter()
+        .map(|&(i, _)| records[i].custodian.as_str())
+        .collect();
+    let masters: Vec<&str> = with_master.iter().map(|&(_, m)| m).collect();
+    let ids: Vec<&str> = with_master
+        .iter()
+        .map(|&(i, _)| records[i].id.as_str())
+        .collect();
+    let statement = tx.prepare_cached(CLAIM_MASTERS).await?;
+    let mut got = std::collections::HashSet::with_capacity(with_master.len());
+    for row in tx.query(&statement, &[&custodians, &masters, &ids]).await? {
+        got.insert(column::<String>(&row, 0)?);
+    }
+    let mut unclaim = Vec::new();
+    for (index, master) in with_master {
+        let id = records[index].id.as_str();
+        if !got.contains(id) {
+            unclaim.push(id.to_owned());
+            fates.insert(
+                index,
+                Fate::Rejected(StoreError::DuplicateMasterIdentifier(master.to_owned())),
+            );
+        }
+    }
+    Ok(unclaim)
 }
 
 /// Streams the accepted records, whole, into `pointers`.
@@ -307,12 +330,4 @@ fn outcome(
         }
     }
     outcome
-}
-
-fn ord(index: usize) -> Result<i32, StoreError> {
-    i32::try_from(index).map_err(|_| StoreError::Internal("import batch too large".into()))
-}
-
-fn index_of(ord: i32) -> Result<usize, StoreError> {
-    usize::try_from(ord).map_err(|_| StoreError::Internal("bad import position".into()))
 }
