@@ -98,6 +98,7 @@ impl Application {
         let starting = Starting::serve(listener, admin, limits, tls.clone());
         let metrics = Arc::new(::telemetry::Metrics::new());
         let stores = open_stores(&config, &metrics).await?;
+        let store_metrics = metrics.store().clone();
         if demo_mode {
             config.apps.extend(demo::apps());
             // `nrls demo-subscriber` listens on plain http on this machine.
@@ -134,7 +135,8 @@ impl Application {
         let (ops, trace_export) = operability(&config, metrics, &lifecycle, &reloader, local)?;
         metrics_apps(&ops, &authenticator);
         let session_store = web_pages::session_store(&config, stores.database.clone())?;
-        let mut access = access_services(&config, &public_url, stores.database).await?;
+        let mut access =
+            access_services(&config, &public_url, stores.database, store_metrics).await?;
         // A durable store keeps each audited write's record in the write's
         // own transaction (one commit, not two); see `audit::outbox`.
         if matches!(config.store.backend, Backend::Sqlite | Backend::Postgres) {

@@ -1,10 +1,13 @@
 //! Applies the direct-care access policy to one request and notes the
 //! decision for the audit trail.
 
+use std::sync::Arc;
+
 use audit::AccessFacts;
 use domain::NhsNumber;
 use domain::access::{AccessRequest, CallerApp, Grant, PatientAccess};
 use domain::issue::{ErrorCode, Issue, IssueType};
+use store::StoredPointer;
 
 use super::Context;
 use crate::audit_trail::AuditDraft;
@@ -17,6 +20,27 @@ pub async fn patient_access(
     nhs_number: NhsNumber,
 ) -> Result<PatientAccess, ApiError> {
     Ok(ctx.access.facts.patient_access(nhs_number).await?)
+}
+
+/// A consumer read's access facts, and the patient's pointers when the facts
+/// store can read them in the same round trip (`None`: read them after the
+/// decision, from `ctx.consumer_store`). Only when consumer reads go to the
+/// primary: the facts store reads the primary, and a configured replica is
+/// there to take consumer reads off it.
+pub async fn consumer_reads(
+    ctx: &Context<'_>,
+    subject: NhsNumber,
+) -> Result<(PatientAccess, Option<Vec<StoredPointer>>), ApiError> {
+    if Arc::ptr_eq(ctx.store, ctx.consumer_store)
+        && let Some((access, rows)) = ctx
+            .access
+            .facts
+            .patient_access_and_pointers(subject)
+            .await?
+    {
+        return Ok((access, Some(rows)));
+    }
+    Ok((patient_access(ctx, subject).await?, None))
 }
 
 /// Decides the request; a denial is a 403 whose sentence starts with the

@@ -3,7 +3,7 @@ use domain::PointerRecord;
 use domain::access::PatientAccess;
 use domain::search::{self, Audience, paginate, require_permitted};
 
-use super::policy::{decide, patient_access};
+use super::policy::{consumer_reads, decide};
 use super::{Context, SearchParams};
 use crate::audit_trail::{AuditDraft, audited};
 use crate::caller::Caller;
@@ -46,19 +46,25 @@ async fn find(
     draft.patient = Some(query.subject);
     draft.query = Some(params.canonical());
     require_permitted(&query, caller.types, catalogue).map_err(ApiError::one)?;
-    let patient = match audience {
-        Audience::Consumer => patient_access(ctx, query.subject).await?,
-        Audience::Producer => PatientAccess::default(),
+    let (patient, read_with_facts) = match audience {
+        Audience::Consumer => consumer_reads(ctx, query.subject).await?,
+        Audience::Producer => (PatientAccess::default(), None),
     };
     let grant = decide(ctx, caller, &patient, draft)?;
 
     // Producers must see their own writes at once: the primary. Consumers
     // tolerate a replica's lag.
-    let store = match audience {
-        Audience::Consumer => ctx.consumer_store,
-        Audience::Producer => ctx.store,
+    let rows = match read_with_facts {
+        Some(rows) => rows,
+        None => {
+            match audience {
+                Audience::Consumer => ctx.consumer_store,
+                Audience::Producer => ctx.store,
+            }
+            .patient_pointers(query.subject)
+            .await?
+        }
     };
-    let rows = store.patient_pointers(query.subject).await?;
     // The grant's filter scopes producers to their own pointers, and hides
     // sensitive pointers and objecting patients' records.
     let visible = |r: &PointerRecord| caller.may_see(catalogue, r) && grant.filter.visible(r);

@@ -17,7 +17,7 @@ use federation::{CLINICAL_SUMMARY, FederatedRecord, Federator, Retrieval, Source
 use telemetry::{SourceOutcome, TraceContext};
 
 use super::patient::{PatientCaller, patient_visible};
-use super::policy::{decide, patient_access};
+use super::policy::{consumer_reads, decide};
 use super::{Context, SearchParams};
 use crate::audit_trail::{AuditDraft, audited};
 use crate::caller::Caller;
@@ -176,9 +176,12 @@ async fn federate(
     }
     // The direct-care access policy, as for a pointer search: purpose of
     // use, relationship, objections; its filter hides sensitive pointers.
-    let patient = patient_access(ctx, query.subject).await?;
+    let (patient, read_with_facts) = consumer_reads(ctx, query.subject).await?;
     let grant = decide(ctx, caller, &patient, draft)?;
-    let rows = ctx.consumer_store.patient_pointers(query.subject).await?;
+    let rows = match read_with_facts {
+        Some(rows) => rows,
+        None => ctx.consumer_store.patient_pointers(query.subject).await?,
+    };
     let pointers: Vec<PointerRecord> = rows.into_iter().map(|s| s.record).collect();
     let visibility = &shared.visibility;
     let record = shared

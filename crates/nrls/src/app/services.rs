@@ -19,6 +19,7 @@ pub(super) async fn access_services(
     config: &Config,
     node: &str,
     database: Option<Database>,
+    store_metrics: ::telemetry::StoreMetrics,
 ) -> Result<api::access::AccessServices, StartError> {
     let fail = |e: &dyn std::fmt::Display| StartError::Access(e.to_string());
     let users = if config.trusted_issuers.is_empty() {
@@ -54,7 +55,11 @@ pub(super) async fn access_services(
                 .await
                 .map_err(|e| fail(&e))?,
         );
-        services.facts = Arc::new(store::access::postgres::PostgresAccessStore::new(database));
+        // Its combined read of the facts and a patient's pointers is a store
+        // call too: timed with the others.
+        services.facts = Arc::new(
+            store::access::postgres::PostgresAccessStore::new(database).with_metrics(store_metrics),
+        );
     } else if config.store.backend == Backend::Sqlite {
         std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
         let signer = audit::CheckpointSigner::load_or_create(&key_file).map_err(|e| fail(&e))?;

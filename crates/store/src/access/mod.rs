@@ -152,6 +152,18 @@ pub trait AccessStore: Send + Sync + 'static {
         nhs_number: NhsNumber,
     ) -> Result<PatientAccess, AccessStoreError>;
 
+    /// [`AccessStore::patient_access`] and the patient's pointers, newest
+    /// first (as [`crate::PointerStore::patient_pointers`] gives them), in
+    /// one read: for a store that keeps the facts in the pointer store's own
+    /// database, so a consumer search costs one round trip, not two. `None`:
+    /// this store cannot; read the two apart.
+    async fn patient_access_and_pointers(
+        &self,
+        _nhs_number: NhsNumber,
+    ) -> Result<Option<(PatientAccess, Vec<crate::StoredPointer>)>, AccessStoreError> {
+        Ok(None)
+    }
+
     /// Records a relationship; the same patient, organisation and kind twice
     /// is `DuplicateRelationship`.
     async fn add_relationship(

@@ -6,6 +6,8 @@
 //! keeps one bounded set of connections and the same 503-on-time behaviour
 //! when the database is away.
 
+use std::time::Instant;
+
 use async_trait::async_trait;
 use deadpool_postgres::Object;
 use domain::access::PatientAccess;
@@ -15,31 +17,72 @@ use tokio_postgres::Row;
 use super::{
     AccessStore, AccessStoreError, NewRelationship, Objection, Relationship, RelationshipColumns,
 };
-use crate::StoreError;
+use telemetry::StoreMetrics;
+
+use crate::instrumented::result_label;
+use crate::postgres::row::pointer_columns;
 use crate::postgres::{Database, OpError};
+use crate::{StoreError, StoredPointer};
 
 const RELATIONSHIP_COLUMNS: &str = "id, nhs_number, ods, kind, recorded_by, recorded_at";
 
-/// One round trip for the policy's read: the related organisations and
-/// whether an objection is recorded.
-const PATIENT_ACCESS: &str = "SELECT
-    ARRAY(SELECT DISTINCT ods FROM relationships WHERE nhs_number = $1 ORDER BY ods),
-    EXISTS (SELECT 1 FROM objections WHERE nhs_number = $1)";
+/// The policy's facts about patient `$1`: the related organisations and
+/// whether an objection is recorded. A macro so both reads below share it.
+macro_rules! patient_access_columns {
+    () => {
+        "ARRAY(SELECT DISTINCT ods FROM relationships WHERE nhs_number = $1 ORDER BY ods),
+         EXISTS (SELECT 1 FROM objections WHERE nhs_number = $1)"
+    };
+}
+
+/// One round trip for the policy's read.
+const PATIENT_ACCESS: &str = concat!("SELECT ", patient_access_columns!());
+
+/// The facts and the patient's pointers, newest first, in one statement: one
+/// row per pointer, each carrying the facts; a patient without pointers is
+/// one row whose pointer columns are NULL.
+const PATIENT_ACCESS_AND_POINTERS: &str = concat!(
+    "SELECT a.*, p.* FROM (SELECT ",
+    patient_access_columns!(),
+    ") a LEFT JOIN LATERAL (SELECT ",
+    pointer_columns!(),
+    " FROM pointers WHERE nhs_number = $1) p ON true ORDER BY p.seq DESC"
+);
 
 /// An [`AccessStore`] in the shared PostgreSQL database.
 pub struct PostgresAccessStore {
     db: Database,
+    /// Where the combined read of the facts and a patient's pointers is
+    /// timed, as `patient_access_and_pointers`.
+    metrics: Option<StoreMetrics>,
 }
 
 impl PostgresAccessStore {
     /// Uses `db`, whose schema the pointer store has already migrated.
     pub fn new(db: Database) -> PostgresAccessStore {
-        PostgresAccessStore { db }
+        PostgresAccessStore { db, metrics: None }
+    }
+
+    /// Times [`AccessStore::patient_access_and_pointers`] in the store's
+    /// operation metrics: it reads pointers, so it stands in for the
+    /// `patient_pointers` call it replaces.
+    pub fn with_metrics(self, metrics: StoreMetrics) -> PostgresAccessStore {
+        PostgresAccessStore {
+            metrics: Some(metrics),
+            ..self
+        }
     }
 }
 
 fn nhs_sql(n: NhsNumber) -> i64 {
     i64::try_from(n.as_u64()).unwrap_or(i64::MAX)
+}
+
+fn access_of(codes: &[String], objection: bool) -> PatientAccess {
+    PatientAccess {
+        related_organisations: codes.iter().filter_map(|c| OdsCode::parse(c)).collect(),
+        objection,
+    }
 }
 
 fn access_error(error: StoreError) -> AccessStoreError {
@@ -135,10 +178,37 @@ impl AccessStore for PostgresAccessStore {
             })
             .await
             .map_err(access_error)?;
-        Ok(PatientAccess {
-            related_organisations: codes.iter().filter_map(|c| OdsCode::parse(c)).collect(),
-            objection,
-        })
+        Ok(access_of(&codes, objection))
+    }
+
+    async fn patient_access_and_pointers(
+        &self,
+        nhs_number: NhsNumber,
+    ) -> Result<Option<(PatientAccess, Vec<StoredPointer>)>, AccessStoreError> {
+        let started = Instant::now();
+        let db = &self.db;
+        let found = db
+            .run(async |conn| {
+                let statement = conn.prepare_cached(PATIENT_ACCESS_AND_POINTERS).await?;
+                let rows = conn.query(&statement, &[&nhs_sql(nhs_number)]).await?;
+                let Some(first) = rows.first() else {
+                    return Err(OpError::Corrupt("the access read returned no row".into()));
+                };
+                let access = access_of(
+                    &first.try_get::<_, Vec<String>>(0)?,
+                    first.try_get::<_, bool>(1)?,
+                );
+                Ok((access, db.pointers_in(conn, &rows, 2).await?))
+            })
+            .await;
+        if let Some(metrics) = &self.metrics {
+            let result = match &found {
+                Ok(_) => "ok",
+                Err(e) => result_label(e),
+            };
+            metrics.record("patient_access_and_pointers", result, started.elapsed());
+        }
+        Ok(Some(found.map_err(access_error)?))
     }
 
     async fn add_relationship(

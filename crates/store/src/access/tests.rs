@@ -84,7 +84,13 @@ async fn behaviour(store: &dyn AccessStore) {
 
 #[tokio::test]
 async fn memory_store() {
-    behaviour(&memory::MemoryAccessStore::new()).await;
+    let store = memory::MemoryAccessStore::new();
+    behaviour(&store).await;
+    // The facts live apart from the pointers: read them apart.
+    assert_eq!(
+        store.patient_access_and_pointers(nhs(999_000_001)).await,
+        Ok(None)
+    );
 }
 
 #[tokio::test]
@@ -93,6 +99,10 @@ async fn sqlite_store_and_reopen() {
     let path = dir.path().join(sqlite::FILE_NAME);
     behaviour(&sqlite::SqliteAccessStore::open(&path).unwrap()).await;
     let reopened = sqlite::SqliteAccessStore::open(&path).unwrap();
+    assert_eq!(
+        reopened.patient_access_and_pointers(nhs(999_000_001)).await,
+        Ok(None)
+    );
     assert_eq!(
         reopened
             .relationships(nhs(999_000_001))
@@ -103,25 +113,25 @@ async fn sqlite_store_and_reopen() {
     );
 }
 
+/// A PostgreSQL pointer store on `db`, whose database handle the access
+/// store uses.
+async fn pointer_store(db: &testkit::postgres::TestDatabase) -> crate::postgres::PostgresStore {
+    crate::postgres::PostgresStore::open(crate::postgres::PostgresOptions {
+        pool_size: 4,
+        ..crate::postgres::PostgresOptions::new(db.url())
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn postgres_store_shared_by_two_handles() {
-    use crate::postgres::PostgresStore;
     use testkit::postgres::TestDatabase;
     let db = TestDatabase::create().await;
-    let first = PostgresStore::open(crate::postgres::PostgresOptions {
-        pool_size: 4,
-        ..crate::postgres::PostgresOptions::new(db.url())
-    })
-    .await
-    .unwrap();
+    let first = pointer_store(&db).await;
     behaviour(&postgres::PostgresAccessStore::new(first.database())).await;
     // A second node on the same database sees what the first recorded.
-    let second = PostgresStore::open(crate::postgres::PostgresOptions {
-        pool_size: 4,
-        ..crate::postgres::PostgresOptions::new(db.url())
-    })
-    .await
-    .unwrap();
+    let second = pointer_store(&db).await;
     let other = postgres::PostgresAccessStore::new(second.database());
     assert_eq!(
         other.relationships(nhs(999_000_001)).await.unwrap().len(),
@@ -146,4 +156,64 @@ async fn postgres_store_shared_by_two_handles() {
         };
         assert_eq!(other.relationships(patient).await.unwrap(), vec![winner]);
     }
+}
+
+/// PostgreSQL reads a consumer search's access facts and the patient's
+/// pointers in one statement; both halves are what the two reads apart give.
+#[tokio::test]
+async fn postgres_reads_the_facts_and_the_pointers_together() {
+    use crate::PointerStore;
+    use crate::conformance::{CUSTODIAN, next_version, patient, pointer};
+    use testkit::postgres::TestDatabase;
+    let db = TestDatabase::create().await;
+    let pointers = pointer_store(&db).await;
+    let facts = postgres::PostgresAccessStore::new(pointers.database());
+    let (a, b) = (patient(1), patient(2));
+    assert_eq!(
+        facts.patient_access_and_pointers(a).await.unwrap(),
+        Some((PatientAccess::default(), Vec::new()))
+    );
+
+    for (local, n) in [("one", 1), ("two", 1), ("three", 1), ("other", 2)] {
+        pointers
+            .create(pointer(CUSTODIAN, local, n), Vec::new())
+            .await
+            .unwrap();
+    }
+    pointers
+        .update(next_version(&pointer(CUSTODIAN, "one", 1)), 1)
+        .await
+        .unwrap();
+    for ods in ["Y05868", "RX1"] {
+        facts
+            .add_relationship(new(a, ods, RelationshipKind::Encounter))
+            .await
+            .unwrap();
+    }
+    let objection = Objection {
+        nhs_number: a,
+        recorded_by: "admin-app".into(),
+        recorded_at: "2026-03-02T09:00:00Z".into(),
+        note: None,
+    };
+    facts.record_objection(objection).await.unwrap();
+
+    for who in [a, b] {
+        let (access, rows) = facts
+            .patient_access_and_pointers(who)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(access, facts.patient_access(who).await.unwrap());
+        assert_eq!(rows, pointers.patient_pointers(who).await.unwrap());
+    }
+    let (access, rows) = facts.patient_access_and_pointers(a).await.unwrap().unwrap();
+    assert!(access.objection);
+    assert_eq!(access.related_organisations.len(), 2);
+    let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs.len(), 3);
+    assert!(
+        seqs.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {seqs:?}"
+    );
 }

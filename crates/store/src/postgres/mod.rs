@@ -42,7 +42,7 @@ mod dictionaries;
 mod error;
 mod import;
 mod reads;
-mod row;
+pub(crate) mod row;
 mod schema;
 mod session;
 mod subscriptions;
@@ -134,6 +134,9 @@ pub struct PostgresStore {
 pub struct Database {
     pool: Pool,
     deadline: Duration,
+    /// The pointer store's codec, for components that read pointer rows
+    /// (the access facts' combined read).
+    codec: Arc<JsonCodec>,
 }
 
 impl Database {
@@ -150,6 +153,18 @@ impl Database {
     /// The pool, for [`Deadline::connection`].
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// The pointers in `rows`, whose columns from `first` on are
+    /// [`row::pointer_columns`]; a row whose pointer columns are NULL (an
+    /// outer join that found none) is skipped.
+    pub(crate) async fn pointers_in(
+        &self,
+        conn: &deadpool_postgres::Object,
+        rows: &[tokio_postgres::Row],
+        first: usize,
+    ) -> Result<Vec<StoredPointer>, OpError> {
+        reads::decode_from(conn, rows, first, &self.codec).await
     }
 
     /// Runs `op` on a pooled connection within one operation's deadline and
@@ -186,6 +201,7 @@ impl PostgresStore {
         Database {
             pool: pool.clone(),
             deadline,
+            codec: Arc::clone(&codec),
         }
         .run(async |conn| dictionaries::register(conn, &codec, settings.standby).await)
         .await?;
@@ -212,6 +228,7 @@ impl PostgresStore {
         Database {
             pool: self.pool.clone(),
             deadline: self.deadline,
+            codec: Arc::clone(&self.codec),
         }
     }
 

@@ -66,13 +66,27 @@ async fn decode_all(
     rows: &[tokio_postgres::Row],
     codec: &JsonCodec,
 ) -> Result<Vec<StoredPointer>, OpError> {
-    if unknown_dictionary(rows, DICTIONARY_COLUMN, codec).is_some() {
+    decode_from(conn, rows, 0, codec).await
+}
+
+/// As [`decode_all`], for rows whose [`pointer_columns`] start at column
+/// `first`; rows whose `seq` is NULL (an outer join's empty side) are skipped.
+pub(super) async fn decode_from(
+    conn: &Object,
+    rows: &[tokio_postgres::Row],
+    first: usize,
+    codec: &JsonCodec,
+) -> Result<Vec<StoredPointer>, OpError> {
+    if unknown_dictionary(rows, first + DICTIONARY_COLUMN, codec).is_some() {
         dictionaries::load(conn, codec).await?;
     }
-    Ok(rows
-        .iter()
-        .map(|row| decode(row, codec))
-        .collect::<Result<_, _>>()?)
+    let mut pointers = Vec::with_capacity(rows.len());
+    for row in rows {
+        if column::<Option<i64>>(row, first + 1)?.is_some() {
+            pointers.push(decode(row, first, codec)?);
+        }
+    }
+    Ok(pointers)
 }
 
 pub(super) async fn pointers_after(

@@ -14,7 +14,7 @@ macro_rules! pointer_columns {
         "nhs_number, seq, version, id, custodian, type_key, master_identifier, security_labels, last_updated, json, json_zstd, json_dictionary"
     };
 }
-pub(super) use pointer_columns;
+pub(crate) use pointer_columns;
 
 /// The values of [`pointer_columns`] for `record` at `seq`, ready to bind as
 /// `$1`..`$12`. `frame` is the record's JSON compressed with dictionary
@@ -83,11 +83,16 @@ pub(super) fn version_to_sql(version: u32) -> Result<i32, StoreError> {
 /// Reads a row of [`pointer_columns`]. A value that no longer parses (a row
 /// edited by hand, say) is `Internal`; so is a frame of a dictionary `codec`
 /// does not know ([`unknown_dictionary`] finds those first).
-pub(super) fn decode(row: &Row, codec: &JsonCodec) -> Result<StoredPointer, StoreError> {
-    let nhs_number: i64 = column(row, 0)?;
-    let version: i32 = column(row, 2)?;
-    let id: String = column(row, 3)?;
-    let custodian: String = column(row, 4)?;
+pub(super) fn decode(
+    row: &Row,
+    first: usize,
+    codec: &JsonCodec,
+) -> Result<StoredPointer, StoreError> {
+    let at = |i: usize| first + i;
+    let nhs_number: i64 = column(row, at(0))?;
+    let version: i32 = column(row, at(2))?;
+    let id: String = column(row, at(3))?;
+    let custodian: String = column(row, at(4))?;
     let record = PointerRecord {
         id: PointerId::parse(&id).ok_or_else(|| corrupt("id"))?,
         nhs_number: u64::try_from(nhs_number)
@@ -95,15 +100,15 @@ pub(super) fn decode(row: &Row, codec: &JsonCodec) -> Result<StoredPointer, Stor
             .and_then(|n| NhsNumber::from_u64(n).ok())
             .ok_or_else(|| corrupt("nhs_number"))?,
         custodian: OdsCode::parse(&custodian).ok_or_else(|| corrupt("custodian"))?,
-        type_key: column(row, 5)?,
-        master_identifier: column(row, 6)?,
-        security_labels: column(row, 7)?,
+        type_key: column(row, at(5))?,
+        master_identifier: column(row, at(6))?,
+        security_labels: column(row, at(7))?,
         version: u32::try_from(version).map_err(|_| corrupt("version"))?,
-        last_updated: column(row, 8)?,
-        json: json(row, 9, codec)?,
+        last_updated: column(row, at(8))?,
+        json: json(row, at(9), codec)?,
     };
     Ok(StoredPointer {
-        seq: column(row, 1)?,
+        seq: column(row, at(1))?,
         record,
     })
 }

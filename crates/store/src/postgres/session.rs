@@ -56,8 +56,9 @@ pub(super) fn base_config(options: &PostgresOptions) -> Result<tokio_postgres::C
 
 /// The pool of request sessions. Each session gets `statement_timeout`, an
 /// idle-in-transaction limit (a node frozen mid-transaction must not hold
-/// pointer locks for long) and, if the server turned it off, synchronous
-/// commit: a write acknowledged to a client must be on disk.
+/// pointer locks for long), generic plans for its prepared statements and,
+/// if the server turned it off, synchronous commit: a write acknowledged to
+/// a client must be on disk.
 pub(super) fn pool(
     options: &PostgresOptions,
     mut config: tokio_postgres::Config,
@@ -70,6 +71,16 @@ pub(super) fn pool(
         " -c statement_timeout={statement_ms} -c idle_in_transaction_session_timeout={}",
         statement_ms * 2
     ));
+    // Generic plans for our prepared statements. Under the default (`auto`)
+    // a statement on the partitioned `pointers` table was planned again on
+    // every execution: a custom plan prunes to one partition at plan time, so
+    // it always looks cheaper than the generic plan, whose cost counts all 16
+    // partitions although executor start-up pruning drops 15 of them. Every
+    // statement nrls prepares has the same shape whatever its values (the
+    // audit search builds its SQL from the filters present), so nothing needs
+    // a custom plan. Measured: PostgreSQL audited search-max +20%
+    // (docs/performance.md, "generic plans").
+    settings.push_str(" -c plan_cache_mode=force_generic_plan");
     if !server.synchronous_commit {
         tracing::warn!(
             "the database has synchronous_commit off; nrls turns it on for its sessions"

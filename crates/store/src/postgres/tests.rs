@@ -194,8 +194,18 @@ async fn reads_touch_one_partition() {
         .await;
     assert!(used > 8, "64 patients fall in {used} of 16 partitions");
 
-    // Plans as the pool's prepared statements run them: generic, with the
-    // partition chosen at execution time.
+    // Plans as the pool's prepared statements run them: generic (the pool's
+    // sessions force it; with custom plans each execution was planned
+    // again), with the partition chosen at execution time.
+    let mode = store
+        .database()
+        .run(async |conn| {
+            let row = conn.query_one("SHOW plan_cache_mode", &[]).await?;
+            Ok(row.try_get::<_, String>(0)?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(mode, "force_generic_plan");
     let id = records[5].id.as_str();
     let nhs = super::row::nhs_to_sql(records[5].nhs_number);
     for (statement, argument) in [
