@@ -80,7 +80,16 @@ pub(super) fn pool(
     // audit search builds its SQL from the filters present), so nothing needs
     // a custom plan. Measured: PostgreSQL audited search-max +20%
     // (docs/performance.md, "generic plans").
-    settings.push_str(" -c plan_cache_mode=force_generic_plan");
+    //
+    // No parallel workers and no JIT: every statement nrls runs reads or
+    // writes a handful of rows by key. A generic plan made while the
+    // statistics lag a bulk load (no ANALYZE yet) estimated 50,000 rows for
+    // one patient and chose a parallel Gather with JIT, which took 100-450 ms
+    // a search where the same plan without them takes well under 1 ms
+    // (10M pointers, docs/performance.md, "generic plans").
+    settings.push_str(
+        " -c plan_cache_mode=force_generic_plan -c max_parallel_workers_per_gather=0 -c jit=off",
+    );
     if !server.synchronous_commit {
         tracing::warn!(
             "the database has synchronous_commit off; nrls turns it on for its sessions"
