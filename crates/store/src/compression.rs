@@ -50,6 +50,8 @@ pub enum CodecError {
     UnknownDictionary(DictionaryId),
     #[error("dictionary {0} cannot be loaded")]
     BadDictionary(DictionaryId),
+    #[error("stored JSON dictionary {0} differs from this build's")]
+    NotThisBuilds(DictionaryId),
     #[error("compressed JSON is damaged: {0}")]
     Damaged(&'static str),
     #[error("cannot compress: {0}")]
@@ -100,6 +102,17 @@ impl JsonCodec {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id, Arc::new(decoder));
         Ok(())
+    }
+
+    /// Makes a dictionary read from the store available, as
+    /// [`JsonCodec::learn`]; a stored dictionary under [`CURRENT_ID`] that
+    /// differs from this build's is refused, since rows compressed with one
+    /// would not decode with the other.
+    pub fn learn_stored(&self, id: DictionaryId, dictionary: &[u8]) -> Result<(), CodecError> {
+        if id == CURRENT_ID && dictionary != CURRENT {
+            return Err(CodecError::NotThisBuilds(id));
+        }
+        self.learn(id, dictionary)
     }
 
     /// Whether dictionary `id` is loaded.

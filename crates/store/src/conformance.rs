@@ -123,6 +123,29 @@ pub fn pointer(custodian: &str, local: &str, patient_n: u32) -> PointerRecord {
     }
 }
 
+/// What a row written before its backend compressed pointer JSON must still
+/// do, `old` being the only pointer of its patient: read by id and by
+/// patient, re-import as already present (compared by content), and export
+/// first beside a row written now.
+pub async fn row_from_before_compression_reads_as_before(
+    store: &dyn PointerStore,
+    old: &PointerRecord,
+) {
+    assert_eq!(store.get(&old.id).await.unwrap().as_ref(), Some(old));
+    let found = store.patient_pointers(old.nhs_number).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].record, *old);
+    let again = store.import(vec![old.clone()]).await.unwrap();
+    assert_eq!((again.imported, again.already_present), (0, 1));
+    store
+        .create(pointer(old.custodian.as_str(), "new", 1), Vec::new())
+        .await
+        .unwrap();
+    let page = store.pointers_after(0, 10, None).await.unwrap();
+    assert_eq!(page.len(), 2);
+    assert_eq!(page[0].record, *old);
+}
+
 /// `record` as its next version, with new JSON and timestamp.
 pub fn next_version(record: &PointerRecord) -> PointerRecord {
     let version = record.version + 1;

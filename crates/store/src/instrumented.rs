@@ -27,21 +27,31 @@ impl InstrumentedStore {
         InstrumentedStore { inner, metrics }
     }
 
-    /// Runs `call`, recording its latency and result under `operation`.
     async fn timed<T>(
         &self,
         operation: &'static str,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        let started = Instant::now();
-        let result = call.await;
-        let label = match &result {
-            Ok(_) => "ok",
-            Err(e) => result_label(e),
-        };
-        self.metrics.record(operation, label, started.elapsed());
-        result
+        timed(&self.metrics, operation, call).await
     }
+}
+
+/// Runs `call`, recording its latency and result under `operation`: for every
+/// store call, including those made outside a [`PointerStore`] (the access
+/// facts' combined read of a patient's pointers).
+pub async fn timed<T>(
+    metrics: &StoreMetrics,
+    operation: &'static str,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    let started = Instant::now();
+    let result = call.await;
+    let label = match &result {
+        Ok(_) => "ok",
+        Err(e) => result_label(e),
+    };
+    metrics.record(operation, label, started.elapsed());
+    result
 }
 
 /// The `result` label of a failed call: a few stable kinds, never the message.

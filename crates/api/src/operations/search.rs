@@ -54,16 +54,13 @@ async fn find(
 
     // Producers must see their own writes at once: the primary. Consumers
     // tolerate a replica's lag.
+    let store = match audience {
+        Audience::Consumer => ctx.consumer_store,
+        Audience::Producer => ctx.store,
+    };
     let rows = match read_with_facts {
         Some(rows) => rows,
-        None => {
-            match audience {
-                Audience::Consumer => ctx.consumer_store,
-                Audience::Producer => ctx.store,
-            }
-            .patient_pointers(query.subject)
-            .await?
-        }
+        None => store.patient_pointers(query.subject).await?,
     };
     // The grant's filter scopes producers to their own pointers, and hides
     // sensitive pointers and objecting patients' records.

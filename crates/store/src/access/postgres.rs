@@ -6,8 +6,6 @@
 //! keeps one bounded set of connections and the same 503-on-time behaviour
 //! when the database is away.
 
-use std::time::Instant;
-
 use async_trait::async_trait;
 use deadpool_postgres::Object;
 use domain::access::PatientAccess;
@@ -19,7 +17,7 @@ use super::{
 };
 use telemetry::StoreMetrics;
 
-use crate::instrumented::result_label;
+use crate::instrumented::timed;
 use crate::postgres::row::pointer_columns;
 use crate::postgres::{Database, OpError};
 use crate::{StoreError, StoredPointer};
@@ -185,29 +183,23 @@ impl AccessStore for PostgresAccessStore {
         &self,
         nhs_number: NhsNumber,
     ) -> Result<Option<(PatientAccess, Vec<StoredPointer>)>, AccessStoreError> {
-        let started = Instant::now();
         let db = &self.db;
-        let found = db
-            .run(async |conn| {
-                let statement = conn.prepare_cached(PATIENT_ACCESS_AND_POINTERS).await?;
-                let rows = conn.query(&statement, &[&nhs_sql(nhs_number)]).await?;
-                let Some(first) = rows.first() else {
-                    return Err(OpError::Corrupt("the access read returned no row".into()));
-                };
-                let access = access_of(
-                    &first.try_get::<_, Vec<String>>(0)?,
-                    first.try_get::<_, bool>(1)?,
-                );
-                Ok((access, db.pointers_in(conn, &rows, 2).await?))
-            })
-            .await;
-        if let Some(metrics) = &self.metrics {
-            let result = match &found {
-                Ok(_) => "ok",
-                Err(e) => result_label(e),
+        let read = db.run(async |conn| {
+            let statement = conn.prepare_cached(PATIENT_ACCESS_AND_POINTERS).await?;
+            let rows = conn.query(&statement, &[&nhs_sql(nhs_number)]).await?;
+            let Some(first) = rows.first() else {
+                return Err(OpError::Corrupt("the access read returned no row".into()));
             };
-            metrics.record("patient_access_and_pointers", result, started.elapsed());
-        }
+            let access = access_of(
+                &first.try_get::<_, Vec<String>>(0)?,
+                first.try_get::<_, bool>(1)?,
+            );
+            Ok((access, db.pointers_in(conn, &rows, 2).await?))
+        });
+        let found = match &self.metrics {
+            Some(metrics) => timed(metrics, "patient_access_and_pointers", read).await,
+            None => read.await,
+        };
         Ok(Some(found.map_err(access_error)?))
     }
 

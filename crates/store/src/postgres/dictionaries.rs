@@ -10,9 +10,9 @@ use super::error::OpError;
 use super::row::column;
 
 /// Stores this build's dictionary if the database lacks it (the first node of
-/// this build), then teaches `codec` every stored dictionary. A stored
-/// dictionary under [`CURRENT_ID`] that differs from this build's is refused:
-/// rows compressed with one would not decode with the other. On a hot
+/// this build), then teaches `codec` every stored dictionary
+/// ([`JsonCodec::learn_stored`] refuses a dictionary 1 other than this
+/// build's). On a hot
 /// standby nothing is stored; the dictionaries come from the primary.
 pub(super) async fn register(
     client: &Client,
@@ -39,14 +39,8 @@ pub(super) async fn load(client: &Client, codec: &JsonCodec) -> Result<(), OpErr
     for row in rows {
         let id: DictionaryId = column(&row, 0)?;
         let dictionary: &[u8] = column(&row, 1)?;
-        if id == CURRENT_ID && dictionary != CURRENT {
-            return Err(StoreError::Internal(format!(
-                "stored JSON dictionary {id} differs from this build's"
-            ))
-            .into());
-        }
         codec
-            .learn(id, dictionary)
+            .learn_stored(id, dictionary)
             .map_err(|e| StoreError::Internal(e.to_string()))?;
     }
     Ok(())

@@ -31,12 +31,12 @@ use domain::PointerRecord;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 
-use crate::compression::{CURRENT_ID, JsonCodec};
+use crate::compression::JsonCodec;
 use crate::{ImportOutcome, StoreError};
 
 use super::dictionaries;
 use super::error::OpError;
-use super::row::{column, json, nhs_to_sql, pointer_columns, unknown_dictionary, version_to_sql};
+use super::row::{Columns, column, json, nhs_to_sql, pointer_columns, unknown_dictionary};
 
 /// The longest one batch may take: far longer than a request's time-out,
 /// because a batch carries thousands of pointers.
@@ -79,7 +79,7 @@ enum Fate {
 
 /// Imports `records` in one transaction, committed before returning.
 /// `frames` holds each record's JSON compressed with dictionary
-/// [`CURRENT_ID`], in the same order.
+/// [`CURRENT_ID`](crate::compression::CURRENT_ID), in the same order.
 pub(super) async fn import(
     conn: &mut Object,
     records: &[PointerRecord],
@@ -274,30 +274,12 @@ async fn store(
     ];
     let writer = BinaryCopyInWriter::new(sink, &types);
     let mut writer = std::pin::pin!(writer);
-    let text: Option<&str> = None;
     for (index, seq) in accepted {
-        let r = &records[*index];
         let frame = frames
             .get(*index)
             .ok_or_else(|| StoreError::Internal("a record without its compressed JSON".into()))?;
-        let version = version_to_sql(r.version)?;
-        writer
-            .as_mut()
-            .write(&[
-                &nhs_to_sql(r.nhs_number),
-                seq,
-                &version,
-                &r.id.as_str(),
-                &r.custodian.as_str(),
-                &r.type_key,
-                &r.master_identifier,
-                &r.security_labels,
-                &r.last_updated,
-                &text,
-                frame,
-                &CURRENT_ID,
-            ])
-            .await?;
+        let columns = Columns::of(&records[*index], *seq, frame)?;
+        writer.as_mut().write(&columns.params()).await?;
     }
     writer.finish().await?;
     Ok(())

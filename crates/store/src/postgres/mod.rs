@@ -240,11 +240,12 @@ impl PostgresStore {
 
     /// Runs `op`, keeping `audit` in the audit outbox in its transaction.
     async fn write_keeping(&self, op: WriteOp, audit: Option<&[u8]>) -> Result<(), StoreError> {
+        let frame = op.frame(&self.codec)?;
         let deadline = self.start();
         let mut conn = deadline.connection(&self.pool).await?;
         let mut attempt = 1;
         loop {
-            let outcome = deadline.run(op.apply(&mut conn, audit, &self.codec)).await;
+            let outcome = deadline.run(op.apply(&mut conn, audit, &frame)).await;
             match session::retry_or_settle(conn, outcome, attempt) {
                 session::Next::Done(result) => return result,
                 session::Next::Retry(again) => {

@@ -41,33 +41,38 @@ const RELEASE_MASTER: &str =
     "DELETE FROM master_identifiers WHERE custodian = $1 AND master_identifier = $2";
 
 impl WriteOp {
-    /// Runs the write in its own transaction, with `audit` kept in the audit
-    /// outbox when given, and commits it. On an error the transaction is
-    /// dropped, which rolls it back. A written pointer's JSON is compressed
-    /// before the transaction starts, so no lock waits on it.
-    pub(super) async fn apply(
-        &self,
-        conn: &mut Object,
-        audit: Option<&[u8]>,
-        codec: &JsonCodec,
-    ) -> Result<(), OpError> {
-        let frame = match self {
+    /// The written pointer's JSON compressed (empty for a write that stores
+    /// no pointer): made once, before a connection is taken, so no lock or
+    /// retry waits on it.
+    pub(super) fn frame(&self, codec: &JsonCodec) -> Result<Vec<u8>, StoreError> {
+        match self {
             WriteOp::Pointer(
                 PointerWrite::Create { record, .. } | PointerWrite::Update { record, .. },
             ) => codec
                 .compress(&record.json)
-                .map_err(|e| StoreError::Internal(e.to_string()))?,
-            _ => Vec::new(),
-        };
+                .map_err(|e| StoreError::Internal(e.to_string())),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Runs the write in its own transaction, with `audit` kept in the audit
+    /// outbox when given, and commits it; `frame` is [`WriteOp::frame`]. On
+    /// an error the transaction is dropped, which rolls it back.
+    pub(super) async fn apply(
+        &self,
+        conn: &mut Object,
+        audit: Option<&[u8]>,
+        frame: &[u8],
+    ) -> Result<(), OpError> {
         let tx = conn.transaction().await?;
         match self {
             WriteOp::Pointer(PointerWrite::Create { record, supersedes }) => {
-                create(&tx, record, &frame, supersedes, audit).await?;
+                create(&tx, record, frame, supersedes, audit).await?;
             }
             WriteOp::Pointer(PointerWrite::Update {
                 record,
                 expected_version,
-            }) => update(&tx, record, &frame, *expected_version, audit).await?,
+            }) => update(&tx, record, frame, *expected_version, audit).await?,
             WriteOp::Pointer(PointerWrite::Delete {
                 id,
                 expected_version,

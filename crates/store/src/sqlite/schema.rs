@@ -178,13 +178,8 @@ pub(super) fn load_dictionaries(conn: &Connection, codec: &JsonCodec) -> Result<
         .map_err(sqlite_error)?;
     for row in rows {
         let (id, dictionary) = row.map_err(sqlite_error)?;
-        if id == CURRENT_ID && dictionary != CURRENT {
-            return Err(StoreError::Internal(format!(
-                "{FILE}: stored JSON dictionary {id} differs from this build's"
-            )));
-        }
         codec
-            .learn(id, &dictionary)
+            .learn_stored(id, &dictionary)
             .map_err(|e| StoreError::Internal(format!("{FILE}: {e}")))?;
     }
     Ok(())
@@ -200,5 +195,5 @@ pub(super) fn load_dictionary(
         .prepare_cached("SELECT dictionary FROM json_dictionaries WHERE id = ?1")?
         .query_row([id], |row| row.get(0))
         .optional()?;
-    Ok(stored.is_some_and(|d| codec.learn(id, &d).is_ok()))
+    Ok(stored.is_some_and(|d| codec.learn_stored(id, &d).is_ok()))
 }
